@@ -1,0 +1,118 @@
+//! The router: one file per resource, assembled here together with the OpenAPI document so
+//! that the two cannot drift apart.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use reelq_shared::metrics;
+
+use crate::state::AppState;
+
+pub mod health;
+pub mod jobs;
+pub mod videos;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "reelq", description = "Analyse short videos: upload, submit jobs, read results.", license(name = "Apache-2.0")),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "videos", description = "Uploads"),
+        (name = "jobs", description = "Analysis jobs"),
+        (name = "health", description = "Operations"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("rq_<prefix>_<secret>").build()),
+        );
+    }
+}
+
+/// The API's routes and its OpenAPI document, from the same handler list.
+pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(videos::upload))
+        .routes(routes!(jobs::submit))
+        .layer(DefaultBodyLimit::disable());
+    let rest = OpenApiRouter::new()
+        .routes(routes!(videos::get_video))
+        .routes(routes!(videos::presign))
+        .routes(routes!(videos::complete))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics_text));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(rest).split_for_parts()
+}
+
+/// The full application router with middleware.
+pub fn router(state: AppState) -> Router {
+    let (api, mut doc) = api_router();
+    doc.paths.paths.insert(
+        "/openapi.json".to_owned(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .tag("health")
+                .summary(Some("This OpenAPI document"))
+                .response("200", utoipa::openapi::ResponseBuilder::new().description("OpenAPI 3.1 document")),
+        ),
+    );
+    let doc_json = std::sync::Arc::new(doc.to_json().unwrap_or_default());
+    let timeout = Duration::from_secs(state.settings.api.request_timeout_secs);
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let body = doc_json.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], (*body).clone()) }
+        }),
+    )
+    .fallback(|| async { crate::error::ApiError::NotFound("route") })
+    .layer(middleware::from_fn_with_state(timeout, track))
+    .with_state(state)
+}
+
+/// Records metrics per matched route and applies the request deadline (uploads excepted: they
+/// are bounded by their size limit, and a slow client on a large file is legitimate).
+async fn track(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let is_upload = method == "POST" && (route == "/v1/videos" || route == "/v1/jobs");
+    let started = Instant::now();
+    let span = tracing::info_span!("http", method = %method, route = %route);
+    let resp = {
+        use tracing::Instrument as _;
+        let fut = next.run(req).instrument(span);
+        if is_upload {
+            fut.await
+        } else {
+            match tokio::time::timeout(timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => crate::error::ApiError::Unavailable("request deadline exceeded".into()).into_response(),
+            }
+        }
+    };
+    let m = metrics::get();
+    m.http_requests.with_label_values(&[route.as_str(), method.as_str(), resp.status().as_str()]).inc();
+    m.http_seconds.with_label_values(&[route.as_str(), method.as_str()]).observe(started.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,440 @@
+//! `/v1/jobs`: submit (JSON or multipart with the file), read, list and cancel.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use reelq_shared::db::jobs::{self, CancelOutcome, Cursor, JobView, NewJob};
+use reelq_shared::db::{self, outbox, results, videos, webhooks};
+use reelq_shared::domain::{Analysis, JobMessage, JobStatus, Priority};
+use reelq_shared::{metrics, telemetry, webhook};
+
+use crate::error::{ApiError, Problem};
+use crate::ingest;
+use crate::routes::videos::{content_length, content_type, is_multipart};
+use crate::state::{AppState, AuthTenant};
+
+/// Header making submissions safe to retry.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// A job request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// A stored video of this tenant (from `POST /v1/videos`). Omitted in multipart requests,
+    /// where the file comes with the request.
+    pub video_id: Option<Uuid>,
+    /// Analyses to run; duplicates are ignored.
+    pub analyses: Vec<Analysis>,
+    /// Dispatch lane; `interactive` by default.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Called with the job when it ends, signed with HMAC-SHA256.
+    pub callback_url: Option<String>,
+    /// Analysis options (for example `noop_ms` for the diagnostic `noop` analysis).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Multipart form of a job submission: the file plus the job's options.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobForm {
+    /// The video file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Comma-separated analyses (or repeat the field).
+    analyses: String,
+    /// `interactive` or `batch`.
+    priority: Option<String>,
+    /// Callback URL.
+    callback_url: Option<String>,
+    /// JSON object of analysis options.
+    options: Option<String>,
+}
+
+/// Submit a job.
+///
+/// JSON with a `video_id`, or `multipart/form-data` with the `file` and the job fields in one
+/// call. With an `Idempotency-Key` header, repeating the same request returns the same job;
+/// the same key with a different request is refused with 409.
+#[utoipa::path(
+    post, path = "/v1/jobs", tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the submission safe to retry")),
+    request_body(content((JobRequest = "application/json"), (JobForm = "multipart/form-data"))),
+    responses(
+        (status = 202, description = "Accepted; `Location` names the job", body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The video does not exist for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key reused with a different request", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn submit(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, req: Request) -> Result<Response, ApiError> {
+    let idem = idempotency_key(req.headers())?;
+    let ct = content_type(&req);
+    let (request, video_id, request_hash, uploaded) = if is_multipart(ct.as_deref()) {
+        let len = content_length(&req);
+        let mut form = Multipart::from_request(req, &state).await.map_err(|e| ApiError::invalid("invalid_multipart", e.body_text()))?;
+        let mut fields = FormFields::default();
+        let mut video = None;
+        while let Some(field) = form.next_field().await.map_err(|e| ApiError::invalid("invalid_multipart", e.body_text()))? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name == "file" {
+                if video.is_some() {
+                    return Err(ApiError::invalid("invalid_multipart", "only one `file` field is allowed"));
+                }
+                let field_ct = field.content_type().map(str::to_owned);
+                video = Some(ingest::store_video(&state, tenant.id, field_ct.as_deref(), len, field).await?);
+            } else {
+                let text = field.text().await.map_err(|e| ApiError::invalid("invalid_multipart", e.body_text()))?;
+                fields.set(&name, text)?;
+            }
+        }
+        let video = video.ok_or_else(|| ApiError::invalid("missing_file", "the multipart body has no `file` field"))?;
+        let request = fields.into_request()?;
+        let hash = request_hash(&request, video.sha256.as_deref());
+        (request, video.id, hash, Some(video))
+    } else {
+        let Json(request) = Json::<JobRequest>::from_request(req, &state).await.map_err(|e| match e {
+            axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => {
+                ApiError::UnsupportedMediaType("send application/json, or multipart/form-data with the file".into())
+            }
+            other => ApiError::invalid("invalid_json", other.body_text()),
+        })?;
+        let video_id = request.video_id.ok_or_else(|| ApiError::invalid("missing_video_id", "video_id is required"))?;
+        let hash = request_hash(&request, None);
+        (request, video_id, hash, None)
+    };
+
+    let outcome = create_job(&state, tenant.id, video_id, request, idem, request_hash).await;
+    // A multipart replay or refusal must not leave a second copy of the file behind.
+    let replay = matches!(outcome, Ok((_, false)));
+    if let Some(v) = uploaded.filter(|_| outcome.is_err() || replay) {
+        if let Err(e) = state.store.delete(&v.object_key).await {
+            tracing::warn!(error = %e, "could not remove the upload of a refused submission");
+        }
+        let _ = videos::delete(&state.pool, tenant.id, v.id).await;
+    }
+    let (view, created) = outcome?;
+    let mut resp = (StatusCode::ACCEPTED, Json(&view)).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/jobs/{}", view.id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    if !created {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(IDEMPOTENCY_HEADER) else { return Ok(None) };
+    let key = v.to_str().map_err(|_| ApiError::invalid("invalid_idempotency_key", "Idempotency-Key must be visible ASCII"))?.trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::invalid("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Hash of what a request asks for, to tell an idempotent replay from a conflicting reuse.
+fn request_hash(req: &JobRequest, file_sha256: Option<&str>) -> String {
+    let analyses: BTreeSet<&str> = req.analyses.iter().map(|a| a.as_str()).collect();
+    let canonical = serde_json::json!({
+        "video": file_sha256.map(str::to_owned).or_else(|| req.video_id.map(|v| v.to_string())),
+        "analyses": analyses,
+        "priority": req.priority.as_str(),
+        "callback_url": req.callback_url,
+        "options": req.options,
+    });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+#[derive(Default)]
+struct FormFields {
+    analyses: Vec<String>,
+    priority: Option<String>,
+    callback_url: Option<String>,
+    options: Option<String>,
+}
+
+impl FormFields {
+    fn set(&mut self, name: &str, value: String) -> Result<(), ApiError> {
+        match name {
+            "analyses" => self.analyses.extend(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())),
+            "priority" => self.priority = Some(value),
+            "callback_url" => self.callback_url = Some(value),
+            "options" => self.options = Some(value),
+            other => return Err(ApiError::invalid("unknown_field", format!("unknown form field `{other}`"))),
+        }
+        Ok(())
+    }
+
+    fn into_request(self) -> Result<JobRequest, ApiError> {
+        let analyses = self
+            .analyses
+            .iter()
+            .map(|a| Analysis::parse(a).ok_or_else(|| ApiError::invalid("unknown_analysis", format!("unknown analysis `{a}`"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let priority = match self.priority.as_deref() {
+            None | Some("") => Priority::default(),
+            Some(p) => Priority::parse(p).ok_or_else(|| ApiError::invalid("invalid_priority", "priority must be interactive or batch"))?,
+        };
+        let options = match self.options.as_deref() {
+            None | Some("") => serde_json::Map::new(),
+            Some(o) => serde_json::from_str(o).map_err(|e| ApiError::invalid("invalid_options", format!("options must be a JSON object: {e}")))?,
+        };
+        Ok(JobRequest { video_id: None, analyses, priority, callback_url: self.callback_url.filter(|u| !u.is_empty()), options })
+    }
+}
+
+/// Validates and records a job with its outbox message in one transaction. Returns the job and
+/// whether it was created (false: an idempotent replay).
+async fn create_job(
+    state: &AppState,
+    tenant_id: Uuid,
+    video_id: Uuid,
+    request: JobRequest,
+    idem: Option<String>,
+    request_hash: String,
+) -> Result<(JobView, bool), ApiError> {
+    if let Some(key) = &idem {
+        if let Some(existing) = jobs::by_idempotency_key(&state.pool, tenant_id, key).await? {
+            return replay(state, existing, &request_hash).await;
+        }
+    }
+    let analyses: BTreeSet<Analysis> = request.analyses.iter().copied().collect();
+    if analyses.is_empty() {
+        return Err(ApiError::invalid("no_analyses", "ask for at least one analysis"));
+    }
+    if !state.settings.api.allow_diagnostics {
+        if let Some(a) = analyses.iter().find(|a| a.is_diagnostic()) {
+            return Err(ApiError::invalid("analysis_not_allowed", format!("the diagnostic analysis `{}` is disabled here", a.as_str())));
+        }
+    }
+    if let Some(ms) = request.options.get("noop_ms") {
+        if !ms.as_u64().is_some_and(|n| n <= 600_000) {
+            return Err(ApiError::invalid("invalid_options", "noop_ms must be a whole number of milliseconds up to 600000"));
+        }
+    }
+    let video = videos::get(&state.pool, tenant_id, video_id).await?.ok_or(ApiError::NotFound("video"))?;
+    if video.status != "stored" {
+        return Err(ApiError::invalid("video_not_ready", "the video's upload has not been completed"));
+    }
+    if let Some(url) = &request.callback_url {
+        webhook::check_callback_url(url, state.settings.webhooks.allow_private)
+            .await
+            .map_err(|e| ApiError::invalid("invalid_callback_url", e.to_string()))?;
+    }
+
+    let trace = telemetry::current_context();
+    let job = NewJob {
+        id: Uuid::now_v7(),
+        tenant_id,
+        video_id: Some(video.id),
+        analyses: analyses.iter().map(|a| a.as_str().to_owned()).collect(),
+        options: serde_json::Value::Object(request.options.clone()),
+        priority: request.priority.as_str().to_owned(),
+        max_attempts: state.settings.api.max_attempts,
+        callback_url: request.callback_url.clone(),
+        idempotency_key: idem.clone(),
+        request_hash: Some(request_hash.clone()),
+        trace_context: serde_json::to_value(&trace).unwrap_or_default(),
+    };
+    let message = serde_json::to_value(JobMessage { job_id: job.id, tenant_id }).unwrap_or_default();
+    let headers = serde_json::to_value(&trace).unwrap_or_default();
+
+    let mut tx = db::timed("jobs.submit.begin", state.pool.begin()).await?;
+    let inserted = match jobs::insert(&mut tx, &job).await {
+        Ok(r) => r,
+        Err(e) if e.is_unique_violation() && idem.is_some() => {
+            // Lost a race with a concurrent request carrying the same key.
+            drop(tx);
+            let key = idem.as_deref().unwrap_or_default();
+            let existing = jobs::by_idempotency_key(&state.pool, tenant_id, key).await?.ok_or(ApiError::Internal("idempotent job vanished".into()))?;
+            return replay(state, existing, &request_hash).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    outbox::insert(&mut tx, request.priority.as_str(), &message, &headers).await?;
+    db::timed("jobs.submit.commit", tx.commit()).await?;
+
+    metrics::get().jobs_submitted.with_label_values(&[request.priority.as_str()]).inc();
+    tracing::info!(job_id = %inserted.id, video_id = %video.id, priority = request.priority.as_str(), "job submitted");
+    Ok((JobView::new(inserted, Vec::new()), true))
+}
+
+async fn replay(state: &AppState, existing: jobs::JobRecord, request_hash: &str) -> Result<(JobView, bool), ApiError> {
+    if existing.request_hash.as_deref() != Some(request_hash) {
+        return Err(ApiError::Conflict {
+            code: "idempotency_key_reused",
+            detail: "this Idempotency-Key was used with a different request".into(),
+        });
+    }
+    let results = results::for_job(&state.pool, existing.id).await?;
+    Ok((JobView::new(existing, results), false))
+}
+
+/// A job, with its results once it has succeeded.
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 404, description = "No such job for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_job(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<JobView>, ApiError> {
+    let job = jobs::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("job"))?;
+    let results = if job.status() == JobStatus::Succeeded { results::for_job(&state.pool, id).await? } else { Vec::new() };
+    Ok(Json(JobView::new(job, results)))
+}
+
+/// Listing filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Page size (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(c: Cursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), c.id))
+}
+
+fn decode_cursor(s: &str) -> Option<Cursor> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
+    let (at, id) = raw.split_once('|')?;
+    Some(Cursor { created_at: chrono::DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&chrono::Utc), id: id.parse().ok()? })
+}
+
+/// The tenant's jobs, newest first, with cursor pagination.
+#[utoipa::path(
+    get, path = "/v1/jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, body = JobPage),
+        (status = 422, description = "Bad cursor, status or limit", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_jobs(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<JobPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=state.settings.api.max_page_size).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {}", state.settings.api.max_page_size)));
+    }
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::invalid("invalid_cursor", "cursor is not one this API issued"))?),
+    };
+    let mut rows = jobs::list(&state.pool, tenant.id, q.status, cursor, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more { rows.last().map(|j| encode_cursor(Cursor { created_at: j.created_at, id: j.id })) } else { None };
+    Ok(Json(JobPage { jobs: rows.into_iter().map(|j| JobView::new(j, Vec::new())).collect(), next_cursor }))
+}
+
+/// Cancel a queued or running job.
+///
+/// A queued job never starts; a running one stops within seconds (at its worker's next
+/// heartbeat) and writes nothing more.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled", body = JobView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has already ended", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<JobView>, ApiError> {
+    let mut tx = db::timed("jobs.cancel.begin", state.pool.begin()).await?;
+    let outcome = jobs::cancel(&mut tx, tenant.id, id).await?;
+    let job = match outcome {
+        CancelOutcome::NotFound => return Err(ApiError::NotFound("job")),
+        CancelOutcome::AlreadyFinished(j) => {
+            return Err(ApiError::Conflict { code: "job_finished", detail: format!("the job has already ended ({})", j.status) });
+        }
+        CancelOutcome::Cancelled(j) => j,
+    };
+    if let Some(url) = &job.callback_url {
+        webhooks::schedule(&mut tx, job.id, url, "job.cancelled").await?;
+    }
+    db::timed("jobs.cancel.commit", tx.commit()).await?;
+    metrics::get().jobs_finished.with_label_values(&["cancelled", ""]).inc();
+    tracing::info!(job_id = %id, "job cancelled");
+    Ok(Json(JobView::new(job, Vec::new())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(analyses: Vec<Analysis>) -> JobRequest {
+        JobRequest { video_id: Some(Uuid::nil()), analyses, priority: Priority::Interactive, callback_url: None, options: Default::default() }
+    }
+
+    #[test]
+    fn request_hash_ignores_analysis_order_but_not_content() {
+        let a = request_hash(&req(vec![Analysis::Probe, Analysis::Noop]), None);
+        let b = request_hash(&req(vec![Analysis::Noop, Analysis::Probe, Analysis::Probe]), None);
+        let c = request_hash(&req(vec![Analysis::Probe]), None);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mut batch = req(vec![Analysis::Probe]);
+        batch.priority = Priority::Batch;
+        assert_ne!(request_hash(&batch, None), c);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor { created_at: chrono::Utc::now(), id: Uuid::now_v7() };
+        let back = decode_cursor(&encode_cursor(c)).expect("decodes");
+        assert_eq!(back.id, c.id);
+        assert_eq!(back.created_at.timestamp_micros(), c.created_at.timestamp_micros());
+        assert!(decode_cursor("not-a-cursor").is_none());
+    }
+
+    #[test]
+    fn form_fields_become_a_request() {
+        let mut f = FormFields::default();
+        f.set("analyses", "probe, noop".into()).expect("known");
+        f.set("priority", "batch".into()).expect("known");
+        f.set("options", "{\"noop_ms\": 5}".into()).expect("known");
+        let r = f.into_request().expect("valid");
+        assert_eq!(r.analyses, vec![Analysis::Probe, Analysis::Noop]);
+        assert_eq!(r.priority, Priority::Batch);
+        assert!(FormFields::default().set("bogus", String::new()).is_err());
+        let mut bad = FormFields::default();
+        bad.set("analyses", "telepathy".into()).expect("stored");
+        assert!(bad.into_request().is_err());
+    }
+}

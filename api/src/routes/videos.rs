@@ -1,0 +1,222 @@
+//! `/v1/videos` and `/v1/uploads`: streamed uploads, presigned uploads and their completion.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use reelq_shared::db::videos::{self, Video};
+use reelq_shared::domain::video_object_key;
+
+use crate::error::{ApiError, Problem};
+use crate::ingest::{self, acceptable_raw_content_type};
+use crate::state::{AppState, AuthTenant};
+
+pub(crate) fn content_type(req: &Request) -> Option<String> {
+    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+pub(crate) fn content_length(req: &Request) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
+pub(crate) fn is_multipart(ct: Option<&str>) -> bool {
+    ct.is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+/// Upload a video.
+///
+/// Send the file as the raw body (`Content-Type: video/mp4`, `video/quicktime`, `video/webm`,
+/// `video/x-matroska` or `application/octet-stream`) or as the `file` field of a
+/// `multipart/form-data` body. The container is recognised from the bytes; anything but
+/// MP4/MOV/WebM/Matroska is refused before it is stored.
+#[utoipa::path(
+    post, path = "/v1/videos", tag = "videos",
+    request_body(content(
+        (Vec<u8> = "video/mp4"), (Vec<u8> = "video/quicktime"), (Vec<u8> = "video/webm"),
+        (Vec<u8> = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
+    responses(
+        (status = 201, description = "Stored", body = Video),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than the configured limit; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not a supported video container; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Empty or interrupted upload", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn upload(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, req: Request) -> Result<(StatusCode, Json<Video>), ApiError> {
+    let ct = content_type(&req);
+    let len = content_length(&req);
+    let video = if is_multipart(ct.as_deref()) {
+        let mut form = Multipart::from_request(req, &state).await.map_err(|e| ApiError::invalid("invalid_multipart", e.body_text()))?;
+        let mut stored = None;
+        while let Some(field) = form.next_field().await.map_err(|e| ApiError::invalid("invalid_multipart", e.body_text()))? {
+            if field.name() == Some("file") {
+                let field_ct = field.content_type().map(str::to_owned);
+                stored = Some(ingest::store_video(&state, tenant.id, field_ct.as_deref(), len, field).await?);
+                break;
+            }
+        }
+        stored.ok_or_else(|| ApiError::invalid("missing_file", "the multipart body has no `file` field"))?
+    } else {
+        match ct.as_deref() {
+            Some(c) if acceptable_raw_content_type(c) => {}
+            _ => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "send the video as the raw body with a video/* content type, or as the `file` field of multipart/form-data".into(),
+                ));
+            }
+        }
+        let body: Body = req.into_body();
+        ingest::store_video(&state, tenant.id, ct.as_deref(), len, body.into_data_stream()).await?
+    };
+    tracing::info!(video_id = %video.id, size = video.size_bytes, tenant = %tenant.name, "video stored");
+    Ok((StatusCode::CREATED, Json(video)))
+}
+
+/// Multipart form of an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The video file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// A video's metadata.
+#[utoipa::path(
+    get, path = "/v1/videos/{id}", tag = "videos",
+    params(("id" = Uuid, Path, description = "Video id")),
+    responses(
+        (status = 200, body = Video),
+        (status = 404, description = "No such video for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_video(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<Video>, ApiError> {
+    let video = videos::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("video"))?;
+    Ok(Json(video))
+}
+
+/// Request for a presigned upload.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresignRequest {
+    /// Content type the client will send with the PUT.
+    pub content_type: Option<String>,
+    /// Size the client will upload, checked against the limit up front.
+    pub size_bytes: Option<u64>,
+}
+
+/// A presigned upload slot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PresignedUpload {
+    /// The video this upload will become.
+    pub video_id: Uuid,
+    /// PUT the bytes here.
+    pub upload_url: String,
+    /// Always `PUT`.
+    pub method: String,
+    /// Headers to send with the PUT.
+    #[schema(value_type = Object)]
+    pub headers: serde_json::Value,
+    /// When the URL stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Call this once the PUT succeeded.
+    pub complete_url: String,
+}
+
+/// Get a presigned URL for a large upload.
+///
+/// PUT the file to `upload_url`, then call `POST /v1/videos/{id}/complete`, which checks the
+/// size and container before the video can be used.
+#[utoipa::path(
+    post, path = "/v1/uploads", tag = "videos",
+    request_body = PresignRequest,
+    responses(
+        (status = 201, body = PresignedUpload),
+        (status = 413, description = "Declared size over the limit", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn presign(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    body: Option<Json<PresignRequest>>,
+) -> Result<(StatusCode, Json<PresignedUpload>), ApiError> {
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let limit = state.settings.api.max_upload_bytes;
+    if req.size_bytes.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    if let Some(ct) = &req.content_type {
+        if !acceptable_raw_content_type(ct) {
+            return Err(ApiError::UnsupportedMediaType(format!("content type `{ct}` is not a video type")));
+        }
+    }
+    let id = Uuid::now_v7();
+    let key = video_object_key(tenant.id, id);
+    let url = state.store.presign_put(&key, req.content_type.as_deref()).await?;
+    videos::insert_pending(&state.pool, id, tenant.id, &key, req.content_type.as_deref()).await?;
+    let headers = match &req.content_type {
+        Some(ct) => serde_json::json!({ "content-type": ct }),
+        None => serde_json::json!({}),
+    };
+    let ttl = chrono::Duration::from_std(state.store.presign_ttl()).unwrap_or_else(|_| chrono::Duration::hours(1));
+    Ok((
+        StatusCode::CREATED,
+        Json(PresignedUpload {
+            video_id: id,
+            upload_url: url,
+            method: "PUT".into(),
+            headers,
+            expires_at: Utc::now() + ttl,
+            complete_url: format!("/v1/videos/{id}/complete"),
+        }),
+    ))
+}
+
+/// Finish a presigned upload.
+///
+/// Reads the object once to check its size, container and SHA-256. A file over the limit or
+/// not a video is deleted and refused.
+#[utoipa::path(
+    post, path = "/v1/videos/{id}/complete", tag = "videos",
+    params(("id" = Uuid, Path, description = "Video id from POST /v1/uploads")),
+    responses(
+        (status = 200, body = Video),
+        (status = 404, description = "No such pending video", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing was uploaded", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn complete(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<Video>, ApiError> {
+    let video = videos::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("video"))?;
+    if video.status == "stored" {
+        return Ok(Json(video));
+    }
+    let limit = state.settings.api.max_upload_bytes;
+    match state.store.size(&video.object_key).await? {
+        None => return Err(ApiError::invalid("upload_missing", "no bytes were uploaded for this video")),
+        Some(n) if n > limit => {
+            return Err(ingest::reject_object(&state, &video.object_key, reelq_shared::storage::StorageError::TooLarge { limit }).await);
+        }
+        Some(_) => {}
+    }
+    let stored = match state.store.inspect(&video.object_key).await {
+        Ok(s) => s,
+        Err(e) => return Err(ingest::reject_object(&state, &video.object_key, e).await),
+    };
+    let video = videos::mark_stored(&state.pool, tenant.id, id, &stored).await?;
+    match video {
+        Some(v) => Ok(Json(v)),
+        // Completed concurrently by another request: return what is stored.
+        None => Ok(Json(videos::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("video"))?)),
+    }
+}

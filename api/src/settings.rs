@@ -1,0 +1,111 @@
+//! The api's settings: the shared sections plus `[api]`.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use reelq_shared::config::{
+    AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, StorageSettings, TelemetrySettings, Validate,
+    WebhookSettings,
+};
+
+/// Everything the api reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub storage: StorageSettings,
+    pub telemetry: TelemetrySettings,
+    pub webhooks: WebhookSettings,
+    pub api: ApiSettings,
+}
+
+/// The `[api]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Address to listen on; port 0 picks a free one.
+    pub bind: String,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Accept diagnostic analyses (`noop`). Off in production.
+    pub allow_diagnostics: bool,
+    /// A key seeded at start for the `dev` tenant, so a local stack works at once. Leave unset
+    /// in production (`REELQ__API__DEV_API_KEY`).
+    pub dev_api_key: Option<SecretString>,
+    /// Attempts a job gets for transient faults.
+    pub max_attempts: i32,
+    /// Outbox rows published per relay pass.
+    pub outbox_batch: i64,
+    /// Relay poll interval when no notification arrives.
+    pub outbox_poll_ms: u64,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<SecretString>,
+    /// How long an authenticated key is remembered. A revoked key keeps working this long.
+    pub auth_cache_ttl_secs: u64,
+    /// Deadline of every request except uploads.
+    pub request_timeout_secs: u64,
+    /// Largest page of `GET /v1/jobs`.
+    pub max_page_size: i64,
+    /// Run the outbox relay in this process.
+    pub run_relay: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            max_upload_bytes: 1024 * 1024 * 1024,
+            allow_diagnostics: true,
+            dev_api_key: None,
+            max_attempts: 5,
+            outbox_batch: 500,
+            outbox_poll_ms: 1_000,
+            metrics_token: None,
+            auth_cache_ttl_secs: 30,
+            request_timeout_secs: 30,
+            max_page_size: 200,
+            run_relay: true,
+        }
+    }
+}
+
+impl Settings {
+    /// The shared sections, for code that wants them together.
+    pub fn common(&self) -> CommonSettings {
+        CommonSettings {
+            database: self.database.clone(),
+            amqp: self.amqp.clone(),
+            storage: self.storage.clone(),
+            telemetry: self.telemetry.clone(),
+            webhooks: self.webhooks.clone(),
+        }
+    }
+}
+
+impl Validate for Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.common().validate()?;
+        if self.api.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::invalid("api.bind", "must be an address such as 0.0.0.0:8080"));
+        }
+        if self.api.max_upload_bytes == 0 {
+            return Err(ConfigError::invalid("api.max_upload_bytes", "must be positive"));
+        }
+        if !(1..=100).contains(&self.api.max_attempts) {
+            return Err(ConfigError::invalid("api.max_attempts", "must be between 1 and 100"));
+        }
+        if self.api.outbox_batch < 1 {
+            return Err(ConfigError::invalid("api.outbox_batch", "must be at least 1"));
+        }
+        if self.api.max_page_size < 1 {
+            return Err(ConfigError::invalid("api.max_page_size", "must be at least 1"));
+        }
+        if let Some(key) = &self.api.dev_api_key {
+            if reelq_shared::auth::key_prefix(key).is_none() {
+                return Err(ConfigError::invalid("api.dev_api_key", "must look like rq_<prefix>_<secret>"));
+            }
+        }
+        Ok(())
+    }
+}

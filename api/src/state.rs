@@ -1,0 +1,79 @@
+//! State shared by every handler, and the authenticated-tenant extractor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use sqlx::PgPool;
+
+use reelq_shared::db::tenants::{self, Tenant};
+use reelq_shared::queue::Publisher;
+use reelq_shared::storage::Store;
+
+use crate::error::ApiError;
+use crate::settings::Settings;
+
+/// Cheap to clone: everything behind `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub store: Store,
+    pub publisher: Arc<Publisher>,
+    pub settings: Arc<Settings>,
+    pub auth_cache: Arc<AuthCache>,
+}
+
+/// Remembers recently authenticated keys (by hash) so that most requests skip a query.
+pub struct AuthCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<[u8; 32], (Tenant, Instant)>>,
+}
+
+impl AuthCache {
+    /// A cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, hash: &[u8; 32]) -> Option<Tenant> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(hash).filter(|(_, at)| at.elapsed() < self.ttl).map(|(t, _)| t.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], tenant: Tenant) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() > 10_000 {
+                entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+            }
+            entries.insert(hash, (tenant, Instant::now()));
+        }
+    }
+}
+
+/// The tenant behind the request's `Authorization: Bearer` key.
+#[derive(Debug, Clone)]
+pub struct AuthTenant(pub Tenant);
+
+impl FromRequestParts<AppState> for AuthTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
+        let key = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let hash = reelq_shared::auth::hash_key(key);
+        if let Some(t) = state.auth_cache.get(&hash) {
+            return Ok(Self(t));
+        }
+        let tenant = tenants::authenticate(&state.pool, &hash).await?.ok_or(ApiError::Unauthorized)?;
+        state.auth_cache.put(hash, tenant.clone());
+        Ok(Self(tenant))
+    }
+}

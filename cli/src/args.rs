@@ -1,0 +1,188 @@
+//! The command line of `reelq`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(name = "reelq", version, about = "Submit videos to reelq, wait for their analyses, inspect jobs")]
+pub struct Cli {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Base URL of the reelq API.
+    #[arg(long, env = "REELQ_API_URL", default_value = "http://127.0.0.1:8080", global = true, value_name = "URL")]
+    pub api_url: String,
+    /// API key, sent as a bearer token (required).
+    // Optional here only because clap cannot make a global option required; `commands::run`
+    // refuses to go on without it. `hide_env_values` keeps the key out of `--help`.
+    #[arg(long, env = "REELQ_API_KEY", hide_env_values = true, global = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload a video and submit a job for it; prints the job id.
+    Submit(SubmitArgs),
+    /// Show one job.
+    Status(JobArgs),
+    /// List jobs, newest first.
+    Jobs(JobsArgs),
+    /// Cancel a queued or running job.
+    Cancel(JobArgs),
+    /// Wait for a job to end and show its result.
+    Wait(WaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The video file to upload.
+    pub file: PathBuf,
+    /// Analyses to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "probe", value_name = "LIST")]
+    pub analyses: Vec<String>,
+    /// Dispatch lane.
+    #[arg(long, value_enum, default_value_t = Priority::Interactive)]
+    pub priority: Priority,
+    /// URL called with the job when it ends.
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// Makes the submission safe to repeat: the same key and request return the same job.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Wait for the job to end and show its result.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// Job id.
+    pub id: Uuid,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Job id.
+    pub id: Uuid,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs in this status.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusFilter>,
+    /// Jobs per page.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// Page cursor printed by a previous listing.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print the API's JSON on stdout instead of tables, with no progress display.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Priority {
+    /// Somebody is waiting for the result.
+    Interactive,
+    /// Bulk work that may wait.
+    Batch,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interactive => "interactive",
+            Self::Batch => "batch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl StatusFilter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn submit_defaults_and_global_options_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["reelq", "submit", "a.mp4", "--api-key", "k", "--api-url", "http://x:1"]).expect("parses");
+        assert_eq!(cli.api.api_key.as_deref(), Some("k"));
+        assert_eq!(cli.api.api_url, "http://x:1");
+        let Command::Submit(s) = cli.command else { panic!("not submit") };
+        assert_eq!(s.analyses, ["probe"]);
+        assert_eq!(s.priority, Priority::Interactive);
+        assert_eq!(s.timeout, 600);
+        assert!(!s.wait && !s.output.json);
+    }
+
+    #[test]
+    fn analyses_split_on_commas() {
+        let cli = Cli::try_parse_from(["reelq", "submit", "a.mp4", "--analyses", "probe,noop", "--priority", "batch"]).expect("parses");
+        let Command::Submit(s) = cli.command else { panic!("not submit") };
+        assert_eq!(s.analyses, ["probe", "noop"]);
+        assert_eq!(s.priority.as_str(), "batch");
+    }
+
+    #[test]
+    fn job_ids_must_be_uuids_and_limit_positive() {
+        assert!(Cli::try_parse_from(["reelq", "status", "not-a-uuid"]).is_err());
+        assert!(Cli::try_parse_from(["reelq", "jobs", "--limit", "0"]).is_err());
+        let cli = Cli::try_parse_from(["reelq", "jobs", "--status", "failed"]).expect("parses");
+        let Command::Jobs(j) = cli.command else { panic!("not jobs") };
+        assert_eq!(j.limit, 20);
+        assert_eq!(j.status.map(StatusFilter::as_str), Some("failed"));
+    }
+}

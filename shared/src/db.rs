@@ -1,0 +1,114 @@
+//! PostgreSQL: the pool, the embedded migrations, and one module per aggregate. Every query
+//! function takes `impl PgExecutor` (or a transaction) so that callers compose transactions.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::config::DatabaseSettings;
+use crate::metrics;
+
+pub mod jobs;
+pub mod outbox;
+pub mod results;
+pub mod tenants;
+pub mod videos;
+pub mod webhooks;
+
+/// The embedded migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A database failure. All of them are transient from a worker's point of view: the database
+/// being down or slow is not the user's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A query failed.
+    #[error("database query `{query}` failed: {source}")]
+    Query {
+        /// Name of the query, for logs and metrics.
+        query: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A query did not answer within its deadline.
+    #[error("database query `{query}` timed out after {after:?}")]
+    Timeout {
+        /// Name of the query.
+        query: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl DbError {
+    /// Whether the failure is a unique-constraint violation (a lost insert race).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Query { source: sqlx::Error::Database(e), .. } => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// Client-side deadline on every query, on top of the server's `statement_timeout`, so that a
+/// hung connection cannot hang a caller.
+pub const QUERY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs one named database call with a deadline and records its latency and outcome.
+pub async fn timed<T>(
+    query: &'static str,
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, DbError> {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(QUERY_DEADLINE, fut).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let m = metrics::get();
+    match outcome {
+        Ok(Ok(v)) => {
+            m.db_query_seconds.with_label_values(&[query, "ok"]).observe(elapsed);
+            Ok(v)
+        }
+        Ok(Err(source)) => {
+            m.db_query_seconds.with_label_values(&[query, "error"]).observe(elapsed);
+            Err(DbError::Query { query, source })
+        }
+        Err(_) => {
+            m.db_query_seconds.with_label_values(&[query, "timeout"]).observe(elapsed);
+            Err(DbError::Timeout { query, after: QUERY_DEADLINE })
+        }
+    }
+}
+
+/// Opens a lazily connecting pool: a process starts even while the database is down, and its
+/// readiness check says so.
+pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
+    let options: PgConnectOptions = settings
+        .url
+        .expose_secret()
+        .parse::<PgConnectOptions>()
+        .map_err(|source| DbError::Query { query: "connect", source })?
+        .options([("statement_timeout", settings.statement_timeout_ms.to_string())])
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .connect_lazy_with(options))
+}
+
+/// Applies the embedded migrations. Safe to race: sqlx takes an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// `SELECT 1`, for readiness checks.
+pub async fn ping(pool: &PgPool) -> Result<(), DbError> {
+    timed("ping", sqlx::query("SELECT 1").execute(pool)).await.map(|_| ())
+}

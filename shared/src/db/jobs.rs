@@ -1,0 +1,483 @@
+//! Jobs: submission, listing, cancellation, and the fenced lease protocol workers follow.
+//!
+//! Fencing: a claim increments `attempt` and sets a fresh `lease_token`. Every later write by
+//! that worker is conditional on `status = 'running' AND lease_token = $token`, so a worker whose
+//! lease expired and was taken over (or whose job was cancelled) can no longer change the job.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::results::ResultRecord;
+use super::{DbError, tenants, timed};
+use crate::domain::{JobErrorCode, JobStatus};
+
+/// A job row.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub video_id: Option<Uuid>,
+    pub status: String,
+    pub analyses: Vec<String>,
+    pub options: serde_json::Value,
+    pub priority: String,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub lease_token: Option<Uuid>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub progress: f32,
+    pub stage: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub callback_url: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub trace_context: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl JobRecord {
+    /// The parsed status. The database's CHECK constraint guarantees it parses.
+    pub fn status(&self) -> JobStatus {
+        self.status.parse().unwrap_or(JobStatus::Failed)
+    }
+}
+
+/// What a submission inserts.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub video_id: Option<Uuid>,
+    pub analyses: Vec<String>,
+    pub options: serde_json::Value,
+    pub priority: String,
+    pub max_attempts: i32,
+    pub callback_url: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub trace_context: serde_json::Value,
+}
+
+/// Inserts a job. Part of the submission transaction that also writes its outbox row.
+pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<JobRecord, DbError> {
+    timed(
+        "jobs.insert",
+        sqlx::query_as!(
+            JobRecord,
+            r#"INSERT INTO jobs (id, tenant_id, video_id, status, analyses, options, priority, max_attempts,
+                                 callback_url, idempotency_key, request_hash, trace_context)
+               VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11)
+               RETURNING *"#,
+            job.id,
+            job.tenant_id,
+            job.video_id,
+            &job.analyses,
+            job.options,
+            job.priority,
+            job.max_attempts,
+            job.callback_url,
+            job.idempotency_key,
+            job.request_hash,
+            job.trace_context
+        )
+        .fetch_one(conn),
+    )
+    .await
+}
+
+/// A tenant's job by idempotency key.
+pub async fn by_idempotency_key(db: impl PgExecutor<'_>, tenant_id: Uuid, key: &str) -> Result<Option<JobRecord>, DbError> {
+    timed(
+        "jobs.by_idempotency_key",
+        sqlx::query_as!(JobRecord, "SELECT * FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2", tenant_id, key)
+            .fetch_optional(db),
+    )
+    .await
+}
+
+/// A tenant's job. Another tenant's id is indistinguishable from a missing one.
+pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<JobRecord>, DbError> {
+    timed(
+        "jobs.get",
+        sqlx::query_as!(JobRecord, "SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2", tenant_id, id).fetch_optional(db),
+    )
+    .await
+}
+
+/// A job by id alone, for workers.
+pub async fn get_by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<JobRecord>, DbError> {
+    timed("jobs.get_by_id", sqlx::query_as!(JobRecord, "SELECT * FROM jobs WHERE id = $1", id).fetch_optional(db)).await
+}
+
+/// Position in a newest-first listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// Creation time of the last job seen.
+    pub created_at: DateTime<Utc>,
+    /// Its id, breaking ties.
+    pub id: Uuid,
+}
+
+/// A page of a tenant's jobs, newest first, strictly after `cursor`.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    status: Option<JobStatus>,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<JobRecord>, DbError> {
+    let (at, id) = cursor.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or((None, None));
+    timed(
+        "jobs.list",
+        sqlx::query_as!(
+            JobRecord,
+            r#"SELECT * FROM jobs
+               WHERE tenant_id = $1
+                 AND ($2::text IS NULL OR status = $2)
+                 AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+               ORDER BY created_at DESC, id DESC
+               LIMIT $5"#,
+            tenant_id,
+            status.map(JobStatus::as_str),
+            at,
+            id,
+            limit
+        )
+        .fetch_all(db),
+    )
+    .await
+}
+
+/// What a cancellation did.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    /// The job is now cancelled; a worker running it notices at its next heartbeat.
+    Cancelled(JobRecord),
+    /// It had already ended.
+    AlreadyFinished(JobRecord),
+    /// No such job for this tenant.
+    NotFound,
+}
+
+/// Cancels a queued or running job. Terminal jobs are left as they are.
+pub async fn cancel(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> Result<CancelOutcome, DbError> {
+    let updated = timed(
+        "jobs.cancel",
+        sqlx::query_as!(
+            JobRecord,
+            r#"UPDATE jobs SET status = 'cancelled', lease_token = NULL, lease_expires_at = NULL, stage = NULL,
+                              finished_at = now(), updated_at = now()
+               WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running')
+               RETURNING *"#,
+            tenant_id,
+            id
+        )
+        .fetch_optional(&mut *conn),
+    )
+    .await?;
+    if let Some(job) = updated {
+        return Ok(CancelOutcome::Cancelled(job));
+    }
+    Ok(match get(conn, tenant_id, id).await? {
+        Some(job) => CancelOutcome::AlreadyFinished(job),
+        None => CancelOutcome::NotFound,
+    })
+}
+
+/// A lease a worker holds on a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The job.
+    pub job_id: Uuid,
+    /// The fencing token.
+    pub token: Uuid,
+    /// The attempt number this lease belongs to.
+    pub attempt: i32,
+}
+
+/// Result of trying to take a job.
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// The caller now holds the job.
+    Claimed(JobRecord, Lease),
+    /// The job has ended; the message is a duplicate.
+    Finished(JobStatus),
+    /// Another worker holds a live lease; try again after it expires.
+    LeaseHeld,
+    /// The tenant already runs as many jobs as it may.
+    TenantAtCapacity,
+    /// No such job.
+    NotFound,
+}
+
+/// Takes a job for `lease_ttl`: a queued job, or a running one whose lease has lapsed (its
+/// worker died or is between retries). Claims of one tenant serialise on the tenant row, so
+/// the running-job cap holds exactly; batch jobs leave one of the tenant's slots to
+/// interactive ones.
+pub async fn claim(pool: &PgPool, job_id: Uuid, tenant_id: Uuid, lease_ttl: Duration) -> Result<ClaimOutcome, DbError> {
+    let mut tx = timed("jobs.claim.begin", pool.begin()).await?;
+    let Some(_cap) = tenants::lock_for_claim(&mut tx, tenant_id).await? else {
+        return Ok(ClaimOutcome::NotFound);
+    };
+    let token = Uuid::new_v4();
+    let ttl_ms = i64::try_from(lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    let claimed = timed(
+        "jobs.claim",
+        sqlx::query_as!(
+            JobRecord,
+            r#"UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_token = $3,
+                              lease_expires_at = now() + make_interval(secs => $4::float8 / 1000.0),
+                              heartbeat_at = now(), started_at = COALESCE(started_at, now()),
+                              stage = 'starting', updated_at = now()
+               WHERE id = $1 AND tenant_id = $2
+                 AND (status = 'queued' OR (status = 'running' AND (lease_token IS NULL OR lease_expires_at < now())))
+                 AND (SELECT count(*) FROM jobs r
+                      WHERE r.tenant_id = $2 AND r.status = 'running' AND r.lease_token IS NOT NULL
+                        AND r.lease_expires_at >= now() AND r.id <> $1)
+                     -- Batch work may use all but one of a tenant's slots, so the tenant's
+                     -- interactive jobs always find room.
+                     < (SELECT max_running_jobs - CASE WHEN jobs.priority = 'batch' AND max_running_jobs > 1 THEN 1 ELSE 0 END
+                        FROM tenants WHERE id = $2)
+               RETURNING *"#,
+            job_id,
+            tenant_id,
+            token,
+            ttl_ms as f64
+        )
+        .fetch_optional(&mut *tx),
+    )
+    .await?;
+    let outcome = match claimed {
+        Some(job) => {
+            let lease = Lease { job_id, token, attempt: job.attempt };
+            ClaimOutcome::Claimed(job, lease)
+        }
+        None => match get_by_id(&mut *tx, job_id).await? {
+            None => ClaimOutcome::NotFound,
+            Some(job) if job.tenant_id != tenant_id => ClaimOutcome::NotFound,
+            Some(job) if job.status().is_terminal() => ClaimOutcome::Finished(job.status()),
+            Some(job) if job.status == "running" && job.lease_token.is_some() && job.lease_expires_at >= Some(Utc::now()) => {
+                ClaimOutcome::LeaseHeld
+            }
+            Some(_) => ClaimOutcome::TenantAtCapacity,
+        },
+    };
+    timed("jobs.claim.commit", tx.commit()).await?;
+    Ok(outcome)
+}
+
+/// Extends a lease and records progress. Returns `false` when the lease is lost (the job was
+/// cancelled, or taken over after this worker stalled): the worker must stop.
+pub async fn heartbeat(
+    db: impl PgExecutor<'_>,
+    lease: &Lease,
+    lease_ttl: Duration,
+    progress: f32,
+    stage: &str,
+) -> Result<bool, DbError> {
+    let ttl_ms = i64::try_from(lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    let r = timed(
+        "jobs.heartbeat",
+        sqlx::query!(
+            r#"UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3::float8 / 1000.0),
+                              heartbeat_at = now(), progress = GREATEST(progress, $4), stage = $5, updated_at = now()
+               WHERE id = $1 AND lease_token = $2 AND status = 'running'"#,
+            lease.job_id,
+            lease.token,
+            ttl_ms as f64,
+            progress,
+            stage
+        )
+        .execute(db),
+    )
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Gives a lease back after a transient fault so that the retry can claim at once, keeping the
+/// job `running` (it is still being worked on) and recording the fault.
+pub async fn release_for_retry(db: impl PgExecutor<'_>, lease: &Lease, message: &str) -> Result<bool, DbError> {
+    let r = timed(
+        "jobs.release_for_retry",
+        sqlx::query!(
+            r#"UPDATE jobs SET lease_token = NULL, lease_expires_at = NULL, stage = 'waiting_to_retry',
+                              error_message = $3, updated_at = now()
+               WHERE id = $1 AND lease_token = $2 AND status = 'running'"#,
+            lease.job_id,
+            lease.token,
+            message
+        )
+        .execute(db),
+    )
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Marks a job succeeded, fenced by the lease. `None` means the lease was lost and nothing
+/// changed. Run it in the transaction that writes the last results.
+pub async fn complete(conn: &mut PgConnection, lease: &Lease) -> Result<Option<JobRecord>, DbError> {
+    timed(
+        "jobs.complete",
+        sqlx::query_as!(
+            JobRecord,
+            r#"UPDATE jobs SET status = 'succeeded', progress = 1, stage = NULL, error_code = NULL, error_message = NULL,
+                              lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+               WHERE id = $1 AND lease_token = $2 AND status = 'running'
+               RETURNING *"#,
+            lease.job_id,
+            lease.token
+        )
+        .fetch_optional(conn),
+    )
+    .await
+}
+
+/// Marks a job failed, fenced by the lease. `None` means the lease was lost.
+pub async fn fail(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    code: JobErrorCode,
+    message: &str,
+) -> Result<Option<JobRecord>, DbError> {
+    timed(
+        "jobs.fail",
+        sqlx::query_as!(
+            JobRecord,
+            r#"UPDATE jobs SET status = 'failed', stage = NULL, error_code = $3, error_message = $4,
+                              lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+               WHERE id = $1 AND lease_token = $2 AND status = 'running'
+               RETURNING *"#,
+            lease.job_id,
+            lease.token,
+            code.as_str(),
+            message
+        )
+        .fetch_optional(conn),
+    )
+    .await
+}
+
+/// Jobs whose worker stopped heartbeating more than `grace` ago, for the reaper to dispatch
+/// again. Returned rows are (id, tenant_id, priority).
+pub async fn stale_leases(db: impl PgExecutor<'_>, grace: Duration, limit: i64) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let rows = timed(
+        "jobs.stale_leases",
+        sqlx::query!(
+            r#"SELECT id, tenant_id, priority FROM jobs
+               WHERE status = 'running' AND lease_token IS NOT NULL
+                 AND lease_expires_at < now() - make_interval(secs => $1::float8 / 1000.0)
+               ORDER BY lease_expires_at LIMIT $2"#,
+            grace_ms as f64,
+            limit
+        )
+        .fetch_all(db),
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.tenant_id, r.priority)).collect())
+}
+
+/// The public representation of a job, in API responses and webhook bodies.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    /// Job id.
+    pub id: Uuid,
+    /// The video analysed.
+    pub video_id: Option<Uuid>,
+    /// Current status.
+    pub status: JobStatus,
+    /// Requested analyses.
+    pub analyses: Vec<String>,
+    /// Dispatch lane.
+    pub priority: String,
+    /// 0.0 to 1.0.
+    pub progress: f32,
+    /// What the worker is doing now.
+    pub stage: Option<String>,
+    /// Attempts started so far.
+    pub attempts: i32,
+    /// Attempts allowed for transient faults.
+    pub max_attempts: i32,
+    /// Why the job failed (or the last transient fault while it is retried).
+    pub error: Option<JobErrorView>,
+    /// Callback URL, if one was given.
+    pub callback_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Results by analysis, once the job succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub results: Option<BTreeMap<String, ResultView>>,
+}
+
+/// A job's error.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobErrorView {
+    /// Stable code (absent while a transient fault is being retried).
+    pub code: Option<String>,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// One analysis result.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResultView {
+    /// The analysis output.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Versions of the models that produced it.
+    #[schema(value_type = Object)]
+    pub model_versions: serde_json::Value,
+}
+
+impl JobView {
+    /// Builds the view; `results` are attached only to succeeded jobs.
+    pub fn new(job: JobRecord, results: Vec<ResultRecord>) -> Self {
+        let status = job.status();
+        let error = job.error_message.map(|message| JobErrorView { code: job.error_code, message });
+        let results = (status == JobStatus::Succeeded).then(|| {
+            results
+                .into_iter()
+                .map(|r| (r.analysis, ResultView { payload: r.payload, model_versions: r.model_versions }))
+                .collect()
+        });
+        Self {
+            id: job.id,
+            video_id: job.video_id,
+            status,
+            analyses: job.analyses,
+            priority: job.priority,
+            progress: job.progress,
+            stage: job.stage,
+            attempts: job.attempt,
+            max_attempts: job.max_attempts,
+            error,
+            callback_url: job.callback_url,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            results,
+        }
+    }
+}
+
+/// Loads the view of a job by id alone (webhooks).
+pub async fn view_by_id(pool: &PgPool, id: Uuid) -> Result<Option<JobView>, DbError> {
+    let Some(job) = get_by_id(pool, id).await? else { return Ok(None) };
+    let results = super::results::for_job(pool, id).await?;
+    Ok(Some(JobView::new(job, results)))
+}

@@ -1,0 +1,154 @@
+//! Uploaded videos.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{DbError, timed};
+
+/// A video row.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Video {
+    /// Video id.
+    pub id: Uuid,
+    /// Owning tenant.
+    #[serde(skip)]
+    pub tenant_id: Uuid,
+    /// Object key in the bucket.
+    #[serde(skip)]
+    pub object_key: String,
+    /// `pending` (presigned upload not completed) or `stored`.
+    pub status: String,
+    /// Size in bytes, once stored.
+    pub size_bytes: Option<i64>,
+    /// Hex SHA-256 of the bytes, once stored.
+    pub sha256: Option<String>,
+    /// Content type given at upload.
+    pub content_type: Option<String>,
+    /// Container recognised from the file's magic bytes (`mp4`, `mov`, `webm`, `matroska`).
+    pub container: Option<String>,
+    /// When the upload began.
+    pub created_at: DateTime<Utc>,
+    /// When the bytes were stored and checked.
+    pub stored_at: Option<DateTime<Utc>>,
+}
+
+/// Facts about stored bytes.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Recognised container.
+    pub container: String,
+}
+
+/// Inserts a video that is already stored (a streamed upload).
+pub async fn insert_stored(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    tenant_id: Uuid,
+    object_key: &str,
+    content_type: Option<&str>,
+    stored: &StoredObject,
+) -> Result<Video, DbError> {
+    timed(
+        "videos.insert_stored",
+        sqlx::query_as!(
+            Video,
+            r#"INSERT INTO videos (id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, stored_at)
+               VALUES ($1, $2, $3, 'stored', $4, $5, $6, $7, now())
+               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at"#,
+            id,
+            tenant_id,
+            object_key,
+            stored.size_bytes,
+            stored.sha256,
+            content_type,
+            stored.container
+        )
+        .fetch_one(db),
+    )
+    .await
+}
+
+/// Inserts a video awaiting a presigned upload.
+pub async fn insert_pending(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    tenant_id: Uuid,
+    object_key: &str,
+    content_type: Option<&str>,
+) -> Result<Video, DbError> {
+    timed(
+        "videos.insert_pending",
+        sqlx::query_as!(
+            Video,
+            r#"INSERT INTO videos (id, tenant_id, object_key, status, content_type) VALUES ($1, $2, $3, 'pending', $4)
+               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at"#,
+            id,
+            tenant_id,
+            object_key,
+            content_type
+        )
+        .fetch_one(db),
+    )
+    .await
+}
+
+/// Marks a pending video stored. Returns `None` when it was not pending.
+pub async fn mark_stored(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+    stored: &StoredObject,
+) -> Result<Option<Video>, DbError> {
+    timed(
+        "videos.mark_stored",
+        sqlx::query_as!(
+            Video,
+            r#"UPDATE videos SET status = 'stored', size_bytes = $3, sha256 = $4, container = $5, stored_at = now()
+               WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
+               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at"#,
+            tenant_id,
+            id,
+            stored.size_bytes,
+            stored.sha256,
+            stored.container
+        )
+        .fetch_optional(db),
+    )
+    .await
+}
+
+/// A tenant's video by id. Another tenant's id is indistinguishable from a missing one.
+pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<Video>, DbError> {
+    timed(
+        "videos.get",
+        sqlx::query_as!(
+            Video,
+            r#"SELECT id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at
+               FROM videos WHERE tenant_id = $1 AND id = $2"#,
+            tenant_id,
+            id
+        )
+        .fetch_optional(db),
+    )
+    .await
+}
+
+/// Deletes a video row (an upload rejected after its row was written).
+pub async fn delete(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<(), DbError> {
+    timed("videos.delete", sqlx::query!("DELETE FROM videos WHERE tenant_id = $1 AND id = $2", tenant_id, id).execute(db))
+        .await?;
+    Ok(())
+}
+
+/// Records the probe of a video, shared by every job on it.
+pub async fn set_probe(db: impl PgExecutor<'_>, id: Uuid, probe: &serde_json::Value) -> Result<(), DbError> {
+    timed("videos.set_probe", sqlx::query!("UPDATE videos SET probe = $2 WHERE id = $1", id, probe).execute(db)).await?;
+    Ok(())
+}

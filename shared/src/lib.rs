@@ -1,0 +1,18 @@
+//! Shared core of reelq: domain types, configuration, PostgreSQL access, RabbitMQ topology and
+//! publishing, S3 storage and telemetry.
+//!
+//! This crate knows nothing of HTTP frameworks, FFmpeg or ONNX Runtime: the api, worker and
+//! scheduler build on it, never the other way round.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod metrics;
+pub mod outbox;
+pub mod queue;
+pub mod storage;
+pub mod telemetry;
+pub mod webhook;
+
+pub use config::Settings;

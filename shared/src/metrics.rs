@@ -1,0 +1,101 @@
+//! One Prometheus registry per process, with every metric reelq exports. Names are constants
+//! here so that dashboards and alerts have a single place to look.
+
+use std::sync::OnceLock;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// Every metric of the process.
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// `reelq_http_requests_total{route,method,status}`.
+    pub http_requests: IntCounterVec,
+    /// `reelq_http_request_duration_seconds{route,method}`.
+    pub http_seconds: HistogramVec,
+    /// `reelq_db_query_duration_seconds{query,outcome}`.
+    pub db_query_seconds: HistogramVec,
+    /// `reelq_jobs_submitted_total{priority}`.
+    pub jobs_submitted: IntCounterVec,
+    /// `reelq_jobs_finished_total{status,code}`.
+    pub jobs_finished: IntCounterVec,
+    /// `reelq_job_retries_total{reason}`: transient faults sent to a delay queue.
+    pub job_retries: IntCounterVec,
+    /// `reelq_job_deferrals_total{reason}`: deliveries postponed without counting an attempt.
+    pub job_deferrals: IntCounterVec,
+    /// `reelq_job_dead_letters_total`.
+    pub dead_letters: IntCounterVec,
+    /// `reelq_queue_lag_seconds{priority}`: submission to first claim.
+    pub queue_lag_seconds: HistogramVec,
+    /// `reelq_job_stage_duration_seconds{stage}`.
+    pub stage_seconds: HistogramVec,
+    /// `reelq_outbox_published_total`.
+    pub outbox_published: IntCounterVec,
+    /// `reelq_outbox_pending`: rows seen waiting at the last relay pass.
+    pub outbox_pending: IntGauge,
+    /// `reelq_webhook_deliveries_total{outcome}`.
+    pub webhook_deliveries: IntCounterVec,
+    /// `reelq_upload_bytes_total{outcome}`.
+    pub upload_bytes: IntCounterVec,
+    /// `reelq_jobs_in_flight`: jobs this worker is processing now.
+    pub jobs_in_flight: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric definition");
+    registry.register(Box::new(h.clone())).expect("metric registered once");
+    h
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric definition");
+    registry.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+const FAST: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const SLOW: &[f64] = &[0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0];
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new_custom(None, None).expect("registry");
+        Self {
+            http_requests: counter(&r, "reelq_http_requests_total", "HTTP requests served", &["route", "method", "status"]),
+            http_seconds: histogram(&r, "reelq_http_request_duration_seconds", "HTTP request latency", &["route", "method"], FAST.to_vec()),
+            db_query_seconds: histogram(&r, "reelq_db_query_duration_seconds", "Database call latency", &["query", "outcome"], FAST.to_vec()),
+            jobs_submitted: counter(&r, "reelq_jobs_submitted_total", "Jobs accepted", &["priority"]),
+            jobs_finished: counter(&r, "reelq_jobs_finished_total", "Jobs that reached a final state", &["status", "code"]),
+            job_retries: counter(&r, "reelq_job_retries_total", "Attempts ended by a transient fault and retried", &["reason"]),
+            job_deferrals: counter(&r, "reelq_job_deferrals_total", "Deliveries postponed without using an attempt", &["reason"]),
+            dead_letters: counter(&r, "reelq_job_dead_letters_total", "Messages sent to the dead-letter queue", &["reason"]),
+            queue_lag_seconds: histogram(&r, "reelq_queue_lag_seconds", "Time from submission to a worker taking the job", &["priority"], SLOW.to_vec()),
+            stage_seconds: histogram(&r, "reelq_job_stage_duration_seconds", "Time spent per processing stage", &["stage"], SLOW.to_vec()),
+            outbox_published: counter(&r, "reelq_outbox_published_total", "Outbox messages published with a confirm", &["routing_key"]),
+            outbox_pending: gauge(&r, "reelq_outbox_pending", "Outbox rows waiting at the last relay pass"),
+            webhook_deliveries: counter(&r, "reelq_webhook_deliveries_total", "Webhook delivery attempts", &["outcome"]),
+            upload_bytes: counter(&r, "reelq_upload_bytes_total", "Bytes received in uploads", &["outcome"]),
+            jobs_in_flight: gauge(&r, "reelq_jobs_in_flight", "Jobs being processed by this worker"),
+            registry: r,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The process's metrics, created on first use.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}

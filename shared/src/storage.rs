@@ -1,0 +1,404 @@
+//! S3-compatible object storage (MinIO, or any S3), path-style. Uploads stream in fixed-size
+//! multipart parts with the SHA-256 computed on the way, so memory does not grow with file size.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
+use futures::{Stream, StreamExt as _};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::config::StorageSettings;
+use crate::db::videos::StoredObject;
+use crate::domain::{SNIFF_LEN, sniff_container};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The stream was longer than allowed. Nothing was kept.
+    #[error("upload exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The bytes are not a container reelq accepts. Nothing was kept.
+    #[error("the file is not an MP4, MOV, WebM or Matroska video")]
+    NotAVideo,
+    /// The upload body was empty.
+    #[error("the upload is empty")]
+    Empty,
+    /// Reading the incoming body failed (the client went away).
+    #[error("reading the upload failed: {0}")]
+    Body(#[source] std::io::Error),
+    /// The object does not exist.
+    #[error("object `{0}` not found")]
+    NotFound(String),
+    /// The storage service failed or could not be reached.
+    #[error("storage call `{op}` failed: {message}")]
+    Service {
+        /// Operation name.
+        op: &'static str,
+        /// Error text, including the service's code where there is one.
+        message: String,
+    },
+    /// A local file could not be written.
+    #[error("local file error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StorageError {
+    /// Whether the client, not the system, is at fault.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Self::TooLarge { .. } | Self::NotAVideo | Self::Empty | Self::Body(_))
+    }
+
+    fn service<E: std::error::Error + 'static>(op: &'static str, err: aws_sdk_s3::error::SdkError<E>) -> Self {
+        use std::error::Error as _;
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self::Service { op, message }
+    }
+}
+
+/// A handle on the bucket.
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    bucket: String,
+    part_size: usize,
+    concurrency: usize,
+    presign_ttl: Duration,
+}
+
+impl Store {
+    /// Builds a client; no call is made until first use.
+    pub fn new(settings: &StorageSettings) -> Self {
+        let creds = Credentials::new(
+            settings.access_key.clone(),
+            settings.secret_key.expose_secret().to_owned(),
+            None,
+            None,
+            "reelq-config",
+        );
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_millis(settings.operation_timeout_ms))
+            .build();
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .endpoint_url(settings.endpoint.clone())
+            .credentials_provider(creds)
+            .force_path_style(true)
+            .timeout_config(timeouts)
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            bucket: settings.bucket.clone(),
+            part_size: settings.part_size_bytes,
+            concurrency: settings.upload_concurrency,
+            presign_ttl: Duration::from_secs(settings.presign_ttl_secs),
+        }
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Creates the bucket if it does not exist.
+    pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let already = e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
+                if already { Ok(()) } else { Err(StorageError::service("create_bucket", e)) }
+            }
+        }
+    }
+
+    /// Checks that the bucket answers, for readiness.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| StorageError::service("head_bucket", e))?;
+        Ok(())
+    }
+
+    /// Streams `body` to `key`, checking the container's magic bytes before anything is stored
+    /// and enforcing `limit`. Small bodies go up in one PUT, larger ones as multipart with
+    /// `upload_concurrency` parts in flight. On any error nothing is left behind.
+    pub async fn save_video_stream<S>(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        body: S,
+        limit: u64,
+    ) -> Result<StoredObject, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut hasher = Sha256::new();
+        let mut buf = BytesMut::with_capacity(self.part_size.min(1 << 20));
+        let mut total: u64 = 0;
+        let mut container: Option<&'static str> = None;
+
+        // Fill the first part (or the whole body if it is smaller).
+        let mut ended = false;
+        while buf.len() < self.part_size {
+            match body.next().await {
+                Some(chunk) => {
+                    let chunk = chunk.map_err(StorageError::Body)?;
+                    total += chunk.len() as u64;
+                    if total > limit {
+                        return Err(StorageError::TooLarge { limit });
+                    }
+                    buf.extend_from_slice(&chunk);
+                    if container.is_none() && buf.len() >= SNIFF_LEN {
+                        container = Some(sniff_container(&buf).ok_or(StorageError::NotAVideo)?);
+                    }
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if buf.is_empty() {
+            return Err(StorageError::Empty);
+        }
+        let container = match container {
+            Some(c) => c,
+            None => sniff_container(&buf).ok_or(StorageError::NotAVideo)?,
+        };
+
+        if ended {
+            let bytes = buf.freeze();
+            hasher.update(&bytes);
+            let size = bytes.len() as i64;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_content_type(content_type.map(str::to_owned))
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .map_err(|e| StorageError::service("put_object", e))?;
+            return Ok(StoredObject { size_bytes: size, sha256: hex::encode(hasher.finalize()), container: container.to_owned() });
+        }
+
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_content_type(content_type.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| StorageError::service("create_multipart_upload", e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let result = self.upload_parts(key, &upload_id, buf, body, &mut hasher, &mut total, limit).await;
+        match result {
+            Ok(parts) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .send()
+                    .await
+                    .map_err(|e| StorageError::service("complete_multipart_upload", e))?;
+                Ok(StoredObject {
+                    size_bytes: total as i64,
+                    sha256: hex::encode(hasher.finalize()),
+                    container: container.to_owned(),
+                })
+            }
+            Err(e) => {
+                let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(&upload_id).send().await;
+                if let Err(abort) = abort {
+                    tracing::warn!(key, error = %abort, "aborting a failed multipart upload failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_parts<S>(
+        &self,
+        key: &str,
+        upload_id: &str,
+        first: BytesMut,
+        mut body: std::pin::Pin<&mut S>,
+        hasher: &mut Sha256,
+        total: &mut u64,
+        limit: u64,
+    ) -> Result<Vec<CompletedPart>, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    {
+        let mut in_flight = FuturesOrdered::new();
+        let mut done = Vec::new();
+        let mut part_number = 0i32;
+        let mut buf = first;
+        let mut ended = false;
+        loop {
+            // Cut a full part (or the final remainder) and send it.
+            while buf.len() >= self.part_size || (ended && !buf.is_empty()) {
+                let take = buf.len().min(self.part_size);
+                let part = buf.split_to(take).freeze();
+                hasher.update(&part);
+                part_number += 1;
+                in_flight.push_back(self.upload_part(key, upload_id, part_number, part));
+                while in_flight.len() >= self.concurrency {
+                    if let Some(p) = in_flight.next().await {
+                        done.push(p?);
+                    }
+                }
+            }
+            if ended {
+                break;
+            }
+            match body.next().await {
+                Some(chunk) => {
+                    let chunk = chunk.map_err(StorageError::Body)?;
+                    *total += chunk.len() as u64;
+                    if *total > limit {
+                        return Err(StorageError::TooLarge { limit });
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                None => ended = true,
+            }
+        }
+        while let Some(p) = in_flight.next().await {
+            done.push(p?);
+        }
+        Ok(done)
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<CompletedPart, StorageError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| StorageError::service("upload_part", e))?;
+        Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())
+    }
+
+    /// Streams an object to a local file; returns its size.
+    pub async fn download_to_file(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
+        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                StorageError::NotFound(key.to_owned())
+            } else {
+                StorageError::service("get_object", e)
+            }
+        })?;
+        let mut file = tokio::fs::File::create(path).await?;
+        let mut body = out.body;
+        let mut size = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|e| StorageError::Service { op: "get_object.body", message: e.to_string() })? {
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(size)
+    }
+
+    /// Reads an object through once, returning its size, SHA-256 and recognised container.
+    /// Used to check a presigned upload without holding it in memory.
+    pub async fn inspect(&self, key: &str) -> Result<StoredObject, StorageError> {
+        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                StorageError::NotFound(key.to_owned())
+            } else {
+                StorageError::service("get_object", e)
+            }
+        })?;
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        let mut head = Vec::with_capacity(SNIFF_LEN);
+        let mut size = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|e| StorageError::Service { op: "get_object.body", message: e.to_string() })? {
+            if head.len() < SNIFF_LEN {
+                let need = SNIFF_LEN - head.len();
+                head.extend_from_slice(&chunk[..need.min(chunk.len())]);
+            }
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+        }
+        if size == 0 {
+            return Err(StorageError::Empty);
+        }
+        let container = sniff_container(&head).ok_or(StorageError::NotAVideo)?;
+        Ok(StoredObject { size_bytes: size as i64, sha256: hex::encode(hasher.finalize()), container: container.to_owned() })
+    }
+
+    /// Size of an object, or `None` when it does not exist.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(StorageError::service("head_object", e)),
+        }
+    }
+
+    /// Deletes an object (absent objects are fine).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| StorageError::service("delete_object", e))?;
+        Ok(())
+    }
+
+    /// A presigned PUT URL for a direct upload.
+    pub async fn presign_put(&self, key: &str, content_type: Option<&str>) -> Result<String, StorageError> {
+        let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(|e| StorageError::Service { op: "presign", message: e.to_string() })?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_content_type(content_type.map(str::to_owned))
+            .presigned(cfg)
+            .await
+            .map_err(|e| StorageError::service("presign_put", e))?;
+        Ok(req.uri().to_owned())
+    }
+
+    /// A presigned GET URL.
+    pub async fn presign_get(&self, key: &str) -> Result<String, StorageError> {
+        let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(|e| StorageError::Service { op: "presign", message: e.to_string() })?;
+        let req = self.client.get_object().bucket(&self.bucket).key(key).presigned(cfg).await.map_err(|e| StorageError::service("presign_get", e))?;
+        Ok(req.uri().to_owned())
+    }
+
+    /// How long presigned URLs live.
+    pub fn presign_ttl(&self) -> Duration {
+        self.presign_ttl
+    }
+}

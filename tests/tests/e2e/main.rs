@@ -1,0 +1,6 @@
+//! End-to-end tests against real PostgreSQL, RabbitMQ and an S3-compatible server. Each test
+//! builds its own isolated environment (database, queue names, bucket folder).
+
+mod api;
+mod failures;
+mod lifecycle;

@@ -1,0 +1,201 @@
+//! The reelq worker: consumes jobs from RabbitMQ, runs their analyses under a fenced lease in
+//! PostgreSQL, delivers webhooks, and re-dispatches jobs whose worker vanished.
+
+pub mod consumer;
+pub mod media;
+pub mod runner;
+pub mod settings;
+pub mod webhooks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use reelq_shared::db::{self, DbError, jobs};
+use reelq_shared::domain::{JobMessage, Priority};
+use reelq_shared::queue::{OutgoingMessage, Publisher, Topology};
+use reelq_shared::storage::Store;
+use reelq_shared::telemetry::spawn_named;
+use reelq_shared::metrics;
+
+pub use runner::{Disposition, JobRunner};
+pub use settings::Settings;
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("cannot build the webhook client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// A built worker.
+pub struct Worker {
+    settings: Arc<Settings>,
+    pool: PgPool,
+    runner: Arc<JobRunner>,
+    publisher: Arc<Publisher>,
+    health: TcpListener,
+    abort: CancellationToken,
+}
+
+impl Worker {
+    /// Connects lazily to PostgreSQL, storage and RabbitMQ and binds the health server.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        media::init();
+        let pool = db::connect(&settings.database)?;
+        let store = Store::new(&settings.storage);
+        let publisher = Arc::new(Publisher::new(&settings.amqp, "reelq-worker-publisher"));
+        let health = TcpListener::bind(&settings.worker.health_bind)
+            .await
+            .map_err(|source| StartupError::Bind { addr: settings.worker.health_bind.clone(), source })?;
+        let settings = Arc::new(settings);
+        let runner = Arc::new(JobRunner::new(pool.clone(), store, settings.clone()));
+        Ok(Self { settings, pool, runner, publisher, health, abort: CancellationToken::new() })
+    }
+
+    /// The runner, to process messages directly.
+    pub fn runner(&self) -> Arc<JobRunner> {
+        self.runner.clone()
+    }
+
+    /// Address of the health and metrics server.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// A token that, when cancelled, abandons all work at once and drops the broker connections
+    /// without acknowledging anything: what a crash does. Used for failure drills and tests.
+    pub fn abort_handle(&self) -> CancellationToken {
+        self.abort.clone()
+    }
+
+    /// Runs until `stop` is cancelled: stops consuming, lets in-flight jobs finish within the
+    /// drain deadline, and leaves the rest to redelivery.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let w = &self.settings.worker;
+        let slots = Arc::new(Semaphore::new(w.concurrency));
+        let drain = Duration::from_secs(w.shutdown_deadline_secs);
+        let mut handles = Vec::new();
+        let mut flags = Vec::new();
+        for lane in Priority::ALL {
+            // Batch work may fill only the unreserved slots; interactive may use them all.
+            let prefetch = match lane {
+                Priority::Interactive => w.concurrency,
+                Priority::Batch => w.concurrency.saturating_sub(w.interactive_reserved).max(1),
+            };
+            let connected = Arc::new(AtomicBool::new(false));
+            flags.push(connected.clone());
+            let consumer = consumer::LaneConsumer {
+                lane,
+                prefetch: u16::try_from(prefetch).unwrap_or(u16::MAX),
+                amqp: self.settings.amqp.clone(),
+                runner: self.runner.clone(),
+                publisher: self.publisher.clone(),
+                slots: slots.clone(),
+                stop: stop.clone(),
+                abort: self.abort.clone(),
+                drain,
+                connected,
+            };
+            handles.push(spawn_named(if lane == Priority::Interactive { "consume-interactive" } else { "consume-batch" }, consumer.run()));
+        }
+        let background = stop.child_token();
+        if w.run_webhooks {
+            let sender = webhooks::WebhookSender::new(self.pool.clone(), self.settings.webhooks.clone())
+                .map_err(std::io::Error::other)?;
+            spawn_named("webhooks", sender.run(Duration::from_millis(w.webhook_poll_ms), background.clone()));
+        }
+        spawn_named(
+            "reaper",
+            reap(self.pool.clone(), self.publisher.clone(), Topology::new(&self.settings.amqp), self.settings.clone(), background.clone()),
+        );
+        let health = HealthState { pool: self.pool.clone(), consumers: Arc::new(flags) };
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(|| async { metrics::get().render() }))
+            .with_state(health);
+        let abort = self.abort.clone();
+        let server_stop = stop.clone();
+        let server = spawn_named(
+            "health-server",
+            axum::serve(self.health, app).with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = server_stop.cancelled() => {}
+                    () = abort.cancelled() => {}
+                }
+            }).into_future(),
+        );
+        tracing::info!(concurrency = w.concurrency, "worker running");
+        for h in handles {
+            let _ = h.await;
+        }
+        background.cancel();
+        let _ = server.await;
+        self.publisher.close().await;
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct HealthState {
+    pool: PgPool,
+    consumers: Arc<Vec<Arc<AtomicBool>>>,
+}
+
+async fn readyz(State(h): State<HealthState>) -> (StatusCode, &'static str) {
+    let db_ok = matches!(tokio::time::timeout(Duration::from_secs(2), db::ping(&h.pool)).await, Ok(Ok(())));
+    let consuming = h.consumers.iter().all(|c| c.load(Ordering::Relaxed));
+    if db_ok && consuming { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "unready") }
+}
+
+/// Re-dispatches running jobs whose lease lapsed long ago: their worker died after its message
+/// was settled (or the broker lost it). Duplicates are harmless: the claim decides.
+async fn reap(pool: PgPool, publisher: Arc<Publisher>, topology: Topology, settings: Arc<Settings>, cancel: CancellationToken) {
+    let every = Duration::from_secs(settings.worker.reaper_interval_secs.max(1));
+    let grace = Duration::from_millis(settings.worker.lease_ttl_ms) * 2;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let stale = match jobs::stale_leases(&pool, grace, 100).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "reaper pass failed");
+                continue;
+            }
+        };
+        if stale.is_empty() {
+            continue;
+        }
+        let messages: Vec<OutgoingMessage> = stale
+            .iter()
+            .map(|(job_id, tenant_id, lane)| OutgoingMessage {
+                exchange: topology.jobs_exchange(),
+                routing_key: lane.clone(),
+                payload: serde_json::to_vec(&JobMessage { job_id: *job_id, tenant_id: *tenant_id }).unwrap_or_default(),
+                headers: Default::default(),
+                rounds: None,
+            })
+            .collect();
+        match publisher.publish_all(&messages).await {
+            Ok(()) => tracing::info!(count = messages.len(), "re-dispatched jobs whose worker vanished"),
+            Err(e) => tracing::warn!(error = %e, "reaper could not publish"),
+        }
+    }
+}

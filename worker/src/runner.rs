@@ -1,0 +1,387 @@
+//! Running one job message: claim a fenced lease, heartbeat it, run the analyses off the async
+//! runtime, write results idempotently, and end the job — or say how the message must be
+//! settled when that is not possible now.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use reelq_shared::db::jobs::{self, ClaimOutcome, JobRecord, Lease};
+use reelq_shared::db::results::{self, NewResult};
+use reelq_shared::db::{self, DbError, videos, webhooks};
+use reelq_shared::domain::{Analysis, JobErrorCode, JobMessage, JobStatus};
+use reelq_shared::metrics;
+use reelq_shared::queue::Topology;
+use reelq_shared::storage::{StorageError, Store};
+
+use crate::media::probe::{self, MediaError};
+use crate::settings::Settings;
+
+/// How a delivery must be settled once the runner is done with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Acknowledge: the job ended (or the message was a duplicate, or the job is gone).
+    Ack,
+    /// Send round a delay queue, then acknowledge. `attempt_used` tells a retry after a
+    /// transient fault from a deferral that used no attempt.
+    Delay { delay_ms: u64, attempt_used: bool, reason: &'static str },
+    /// Publish to the dead-letter queue, then acknowledge.
+    DeadLetter { reason: String },
+}
+
+/// A job's failure, decided where it happens.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The input is at fault: fail now, never retry.
+    #[error("{message}")]
+    Fatal { code: JobErrorCode, message: String },
+    /// The system is at fault (storage, database, broker): retry with backoff.
+    #[error("{0}")]
+    Retryable(String),
+    /// The job was cancelled or its lease was lost: stop and write nothing.
+    #[error("stopped: {0}")]
+    Stopped(&'static str),
+}
+
+impl From<MediaError> for JobError {
+    fn from(e: MediaError) -> Self {
+        Self::Fatal { code: e.code, message: e.message }
+    }
+}
+
+impl From<DbError> for JobError {
+    fn from(e: DbError) -> Self {
+        Self::Retryable(e.to_string())
+    }
+}
+
+impl From<StorageError> for JobError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(_) => Self::Fatal { code: JobErrorCode::VideoMissing, message: "the video's file is gone from storage".into() },
+            other => Self::Retryable(other.to_string()),
+        }
+    }
+}
+
+/// What the heartbeat reports.
+#[derive(Debug, Clone)]
+struct Progress {
+    fraction: f32,
+    stage: &'static str,
+}
+
+/// Shared by every job this process runs.
+pub struct JobRunner {
+    pool: PgPool,
+    store: Store,
+    topology: Topology,
+    settings: Arc<Settings>,
+    scratch: PathBuf,
+}
+
+impl JobRunner {
+    /// A runner over the given connections.
+    pub fn new(pool: PgPool, store: Store, settings: Arc<Settings>) -> Self {
+        let scratch = settings.worker.scratch_dir.clone().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        Self { pool, store, topology: Topology::new(&settings.amqp), settings, scratch }
+    }
+
+    fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.settings.worker.lease_ttl_ms)
+    }
+
+    /// Handles one job message: the worker's "process one message" entry point, used by the
+    /// consumers and directly by tests.
+    pub async fn handle(&self, msg: &JobMessage) -> Disposition {
+        let claim = match jobs::claim(&self.pool, msg.job_id, msg.tenant_id, self.lease_ttl()).await {
+            Ok(c) => c,
+            Err(e) => {
+                // The database is the source of truth; without it nothing can be decided, so
+                // the message waits and comes back.
+                tracing::warn!(job_id = %msg.job_id, error = %e, "cannot claim job; retrying later");
+                return Disposition::Delay { delay_ms: self.topology.retry_delay_ms(3), attempt_used: false, reason: "database" };
+            }
+        };
+        match claim {
+            ClaimOutcome::Claimed(job, lease) => {
+                use tracing::Instrument as _;
+                let span = tracing::info_span!("job", job_id = %job.id, attempt = lease.attempt, tenant_id = %job.tenant_id);
+                if let Ok(carrier) = serde_json::from_value(job.trace_context.clone()) {
+                    reelq_shared::telemetry::set_parent(&span, &carrier);
+                }
+                self.run_claimed(job, lease).instrument(span).await
+            }
+            ClaimOutcome::Finished(status) => {
+                tracing::info!(job_id = %msg.job_id, %status, "duplicate delivery of an ended job; skipped");
+                Disposition::Ack
+            }
+            ClaimOutcome::NotFound => {
+                tracing::warn!(job_id = %msg.job_id, "message for an unknown job; dropped");
+                Disposition::Ack
+            }
+            ClaimOutcome::LeaseHeld => {
+                metrics::get().job_deferrals.with_label_values(&["lease_held"]).inc();
+                Disposition::Delay { delay_ms: self.topology.defer_delay_ms(), attempt_used: false, reason: "lease_held" }
+            }
+            ClaimOutcome::TenantAtCapacity => {
+                metrics::get().job_deferrals.with_label_values(&["tenant_at_capacity"]).inc();
+                Disposition::Delay { delay_ms: self.topology.defer_delay_ms(), attempt_used: false, reason: "tenant_at_capacity" }
+            }
+        }
+    }
+
+    async fn run_claimed(&self, job: JobRecord, lease: Lease) -> Disposition {
+        let m = metrics::get();
+        if lease.attempt == 1 {
+            let lag = (Utc::now() - job.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+            m.queue_lag_seconds.with_label_values(&[job.priority.as_str()]).observe(lag);
+        }
+        if lease.attempt > job.max_attempts {
+            // Redelivered after its last attempt died without settling (a crash loop).
+            let message = job.error_message.clone().unwrap_or_else(|| "the job's attempts were used up".into());
+            return self.fail(&job, &lease, JobErrorCode::RetriesExhausted, &message, true).await;
+        }
+
+        let cancel = CancellationToken::new();
+        let progress = Arc::new(Mutex::new(Progress { fraction: 0.0, stage: "starting" }));
+        // Aborted when this future is dropped too (a crash drill, a drain deadline), so a lease
+        // is never kept alive by a job that is no longer running.
+        let heartbeat = tokio_util::task::AbortOnDropHandle::new(reelq_shared::telemetry::spawn_named(
+            "heartbeat",
+            heartbeat(self.pool.clone(), lease, self.lease_ttl(), Duration::from_millis(self.settings.worker.heartbeat_interval_ms), progress.clone(), cancel.clone()),
+        ));
+        m.jobs_in_flight.inc();
+        let deadline = Duration::from_secs(self.settings.worker.job_timeout_secs);
+        let outcome = tokio::time::timeout(deadline, self.execute(&job, &lease, &progress, &cancel)).await;
+        m.jobs_in_flight.dec();
+        let lost = cancel.is_cancelled();
+        cancel.cancel();
+        heartbeat.abort();
+
+        match outcome {
+            Ok(Ok(last)) => self.complete(&job, &lease, last).await,
+            Ok(Err(JobError::Stopped(why))) => {
+                tracing::info!(why, "job stopped; nothing more written");
+                Disposition::Ack
+            }
+            Ok(Err(_)) if lost => {
+                tracing::info!("job lost its lease while failing; nothing more written");
+                Disposition::Ack
+            }
+            Ok(Err(JobError::Fatal { code, message })) => self.fail(&job, &lease, code, &message, false).await,
+            Ok(Err(JobError::Retryable(message))) => self.retry(&job, &lease, &message).await,
+            Err(_) => {
+                let message = format!("processing took longer than {} s", deadline.as_secs());
+                self.fail(&job, &lease, JobErrorCode::Timeout, &message, false).await
+            }
+        }
+    }
+
+    /// Runs the analyses not yet done; returns the last result, which is written together with
+    /// the job's completion.
+    async fn execute(
+        &self,
+        job: &JobRecord,
+        lease: &Lease,
+        progress: &Arc<Mutex<Progress>>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<NewResult>, JobError> {
+        let mut analyses = Vec::with_capacity(job.analyses.len());
+        for name in &job.analyses {
+            let a = Analysis::parse(name)
+                .ok_or_else(|| JobError::Fatal { code: JobErrorCode::InvalidRequest, message: format!("this worker does not know the analysis `{name}`") })?;
+            analyses.push(a);
+        }
+        let done = if lease.attempt > 1 { results::done_analyses(&self.pool, job.id).await? } else { Vec::new() };
+        let todo: Vec<Analysis> = analyses.into_iter().filter(|a| !done.iter().any(|d| d == a.as_str())).collect();
+
+        let mut media: Option<(tempfile::TempDir, PathBuf)> = None;
+        if todo.iter().any(|a| a.needs_media()) {
+            set_progress(progress, 0.05, "downloading");
+            let video_id = job.video_id.ok_or_else(|| JobError::Fatal { code: JobErrorCode::VideoMissing, message: "the job has no video".into() })?;
+            let video = videos::get(&self.pool, job.tenant_id, video_id)
+                .await?
+                .ok_or_else(|| JobError::Fatal { code: JobErrorCode::VideoMissing, message: "the video no longer exists".into() })?;
+            let started = Instant::now();
+            let dir = tempfile::Builder::new().prefix("reelq-job-").tempdir_in(&self.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
+            let path = dir.path().join("input");
+            tokio::select! {
+                r = self.store.download_to_file(&video.object_key, &path) => { r?; }
+                () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
+            }
+            metrics::get().stage_seconds.with_label_values(&["download"]).observe(started.elapsed().as_secs_f64());
+            media = Some((dir, path));
+        }
+
+        let total = todo.len().max(1) as f32;
+        let mut pending: Vec<NewResult> = Vec::new();
+        for (i, analysis) in todo.iter().enumerate() {
+            if cancel.is_cancelled() {
+                return Err(JobError::Stopped("cancelled"));
+            }
+            // Persist the previous result before starting the next one, so a retry resumes.
+            if !pending.is_empty() {
+                let mut tx = db::timed("results.begin", self.pool.begin()).await?;
+                if !results::upsert_fenced(&mut tx, lease, &pending).await? {
+                    return Err(JobError::Stopped("lease lost"));
+                }
+                db::timed("results.commit", tx.commit()).await?;
+                pending.clear();
+            }
+            set_progress(progress, 0.1 + 0.85 * (i as f32 / total), analysis.as_str());
+            let started = Instant::now();
+            let payload = match analysis {
+                Analysis::Probe => {
+                    let path = media.as_ref().map(|(_, p)| p.clone()).ok_or(JobError::Retryable("media missing".into()))?;
+                    let limits = self.settings.media.clone();
+                    let probe = run_blocking(move || probe::probe(&path, &limits)).await??;
+                    let value = serde_json::to_value(&probe).map_err(|e| JobError::Retryable(e.to_string()))?;
+                    if let Some(video_id) = job.video_id {
+                        videos::set_probe(&self.pool, video_id, &value).await?;
+                    }
+                    value
+                }
+                Analysis::Noop => {
+                    let ms = job.options.get("noop_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                        () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
+                    }
+                    serde_json::json!({ "waited_ms": ms })
+                }
+            };
+            metrics::get().stage_seconds.with_label_values(&[analysis.as_str()]).observe(started.elapsed().as_secs_f64());
+            pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload, model_versions: serde_json::json!({}) });
+        }
+        drop(media);
+        Ok(pending)
+    }
+
+    async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>) -> Disposition {
+        let write = async {
+            let mut tx = db::timed("jobs.complete.begin", self.pool.begin()).await?;
+            if !results::upsert_fenced(&mut tx, lease, &last).await? {
+                return Ok::<_, DbError>(None);
+            }
+            let Some(done) = jobs::complete(&mut tx, lease).await? else { return Ok(None) };
+            if let Some(url) = &done.callback_url {
+                webhooks::schedule(&mut tx, done.id, url, "job.succeeded").await?;
+            }
+            db::timed("jobs.complete.commit", tx.commit()).await?;
+            Ok(Some(done))
+        };
+        match write.await {
+            Ok(Some(_)) => {
+                metrics::get().jobs_finished.with_label_values(&["succeeded", ""]).inc();
+                tracing::info!("job succeeded");
+                Disposition::Ack
+            }
+            Ok(None) => {
+                tracing::info!("lease lost before completion; another worker or a cancellation owns the job");
+                Disposition::Ack
+            }
+            Err(e) => self.retry(job, lease, &format!("recording the result failed: {e}")).await,
+        }
+    }
+
+    async fn fail(&self, job: &JobRecord, lease: &Lease, code: JobErrorCode, message: &str, dead_letter: bool) -> Disposition {
+        let write = async {
+            let mut tx = db::timed("jobs.fail.begin", self.pool.begin()).await?;
+            let Some(done) = jobs::fail(&mut tx, lease, code, message).await? else { return Ok::<_, DbError>(false) };
+            if let Some(url) = &done.callback_url {
+                webhooks::schedule(&mut tx, done.id, url, "job.failed").await?;
+            }
+            db::timed("jobs.fail.commit", tx.commit()).await?;
+            Ok(true)
+        };
+        match write.await {
+            Ok(true) => {
+                metrics::get().jobs_finished.with_label_values(&["failed", code.as_str()]).inc();
+                tracing::info!(code = code.as_str(), message, "job failed");
+                if dead_letter {
+                    Disposition::DeadLetter { reason: format!("{code}: {message}") }
+                } else {
+                    Disposition::Ack
+                }
+            }
+            Ok(false) => Disposition::Ack,
+            Err(e) => {
+                // The failure could not be recorded: try the whole job again later rather than
+                // lose the verdict. The lease lapses meanwhile.
+                tracing::warn!(error = %e, "recording a failure failed; the job will be retried");
+                Disposition::Delay { delay_ms: self.topology.retry_delay_ms(job.attempt + 1), attempt_used: true, reason: "database" }
+            }
+        }
+    }
+
+    async fn retry(&self, job: &JobRecord, lease: &Lease, message: &str) -> Disposition {
+        if lease.attempt >= job.max_attempts {
+            let message = format!("gave up after {} attempts; last error: {message}", lease.attempt);
+            return self.fail(job, lease, JobErrorCode::RetriesExhausted, &message, true).await;
+        }
+        metrics::get().job_retries.with_label_values(&["transient"]).inc();
+        tracing::warn!(error = message, "transient fault; the job will be retried");
+        if let Err(e) = jobs::release_for_retry(&self.pool, lease, message).await {
+            // The lease then lapses on its own and the retry claims it after that.
+            tracing::warn!(error = %e, "could not release the lease for the retry");
+        }
+        Disposition::Delay { delay_ms: self.topology.retry_delay_ms(lease.attempt + 1), attempt_used: true, reason: "transient" }
+    }
+
+    /// The job's current status (for logs and tests).
+    pub async fn status(&self, job_id: Uuid) -> Result<Option<JobStatus>, DbError> {
+        Ok(jobs::get_by_id(&self.pool, job_id).await?.map(|j| j.status()))
+    }
+}
+
+fn set_progress(progress: &Arc<Mutex<Progress>>, fraction: f32, stage: &'static str) {
+    if let Ok(mut p) = progress.lock() {
+        p.fraction = fraction;
+        p.stage = stage;
+    }
+}
+
+/// Runs blocking work (decoding, inference) on the blocking pool with the caller's span.
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, JobError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| JobError::Retryable(format!("processing thread failed: {e}")))
+}
+
+/// Extends the lease and reports progress until cancelled; cancels `cancel` when the lease is
+/// lost (the job was cancelled or taken over), which stops the job within one interval.
+async fn heartbeat(
+    pool: PgPool,
+    lease: Lease,
+    ttl: Duration,
+    every: Duration,
+    progress: Arc<Mutex<Progress>>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let p = progress.lock().map(|p| p.clone()).unwrap_or(Progress { fraction: 0.0, stage: "running" });
+        match jobs::heartbeat(&pool, &lease, ttl, p.fraction, p.stage).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(job_id = %lease.job_id, "lease lost (cancelled or taken over); stopping");
+                cancel.cancel();
+                return;
+            }
+            // A missed beat is survivable while the lease lasts; the next one may succeed.
+            Err(e) => tracing::warn!(job_id = %lease.job_id, error = %e, "heartbeat failed"),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The worker's settings: the shared sections plus `[worker]` and `[media]`.
+
+use serde::Deserialize;
+
+use reelq_shared::config::{
+    AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, StorageSettings, TelemetrySettings, Validate,
+    WebhookSettings,
+};
+
+/// Everything the worker reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub storage: StorageSettings,
+    pub telemetry: TelemetrySettings,
+    pub webhooks: WebhookSettings,
+    pub worker: WorkerSettings,
+    pub media: MediaSettings,
+}
+
+/// The `[worker]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Jobs processed at once by this process.
+    pub concurrency: usize,
+    /// Slots only interactive jobs may use, so batch work never starves them.
+    pub interactive_reserved: usize,
+    /// Lease length; a worker that stops heartbeating loses its job after this.
+    pub lease_ttl_ms: u64,
+    /// Heartbeat period; also how fast a running job notices cancellation.
+    pub heartbeat_interval_ms: u64,
+    /// Longest a job may run before it fails with `timeout`.
+    pub job_timeout_secs: u64,
+    /// On SIGTERM, how long in-flight jobs may take to finish before they are left to
+    /// redelivery.
+    pub shutdown_deadline_secs: u64,
+    /// Where downloaded videos are kept while processed (system temp dir when unset).
+    pub scratch_dir: Option<String>,
+    /// Address of the worker's health and metrics server; port 0 picks one.
+    pub health_bind: String,
+    /// How often jobs whose worker vanished are dispatched again.
+    pub reaper_interval_secs: u64,
+    /// Deliver webhooks from this process.
+    pub run_webhooks: bool,
+    /// Webhook poll interval.
+    pub webhook_poll_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            interactive_reserved: 1,
+            lease_ttl_ms: 30_000,
+            heartbeat_interval_ms: 5_000,
+            job_timeout_secs: 1_800,
+            shutdown_deadline_secs: 30,
+            scratch_dir: None,
+            health_bind: "127.0.0.1:8081".to_owned(),
+            reaper_interval_secs: 15,
+            run_webhooks: true,
+            webhook_poll_ms: 500,
+        }
+    }
+}
+
+/// The `[media]` section: limits on what a video may be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Longest accepted video, in seconds.
+    pub max_duration_secs: f64,
+    /// Largest accepted frame, in pixels (width × height).
+    pub max_pixels: u64,
+    /// Most streams a file may have.
+    pub max_streams: usize,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self { max_duration_secs: 600.0, max_pixels: 3840 * 2160, max_streams: 16 }
+    }
+}
+
+impl Validate for Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        CommonSettings {
+            database: self.database.clone(),
+            amqp: self.amqp.clone(),
+            storage: self.storage.clone(),
+            telemetry: self.telemetry.clone(),
+            webhooks: self.webhooks.clone(),
+        }
+        .validate()?;
+        let w = &self.worker;
+        if w.concurrency == 0 {
+            return Err(ConfigError::invalid("worker.concurrency", "must be at least 1"));
+        }
+        if w.interactive_reserved >= w.concurrency && w.concurrency > 1 {
+            return Err(ConfigError::invalid("worker.interactive_reserved", "must be below worker.concurrency"));
+        }
+        if w.heartbeat_interval_ms == 0 || w.heartbeat_interval_ms * 2 > w.lease_ttl_ms {
+            return Err(ConfigError::invalid("worker.heartbeat_interval_ms", "must be positive and at most half of worker.lease_ttl_ms"));
+        }
+        if w.health_bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::invalid("worker.health_bind", "must be an address such as 0.0.0.0:8081"));
+        }
+        if !(self.media.max_duration_secs > 0.0) {
+            return Err(ConfigError::invalid("media.max_duration_secs", "must be positive"));
+        }
+        if self.media.max_pixels == 0 {
+            return Err(ConfigError::invalid("media.max_pixels", "must be positive"));
+        }
+        Ok(())
+    }
+}
