@@ -62,9 +62,9 @@ enum KeyCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings: Settings = reelq_shared::config::load().context("loading configuration")?;
-    reelq_shared::telemetry::init("reelq-api", &settings.telemetry);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            reelq_shared::telemetry::init("reelq-api", &settings.telemetry);
             let app = Application::build(settings).await?;
             let shutdown = CancellationToken::new();
             reelq_shared::telemetry::spawn_named("signals", cancel_on_signal(shutdown.clone()));
@@ -76,8 +76,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
         }
         Command::Openapi => {
-            let (_, doc) = reelq_api::routes::api_router();
-            println!("{}", doc.to_pretty_json()?);
+            println!("{}", reelq_api::routes::openapi().to_pretty_json()?);
         }
         Command::Tenant { command: TenantCommand::Create { name, max_running_jobs } } => {
             let pool = db::connect(&settings.database)?;

@@ -64,9 +64,9 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(rest).split_for_parts()
 }
 
-/// The full application router with middleware.
-pub fn router(state: AppState) -> Router {
-    let (api, mut doc) = api_router();
+/// The OpenAPI document served at `/openapi.json` and committed as `docs/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api_router();
     doc.paths.paths.insert(
         "/openapi.json".to_owned(),
         utoipa::openapi::path::PathItem::new(
@@ -77,6 +77,13 @@ pub fn router(state: AppState) -> Router {
                 .response("200", utoipa::openapi::ResponseBuilder::new().description("OpenAPI 3.1 document")),
         ),
     );
+    doc
+}
+
+/// The full application router with middleware.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_router();
+    let doc = openapi();
     let doc_json = std::sync::Arc::new(doc.to_json().unwrap_or_default());
     let timeout = Duration::from_secs(state.settings.api.request_timeout_secs);
     api.route(
@@ -115,4 +122,18 @@ async fn track(State(timeout): State<Duration>, req: Request, next: Next) -> Res
     m.http_requests.with_label_values(&[route.as_str(), method.as_str(), resp.status().as_str()]).inc();
     m.http_seconds.with_label_values(&[route.as_str(), method.as_str()]).observe(started.elapsed().as_secs_f64());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_openapi_document_is_current() {
+        let current = super::openapi().to_pretty_json().expect("serialises");
+        let committed = include_str!("../../docs/openapi.json");
+        assert_eq!(
+            committed.trim(),
+            current.trim(),
+            "docs/openapi.json is stale: regenerate it with `cargo run -p reelq-api -- openapi > docs/openapi.json`"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -119,6 +119,7 @@ impl LaneConsumer {
         if self.stop.is_cancelled() {
             // Stop receiving, but keep the channel open while in-flight jobs finish so that
             // their acks can still be sent.
+            let _ = ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
             let drained = tokio::time::timeout(self.drain, async { while tasks.join_next().await.is_some() {} }).await;
             if drained.is_err() {
                 tasks.abort_all();

@@ -277,3 +277,29 @@ async fn tenant_cap_limits_running_jobs_and_batch_never_starves_interactive() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_stop_finishes_in_flight_work_and_takes_no_more() {
+    let env = TestEnv::new().await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let mut ws = env.worker_settings();
+    ws.worker.concurrency = 1;
+    ws.worker.interactive_reserved = 0;
+    let worker = TestWorker::spawn(ws).await;
+    let video = app.upload_clip(sample_clip()).await;
+    let running = app.submit_ok(with_video(noop(1_500), video)).await;
+    app.wait_for(running, Duration::from_secs(20), |j| j["status"] == "running").await;
+    let waiting = app.submit_ok(with_video(noop(0), video)).await;
+
+    // SIGTERM equivalent: the in-flight job finishes before the worker exits.
+    worker.stop().await;
+
+    assert_eq!(app.job(running).await["status"], "succeeded");
+    assert_eq!(app.job(waiting).await["status"], "queued", "no new work after the stop");
+    // The next worker picks up what was left.
+    let next = TestWorker::spawn(env.worker_settings()).await;
+    assert_eq!(app.wait_terminal(waiting, Duration::from_secs(20)).await["status"], "succeeded");
+    next.stop().await;
+    app.stop().await;
+    env.cleanup().await;
+}
