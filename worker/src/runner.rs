@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use reelq_shared::db::jobs::{self, ClaimOutcome, JobRecord, Lease};
 use reelq_shared::db::results::{self, NewResult};
-use reelq_shared::db::{self, DbError, videos, webhooks};
+use reelq_shared::db::{self, DbError, videos};
 use reelq_shared::domain::{Analysis, JobErrorCode, JobMessage, JobStatus};
 use reelq_shared::metrics;
 use reelq_shared::queue::Topology;
@@ -264,25 +264,13 @@ impl JobRunner {
     }
 
     async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>) -> Disposition {
-        let write = async {
-            let mut tx = db::timed("jobs.complete.begin", self.pool.begin()).await?;
-            if !results::upsert_fenced(&mut tx, lease, &last).await? {
-                return Ok::<_, DbError>(None);
-            }
-            let Some(done) = jobs::complete(&mut tx, lease).await? else { return Ok(None) };
-            if let Some(url) = &done.callback_url {
-                webhooks::schedule(&mut tx, done.id, url, "job.succeeded").await?;
-            }
-            db::timed("jobs.complete.commit", tx.commit()).await?;
-            Ok(Some(done))
-        };
-        match write.await {
-            Ok(Some(_)) => {
+        match jobs::complete(&self.pool, lease, &last).await {
+            Ok(true) => {
                 metrics::get().jobs_finished.with_label_values(&["succeeded", ""]).inc();
                 tracing::info!("job succeeded");
                 Disposition::Ack
             }
-            Ok(None) => {
+            Ok(false) => {
                 tracing::info!("lease lost before completion; another worker or a cancellation owns the job");
                 Disposition::Ack
             }
@@ -291,16 +279,7 @@ impl JobRunner {
     }
 
     async fn fail(&self, job: &JobRecord, lease: &Lease, code: JobErrorCode, message: &str, dead_letter: bool) -> Disposition {
-        let write = async {
-            let mut tx = db::timed("jobs.fail.begin", self.pool.begin()).await?;
-            let Some(done) = jobs::fail(&mut tx, lease, code, message).await? else { return Ok::<_, DbError>(false) };
-            if let Some(url) = &done.callback_url {
-                webhooks::schedule(&mut tx, done.id, url, "job.failed").await?;
-            }
-            db::timed("jobs.fail.commit", tx.commit()).await?;
-            Ok(true)
-        };
-        match write.await {
+        match jobs::fail(&self.pool, lease, code, message).await {
             Ok(true) => {
                 metrics::get().jobs_finished.with_label_values(&["failed", code.as_str()]).inc();
                 tracing::info!(code = code.as_str(), message, "job failed");

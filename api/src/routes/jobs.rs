@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use reelq_shared::db::jobs::{self, CancelOutcome, Cursor, JobView, NewJob};
-use reelq_shared::db::{self, outbox, results, videos, webhooks};
+use reelq_shared::db::{self, results, videos, webhooks};
 use reelq_shared::domain::{Analysis, JobMessage, JobStatus, Priority};
 use reelq_shared::{metrics, telemetry, webhook};
 
@@ -256,21 +256,16 @@ async fn create_job(
     let message = serde_json::to_value(JobMessage { job_id: job.id, tenant_id }).unwrap_or_default();
     let headers = serde_json::to_value(&trace).unwrap_or_default();
 
-    let mut tx = db::timed("jobs.submit.begin", state.pool.begin()).await?;
-    let inserted = match jobs::insert(&mut tx, &job).await {
+    let inserted = match jobs::insert_with_message(&state.pool, &job, &message, &headers).await {
         Ok(r) => r,
         Err(e) if e.is_unique_violation() && idem.is_some() => {
             // Lost a race with a concurrent request carrying the same key.
-            drop(tx);
             let key = idem.as_deref().unwrap_or_default();
             let existing = jobs::by_idempotency_key(&state.pool, tenant_id, key).await?.ok_or(ApiError::Internal("idempotent job vanished".into()))?;
             return replay(state, existing, &request_hash).await;
         }
         Err(e) => return Err(e.into()),
     };
-    outbox::insert(&mut tx, request.priority.as_str(), &message, &headers).await?;
-    db::timed("jobs.submit.commit", tx.commit()).await?;
-
     metrics::get().jobs_submitted.with_label_values(&[request.priority.as_str()]).inc();
     tracing::info!(job_id = %inserted.id, video_id = %video.id, priority = request.priority.as_str(), "job submitted");
     Ok((JobView::new(inserted, Vec::new()), true))

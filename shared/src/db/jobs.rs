@@ -13,12 +13,12 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::results::ResultRecord;
-use super::{DbError, tenants, timed};
+use super::results::{NewResult, ResultRecord};
+use super::{DbError, timed};
 use crate::domain::{JobErrorCode, JobStatus};
 
 /// A job row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JobRecord {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -69,29 +69,43 @@ pub struct NewJob {
     pub trace_context: serde_json::Value,
 }
 
-/// Inserts a job. Part of the submission transaction that also writes its outbox row.
-pub async fn insert(conn: &mut PgConnection, job: &NewJob) -> Result<JobRecord, DbError> {
+/// Inserts a job together with its dispatch message in the outbox, and wakes the relay, in one
+/// statement (so one round trip and one implicit transaction).
+pub async fn insert_with_message(
+    db: impl PgExecutor<'_>,
+    job: &NewJob,
+    message: &serde_json::Value,
+    headers: &serde_json::Value,
+) -> Result<JobRecord, DbError> {
     timed(
         "jobs.insert",
-        sqlx::query_as!(
-            JobRecord,
-            r#"INSERT INTO jobs (id, tenant_id, video_id, status, analyses, options, priority, max_attempts,
-                                 callback_url, idempotency_key, request_hash, trace_context)
-               VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11)
-               RETURNING *"#,
-            job.id,
-            job.tenant_id,
-            job.video_id,
-            &job.analyses,
-            job.options,
-            job.priority,
-            job.max_attempts,
-            job.callback_url,
-            job.idempotency_key,
-            job.request_hash,
-            job.trace_context
+        sqlx::query_as::<_, JobRecord>(
+            r#"WITH j AS (
+                   INSERT INTO jobs (id, tenant_id, video_id, status, analyses, options, priority, max_attempts,
+                                     callback_url, idempotency_key, request_hash, trace_context)
+                   VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11)
+                   RETURNING *
+               ), o AS (
+                   INSERT INTO outbox (routing_key, payload, headers) SELECT j.priority, $12, $13 FROM j
+               ), n AS (
+                   SELECT pg_notify('reelq_outbox', '') FROM j
+               )
+               SELECT j.* FROM j, n"#,
         )
-        .fetch_one(conn),
+        .bind(job.id)
+        .bind(job.tenant_id)
+        .bind(job.video_id)
+        .bind(&job.analyses)
+        .bind(&job.options)
+        .bind(&job.priority)
+        .bind(job.max_attempts)
+        .bind(&job.callback_url)
+        .bind(&job.idempotency_key)
+        .bind(&job.request_hash)
+        .bind(&job.trace_context)
+        .bind(message)
+        .bind(headers)
+        .fetch_one(db),
     )
     .await
 }
@@ -222,59 +236,37 @@ pub enum ClaimOutcome {
 }
 
 /// Takes a job for `lease_ttl`: a queued job, or a running one whose lease has lapsed (its
-/// worker died or is between retries). Claims of one tenant serialise on the tenant row, so
-/// the running-job cap holds exactly; batch jobs leave one of the tenant's slots to
+/// worker died or is between retries). One round trip: `reelq_claim_job` locks the tenant row
+/// so the running-job cap holds exactly, and batch jobs leave one of the tenant's slots to
 /// interactive ones.
 pub async fn claim(pool: &PgPool, job_id: Uuid, tenant_id: Uuid, lease_ttl: Duration) -> Result<ClaimOutcome, DbError> {
-    let mut tx = timed("jobs.claim.begin", pool.begin()).await?;
-    let Some(_cap) = tenants::lock_for_claim(&mut tx, tenant_id).await? else {
-        return Ok(ClaimOutcome::NotFound);
-    };
     let token = Uuid::new_v4();
-    let ttl_ms = i64::try_from(lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    let ttl_ms = lease_ttl.as_secs_f64() * 1000.0;
+    // A function returning rows of `jobs`: checked at run time, since the macros cannot see
+    // through the function's result type.
     let claimed = timed(
         "jobs.claim",
-        sqlx::query_as!(
-            JobRecord,
-            r#"UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_token = $3,
-                              lease_expires_at = now() + make_interval(secs => $4::float8 / 1000.0),
-                              heartbeat_at = now(), started_at = COALESCE(started_at, now()),
-                              stage = 'starting', updated_at = now()
-               WHERE id = $1 AND tenant_id = $2
-                 AND (status = 'queued' OR (status = 'running' AND (lease_token IS NULL OR lease_expires_at < now())))
-                 AND (SELECT count(*) FROM jobs r
-                      WHERE r.tenant_id = $2 AND r.status = 'running' AND r.lease_token IS NOT NULL
-                        AND r.lease_expires_at >= now() AND r.id <> $1)
-                     -- Batch work may use all but one of a tenant's slots, so the tenant's
-                     -- interactive jobs always find room.
-                     < (SELECT max_running_jobs - CASE WHEN jobs.priority = 'batch' AND max_running_jobs > 1 THEN 1 ELSE 0 END
-                        FROM tenants WHERE id = $2)
-               RETURNING *"#,
-            job_id,
-            tenant_id,
-            token,
-            ttl_ms as f64
-        )
-        .fetch_optional(&mut *tx),
+        sqlx::query_as::<_, JobRecord>("SELECT * FROM reelq_claim_job($1, $2, $3, $4)")
+            .bind(job_id)
+            .bind(tenant_id)
+            .bind(token)
+            .bind(ttl_ms)
+            .fetch_optional(pool),
     )
     .await?;
-    let outcome = match claimed {
-        Some(job) => {
-            let lease = Lease { job_id, token, attempt: job.attempt };
-            ClaimOutcome::Claimed(job, lease)
+    if let Some(job) = claimed {
+        let lease = Lease { job_id, token, attempt: job.attempt };
+        return Ok(ClaimOutcome::Claimed(job, lease));
+    }
+    Ok(match get_by_id(pool, job_id).await? {
+        None => ClaimOutcome::NotFound,
+        Some(job) if job.tenant_id != tenant_id => ClaimOutcome::NotFound,
+        Some(job) if job.status().is_terminal() => ClaimOutcome::Finished(job.status()),
+        Some(job) if job.status == "running" && job.lease_token.is_some() && job.lease_expires_at >= Some(Utc::now()) => {
+            ClaimOutcome::LeaseHeld
         }
-        None => match get_by_id(&mut *tx, job_id).await? {
-            None => ClaimOutcome::NotFound,
-            Some(job) if job.tenant_id != tenant_id => ClaimOutcome::NotFound,
-            Some(job) if job.status().is_terminal() => ClaimOutcome::Finished(job.status()),
-            Some(job) if job.status == "running" && job.lease_token.is_some() && job.lease_expires_at >= Some(Utc::now()) => {
-                ClaimOutcome::LeaseHeld
-            }
-            Some(_) => ClaimOutcome::TenantAtCapacity,
-        },
-    };
-    timed("jobs.claim.commit", tx.commit()).await?;
-    Ok(outcome)
+        Some(_) => ClaimOutcome::TenantAtCapacity,
+    })
 }
 
 /// Extends a lease and records progress. Returns `false` when the lease is lost (the job was
@@ -324,48 +316,74 @@ pub async fn release_for_retry(db: impl PgExecutor<'_>, lease: &Lease, message: 
     Ok(r.rows_affected() == 1)
 }
 
-/// Marks a job succeeded, fenced by the lease. `None` means the lease was lost and nothing
-/// changed. Run it in the transaction that writes the last results.
-pub async fn complete(conn: &mut PgConnection, lease: &Lease) -> Result<Option<JobRecord>, DbError> {
-    timed(
+/// Marks a job succeeded, writing its last results and scheduling its webhook, all in one
+/// statement fenced by the lease. `false` means the lease was lost and nothing changed.
+pub async fn complete(db: impl PgExecutor<'_>, lease: &Lease, results: &[NewResult]) -> Result<bool, DbError> {
+    let analyses: Vec<String> = results.iter().map(|r| r.analysis.clone()).collect();
+    let payloads: Vec<serde_json::Value> = results.iter().map(|r| r.payload.clone()).collect();
+    let versions: Vec<serde_json::Value> = results.iter().map(|r| r.model_versions.clone()).collect();
+    let done = timed(
         "jobs.complete",
-        sqlx::query_as!(
-            JobRecord,
-            r#"UPDATE jobs SET status = 'succeeded', progress = 1, stage = NULL, error_code = NULL, error_message = NULL,
-                              lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
-               WHERE id = $1 AND lease_token = $2 AND status = 'running'
-               RETURNING *"#,
+        sqlx::query_scalar!(
+            r#"WITH j AS (
+                   UPDATE jobs SET status = 'succeeded', progress = 1, stage = NULL, error_code = NULL, error_message = NULL,
+                                   lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+                   WHERE id = $1 AND lease_token = $2 AND status = 'running'
+                   RETURNING id, attempt, callback_url
+               ), r AS (
+                   INSERT INTO results (job_id, analysis, payload, model_versions, attempt)
+                   SELECT j.id, u.a, u.p, u.v, j.attempt FROM j, UNNEST($3::text[], $4::jsonb[], $5::jsonb[]) AS u(a, p, v)
+                   ON CONFLICT (job_id, analysis) DO UPDATE
+                     SET payload = EXCLUDED.payload, model_versions = EXCLUDED.model_versions,
+                         attempt = EXCLUDED.attempt, created_at = now()
+               ), w AS (
+                   INSERT INTO webhook_deliveries (id, job_id, url, payload)
+                   SELECT $6, j.id, j.callback_url, jsonb_build_object('event', 'job.succeeded') FROM j
+                   WHERE j.callback_url IS NOT NULL
+                   ON CONFLICT (job_id) DO NOTHING
+               )
+               SELECT id AS "id!" FROM j"#,
             lease.job_id,
-            lease.token
+            lease.token,
+            &analyses,
+            &payloads,
+            &versions,
+            Uuid::now_v7()
         )
-        .fetch_optional(conn),
+        .fetch_optional(db),
     )
-    .await
+    .await?;
+    Ok(done.is_some())
 }
 
-/// Marks a job failed, fenced by the lease. `None` means the lease was lost.
-pub async fn fail(
-    conn: &mut PgConnection,
-    lease: &Lease,
-    code: JobErrorCode,
-    message: &str,
-) -> Result<Option<JobRecord>, DbError> {
-    timed(
+/// Marks a job failed and schedules its webhook, in one statement fenced by the lease.
+/// `false` means the lease was lost and nothing changed.
+pub async fn fail(db: impl PgExecutor<'_>, lease: &Lease, code: JobErrorCode, message: &str) -> Result<bool, DbError> {
+    let done = timed(
         "jobs.fail",
-        sqlx::query_as!(
-            JobRecord,
-            r#"UPDATE jobs SET status = 'failed', stage = NULL, error_code = $3, error_message = $4,
-                              lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
-               WHERE id = $1 AND lease_token = $2 AND status = 'running'
-               RETURNING *"#,
+        sqlx::query_scalar!(
+            r#"WITH j AS (
+                   UPDATE jobs SET status = 'failed', stage = NULL, error_code = $3, error_message = $4,
+                                   lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+                   WHERE id = $1 AND lease_token = $2 AND status = 'running'
+                   RETURNING id, callback_url
+               ), w AS (
+                   INSERT INTO webhook_deliveries (id, job_id, url, payload)
+                   SELECT $5, j.id, j.callback_url, jsonb_build_object('event', 'job.failed') FROM j
+                   WHERE j.callback_url IS NOT NULL
+                   ON CONFLICT (job_id) DO NOTHING
+               )
+               SELECT id AS "id!" FROM j"#,
             lease.job_id,
             lease.token,
             code.as_str(),
-            message
+            message,
+            Uuid::now_v7()
         )
-        .fetch_optional(conn),
+        .fetch_optional(db),
     )
-    .await
+    .await?;
+    Ok(done.is_some())
 }
 
 /// Jobs whose worker stopped heartbeating more than `grace` ago, for the reaper to dispatch

@@ -3,9 +3,10 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
+
 use super::{DbError, timed};
 
-/// Channel the relay listens on for new rows.
+/// Channel the relay listens on for new rows (`jobs::insert_with_message` notifies it).
 pub const NOTIFY_CHANNEL: &str = "reelq_outbox";
 
 /// An unpublished message.
@@ -15,29 +16,6 @@ pub struct OutboxRow {
     pub routing_key: String,
     pub payload: serde_json::Value,
     pub headers: serde_json::Value,
-}
-
-/// Adds a message and wakes the relay when the transaction commits.
-pub async fn insert(
-    conn: &mut PgConnection,
-    routing_key: &str,
-    payload: &serde_json::Value,
-    headers: &serde_json::Value,
-) -> Result<i64, DbError> {
-    let id = timed(
-        "outbox.insert",
-        sqlx::query_scalar!(
-            "INSERT INTO outbox (routing_key, payload, headers) VALUES ($1, $2, $3) RETURNING id",
-            routing_key,
-            payload,
-            headers
-        )
-        .fetch_one(&mut *conn),
-    )
-    .await?;
-    // NOTIFY is delivered at commit and collapsed per transaction, so this costs little.
-    timed("outbox.notify", sqlx::query!("SELECT pg_notify($1, '')", NOTIFY_CHANNEL).execute(conn)).await?;
-    Ok(id)
 }
 
 /// Locks up to `limit` of the oldest rows for publishing. Rows locked by another relay are

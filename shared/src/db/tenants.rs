@@ -1,7 +1,7 @@
 //! Tenants and their API keys.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{DbError, timed};
@@ -132,15 +132,4 @@ pub async fn revoke_key(db: impl PgExecutor<'_>, tenant_id: Uuid, prefix: &str) 
     )
     .await?;
     Ok(r.rows_affected() > 0)
-}
-
-/// Locks the tenant's row for the rest of the transaction and returns its running-job cap.
-/// Claims of one tenant's jobs serialise on this lock, which makes the cap exact.
-pub async fn lock_for_claim(conn: &mut PgConnection, tenant_id: Uuid) -> Result<Option<i32>, DbError> {
-    let row = timed(
-        "tenants.lock_for_claim",
-        sqlx::query_scalar!("SELECT max_running_jobs FROM tenants WHERE id = $1 FOR UPDATE", tenant_id).fetch_optional(conn),
-    )
-    .await?;
-    Ok(row)
 }
