@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = reelq_shared::config::load().context("loading configuration")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            reelq_shared::telemetry::init("reelq-api", &settings.telemetry);
+            let _telemetry = reelq_shared::telemetry::init("reelq-api", &settings.telemetry);
             let app = Application::build(settings).await?;
             let shutdown = CancellationToken::new();
             reelq_shared::telemetry::spawn_named("signals", cancel_on_signal(shutdown.clone()));

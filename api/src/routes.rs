@@ -105,7 +105,13 @@ async fn track(State(timeout): State<Duration>, req: Request, next: Next) -> Res
     let method = req.method().as_str().to_owned();
     let is_upload = method == "POST" && (route == "/v1/videos" || route == "/v1/jobs");
     let started = Instant::now();
-    let span = tracing::info_span!("http", method = %method, route = %route);
+    let span = tracing::info_span!("http", method = %method, route = %route, trace_id = tracing::field::Empty);
+    // Continue the caller's trace when it sends one (W3C `traceparent`).
+    let carrier: std::collections::HashMap<String, String> = ["traceparent", "tracestate"]
+        .iter()
+        .filter_map(|h| req.headers().get(*h).and_then(|v| v.to_str().ok()).map(|v| ((*h).to_owned(), v.to_owned())))
+        .collect();
+    reelq_shared::telemetry::set_parent(&span, &carrier);
     let resp = {
         use tracing::Instrument as _;
         let fut = next.run(req).instrument(span);

@@ -8,7 +8,7 @@ use reelq_scheduler::{Scheduler, Settings};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings: Settings = reelq_shared::config::load().context("loading configuration")?;
-    reelq_shared::telemetry::init("reelq-scheduler", &settings.telemetry);
+    let _telemetry = reelq_shared::telemetry::init("reelq-scheduler", &settings.telemetry);
     let scheduler = Scheduler::build(settings).await?;
     let stop = CancellationToken::new();
     let token = stop.clone();

@@ -246,11 +246,35 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// `tracing` filter directives, as in `RUST_LOG` (which overrides it when set).
     pub log_filter: String,
+    /// OTLP/HTTP traces endpoint (for example `http://jaeger:4318/v1/traces`); traces are not
+    /// exported when unset.
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of new traces sampled (0.0 to 1.0); a sampled parent is always followed.
+    pub trace_sample_ratio: f64,
 }
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_format: LogFormat::Json, log_filter: "info,sqlx=warn,lapin=warn,aws=warn".to_owned() }
+        Self {
+            log_format: LogFormat::Json,
+            log_filter: "info,sqlx=warn,lapin=warn,aws=warn".to_owned(),
+            otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
+        }
+    }
+}
+
+impl TelemetrySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            return Err(ConfigError::invalid("telemetry.trace_sample_ratio", "must be between 0.0 and 1.0"));
+        }
+        if let Some(e) = self.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+            if url::Url::parse(e).is_err() {
+                return Err(ConfigError::invalid("telemetry.otlp_endpoint", "must be a URL"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -326,6 +350,7 @@ impl Validate for CommonSettings {
         self.database.validate()?;
         self.amqp.validate()?;
         self.storage.validate()?;
+        self.telemetry.validate()?;
         self.webhooks.validate()
     }
 }

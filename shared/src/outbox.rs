@@ -14,8 +14,10 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::HashMap;
+
 use crate::db::{self, DbError};
-use crate::metrics;
+use crate::{metrics, telemetry};
 use crate::queue::{OutgoingMessage, Publisher, QueueError};
 
 /// A relay pass failed; the rows stay for the next pass.
@@ -53,17 +55,28 @@ impl OutboxRelay {
             return Ok(0);
         }
         let exchange = self.publisher.topology().jobs_exchange();
+        // One span per message, child of the submission's trace, kept open until the broker
+        // confirms; the message carries the span's own context on to the worker.
+        let mut spans = Vec::with_capacity(rows.len());
         let messages: Vec<OutgoingMessage> = rows
             .iter()
-            .map(|r| OutgoingMessage {
-                exchange: exchange.clone(),
-                routing_key: r.routing_key.clone(),
-                payload: serde_json::to_vec(&r.payload).unwrap_or_default(),
-                headers: serde_json::from_value(r.headers.clone()).unwrap_or_default(),
-                rounds: None,
+            .map(|r| {
+                let submitted: HashMap<String, String> = serde_json::from_value(r.headers.clone()).unwrap_or_default();
+                let span = tracing::info_span!("outbox.publish", routing_key = %r.routing_key, trace_id = tracing::field::Empty);
+                telemetry::set_parent(&span, &submitted);
+                let headers = if submitted.contains_key("traceparent") { telemetry::context_of(&span) } else { submitted };
+                spans.push(span);
+                OutgoingMessage {
+                    exchange: exchange.clone(),
+                    routing_key: r.routing_key.clone(),
+                    payload: serde_json::to_vec(&r.payload).unwrap_or_default(),
+                    headers,
+                    rounds: None,
+                }
             })
             .collect();
         self.publisher.publish_all(&messages).await?;
+        drop(spans);
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         db::outbox::delete(&mut tx, &ids).await?;
         db::timed("outbox.commit", tx.commit()).await?;

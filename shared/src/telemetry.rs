@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -15,11 +17,50 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, TelemetrySettings};
 
-/// Installs the global subscriber. Calling it again (as tests do) keeps the first one.
-/// `RUST_LOG` overrides the configured filter.
-pub fn init(service: &'static str, settings: &TelemetrySettings) {
+/// Keeps the trace pipeline alive; flushes spans still buffered when dropped, so the last spans
+/// of a stopping process are exported.
+#[must_use = "dropping the guard shuts the trace exporter down"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Installs logging and tracing for a process. Spans are exported over OTLP/HTTP when
+/// `telemetry.otlp_endpoint` is set; without it trace ids still exist, are logged, and travel
+/// with jobs. `RUST_LOG` overrides the configured log filter. Calling it again keeps the first
+/// subscriber (tests do that).
+pub fn init(service: &'static str, settings: &TelemetrySettings) -> TelemetryGuard {
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.trace_sample_ratio))))
+        .with_resource(Resource::builder().with_service_name(service).build());
+    if let Some(endpoint) = settings.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .with_timeout(std::time::Duration::from_secs(10))
+            .build()
+        {
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            // Telemetry must never stop the service; say so once on stderr.
+            Err(e) => eprintln!("reelq: OTLP exporter for {endpoint} could not be built, traces stay local: {e}"),
+        }
+    }
+    let provider = builder.build();
+    install(service, settings, provider.clone());
+    TelemetryGuard { provider: Some(provider) }
+}
+
+/// Installs the global subscriber over a given tracer provider (tests pass one with an
+/// in-memory exporter). Returns whether it was installed (false: one already was).
+pub fn install(service: &'static str, settings: &TelemetrySettings, provider: SdkTracerProvider) -> bool {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_filter));
-    let provider = SdkTracerProvider::builder().build();
     let tracer = provider.tracer(service);
     opentelemetry::global::set_tracer_provider(provider);
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
@@ -30,8 +71,16 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) {
             .try_init(),
         LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
     };
-    if result.is_ok() {
-        tracing::debug!(service, "telemetry installed");
+    result.is_ok()
+}
+
+/// Records the span's trace id in its `trace_id` field (declared `tracing::field::Empty`), so
+/// that every log line written inside it carries the id.
+pub fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let id = span.context().span().span_context().trace_id();
+    if id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(id));
     }
 }
 
@@ -39,7 +88,7 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) {
 pub fn init_for_tests() {
     if std::env::var_os("TEST_LOG").is_some() {
         let settings = TelemetrySettings { log_format: LogFormat::Pretty, ..TelemetrySettings::default() };
-        init("reelq-test", &settings);
+        install("reelq-test", &settings, SdkTracerProvider::builder().build());
     }
 }
 
@@ -51,10 +100,21 @@ pub fn current_context() -> HashMap<String, String> {
     carrier
 }
 
-/// Makes `span` a child of the remote context carried in `carrier` (message headers).
+/// Makes `span` a child of the remote context carried in `carrier` (message or HTTP headers),
+/// when there is one, and records the resulting trace id on it.
 pub fn set_parent(span: &tracing::Span, carrier: &HashMap<String, String>) {
-    let cx = TraceContextPropagator::new().extract(carrier);
-    let _ = span.set_parent(cx);
+    if carrier.contains_key("traceparent") {
+        let cx = TraceContextPropagator::new().extract(carrier);
+        let _ = span.set_parent(cx);
+    }
+    record_trace_id(span);
+}
+
+/// The W3C trace context of a given span, to put in message headers.
+pub fn context_of(span: &tracing::Span) -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier
 }
 
 /// The trace id of the current span, for logs and error reports.

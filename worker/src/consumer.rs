@@ -150,8 +150,8 @@ impl Job {
                 return;
             }
         };
-        let (_, rounds) = queue::read_headers(&delivery.properties);
-        let disposition = self.runner.handle(&msg).await;
+        let (headers, rounds) = queue::read_headers(&delivery.properties);
+        let disposition = self.runner.handle(&msg, &headers).await;
         self.settle(&delivery, disposition, rounds).await;
     }
 

@@ -8,7 +8,7 @@ use reelq_worker::{Settings, Worker};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings: Settings = reelq_shared::config::load().context("loading configuration")?;
-    reelq_shared::telemetry::init("reelq-worker", &settings.telemetry);
+    let _telemetry = reelq_shared::telemetry::init("reelq-worker", &settings.telemetry);
     let worker = Worker::build(settings).await?;
     let stop = CancellationToken::new();
     reelq_shared::telemetry::spawn_named("signals", stop_on_signal(stop.clone()));

@@ -2,6 +2,7 @@
 //! runtime, write results idempotently, and end the job — or say how the message must be
 //! settled when that is not possible now.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use reelq_shared::db::jobs::{self, ClaimOutcome, JobRecord, Lease};
@@ -98,7 +100,19 @@ impl JobRunner {
 
     /// Handles one job message: the worker's "process one message" entry point, used by the
     /// consumers and directly by tests.
-    pub async fn handle(&self, msg: &JobMessage) -> Disposition {
+    pub async fn handle(&self, msg: &JobMessage, trace: &HashMap<String, String>) -> Disposition {
+        let span = tracing::info_span!(
+            "job",
+            job_id = %msg.job_id,
+            tenant_id = %msg.tenant_id,
+            attempt = tracing::field::Empty,
+            trace_id = tracing::field::Empty
+        );
+        reelq_shared::telemetry::set_parent(&span, trace);
+        self.handle_in_span(msg).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, msg: &JobMessage) -> Disposition {
         let claim = match jobs::claim(&self.pool, msg.job_id, msg.tenant_id, self.lease_ttl()).await {
             Ok(c) => c,
             Err(e) => {
@@ -110,12 +124,8 @@ impl JobRunner {
         };
         match claim {
             ClaimOutcome::Claimed(job, lease) => {
-                use tracing::Instrument as _;
-                let span = tracing::info_span!("job", job_id = %job.id, attempt = lease.attempt, tenant_id = %job.tenant_id);
-                if let Ok(carrier) = serde_json::from_value(job.trace_context.clone()) {
-                    reelq_shared::telemetry::set_parent(&span, &carrier);
-                }
-                self.run_claimed(job, lease).instrument(span).await
+                tracing::Span::current().record("attempt", lease.attempt);
+                self.run_claimed(job, lease).await
             }
             ClaimOutcome::Finished(status) => {
                 tracing::info!(job_id = %msg.job_id, %status, "duplicate delivery of an ended job; skipped");
@@ -211,8 +221,9 @@ impl JobRunner {
             let started = Instant::now();
             let dir = tempfile::Builder::new().prefix("reelq-job-").tempdir_in(&self.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
             let path = dir.path().join("input");
+            let download = self.store.download_to_file(&video.object_key, &path).instrument(tracing::info_span!("stage", stage = "download"));
             tokio::select! {
-                r = self.store.download_to_file(&video.object_key, &path) => { r?; }
+                r = download => { r?; }
                 () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
             }
             metrics::get().stage_seconds.with_label_values(&["download"]).observe(started.elapsed().as_secs_f64());
@@ -236,9 +247,26 @@ impl JobRunner {
             }
             set_progress(progress, 0.1 + 0.85 * (i as f32 / total), analysis.as_str());
             let started = Instant::now();
+            let stage_span = tracing::info_span!("stage", stage = analysis.as_str());
+            let payload = self.run_analysis(*analysis, job, media.as_ref().map(|(_, p)| p.clone()), cancel).instrument(stage_span).await?;
+            metrics::get().stage_seconds.with_label_values(&[analysis.as_str()]).observe(started.elapsed().as_secs_f64());
+            pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload, model_versions: serde_json::json!({}) });
+        }
+        drop(media);
+        Ok(pending)
+    }
+
+    /// Runs one analysis and returns its result payload.
+    async fn run_analysis(
+        &self,
+        analysis: Analysis,
+        job: &JobRecord,
+        media: Option<PathBuf>,
+        cancel: &CancellationToken,
+    ) -> Result<serde_json::Value, JobError> {
             let payload = match analysis {
                 Analysis::Probe => {
-                    let path = media.as_ref().map(|(_, p)| p.clone()).ok_or(JobError::Retryable("media missing".into()))?;
+                    let path = media.ok_or(JobError::Retryable("media missing".into()))?;
                     let limits = self.settings.media.clone();
                     let probe = run_blocking(move || probe::probe(&path, &limits)).await??;
                     let value = serde_json::to_value(&probe).map_err(|e| JobError::Retryable(e.to_string()))?;
@@ -256,11 +284,7 @@ impl JobRunner {
                     serde_json::json!({ "waited_ms": ms })
                 }
             };
-            metrics::get().stage_seconds.with_label_values(&[analysis.as_str()]).observe(started.elapsed().as_secs_f64());
-            pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload, model_versions: serde_json::json!({}) });
-        }
-        drop(media);
-        Ok(pending)
+            Ok(payload)
     }
 
     async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>) -> Disposition {

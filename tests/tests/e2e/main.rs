@@ -4,3 +4,4 @@
 mod api;
 mod failures;
 mod lifecycle;
+mod observability;

@@ -2,7 +2,7 @@
 //! against the ffmpeg CLI doing the same sampling. Prints figures; asserts nothing.
 //!
 //! ```text
-//! cargo run --release -p reelq-worker --bin reelq-media-bench [-- --secs 60 --runs 3]
+//! cargo run --release -p reelq-worker --bin reelq-media-bench [-- --secs 60 --runs 3 --keep DIR]
 //! cargo run --release -p reelq-worker --bin reelq-media-bench -- analyze FILE   # quality JSON
 //! ```
 //!
@@ -22,7 +22,7 @@ use reelq_worker::settings::MediaSettings;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("measure-sample") => measure_sample(Path::new(args.get(1).context("clip path")?)),
+        Some("measure-sample") => measure_sample(Path::new(args.get(1).context("clip path")?), args.iter().any(|a| a == "--skip-deblocking")),
         Some("measure-quality") => measure_quality(Path::new(args.get(1).context("clip path")?)),
         Some("analyze") => analyze(Path::new(args.get(1).context("clip path")?)),
         _ => bench(&args),
@@ -39,21 +39,34 @@ fn flag(args: &[String], name: &str, default: u32) -> anyhow::Result<u32> {
 fn bench(args: &[String]) -> anyhow::Result<()> {
     let secs = flag(args, "--secs", 60)?;
     let runs = flag(args, "--runs", 3)?.max(1);
-    let dir = tempfile::tempdir()?;
+    // `--keep DIR` reuses (or leaves) the generated clips there.
+    let kept = args.iter().position(|a| a == "--keep").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let temp = tempfile::tempdir()?;
+    let dir_path = kept.unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&dir_path)?;
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("reelq-media-bench: {secs} s 1920×1080 30 fps H.264 (x264 veryfast) + AAC, {cpus} CPUs, median of {runs} runs");
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    }
     println!();
     let clips = [("x264 default keyint (250)", "default", None), ("keyint 30 (-g 30)", "g30", Some("30"))];
     let mut rows = Vec::new();
     for (label, name, gop) in clips {
-        let path = dir.path().join(format!("{name}.mp4"));
+        let path = dir_path.join(format!("{name}-{secs}s.mp4"));
         let started = Instant::now();
-        generate(&path, secs, gop)?;
+        if !path.exists() {
+            generate(&path, secs, gop)?;
+        }
         println!("generated {label}: {:.1} MB in {:.1} s", std::fs::metadata(&path)?.len() as f64 / 1e6, started.elapsed().as_secs_f64());
-        let ours = median_of(runs, || child(&path, "measure-sample"))?;
+        let ours = median_of(runs, || child(&path, "measure-sample", &[]))?;
         let cli = median_of(runs, || cli_sample(&path))?;
-        let quality = median_of(runs.min(2), || child(&path, "measure-quality"))?;
-        rows.push((label, ours, cli, quality));
+        let quality = median_of(runs.min(2), || child(&path, "measure-quality", &[]))?;
+        rows.push((label, ours, cli.clone(), quality));
+        if gop.is_none() {
+            let fast = median_of(runs, || child(&path, "measure-sample", &["--skip-deblocking"]))?;
+            rows.push(("  same, skip_deblocking", fast, cli, Figures::default()));
+        }
     }
     println!();
     println!("Sampling 1 frame per second at 224×224 RGB24:");
@@ -76,7 +89,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     println!();
     println!("Full quality analysis (decode with statistics, scenes and audio, then scoring):");
     println!("{:<28} {:>10} {:>10} {:>10} {:>10}  {}", "clip", "total s", "decode s", "score s", "peak MiB", "stats frames / overall score");
-    for (label, _, _, q) in &rows {
+    for (label, _, _, q) in rows.iter().filter(|r| r.3.wall_secs > 0.0) {
         println!(
             "{:<28} {:>10.2} {:>10.2} {:>10.3} {:>10.1}  {} / {}",
             label,
@@ -155,9 +168,9 @@ fn median_of<T: Wall>(runs: u32, mut f: impl FnMut() -> anyhow::Result<T>) -> an
 }
 
 /// Runs this binary on one measurement and parses its `key=value` output.
-fn child(path: &Path, what: &str) -> anyhow::Result<Figures> {
+fn child(path: &Path, what: &str, extra: &[&str]) -> anyhow::Result<Figures> {
     let exe = std::env::current_exe()?;
-    let out = Command::new(exe).arg(what).arg(path).output()?;
+    let out = Command::new(exe).arg(what).arg(path).args(extra).output()?;
     if !out.status.success() {
         bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -224,10 +237,10 @@ fn never() -> bool {
     false
 }
 
-fn measure_sample(path: &Path) -> anyhow::Result<()> {
+fn measure_sample(path: &Path, skip_deblocking: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let probe = probe::probe(path, &MediaSettings::default())?;
-    let opts = DecodeOptions::sampling_only(Sampling::EverySecs(1.0), FrameSize::Square(224));
+    let opts = DecodeOptions { skip_deblocking, ..DecodeOptions::sampling_only(Sampling::EverySecs(1.0), FrameSize::Square(224)) };
     let out = decode::decode(path, &probe, &opts, &never)?;
     let wall = started.elapsed().as_secs_f64();
     println!(
