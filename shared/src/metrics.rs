@@ -39,6 +39,9 @@ pub struct Metrics {
     pub upload_bytes: IntCounterVec,
     /// `reelq_jobs_in_flight`: jobs this worker is processing now.
     pub jobs_in_flight: IntGauge,
+    /// `reelq_s3_call_duration_seconds{op,outcome}`: object storage calls, whole streams
+    /// included for uploads and downloads.
+    pub s3_call_seconds: HistogramVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -81,6 +84,7 @@ impl Metrics {
             webhook_deliveries: counter(&r, "reelq_webhook_deliveries_total", "Webhook delivery attempts", &["outcome"]),
             upload_bytes: counter(&r, "reelq_upload_bytes_total", "Bytes received in uploads", &["outcome"]),
             jobs_in_flight: gauge(&r, "reelq_jobs_in_flight", "Jobs being processed by this worker"),
+            s3_call_seconds: histogram(&r, "reelq_s3_call_duration_seconds", "Object storage call latency", &["op", "outcome"], SLOW.to_vec()),
             registry: r,
         }
     }

@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::config::StorageSettings;
 use crate::db::videos::StoredObject;
 use crate::domain::{SNIFF_LEN, sniff_container};
+use crate::metrics;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,19 @@ impl Store {
     /// and enforcing `limit`. Small bodies go up in one PUT, larger ones as multipart with
     /// `upload_concurrency` parts in flight. On any error nothing is left behind.
     pub async fn save_video_stream<S>(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        body: S,
+        limit: u64,
+    ) -> Result<StoredObject, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
+    {
+        observe("upload", self.save_video_stream_inner(key, content_type, body, limit)).await
+    }
+
+    async fn save_video_stream_inner<S>(
         &self,
         key: &str,
         content_type: Option<&str>,
@@ -313,6 +327,10 @@ impl Store {
 
     /// Streams an object to a local file; returns its size.
     pub async fn download_to_file(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
+        observe("download", self.download_to_file_inner(key, path)).await
+    }
+
+    async fn download_to_file_inner(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
         let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
             if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                 StorageError::NotFound(key.to_owned())
@@ -334,6 +352,10 @@ impl Store {
     /// Reads an object through once, returning its size, SHA-256 and recognised container.
     /// Used to check a presigned upload without holding it in memory.
     pub async fn inspect(&self, key: &str) -> Result<StoredObject, StorageError> {
+        observe("inspect", self.inspect_inner(key)).await
+    }
+
+    async fn inspect_inner(&self, key: &str) -> Result<StoredObject, StorageError> {
         let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
             if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                 StorageError::NotFound(key.to_owned())
@@ -362,7 +384,10 @@ impl Store {
 
     /// Size of an object, or `None` when it does not exist.
     pub async fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        let started = std::time::Instant::now();
+        let out = self.client.head_object().bucket(&self.bucket).key(key).send().await;
+        record("head", out.is_ok(), started);
+        match out {
             Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(StorageError::service("head_object", e)),
@@ -371,7 +396,10 @@ impl Store {
 
     /// Deletes an object (absent objects are fine).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| StorageError::service("delete_object", e))?;
+        observe("delete", async {
+            self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| StorageError::service("delete_object", e))
+        })
+        .await?;
         Ok(())
     }
 
@@ -401,4 +429,18 @@ impl Store {
     pub fn presign_ttl(&self) -> Duration {
         self.presign_ttl
     }
+}
+
+fn record(op: &'static str, ok: bool, started: std::time::Instant) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::get().s3_call_seconds.with_label_values(&[op, outcome]).observe(started.elapsed().as_secs_f64());
+}
+
+/// Times a storage call. Client errors (a refused upload) count as `ok` for the service: the
+/// metric watches storage health, not user input.
+async fn observe<T>(op: &'static str, fut: impl std::future::Future<Output = Result<T, StorageError>>) -> Result<T, StorageError> {
+    let started = std::time::Instant::now();
+    let out = fut.await;
+    record(op, out.as_ref().map_or_else(StorageError::is_client_error, |_| true), started);
+    out
 }

@@ -162,3 +162,48 @@ async fn webhook_is_delivered_with_a_valid_signature() {
 fn chrono_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_webhook_receiver_is_retried_until_it_accepts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let env = TestEnv::new().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    // Fails twice, then accepts.
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) < 2 { axum::http::StatusCode::SERVICE_UNAVAILABLE } else { axum::http::StatusCode::OK }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let worker = TestWorker::spawn(env.worker_settings()).await;
+
+    let video = app.upload_clip(sample_clip()).await;
+    let id = app.submit_ok(json!({ "video_id": video, "analyses": ["noop"], "callback_url": hook })).await;
+    app.wait_terminal(id, Duration::from_secs(30)).await;
+    let started = std::time::Instant::now();
+    loop {
+        let delivered = count(&env.pool, &format!("SELECT count(*) FROM webhook_deliveries WHERE job_id = '{id}' AND delivered_at IS NOT NULL")).await;
+        if delivered == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "webhook not delivered after retries");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "two failures, then one success, nothing after");
+    let attempts = count(&env.pool, &format!("SELECT attempts::bigint FROM webhook_deliveries WHERE job_id = '{id}'")).await;
+    assert_eq!(attempts, 3);
+    worker.stop().await;
+    app.stop().await;
+    env.cleanup().await;
+}
