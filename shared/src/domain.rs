@@ -108,6 +108,9 @@ impl Priority {
 pub enum Analysis {
     /// Container, streams, codecs, duration, resolution, frame rate, rotation, audio rate.
     Probe,
+    /// Quality sub-scores (picture, motion, delivery, sound) with the measurements behind each
+    /// and advice a creator can act on.
+    Quality,
     /// Diagnostic analysis that does no media work (it may wait `options.noop_ms`): for load
     /// tests and operational drills. Accepted only where the api allows diagnostics.
     Noop,
@@ -118,6 +121,7 @@ impl Analysis {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Probe => "probe",
+            Self::Quality => "quality",
             Self::Noop => "noop",
         }
     }
@@ -126,6 +130,7 @@ impl Analysis {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "probe" => Some(Self::Probe),
+            "quality" => Some(Self::Quality),
             "noop" => Some(Self::Noop),
             _ => None,
         }
@@ -223,7 +228,7 @@ mod tests {
 
     #[test]
     fn analysis_names_match_serde() {
-        for a in [Analysis::Probe, Analysis::Noop] {
+        for a in [Analysis::Probe, Analysis::Quality, Analysis::Noop] {
             let json = serde_json::to_string(&a).expect("serialize");
             assert_eq!(json, format!("\"{}\"", a.as_str()));
             assert_eq!(Analysis::parse(a.as_str()), Some(a));

@@ -1,6 +1,9 @@
 //! FFmpeg through ffmpeg-next. Only this crate links FFmpeg.
 
+pub mod audio;
+pub mod decode;
 pub mod probe;
+pub mod quality;
 
 use std::sync::Once;
 

@@ -21,7 +21,9 @@ use reelq_shared::metrics;
 use reelq_shared::queue::Topology;
 use reelq_shared::storage::{StorageError, Store};
 
-use crate::media::probe::{self, MediaError};
+use crate::media::decode::{self, DecodeError, DecodeLimits, DecodeOptions};
+use crate::media::probe::{self, MediaError, Probe};
+use crate::media::quality;
 use crate::settings::Settings;
 
 /// How a delivery must be settled once the runner is done with it.
@@ -53,6 +55,16 @@ pub enum JobError {
 impl From<MediaError> for JobError {
     fn from(e: MediaError) -> Self {
         Self::Fatal { code: e.code, message: e.message }
+    }
+}
+
+impl From<DecodeError> for JobError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Stopped => Self::Stopped("cancelled"),
+            e if e.is_retryable() => Self::Retryable(e.to_string()),
+            e => Self::Fatal { code: e.code().unwrap_or(JobErrorCode::InvalidMedia), message: e.to_string() },
+        }
     }
 }
 
@@ -211,7 +223,7 @@ impl JobRunner {
         let done = if lease.attempt > 1 { results::done_analyses(&self.pool, job.id).await? } else { Vec::new() };
         let todo: Vec<Analysis> = analyses.into_iter().filter(|a| !done.iter().any(|d| d == a.as_str())).collect();
 
-        let mut media: Option<(tempfile::TempDir, PathBuf)> = None;
+        let mut media: Option<Media> = None;
         if todo.iter().any(|a| a.needs_media()) {
             set_progress(progress, 0.05, "downloading");
             let video_id = job.video_id.ok_or_else(|| JobError::Fatal { code: JobErrorCode::VideoMissing, message: "the job has no video".into() })?;
@@ -227,7 +239,13 @@ impl JobRunner {
                 () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
             }
             metrics::get().stage_seconds.with_label_values(&["download"]).observe(started.elapsed().as_secs_f64());
-            media = Some((dir, path));
+            // Every media analysis starts from the probe, which also enforces the limits
+            // before anything is decoded.
+            set_progress(progress, 0.1, "probe");
+            let limits = self.settings.media.clone();
+            let probe_path = path.clone();
+            let found = run_blocking(move || probe::probe(&probe_path, &limits)).instrument(tracing::info_span!("stage", stage = "probe")).await??;
+            media = Some(Media { _dir: dir, path, probe: found });
         }
 
         let total = todo.len().max(1) as f32;
@@ -248,7 +266,7 @@ impl JobRunner {
             set_progress(progress, 0.1 + 0.85 * (i as f32 / total), analysis.as_str());
             let started = Instant::now();
             let stage_span = tracing::info_span!("stage", stage = analysis.as_str());
-            let payload = self.run_analysis(*analysis, job, media.as_ref().map(|(_, p)| p.clone()), cancel).instrument(stage_span).await?;
+            let payload = self.run_analysis(*analysis, job, media.as_ref(), cancel).instrument(stage_span).await?;
             metrics::get().stage_seconds.with_label_values(&[analysis.as_str()]).observe(started.elapsed().as_secs_f64());
             pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload, model_versions: serde_json::json!({}) });
         }
@@ -261,30 +279,46 @@ impl JobRunner {
         &self,
         analysis: Analysis,
         job: &JobRecord,
-        media: Option<PathBuf>,
+        media: Option<&Media>,
         cancel: &CancellationToken,
     ) -> Result<serde_json::Value, JobError> {
-            let payload = match analysis {
-                Analysis::Probe => {
-                    let path = media.ok_or(JobError::Retryable("media missing".into()))?;
-                    let limits = self.settings.media.clone();
-                    let probe = run_blocking(move || probe::probe(&path, &limits)).await??;
-                    let value = serde_json::to_value(&probe).map_err(|e| JobError::Retryable(e.to_string()))?;
-                    if let Some(video_id) = job.video_id {
-                        videos::set_probe(&self.pool, video_id, &value).await?;
-                    }
-                    value
+        let media = || media.ok_or_else(|| JobError::Retryable("the video was not fetched".into()));
+        let payload = match analysis {
+            Analysis::Probe => {
+                let value = to_json(&media()?.probe)?;
+                if let Some(video_id) = job.video_id {
+                    videos::set_probe(&self.pool, video_id, &value).await?;
                 }
-                Analysis::Noop => {
-                    let ms = job.options.get("noop_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                        () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
-                    }
-                    serde_json::json!({ "waited_ms": ms })
+                value
+            }
+            Analysis::Quality => {
+                let m = media()?;
+                let (path, probe) = (m.path.clone(), m.probe.clone());
+                let opts = DecodeOptions {
+                    limits: DecodeLimits {
+                        max_wall: Duration::from_secs(self.settings.media.max_decode_secs),
+                        max_pixels: self.settings.media.max_pixels,
+                        ..DecodeLimits::default()
+                    },
+                    ..DecodeOptions::default()
+                };
+                let stop = cancel.clone();
+                let report = run_blocking(move || {
+                    decode::decode(&path, &probe, &opts, &|| stop.is_cancelled()).map(|out| quality::analyze(&probe, &out))
+                })
+                .await??;
+                to_json(&report)?
+            }
+            Analysis::Noop => {
+                let ms = job.options.get("noop_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
                 }
-            };
-            Ok(payload)
+                serde_json::json!({ "waited_ms": ms })
+            }
+        };
+        Ok(payload)
     }
 
     async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>) -> Disposition {
@@ -341,6 +375,18 @@ impl JobRunner {
     pub async fn status(&self, job_id: Uuid) -> Result<Option<JobStatus>, DbError> {
         Ok(jobs::get_by_id(&self.pool, job_id).await?.map(|j| j.status()))
     }
+}
+
+/// The fetched video of a job and what its probe found.
+struct Media {
+    /// Removed (with the file) when the job is done with it.
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    probe: Probe,
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, JobError> {
+    serde_json::to_value(value).map_err(|e| JobError::Retryable(format!("result could not be encoded: {e}")))
 }
 
 fn set_progress(progress: &Arc<Mutex<Progress>>, fraction: f32, stage: &'static str) {

@@ -77,11 +77,13 @@ pub struct MediaSettings {
     pub max_pixels: u64,
     /// Most streams a file may have.
     pub max_streams: usize,
+    /// Longest a decode may take before the job fails with `timeout`.
+    pub max_decode_secs: u64,
 }
 
 impl Default for MediaSettings {
     fn default() -> Self {
-        Self { max_duration_secs: 600.0, max_pixels: 3840 * 2160, max_streams: 16 }
+        Self { max_duration_secs: 600.0, max_pixels: 3840 * 2160, max_streams: 16, max_decode_secs: 300 }
     }
 }
 
@@ -110,6 +112,9 @@ impl Validate for Settings {
         }
         if !(self.media.max_duration_secs > 0.0) {
             return Err(ConfigError::invalid("media.max_duration_secs", "must be positive"));
+        }
+        if self.media.max_decode_secs == 0 {
+            return Err(ConfigError::invalid("media.max_decode_secs", "must be positive"));
         }
         if self.media.max_pixels == 0 {
             return Err(ConfigError::invalid("media.max_pixels", "must be positive"));

@@ -70,20 +70,22 @@ pub struct NewJob {
 }
 
 /// Inserts a job together with its dispatch message in the outbox, and wakes the relay, in one
-/// statement (so one round trip and one implicit transaction).
+/// statement (so one round trip and one implicit transaction). Nothing is inserted, and `None`
+/// returned, unless the job's video is a stored video of the same tenant.
 pub async fn insert_with_message(
     db: impl PgExecutor<'_>,
     job: &NewJob,
     message: &serde_json::Value,
     headers: &serde_json::Value,
-) -> Result<JobRecord, DbError> {
+) -> Result<Option<JobRecord>, DbError> {
     timed(
         "jobs.insert",
         sqlx::query_as::<_, JobRecord>(
             r#"WITH j AS (
                    INSERT INTO jobs (id, tenant_id, video_id, status, analyses, options, priority, max_attempts,
                                      callback_url, idempotency_key, request_hash, trace_context)
-                   VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11)
+                   SELECT $1, $2, v.id, 'queued', $4, $5, $6, $7, $8, $9, $10, $11
+                   FROM videos v WHERE v.id = $3 AND v.tenant_id = $2 AND v.status = 'stored'
                    RETURNING *
                ), o AS (
                    INSERT INTO outbox (routing_key, payload, headers) SELECT j.priority, $12, $13 FROM j
@@ -105,7 +107,7 @@ pub async fn insert_with_message(
         .bind(&job.trace_context)
         .bind(message)
         .bind(headers)
-        .fetch_one(db),
+        .fetch_optional(db),
     )
     .await
 }

@@ -17,7 +17,7 @@ use reelq_tests::{TestApp, TestEnv, TestWorker, sample_clip};
 
 #[derive(Debug)]
 enum Mode {
-    Noop { jobs: usize, concurrency: usize, workers: usize },
+    Noop { jobs: usize, concurrency: usize, workers: usize, tenants: usize },
     Upload { mib: u64 },
 }
 
@@ -32,6 +32,7 @@ fn parse_args() -> Mode {
             jobs: flag("--jobs", 5000) as usize,
             concurrency: flag("--concurrency", 64) as usize,
             workers: flag("--worker-concurrency", 128) as usize,
+            tenants: flag("--tenants", 1).max(1) as usize,
         },
     }
 }
@@ -47,13 +48,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     match parse_args() {
-        Mode::Noop { jobs, concurrency, workers } => noop(jobs, concurrency, workers).await,
+        Mode::Noop { jobs, concurrency, workers, tenants } => noop(jobs, concurrency, workers, tenants).await,
         Mode::Upload { mib } => upload(mib).await,
     }
 }
 
 /// No-op jobs through REST submit → PostgreSQL → outbox → RabbitMQ → worker → PostgreSQL.
-async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize) {
+async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize, tenants: usize) {
     let env = TestEnv::new().await;
     let mut api = env.api_settings();
     api.api.outbox_batch = 1000;
@@ -66,14 +67,28 @@ async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize) {
     ws.worker.heartbeat_interval_ms = 5_000;
     ws.database.max_connections = 48;
     let worker = TestWorker::spawn(ws).await;
-    let video = app.upload_clip(sample_clip()).await;
-    let body = json!({ "video_id": video, "analyses": ["noop"] });
+    // Each tenant gets its own key and video; submissions go round-robin over them.
+    let mut clients = Vec::new();
+    for i in 0..tenants {
+        let t = reelq_shared::db::tenants::upsert(&env.pool, &format!("bench-{i}"), Some(100_000)).await.expect("tenant");
+        let key = reelq_shared::db::tenants::create_key(&env.pool, t.id, "bench").await.expect("key").key.expose_secret().to_owned();
+        let resp = app.http.post(app.url("/v1/videos")).bearer_auth(&key).header("content-type", "video/mp4").body(sample_clip()).send().await.expect("upload");
+        let video: serde_json::Value = resp.json().await.expect("video");
+        clients.push((key, json!({ "video_id": video["id"], "analyses": ["noop"] })));
+    }
 
-    println!("no-op jobs: {jobs} submitted over REST with {concurrency} concurrent clients; worker concurrency {worker_concurrency}");
+    println!(
+        "no-op jobs: {jobs} submitted over REST with {concurrency} concurrent clients for {tenants} tenant(s); worker concurrency {worker_concurrency}"
+    );
     let started = Instant::now();
+    let url = app.url("/v1/jobs");
     let submitted = futures::stream::iter(0..jobs)
-        .map(|_| app.submit(body.clone()))
+        .map(|i| {
+            let (key, body) = &clients[i % clients.len()];
+            app.http.post(&url).bearer_auth(key).json(body).send()
+        })
         .buffer_unordered(concurrency)
+        .filter_map(|r| futures::future::ready(r.ok()))
         .filter(|r| futures::future::ready(r.status() == 202))
         .count()
         .await;

@@ -94,9 +94,13 @@ async fn over_limit_upload_is_413_and_stores_nothing() {
         .header("content-type", "video/mp4")
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
-        .await
-        .expect("sent");
-    assert_eq!(streamed.status(), 413);
+        .await;
+    // The api answers 413 as soon as the limit is crossed and may close the connection while
+    // the client is still sending; the client then sees either the 413 or the cut connection.
+    match streamed {
+        Ok(resp) => assert_eq!(resp.status(), 413),
+        Err(e) => assert!(e.is_request() || e.is_body(), "unexpected client error: {e}"),
+    }
     assert_eq!(env.stored_objects().len(), 0, "nothing stored");
     assert_eq!(count(&env.pool, "SELECT count(*) FROM videos").await, 0);
 

@@ -3,5 +3,6 @@
 
 mod api;
 mod failures;
+mod hostile;
 mod lifecycle;
 mod observability;

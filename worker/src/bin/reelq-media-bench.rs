@@ -55,10 +55,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     for (label, name, gop) in clips {
         let path = dir_path.join(format!("{name}-{secs}s.mp4"));
         let started = Instant::now();
-        if !path.exists() {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64 / 1e6);
+        if path.exists() {
+            println!("reusing {label}: {:.1} MB", size(&path)?);
+        } else {
             generate(&path, secs, gop)?;
+            println!("generated {label}: {:.1} MB in {:.1} s", size(&path)?, started.elapsed().as_secs_f64());
         }
-        println!("generated {label}: {:.1} MB in {:.1} s", std::fs::metadata(&path)?.len() as f64 / 1e6, started.elapsed().as_secs_f64());
         let ours = median_of(runs, || child(&path, "measure-sample", &[]))?;
         let cli = median_of(runs, || cli_sample(&path))?;
         let quality = median_of(runs.min(2), || child(&path, "measure-quality", &[]))?;

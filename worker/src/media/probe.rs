@@ -102,25 +102,6 @@ fn rational(r: ffmpeg::Rational) -> f64 {
     if r.denominator() == 0 { 0.0 } else { f64::from(r.numerator()) / f64::from(r.denominator()) }
 }
 
-/// Rotation from a display matrix (nine 32-bit integers, 16.16 fixed point except the last
-/// column), as FFmpeg's `av_display_rotation_get` computes it, turned into clockwise degrees.
-pub fn rotation_from_display_matrix(data: &[u8]) -> Option<i32> {
-    if data.len() < 36 {
-        return None;
-    }
-    let m: Vec<f64> = data[..36].chunks_exact(4).map(|c| f64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect();
-    let scale0 = m[0].hypot(m[3]);
-    let scale1 = m[1].hypot(m[4]);
-    if scale0 == 0.0 || scale1 == 0.0 {
-        return None;
-    }
-    // av_display_rotation_get gives the counter-clockwise angle; players rotate clockwise by
-    // its negation.
-    let ccw = (m[1] / scale1).atan2(m[0] / scale0).to_degrees();
-    let cw = (-ccw).round() as i32;
-    Some(((cw % 360) + 360) % 360)
-}
-
 /// Opens and describes a file, enforcing the limits. Blocking: call it off the async runtime.
 pub fn probe(path: &Path, limits: &MediaSettings) -> Result<Probe, MediaError> {
     super::init();
@@ -164,7 +145,7 @@ pub fn probe(path: &Path, limits: &MediaSettings) -> Result<Probe, MediaError> {
     let rotation = vstream
         .side_data()
         .find(|sd| sd.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix)
-        .and_then(|sd| rotation_from_display_matrix(sd.data()))
+        .and_then(|sd| super::decode::clockwise_rotation(sd.data()))
         .or_else(|| vstream.metadata().get("rotate").and_then(|r| r.parse::<i32>().ok()).map(|r| ((r % 360) + 360) % 360))
         .unwrap_or(0);
     let (display_width, display_height) = if rotation == 90 || rotation == 270 { (height, width) } else { (width, height) };
@@ -232,14 +213,15 @@ mod tests {
 
     #[test]
     fn display_matrix_rotations() {
+        use super::super::decode::clockwise_rotation;
         let one = 1 << 16;
-        assert_eq!(rotation_from_display_matrix(&matrix([one, 0, 0, 0, one, 0, 0, 0, 1 << 30])), Some(0));
-        // FFmpeg writes this matrix for `-display_rotation 90` (90° counter-clockwise),
-        // which players show as a 270° clockwise turn.
-        assert_eq!(rotation_from_display_matrix(&matrix([0, one, 0, -one, 0, 0, 0, 0, 1 << 30])), Some(270));
-        assert_eq!(rotation_from_display_matrix(&matrix([0, -one, 0, one, 0, 0, 0, 0, 1 << 30])), Some(90));
-        assert_eq!(rotation_from_display_matrix(&matrix([-one, 0, 0, 0, -one, 0, 0, 0, 1 << 30])), Some(180));
-        assert_eq!(rotation_from_display_matrix(&[0u8; 10]), None);
+        assert_eq!(clockwise_rotation(&matrix([one, 0, 0, 0, one, 0, 0, 0, 1 << 30])), Some(0));
+        // What FFmpeg stores for a portrait phone recording (ffprobe: "rotation of -90.00
+        // degrees"): shown after a 90° clockwise turn.
+        assert_eq!(clockwise_rotation(&matrix([0, one, 0, -one, 0, 0, 0, 0, 1 << 30])), Some(90));
+        assert_eq!(clockwise_rotation(&matrix([0, -one, 0, one, 0, 0, 0, 0, 1 << 30])), Some(270));
+        assert_eq!(clockwise_rotation(&matrix([-one, 0, 0, 0, -one, 0, 0, 0, 1 << 30])), Some(180));
+        assert_eq!(clockwise_rotation(&[0u8; 10]), None);
     }
 
     #[test]

@@ -30,7 +30,10 @@ impl Geometry {
         } else {
             (f64::from(ctx.probe.video.display_width), f64::from(ctx.probe.video.display_height))
         };
-        let frame_w = w * if d.pixel_aspect > 0.0 { d.pixel_aspect } else { 1.0 };
+        // Pixel aspect stretches the coded width, which is the displayed height after a
+        // quarter turn.
+        let sar = if d.pixel_aspect > 0.0 { d.pixel_aspect } else { 1.0 };
+        let (frame_w, h) = if d.rotation == 90 || d.rotation == 270 { (w, h * sar) } else { (w * sar, h) };
         let part = |i: usize| median(d.frame_stats.iter().map(|f| f64::from(f.picture[i])).collect());
         let (l, t, r, b) = (part(0).unwrap_or(0.0), part(1).unwrap_or(0.0), part(2).unwrap_or(1.0), part(3).unwrap_or(1.0));
         let (fw, fh) = ((r - l).clamp(0.05, 1.0), (b - t).clamp(0.05, 1.0));

@@ -8,8 +8,13 @@ pub(super) fn scores(ctx: &Context<'_>) -> Vec<SubScore> {
     vec![sharpness(ctx), exposure(ctx), contrast(ctx), colourfulness(ctx), noise(ctx)]
 }
 
-fn not_measured(key: &'static str, label: &'static str, weight: f64) -> SubScore {
-    sub(key, label, weight, None, json!({}), "No frames could be measured; check that the video plays.".into())
+fn not_measured(ctx: &Context<'_>, key: &'static str, label: &'static str, weight: f64) -> SubScore {
+    let advice = if ctx.decoded.frame_stats.is_empty() {
+        "No frames could be measured; check that the video plays."
+    } else {
+        "Every measured frame is black, so the picture cannot be judged: check the recording."
+    };
+    sub(key, label, weight, None, json!({}), advice.into())
 }
 
 /// Variance of the Laplacian: 100 is the usual line between soft and acceptable on
@@ -18,7 +23,7 @@ fn sharpness(ctx: &Context<'_>) -> SubScore {
     const KEY: &str = "sharpness";
     const LABEL: &str = "Sharpness";
     let Some(m) = median(ctx.lit.iter().map(|f| f64::from(f.sharpness)).collect()) else {
-        return not_measured(KEY, LABEL, 1.5);
+        return not_measured(ctx, KEY, LABEL, 1.5);
     };
     let score = log_curve(m, &[(20.0, 10.0), (50.0, 40.0), (100.0, 70.0), (200.0, 90.0), (400.0, 100.0)]);
     let advice = if score >= 80.0 {
@@ -43,7 +48,7 @@ fn exposure(ctx: &Context<'_>) -> SubScore {
         median(ctx.lit.iter().map(|f| f64::from(f.black_ratio)).collect()),
         median(ctx.lit.iter().map(|f| f64::from(f.white_ratio)).collect()),
     ) else {
-        return not_measured(KEY, LABEL, 1.5);
+        return not_measured(ctx, KEY, LABEL, 1.5);
     };
     let dark = (60.0 - luma).max(0.0) * 1.2;
     let bright = (luma - 190.0).max(0.0) * 1.5;
@@ -82,7 +87,7 @@ fn contrast(ctx: &Context<'_>) -> SubScore {
     const KEY: &str = "contrast";
     const LABEL: &str = "Contrast";
     let Some(m) = median(ctx.lit.iter().map(|f| f64::from(f.luma_std)).collect()) else {
-        return not_measured(KEY, LABEL, 0.75);
+        return not_measured(ctx, KEY, LABEL, 0.75);
     };
     let score = curve(m, &[(10.0, 10.0), (20.0, 45.0), (35.0, 80.0), (50.0, 100.0)]);
     let advice = if score >= 80.0 {
@@ -103,7 +108,7 @@ fn colourfulness(ctx: &Context<'_>) -> SubScore {
     const LABEL: &str = "Colourfulness";
     let frames = &ctx.decoded.samples;
     let Some(m) = median(frames.iter().map(|f| f64::from(f.colourfulness)).collect()) else {
-        return not_measured(KEY, LABEL, 0.5);
+        return not_measured(ctx, KEY, LABEL, 0.5);
     };
     let score = curve(m, &[(0.0, 25.0), (15.0, 50.0), (33.0, 80.0), (45.0, 100.0)]);
     let advice = if score >= 80.0 {
@@ -123,7 +128,7 @@ fn noise(ctx: &Context<'_>) -> SubScore {
     const KEY: &str = "noise";
     const LABEL: &str = "Noise";
     let Some(m) = median(ctx.lit.iter().map(|f| f64::from(f.noise_sigma)).collect()) else {
-        return not_measured(KEY, LABEL, 0.75);
+        return not_measured(ctx, KEY, LABEL, 0.75);
     };
     let score = curve(m, &[(1.0, 100.0), (2.5, 90.0), (5.0, 60.0), (8.0, 30.0), (12.0, 10.0)]);
     let advice = if score >= 80.0 {
