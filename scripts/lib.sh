@@ -25,9 +25,10 @@ apt_install() {
 install_deps() {
     # FFmpeg's libraries and headers (ffmpeg-next links them), bindgen's clang, the ffmpeg CLI
     # (sample and test clips), and the services the tests talk to.
+    # espeak-ng speaks test sentences for the speech models; python3-venv builds the model pack.
     apt_install ca-certificates curl git pkg-config clang libclang-dev \
         libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg \
-        postgresql postgresql-client rabbitmq-server
+        postgresql postgresql-client rabbitmq-server espeak-ng python3 python3-venv python3-pip
     if ! command -v cargo >/dev/null 2>&1; then
         if [ -x "$HOME/.cargo/bin/cargo" ]; then
             export PATH="$HOME/.cargo/bin:$PATH"

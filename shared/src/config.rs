@@ -212,7 +212,7 @@ impl Default for StorageSettings {
             access_key: "reelq".to_owned(),
             secret_key: SecretString::from("reelq-dev-secret"),
             create_bucket: true,
-            part_size_bytes: 8 * 1024 * 1024,
+            part_size_bytes: 5 * 1024 * 1024,
             upload_concurrency: 2,
             presign_ttl_secs: 3_600,
             operation_timeout_ms: 60_000,
@@ -373,7 +373,7 @@ mod tests {
         let dir = tempdir();
         let s: CommonSettings = load_from(&dir, "local", env(&[])).expect("defaults are valid");
         assert_eq!(s.amqp.prefix, "reelq");
-        assert_eq!(s.storage.part_size_bytes, 8 * 1024 * 1024);
+        assert_eq!(s.storage.part_size_bytes, 5 * 1024 * 1024);
     }
 
     #[test]

@@ -169,7 +169,10 @@ impl Store {
     {
         let mut body = std::pin::pin!(body);
         let mut hasher = Sha256::new();
-        let mut buf = BytesMut::with_capacity(self.part_size.min(1 << 20));
+        // Part buffers are allocated at exactly the part size and never grow: a growing buffer
+        // doubles its capacity and copies, which would multiply memory per upload.
+        let mut buf = BytesMut::with_capacity(self.part_size);
+        let mut leftover: Option<Bytes> = None;
         let mut total: u64 = 0;
         let mut container: Option<&'static str> = None;
 
@@ -183,7 +186,11 @@ impl Store {
                     if total > limit {
                         return Err(StorageError::TooLarge { limit });
                     }
-                    buf.extend_from_slice(&chunk);
+                    let take = (self.part_size - buf.len()).min(chunk.len());
+                    buf.extend_from_slice(&chunk[..take]);
+                    if take < chunk.len() {
+                        leftover = Some(chunk.slice(take..));
+                    }
                     if container.is_none() && buf.len() >= SNIFF_LEN {
                         container = Some(sniff_container(&buf).ok_or(StorageError::NotAVideo)?);
                     }
@@ -228,7 +235,7 @@ impl Store {
             .await
             .map_err(|e| StorageError::service("create_multipart_upload", e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-        let result = self.upload_parts(key, &upload_id, buf, body, &mut hasher, &mut total, limit).await;
+        let result = self.upload_parts(key, &upload_id, buf.freeze(), leftover, body, &mut hasher, &mut total, limit).await;
         match result {
             Ok(parts) => {
                 self.client
@@ -261,7 +268,8 @@ impl Store {
         &self,
         key: &str,
         upload_id: &str,
-        first: BytesMut,
+        first: Bytes,
+        mut leftover: Option<Bytes>,
         mut body: std::pin::Pin<&mut S>,
         hasher: &mut Sha256,
         total: &mut u64,
@@ -273,13 +281,11 @@ impl Store {
         let mut in_flight = FuturesOrdered::new();
         let mut done = Vec::new();
         let mut part_number = 0i32;
-        let mut buf = first;
+        let mut next_part = Some(first);
+        let mut buf = BytesMut::with_capacity(self.part_size);
         let mut ended = false;
         loop {
-            // Cut a full part (or the final remainder) and send it.
-            while buf.len() >= self.part_size || (ended && !buf.is_empty()) {
-                let take = buf.len().min(self.part_size);
-                let part = buf.split_to(take).freeze();
+            if let Some(part) = next_part.take() {
                 hasher.update(&part);
                 part_number += 1;
                 in_flight.push_back(self.upload_part(key, upload_id, part_number, part));
@@ -292,16 +298,37 @@ impl Store {
             if ended {
                 break;
             }
-            match body.next().await {
-                Some(chunk) => {
-                    let chunk = chunk.map_err(StorageError::Body)?;
-                    *total += chunk.len() as u64;
-                    if *total > limit {
-                        return Err(StorageError::TooLarge { limit });
+            let chunk = match leftover.take() {
+                Some(c) => Some(c),
+                None => match body.next().await {
+                    Some(c) => {
+                        let c = c.map_err(StorageError::Body)?;
+                        *total += c.len() as u64;
+                        if *total > limit {
+                            return Err(StorageError::TooLarge { limit });
+                        }
+                        Some(c)
                     }
-                    buf.extend_from_slice(&chunk);
+                    None => None,
+                },
+            };
+            match chunk {
+                Some(c) => {
+                    let take = (self.part_size - buf.len()).min(c.len());
+                    buf.extend_from_slice(&c[..take]);
+                    if take < c.len() {
+                        leftover = Some(c.slice(take..));
+                    }
+                    if buf.len() == self.part_size {
+                        next_part = Some(std::mem::replace(&mut buf, BytesMut::with_capacity(self.part_size)).freeze());
+                    }
                 }
-                None => ended = true,
+                None => {
+                    ended = true;
+                    if !buf.is_empty() {
+                        next_part = Some(std::mem::take(&mut buf).freeze());
+                    }
+                }
             }
         }
         while let Some(p) = in_flight.next().await {

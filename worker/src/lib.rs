@@ -2,6 +2,7 @@
 //! PostgreSQL, delivers webhooks, and re-dispatches jobs whose worker vanished.
 
 pub mod consumer;
+pub mod inference;
 pub mod media;
 pub mod runner;
 pub mod settings;

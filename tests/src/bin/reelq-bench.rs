@@ -207,7 +207,12 @@ async fn upload(mib: u64) {
     let _ = child.start_kill();
     let _ = child.wait().await;
     let sampled_peak = sampler.await.unwrap_or(0);
-    println!("upload of {mib} MiB through reelq-api (S3 multipart, 8 MiB parts, 2 in flight): HTTP {status}");
+    let defaults = reelq_shared::config::StorageSettings::default();
+    println!(
+        "upload of {mib} MiB through reelq-api (S3 multipart, {} MiB parts, {} in flight): HTTP {status}",
+        defaults.part_size_bytes >> 20,
+        defaults.upload_concurrency
+    );
     if !status.is_success() {
         println!("  body: {text}");
     }

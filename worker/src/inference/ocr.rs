@@ -1,0 +1,437 @@
+//! On-screen text: PP-OCRv4 detection (a DB probability map → boxes) then recognition of each
+//! box (CTC, greedy, with the character list stored in the recognition model's metadata), and
+//! de-duplication of what several frames show.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ort::value::Tensor;
+use serde::Serialize;
+
+use super::image::{RgbImage, RgbView};
+use super::manifest::Labels;
+use super::{Batcher, BatcherConfig, InferenceError, Model, ModelId, ModelStore, Runtime};
+
+/// Default model names in the pack.
+pub const DETECTION_MODEL: &str = "ppocr-v4-det";
+pub const RECOGNITION_MODEL: &str = "ppocr-v4-rec";
+
+const REC_HEIGHT: usize = 48;
+const REC_MIN_WIDTH: usize = 320;
+const REC_MAX_WIDTH: usize = 1600;
+const REC_BATCH: usize = 16;
+
+/// One line of text found on one frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextLine {
+    pub text: String,
+    /// Mean probability of the decoded characters.
+    pub confidence: f32,
+    /// `[x, y, width, height]` in the frame's pixels.
+    pub bbox: [u32; 4],
+}
+
+/// A text seen on one or more frames.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OnScreenText {
+    pub text: String,
+    pub confidence: f32,
+    /// Timestamps (seconds) of the frames it was read on, ascending.
+    pub frames: Vec<f64>,
+    /// Where it was on the first frame it appeared in.
+    pub bbox: [u32; 4],
+}
+
+/// Tunables; the defaults follow PaddleOCR's.
+#[derive(Debug, Clone, Copy)]
+pub struct OcrOptions {
+    /// Longer side of the detector's input; larger finds smaller text, slower.
+    pub max_side: u32,
+    /// Lines whose recognition confidence is below this are dropped.
+    pub min_confidence: f32,
+}
+
+impl Default for OcrOptions {
+    fn default() -> Self {
+        Self { max_side: 960, min_confidence: 0.5 }
+    }
+}
+
+/// Detection + recognition models and the recognition alphabet.
+pub struct Ocr {
+    det: Arc<Model>,
+    rec: Arc<Model>,
+    /// CTC class `i` (≥ 1) decodes to `alphabet[i - 1]`.
+    alphabet: Vec<String>,
+    options: OcrOptions,
+}
+
+impl std::fmt::Debug for Ocr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ocr").field("det", &self.det).field("rec", &self.rec).finish_non_exhaustive()
+    }
+}
+
+impl Ocr {
+    pub fn load(runtime: &Runtime, store: &dyn ModelStore, options: OcrOptions) -> Result<Self, InferenceError> {
+        let det = Model::load(runtime, store, DETECTION_MODEL)?;
+        let rec = Model::load(runtime, store, RECOGNITION_MODEL)?;
+        Self::new(det, rec, options)
+    }
+
+    pub fn new(det: Arc<Model>, rec: Arc<Model>, options: OcrOptions) -> Result<Self, InferenceError> {
+        let key = match &rec.manifest().labels {
+            Some(Labels::Metadata { metadata_key }) => metadata_key.clone(),
+            _ => "character".to_owned(),
+        };
+        let characters = {
+            let session = rec.session();
+            let metadata = session.metadata().map_err(|e| rec.session_error(e))?;
+            metadata.custom(&key)
+        }
+        .ok_or_else(|| rec.output_error(format!("no `{key}` key in the model metadata")))?;
+        let mut alphabet: Vec<String> = characters.split('\n').map(str::to_owned).collect();
+        let append_space = rec.manifest().postprocessing.get("append_space").and_then(serde_json::Value::as_bool).unwrap_or(true);
+        if append_space {
+            alphabet.push(" ".to_owned());
+        }
+        if let Some(classes) = rec.manifest().output_width(0)
+            && classes != alphabet.len() + 1
+        {
+            return Err(rec.output_error(format!("{classes} classes but {} characters + blank", alphabet.len())));
+        }
+        Ok(Self { det, rec, alphabet, options })
+    }
+
+    pub fn models(&self) -> [ModelId; 2] {
+        [self.det.id(), self.rec.id()]
+    }
+
+    /// Reads the text lines on one frame.
+    pub fn read(&self, frame: RgbView<'_>) -> Result<Vec<TextLine>, InferenceError> {
+        Ok(self.read_batch(&[frame])?.pop().unwrap_or_default())
+    }
+
+    /// Reads several frames; frames of the same size share one detector call.
+    pub fn read_batch(&self, frames: &[RgbView<'_>]) -> Result<Vec<Vec<TextLine>>, InferenceError> {
+        let mut boxes: Vec<Vec<[f32; 4]>> = vec![Vec::new(); frames.len()];
+        let mut by_size: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
+        for (i, f) in frames.iter().enumerate() {
+            by_size.entry((f.width, f.height)).or_default().push(i);
+        }
+        for group in by_size.values() {
+            let views: Vec<RgbView<'_>> = group.iter().map(|&i| frames[i]).collect();
+            for (i, b) in group.iter().zip(self.detect(&views)?) {
+                boxes[*i] = b;
+            }
+        }
+        // Recognise every crop of every frame together, sorted by width to limit padding.
+        let mut crops: Vec<(usize, [f32; 4])> =
+            boxes.iter().enumerate().flat_map(|(i, bs)| bs.iter().map(move |b| (i, *b))).collect();
+        crops.sort_by(|a, b| (a.1[2] / a.1[3]).total_cmp(&(b.1[2] / b.1[3])));
+        let mut out: Vec<Vec<TextLine>> = vec![Vec::new(); frames.len()];
+        for chunk in crops.chunks(REC_BATCH) {
+            let regions: Vec<(RgbView<'_>, [f32; 4])> = chunk.iter().map(|(i, b)| (frames[*i], *b)).collect();
+            for ((frame, b), (text, confidence)) in chunk.iter().zip(self.recognise(&regions)?) {
+                if text.trim().is_empty() || confidence < self.options.min_confidence {
+                    continue;
+                }
+                let bbox = [b[0] as u32, b[1] as u32, b[2].round() as u32, b[3].round() as u32];
+                out[*frame].push(TextLine { text: text.trim().to_owned(), confidence, bbox });
+            }
+        }
+        for lines in &mut out {
+            lines.sort_by_key(|l| (l.bbox[1] / 8, l.bbox[0]));
+        }
+        Ok(out)
+    }
+
+    /// Reads timestamped frames and merges repeats: one entry per distinct text.
+    pub fn read_frames(&self, frames: &[(f64, RgbView<'_>)]) -> Result<Vec<OnScreenText>, InferenceError> {
+        let views: Vec<RgbView<'_>> = frames.iter().map(|(_, v)| *v).collect();
+        let lines = self.read_batch(&views)?;
+        Ok(dedup(frames.iter().map(|(t, _)| *t).zip(lines)))
+    }
+
+    /// A batcher that merges frames from concurrent jobs into shared detector and recogniser
+    /// calls. Each request is one frame; the reply is its text lines.
+    pub fn batcher(self: &Arc<Self>, config: BatcherConfig) -> Result<Batcher<RgbImage, Vec<TextLine>>, InferenceError> {
+        let ocr = self.clone();
+        Batcher::spawn("ocr", config, move |images: Vec<RgbImage>| {
+            let views: Vec<RgbView<'_>> = images.iter().map(RgbImage::view).collect();
+            ocr.read_batch(&views)
+        })
+    }
+
+    /// Text boxes `[x, y, w, h]` (frame pixels) for frames that all have the same size.
+    fn detect(&self, frames: &[RgbView<'_>]) -> Result<Vec<Vec<[f32; 4]>>, InferenceError> {
+        let Some(first) = frames.first() else { return Ok(Vec::new()) };
+        let (w, h) = (first.width as f32, first.height as f32);
+        let scale = (self.options.max_side as f32 / w.max(h)).min(1.0);
+        let round32 = |v: f32| (((v * scale) / 32.0).round() as usize).max(1) * 32;
+        let (dw, dh) = (round32(w), round32(h));
+        let m = self.det.manifest();
+        let mean = m.pre_triple("mean", [0.485, 0.456, 0.406]);
+        let std = m.pre_triple("std", [0.229, 0.224, 0.225]);
+        let plane = dw * dh;
+        let mut input = vec![0f32; frames.len() * 3 * plane];
+        for (n, frame) in frames.iter().enumerate() {
+            let base = n * 3 * plane;
+            frame.sample_region((0.0, 0.0, w, h), dw, dh, |ch, i, v| {
+                // The model was trained on BGR input normalised channel by channel in that order.
+                let c = 2 - ch;
+                input[base + c * plane + i] = (v / 255.0 - mean[c]) / std[c];
+            });
+        }
+        let tensor = Tensor::from_array((vec![frames.len() as i64, 3, dh as i64, dw as i64], input))
+            .map_err(|e| self.det.session_error(e))?;
+        let mut session = self.det.session();
+        let outputs = session.run(ort::inputs![tensor]).map_err(|e| self.det.session_error(e))?;
+        let (shape, probs) = outputs[0].try_extract_tensor::<f32>().map_err(|e| self.det.session_error(e))?;
+        if shape.len() != 4 || shape[2] as usize != dh || shape[3] as usize != dw {
+            return Err(self.det.output_error(format!("probability map of shape {shape:?} for input {dh}x{dw}")));
+        }
+        let threshold = m.post_f64("threshold", 0.3) as f32;
+        let box_threshold = m.post_f64("box_threshold", 0.5) as f32;
+        let unclip = m.post_f64("unclip_ratio", 1.6) as f32;
+        let (sx, sy) = (w / dw as f32, h / dh as f32);
+        Ok((0..frames.len())
+            .map(|n| {
+                let map = &probs[n * plane..(n + 1) * plane];
+                db_boxes(map, dw, dh, threshold, box_threshold, unclip)
+                    .into_iter()
+                    .filter_map(|[x0, y0, x1, y1]| {
+                        let (x0, y0) = ((x0 * sx).max(0.0), (y0 * sy).max(0.0));
+                        let (x1, y1) = ((x1 * sx).min(w), (y1 * sy).min(h));
+                        (x1 - x0 >= 4.0 && y1 - y0 >= 4.0).then_some([x0, y0, x1 - x0, y1 - y0])
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Text and confidence for each `(frame, [x, y, w, h])` region, in one recogniser call.
+    fn recognise(&self, regions: &[(RgbView<'_>, [f32; 4])]) -> Result<Vec<(String, f32)>, InferenceError> {
+        if regions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let widths: Vec<usize> = regions
+            .iter()
+            .map(|(_, b)| ((REC_HEIGHT as f32 * b[2] / b[3]).ceil() as usize).clamp(8, REC_MAX_WIDTH))
+            .collect();
+        let batch_w = widths.iter().copied().max().unwrap_or(REC_MIN_WIDTH).max(REC_MIN_WIDTH);
+        let plane = REC_HEIGHT * batch_w;
+        let m = self.rec.manifest();
+        let mean = m.pre_triple("mean", [0.5; 3]);
+        let std = m.pre_triple("std", [0.5; 3]);
+        // Padding is zero after normalisation (mid-grey), as PaddleOCR pads.
+        let mut input = vec![0f32; regions.len() * 3 * plane];
+        for (n, ((frame, b), &cw)) in regions.iter().zip(&widths).enumerate() {
+            let base = n * 3 * plane;
+            frame.sample_region((b[0], b[1], b[2], b[3]), cw, REC_HEIGHT, |ch, i, v| {
+                let c = 2 - ch;
+                let (y, x) = (i / cw, i % cw);
+                input[base + c * plane + y * batch_w + x] = (v / 255.0 - mean[c]) / std[c];
+            });
+        }
+        let tensor = Tensor::from_array((vec![regions.len() as i64, 3, REC_HEIGHT as i64, batch_w as i64], input))
+            .map_err(|e| self.rec.session_error(e))?;
+        let mut session = self.rec.session();
+        let outputs = session.run(ort::inputs![tensor]).map_err(|e| self.rec.session_error(e))?;
+        let (shape, probs) = outputs[0].try_extract_tensor::<f32>().map_err(|e| self.rec.session_error(e))?;
+        if shape.len() != 3 || shape[0] as usize != regions.len() {
+            return Err(self.rec.output_error(format!("shape {shape:?}")));
+        }
+        let (steps, classes) = (shape[1] as usize, shape[2] as usize);
+        Ok((0..regions.len())
+            .map(|n| ctc_greedy(&probs[n * steps * classes..(n + 1) * steps * classes], classes, &self.alphabet))
+            .collect())
+    }
+}
+
+/// Greedy CTC: best class per step, repeats collapsed, blanks (class 0) dropped.
+fn ctc_greedy(probs: &[f32], classes: usize, alphabet: &[String]) -> (String, f32) {
+    let mut text = String::new();
+    let mut confidence = 0.0;
+    let mut kept = 0usize;
+    let mut previous = 0usize;
+    for step in probs.chunks_exact(classes) {
+        let (best, p) = step.iter().copied().enumerate().fold((0, f32::MIN), |acc, (i, p)| if p > acc.1 { (i, p) } else { acc });
+        if best != 0 && best != previous
+            && let Some(ch) = alphabet.get(best - 1)
+        {
+            text.push_str(ch);
+            confidence += p;
+            kept += 1;
+        }
+        previous = best;
+    }
+    (text, if kept == 0 { 0.0 } else { confidence / kept as f32 })
+}
+
+/// Boxes `[x0, y0, x1, y1]` (map pixels) of the connected regions of `map > threshold` whose mean
+/// probability reaches `box_threshold`, grown back by DB's unclip distance (area·ratio/perimeter).
+fn db_boxes(map: &[f32], w: usize, h: usize, threshold: f32, box_threshold: f32, unclip: f32) -> Vec<[f32; 4]> {
+    let mut label = vec![0u32; w * h];
+    let mut boxes = Vec::new();
+    let mut stack = Vec::new();
+    let mut next = 0u32;
+    for start in 0..w * h {
+        if label[start] != 0 || map[start] <= threshold {
+            continue;
+        }
+        next += 1;
+        label[start] = next;
+        stack.push(start);
+        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+        let (mut sum, mut count) = (0f32, 0usize);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % w, i / w);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            sum += map[i];
+            count += 1;
+            let neighbours = [
+                (x > 0).then(|| i - 1),
+                (x + 1 < w).then(|| i + 1),
+                (y > 0).then(|| i - w),
+                (y + 1 < h).then(|| i + w),
+            ];
+            for j in neighbours.into_iter().flatten() {
+                if label[j] == 0 && map[j] > threshold {
+                    label[j] = next;
+                    stack.push(j);
+                }
+            }
+        }
+        let (bw, bh) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
+        if count < 6 || bw.min(bh) < 3.0 || sum / (count as f32) < box_threshold {
+            continue;
+        }
+        let d = bw * bh * unclip / (2.0 * (bw + bh));
+        boxes.push([x0 as f32 - d, y0 as f32 - d, x1 as f32 + 1.0 + d, y1 as f32 + 1.0 + d]);
+    }
+    boxes
+}
+
+/// Case- and space-insensitive key under which repeated texts merge.
+fn dedup_key(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// Merges lines read on several frames: one entry per distinct text, with every frame it was on
+/// and its best-read spelling; ordered by first appearance.
+pub fn dedup(frames: impl IntoIterator<Item = (f64, Vec<TextLine>)>) -> Vec<OnScreenText> {
+    let mut order: Vec<String> = Vec::new();
+    let mut seen: HashMap<String, OnScreenText> = HashMap::new();
+    for (t, lines) in frames {
+        for line in lines {
+            let key = dedup_key(&line.text);
+            match seen.get_mut(&key) {
+                Some(entry) => {
+                    if !entry.frames.iter().any(|f| (f - t).abs() < 1e-9) {
+                        entry.frames.push(t);
+                    }
+                    if line.confidence > entry.confidence {
+                        entry.confidence = line.confidence;
+                        entry.text = line.text;
+                    }
+                }
+                None => {
+                    order.push(key.clone());
+                    seen.insert(key, OnScreenText { text: line.text, confidence: line.confidence, frames: vec![t], bbox: line.bbox });
+                }
+            }
+        }
+    }
+    let mut out: Vec<OnScreenText> = order.into_iter().filter_map(|k| seen.remove(&k)).collect();
+    for e in &mut out {
+        e.frames.sort_by(f64::total_cmp);
+    }
+    out.sort_by(|a, b| a.frames[0].total_cmp(&b.frames[0]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::testing;
+
+    fn line(text: &str, confidence: f32) -> TextLine {
+        TextLine { text: text.into(), confidence, bbox: [0, 0, 10, 10] }
+    }
+
+    #[test]
+    fn dedup_merges_repeats_and_keeps_their_frames() {
+        let frames = vec![
+            (0.0, vec![line("Hello World", 0.8), line("Subscribe", 0.9)]),
+            (1.0, vec![line("hello  world", 0.95)]),
+            (2.0, vec![line("Subscribe", 0.7)]),
+        ];
+
+        let out = dedup(frames);
+
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].text.as_str(), out[0].frames.clone(), out[0].confidence), ("hello  world", vec![0.0, 1.0], 0.95));
+        assert_eq!(out[1].frames, vec![0.0, 2.0]);
+    }
+
+    #[test]
+    fn ctc_collapses_repeats_and_drops_blanks() {
+        let alphabet: Vec<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        // Steps: a a blank a b → "aab".
+        let p = |c: usize| {
+            let mut v = vec![0.0; 3];
+            v[c] = 1.0;
+            v
+        };
+        let probs: Vec<f32> = [1, 1, 0, 1, 2].into_iter().flat_map(p).collect();
+
+        assert_eq!(ctc_greedy(&probs, 3, &alphabet), ("aab".into(), 1.0));
+    }
+
+    #[test]
+    fn reads_text_drawn_by_ffmpeg() {
+        let (runtime, store) = testing::runtime_and_store();
+        let ocr = Ocr::load(&runtime, &store, OcrOptions::default()).expect("load OCR models");
+        let (w, h) = (640, 160);
+        let frame = testing::ffmpeg_rgb(
+            &format!("color=white:s={w}x{h}:d=1,drawtext=text='Cooking pasta tonight':fontsize=48:fontcolor=black:x=30:y=55"),
+            w,
+            h,
+        );
+
+        let started = std::time::Instant::now();
+        let lines = ocr.read(RgbView::new(&frame, w, h).expect("frame")).expect("OCR");
+        eprintln!("ocr 640x160: {:?} in {:?}", lines, started.elapsed());
+
+        let text = lines.iter().map(|l| l.text.to_lowercase()).collect::<Vec<_>>().join(" ");
+        assert!(text.contains("cooking") && text.contains("pasta") && text.contains("tonight"), "read {lines:?}");
+    }
+
+    #[tokio::test]
+    async fn frames_from_two_jobs_share_one_batch() {
+        let (runtime, store) = testing::runtime_and_store();
+        let ocr = Arc::new(Ocr::load(&runtime, &store, OcrOptions::default()).expect("load OCR models"));
+        let batcher = ocr
+            .batcher(BatcherConfig { max_batch: 2, max_wait: std::time::Duration::from_secs(10) })
+            .expect("batcher");
+        let (w, h) = (640, 160);
+        let frame = |text: &str| RgbImage {
+            data: testing::ffmpeg_rgb(
+                &format!("color=white:s={w}x{h}:d=1,drawtext=text='{text}':fontsize=48:fontcolor=black:x=30:y=55"),
+                w,
+                h,
+            ),
+            width: w,
+            height: h,
+        };
+
+        let (a, b) = tokio::join!(batcher.submit(frame("Football match")), batcher.submit(frame("Kitchen recipe")));
+
+        let (a, b) = (a.expect("job a"), b.expect("job b"));
+        let s = batcher.stats();
+        assert_eq!((s.batches, s.size_counts.clone()), (1, vec![0, 1]), "{s:?}");
+        let join = |ls: &[TextLine]| ls.iter().map(|l| l.text.to_lowercase()).collect::<Vec<_>>().join(" ");
+        assert!(join(&a).contains("football") && join(&b).contains("recipe"), "{a:?} {b:?}");
+    }
+}
