@@ -28,7 +28,7 @@ install_deps() {
     # espeak-ng speaks test sentences for the speech models; python3-venv builds the model pack.
     apt_install ca-certificates curl git pkg-config clang libclang-dev \
         libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev ffmpeg \
-        postgresql postgresql-client rabbitmq-server espeak-ng python3 python3-venv python3-pip
+        postgresql postgresql-client rabbitmq-server espeak-ng fonts-dejavu-core python3 python3-venv python3-pip
     if ! command -v cargo >/dev/null 2>&1; then
         if [ -x "$HOME/.cargo/bin/cargo" ]; then
             export PATH="$HOME/.cargo/bin:$PATH"

@@ -111,6 +111,10 @@ pub enum Analysis {
     /// Quality sub-scores (picture, motion, delivery, sound) with the measurements behind each
     /// and advice a creator can act on.
     Quality,
+    /// On-screen text read from sampled frames, deduplicated, with the times it was seen.
+    Ocr,
+    /// Speech activity from a voice activity model: speech ratio and segments.
+    Audio,
     /// Diagnostic analysis that does no media work (it may wait `options.noop_ms`): for load
     /// tests and operational drills. Accepted only where the api allows diagnostics.
     Noop,
@@ -122,6 +126,8 @@ impl Analysis {
         match self {
             Self::Probe => "probe",
             Self::Quality => "quality",
+            Self::Ocr => "ocr",
+            Self::Audio => "audio",
             Self::Noop => "noop",
         }
     }
@@ -131,6 +137,8 @@ impl Analysis {
         match s {
             "probe" => Some(Self::Probe),
             "quality" => Some(Self::Quality),
+            "ocr" => Some(Self::Ocr),
+            "audio" => Some(Self::Audio),
             "noop" => Some(Self::Noop),
             _ => None,
         }
@@ -228,7 +236,7 @@ mod tests {
 
     #[test]
     fn analysis_names_match_serde() {
-        for a in [Analysis::Probe, Analysis::Quality, Analysis::Noop] {
+        for a in [Analysis::Probe, Analysis::Quality, Analysis::Ocr, Analysis::Audio, Analysis::Noop] {
             let json = serde_json::to_string(&a).expect("serialize");
             assert_eq!(json, format!("\"{}\"", a.as_str()));
             assert_eq!(Analysis::parse(a.as_str()), Some(a));

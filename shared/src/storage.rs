@@ -192,7 +192,13 @@ impl Store {
                         leftover = Some(chunk.slice(take..));
                     }
                     if container.is_none() && buf.len() >= SNIFF_LEN {
-                        container = Some(sniff_container(&buf).ok_or(StorageError::NotAVideo)?);
+                        match sniff_container(&buf) {
+                            Some(c) => container = Some(c),
+                            None => {
+                                drain(body.as_mut(), REFUSAL_DRAIN_BYTES).await;
+                                return Err(StorageError::NotAVideo);
+                            }
+                        }
                     }
                 }
                 None => {
@@ -455,6 +461,23 @@ impl Store {
     /// How long presigned URLs live.
     pub fn presign_ttl(&self) -> Duration {
         self.presign_ttl
+    }
+}
+
+/// How much of a refused body is still read, so that a client that is still sending reads the
+/// refusal instead of a reset connection. Larger bodies are cut off.
+const REFUSAL_DRAIN_BYTES: u64 = 8 * 1024 * 1024;
+
+async fn drain<S>(mut body: std::pin::Pin<&mut S>, max: u64)
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>>,
+{
+    let mut read = 0u64;
+    while read < max {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), body.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len() as u64,
+            _ => return,
+        }
     }
 }
 

@@ -35,6 +35,11 @@ pub fn amqp_url() -> String {
     std::env::var("REELQ_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".."))
+}
+
 /// Per-test services and settings.
 pub struct TestEnv {
     pub db_name: String,
@@ -123,6 +128,11 @@ impl TestEnv {
         s.worker.reaper_interval_secs = 1;
         s.worker.webhook_poll_ms = 100;
         s.worker.scratch_dir = Some(self.scratch.path().display().to_string());
+        // The model pack and ONNX Runtime that tools/models/build-pack puts under the
+        // workspace's .data (or REELQ_MODELS_DIR / ORT_DYLIB_PATH).
+        let root = workspace_root();
+        s.inference.models_dir = Some(reelq_worker::inference::DirStore::default_root(&root).display().to_string());
+        s.inference.library = Some(reelq_worker::inference::RuntimeConfig::default_library(&root).display().to_string());
         s
     }
 

@@ -4,6 +4,7 @@
 pub mod consumer;
 pub mod inference;
 pub mod media;
+pub mod models;
 pub mod runner;
 pub mod settings;
 pub mod webhooks;

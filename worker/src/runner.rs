@@ -23,7 +23,12 @@ use reelq_shared::storage::{StorageError, Store};
 
 use crate::media::decode::{self, DecodeError, DecodeLimits, DecodeOptions};
 use crate::media::probe::{self, MediaError, Probe};
+use crate::inference::InferenceError;
+use crate::inference::image::RgbView;
+use crate::inference::vad::VadOptions;
+use crate::media::decode::{FrameSize, Sampling};
 use crate::media::quality;
+use crate::models::Models;
 use crate::settings::Settings;
 
 /// How a delivery must be settled once the runner is done with it.
@@ -68,6 +73,16 @@ impl From<DecodeError> for JobError {
     }
 }
 
+impl From<InferenceError> for JobError {
+    fn from(e: InferenceError) -> Self {
+        if e.is_retryable() {
+            Self::Retryable(format!("model: {e}"))
+        } else {
+            Self::Fatal { code: JobErrorCode::InvalidMedia, message: e.to_string() }
+        }
+    }
+}
+
 impl From<DbError> for JobError {
     fn from(e: DbError) -> Self {
         Self::Retryable(e.to_string())
@@ -97,13 +112,15 @@ pub struct JobRunner {
     topology: Topology,
     settings: Arc<Settings>,
     scratch: PathBuf,
+    models: Arc<Models>,
 }
 
 impl JobRunner {
     /// A runner over the given connections.
     pub fn new(pool: PgPool, store: Store, settings: Arc<Settings>) -> Self {
         let scratch = settings.worker.scratch_dir.clone().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        Self { pool, store, topology: Topology::new(&settings.amqp), settings, scratch }
+        let models = Arc::new(Models::new(settings.inference.clone()));
+        Self { pool, store, topology: Topology::new(&settings.amqp), settings, scratch, models }
     }
 
     fn lease_ttl(&self) -> Duration {
@@ -266,22 +283,31 @@ impl JobRunner {
             set_progress(progress, 0.1 + 0.85 * (i as f32 / total), analysis.as_str());
             let started = Instant::now();
             let stage_span = tracing::info_span!("stage", stage = analysis.as_str());
-            let payload = self.run_analysis(*analysis, job, media.as_ref(), cancel).instrument(stage_span).await?;
+            let (payload, model_versions) = self.run_analysis(*analysis, job, media.as_ref(), cancel).instrument(stage_span).await?;
             metrics::get().stage_seconds.with_label_values(&[analysis.as_str()]).observe(started.elapsed().as_secs_f64());
-            pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload, model_versions: serde_json::json!({}) });
+            pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload, model_versions });
         }
         drop(media);
         Ok(pending)
     }
 
-    /// Runs one analysis and returns its result payload.
+    fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_wall: Duration::from_secs(self.settings.media.max_decode_secs),
+            max_pixels: self.settings.media.max_pixels,
+            ..DecodeLimits::default()
+        }
+    }
+
+    /// Runs one analysis; returns its result payload and the models behind it.
     async fn run_analysis(
         &self,
         analysis: Analysis,
         job: &JobRecord,
         media: Option<&Media>,
         cancel: &CancellationToken,
-    ) -> Result<serde_json::Value, JobError> {
+    ) -> Result<(serde_json::Value, serde_json::Value), JobError> {
+        let no_models = serde_json::json!({});
         let media = || media.ok_or_else(|| JobError::Retryable("the video was not fetched".into()));
         let payload = match analysis {
             Analysis::Probe => {
@@ -294,14 +320,7 @@ impl JobRunner {
             Analysis::Quality => {
                 let m = media()?;
                 let (path, probe) = (m.path.clone(), m.probe.clone());
-                let opts = DecodeOptions {
-                    limits: DecodeLimits {
-                        max_wall: Duration::from_secs(self.settings.media.max_decode_secs),
-                        max_pixels: self.settings.media.max_pixels,
-                        ..DecodeLimits::default()
-                    },
-                    ..DecodeOptions::default()
-                };
+                let opts = DecodeOptions { limits: self.decode_limits(), ..DecodeOptions::default() };
                 let stop = cancel.clone();
                 let report = run_blocking(move || {
                     decode::decode(&path, &probe, &opts, &|| stop.is_cancelled()).map(|out| quality::analyze(&probe, &out))
@@ -317,8 +336,55 @@ impl JobRunner {
                 }
                 serde_json::json!({ "waited_ms": ms })
             }
+            Analysis::Ocr => {
+                let m = media()?;
+                let (path, probe) = (m.path.clone(), m.probe.clone());
+                let mut opts = DecodeOptions::sampling_only(Sampling::EverySecs(self.settings.inference.ocr_interval_secs), FrameSize::ShortSide(540));
+                opts.limits = self.decode_limits();
+                let (stop, models) = (cancel.clone(), self.models.clone());
+                return run_blocking(move || -> Result<(serde_json::Value, serde_json::Value), JobError> {
+                    let out = decode::decode(&path, &probe, &opts, &|| stop.is_cancelled())?;
+                    let ocr = models.ocr()?;
+                    let frames = out
+                        .samples
+                        .iter()
+                        .map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| (f.time_secs, v)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let texts = ocr.read_frames(&frames)?;
+                    Ok((serde_json::json!({ "texts": texts, "frames_read": frames.len() }), to_json(&ocr.models())?))
+                })
+                .await?;
+            }
+            Analysis::Audio => {
+                let m = media()?;
+                let (path, probe) = (m.path.clone(), m.probe.clone());
+                let opts = DecodeOptions {
+                    sampling: Sampling::Off,
+                    scenes: None,
+                    frame_stats: false,
+                    audio: true,
+                    limits: self.decode_limits(),
+                    ..DecodeOptions::default()
+                };
+                let (stop, models) = (cancel.clone(), self.models.clone());
+                return run_blocking(move || -> Result<(serde_json::Value, serde_json::Value), JobError> {
+                    let out = decode::decode(&path, &probe, &opts, &|| stop.is_cancelled())?;
+                    let Some(audio) = out.audio.filter(|a| !a.samples.is_empty()) else {
+                        return Ok((serde_json::json!({ "has_audio": false, "speech_ratio": 0.0, "segments": [] }), serde_json::json!({})));
+                    };
+                    let vad = models.vad()?;
+                    let activity = vad.detect(&audio.samples, &VadOptions::default())?;
+                    let mut payload = to_json(&activity)?;
+                    if let Some(obj) = payload.as_object_mut() {
+                        obj.insert("has_audio".into(), serde_json::Value::Bool(true));
+                        obj.remove("model");
+                    }
+                    Ok((payload, to_json(&[&activity.model])?))
+                })
+                .await?;
+            }
         };
-        Ok(payload)
+        Ok((payload, no_models))
     }
 
     async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>) -> Disposition {

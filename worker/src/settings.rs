@@ -18,6 +18,32 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub worker: WorkerSettings,
     pub media: MediaSettings,
+    pub inference: InferenceSettings,
+}
+
+/// The `[inference]` section: ONNX Runtime and the model pack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceSettings {
+    /// Path of `libonnxruntime.so.1.31.1` (`ORT_DYLIB_PATH` when unset, else the copy
+    /// `tools/models/build-pack` puts in `.data/onnxruntime`).
+    pub library: Option<String>,
+    /// Folder of the model pack (`REELQ_MODELS_DIR` when unset, else `.data/models`).
+    pub models_dir: Option<String>,
+    /// Threads each model call may use.
+    pub intra_threads: usize,
+    /// `cpu`, or `cuda` (needs the `cuda` build and the GPU library; never falls back silently).
+    pub device: String,
+    /// GPU used when `device = "cuda"`.
+    pub cuda_device_id: i32,
+    /// Seconds between frames read for on-screen text.
+    pub ocr_interval_secs: f64,
+}
+
+impl Default for InferenceSettings {
+    fn default() -> Self {
+        Self { library: None, models_dir: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0 }
+    }
 }
 
 /// The `[worker]` section.
@@ -112,6 +138,15 @@ impl Validate for Settings {
         }
         if !(self.media.max_duration_secs > 0.0) {
             return Err(ConfigError::invalid("media.max_duration_secs", "must be positive"));
+        }
+        if !matches!(self.inference.device.as_str(), "cpu" | "cuda") {
+            return Err(ConfigError::invalid("inference.device", "must be cpu or cuda"));
+        }
+        if self.inference.intra_threads == 0 {
+            return Err(ConfigError::invalid("inference.intra_threads", "must be at least 1"));
+        }
+        if !(self.inference.ocr_interval_secs > 0.0) {
+            return Err(ConfigError::invalid("inference.ocr_interval_secs", "must be positive"));
         }
         if self.media.max_decode_secs == 0 {
             return Err(ConfigError::invalid("media.max_decode_secs", "must be positive"));

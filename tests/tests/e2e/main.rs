@@ -5,4 +5,5 @@ mod api;
 mod failures;
 mod hostile;
 mod lifecycle;
+mod models;
 mod observability;
