@@ -42,6 +42,10 @@ pub struct Metrics {
     /// `reelq_s3_call_duration_seconds{op,outcome}`: object storage calls, whole streams
     /// included for uploads and downloads.
     pub s3_call_seconds: HistogramVec,
+    /// `reelq_inference_duration_seconds{model}`: time in model calls per analysis.
+    pub inference_seconds: HistogramVec,
+    /// `reelq_inference_batch_size{model}`: inputs per model call.
+    pub inference_batch_size: HistogramVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -84,6 +88,8 @@ impl Metrics {
             webhook_deliveries: counter(&r, "reelq_webhook_deliveries_total", "Webhook delivery attempts", &["outcome"]),
             upload_bytes: counter(&r, "reelq_upload_bytes_total", "Bytes received in uploads", &["outcome"]),
             jobs_in_flight: gauge(&r, "reelq_jobs_in_flight", "Jobs being processed by this worker"),
+            inference_seconds: histogram(&r, "reelq_inference_duration_seconds", "Time spent in model calls per analysis", &["model"], SLOW.to_vec()),
+            inference_batch_size: histogram(&r, "reelq_inference_batch_size", "Inputs per model call", &["model"], vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
             s3_call_seconds: histogram(&r, "reelq_s3_call_duration_seconds", "Object storage call latency", &["op", "outcome"], SLOW.to_vec()),
             registry: r,
         }

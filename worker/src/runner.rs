@@ -350,7 +350,11 @@ impl JobRunner {
                         .iter()
                         .map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| (f.time_secs, v)))
                         .collect::<Result<Vec<_>, _>>()?;
+                    let started = Instant::now();
                     let texts = ocr.read_frames(&frames)?;
+                    let m = metrics::get();
+                    m.inference_seconds.with_label_values(&["ocr"]).observe(started.elapsed().as_secs_f64());
+                    m.inference_batch_size.with_label_values(&["ocr"]).observe(frames.len() as f64);
                     Ok((serde_json::json!({ "texts": texts, "frames_read": frames.len() }), to_json(&ocr.models())?))
                 })
                 .await?;
@@ -373,7 +377,9 @@ impl JobRunner {
                         return Ok((serde_json::json!({ "has_audio": false, "speech_ratio": 0.0, "segments": [] }), serde_json::json!({})));
                     };
                     let vad = models.vad()?;
+                    let started = Instant::now();
                     let activity = vad.detect(&audio.samples, &VadOptions::default())?;
+                    metrics::get().inference_seconds.with_label_values(&["vad"]).observe(started.elapsed().as_secs_f64());
                     let mut payload = to_json(&activity)?;
                     if let Some(obj) = payload.as_object_mut() {
                         obj.insert("has_audio".into(), serde_json::Value::Bool(true));

@@ -46,6 +46,10 @@ async fn on_screen_text_and_speech_are_found_and_name_their_models() {
     let ratio = audio["payload"]["speech_ratio"].as_f64().expect("ratio");
     assert!(ratio > 0.4, "speech found: {audio:#}");
     assert_eq!(audio["model_versions"][0]["name"], "silero-vad");
+    let metrics = app.http.get(format!("http://{}/metrics", worker.health)).send().await.expect("sent").text().await.expect("text");
+    for line in ["reelq_inference_duration_seconds_count{model=\"ocr\"} 1", "reelq_inference_duration_seconds_count{model=\"vad\"} 1"] {
+        assert!(metrics.contains(line), "worker metrics have `{line}`");
+    }
     worker.stop().await;
     app.stop().await;
     env.cleanup().await;
