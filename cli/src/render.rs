@@ -69,6 +69,7 @@ pub fn analysis(name: &str, result: &AnalysisResult) -> String {
     let mut out = format!("{name}\n");
     let table = match name {
         "probe" => probe_rows(&result.payload).map(|rows| key_values(&rows, "  ")),
+        "quality" => quality_table(&result.payload),
         _ => None,
     };
     match table {
@@ -79,6 +80,24 @@ pub fn analysis(name: &str, result: &AnalysisResult) -> String {
         out.push_str(&key_values(&[("Models", models)], "  "));
     }
     out
+}
+
+/// A `quality` payload as the overall grade, the top advice and one line per sub-score, or
+/// `None` when it is not shaped like one.
+fn quality_table(payload: &Value) -> Option<String> {
+    let overall = payload.get("overall")?.as_u64()?;
+    let grade = payload.get("grade").and_then(Value::as_str).unwrap_or("");
+    let mut out = format!("  Overall       {overall}/100 {grade}\n");
+    for advice in payload.get("top_advice").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        out.push_str(&format!("  -> {advice}\n"));
+    }
+    for s in payload.get("scores")?.as_array()? {
+        let label = s.get("label").and_then(Value::as_str).or_else(|| s.get("key").and_then(Value::as_str)).unwrap_or("?");
+        let score = s.get("score").and_then(Value::as_u64).map_or_else(|| "  -".to_owned(), |v| format!("{v:>3}"));
+        let advice = s.get("advice").and_then(Value::as_str).unwrap_or("");
+        out.push_str(&format!("  {label:<22} {score}  {advice}\n"));
+    }
+    Some(out)
 }
 
 /// The rows of a `probe` payload, or `None` when it is not shaped like one.
@@ -311,6 +330,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn quality_reads_as_a_score_table_with_advice() {
+        let payload = json!({
+            "overall": 71, "grade": "good",
+            "top_advice": ["Raise the gain by about 14 dB."],
+            "scores": [
+                { "key": "sharpness", "label": "Sharpness", "score": 88, "advice": "Sharp enough." },
+                { "key": "loudness", "label": "Loudness", "score": 20, "advice": "Raise the gain by about 14 dB." },
+                { "key": "speech", "label": "Speech", "score": null, "advice": "No audio." }
+            ]
+        });
+        let table = quality_table(&payload).expect("a table");
+        assert!(table.contains("Overall       71/100 good"), "{table}");
+        assert!(table.contains("-> Raise the gain"), "{table}");
+        assert!(table.contains("Loudness                20  Raise"), "{table}");
+        assert!(table.contains("Speech                   -  No audio."), "{table}");
+        assert!(quality_table(&json!({ "not": "quality" })).is_none());
+    }
 
     fn succeeded() -> Job {
         Job::from_json(json!({
