@@ -145,8 +145,3 @@ impl From<QueueError> for ApiError {
         Self::Unavailable(e.to_string())
     }
 }
-
-/// Turns axum's own rejections (bad JSON, bad path ids) into problem bodies.
-pub fn from_rejection(code: &'static str, detail: impl std::fmt::Display) -> ApiError {
-    ApiError::invalid(code, detail.to_string())
-}

@@ -67,7 +67,11 @@ async fn main() -> anyhow::Result<()> {
             let _telemetry = reelq_shared::telemetry::init("reelq-api", &settings.telemetry);
             let app = Application::build(settings).await?;
             let shutdown = CancellationToken::new();
-            reelq_shared::telemetry::spawn_named("signals", cancel_on_signal(shutdown.clone()));
+            let token = shutdown.clone();
+            reelq_shared::telemetry::spawn_named("signals", async move {
+                reelq_shared::telemetry::shutdown_signal().await;
+                token.cancel();
+            });
             app.run_until_stopped(shutdown).await?;
         }
         Command::Migrate => {
@@ -97,26 +101,4 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Cancels on SIGINT or SIGTERM.
-async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown requested");
-    token.cancel();
 }

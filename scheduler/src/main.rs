@@ -13,11 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let token = stop.clone();
     reelq_shared::telemetry::spawn_named("signals", async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
-        }
+        reelq_shared::telemetry::shutdown_signal().await;
         token.cancel();
     });
     scheduler.run_until_stopped(stop).await?;

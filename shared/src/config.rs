@@ -355,9 +355,6 @@ impl Validate for CommonSettings {
     }
 }
 
-/// Alias kept for callers that only need the shared sections.
-pub type Settings = CommonSettings;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,5 +14,3 @@ pub mod queue;
 pub mod storage;
 pub mod telemetry;
 pub mod webhook;
-
-pub use config::Settings;

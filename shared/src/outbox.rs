@@ -100,14 +100,13 @@ impl OutboxRelay {
             match self.relay_once().await {
                 Ok(n) => {
                     backoff = Duration::from_millis(100);
-                    if n as i64 >= self.batch {
+                    // Rows were there: look again at once. Only an empty pass counts the backlog
+                    // (rows another relay holds), so a busy relay does no extra query.
+                    if n > 0 {
                         continue;
                     }
                     if let Ok(pending) = db::outbox::pending(&self.pool).await {
                         metrics::get().outbox_pending.set(pending);
-                        if pending > 0 {
-                            continue;
-                        }
                     }
                     tokio::select! {
                         () = cancel.cancelled() => break,

@@ -244,12 +244,6 @@ impl Publisher {
         Ok(ch)
     }
 
-    /// Whether the publisher currently holds a live connection.
-    pub async fn is_connected(&self) -> bool {
-        let state = self.state.lock().await;
-        state.as_ref().is_some_and(|(c, ch)| c.status().connected() && ch.status().connected())
-    }
-
     /// Connects (if needed) and declares the topology: for readiness checks and start-up.
     pub async fn ensure_connected(&self) -> Result<(), QueueError> {
         let mut state = self.state.lock().await;

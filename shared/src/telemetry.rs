@@ -117,14 +117,6 @@ pub fn context_of(span: &tracing::Span) -> HashMap<String, String> {
     carrier
 }
 
-/// The trace id of the current span, for logs and error reports.
-pub fn current_trace_id() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let cx = tracing::Span::current().context();
-    let id = cx.span().span_context().trace_id();
-    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
-}
-
 /// Spawns a task whose logs carry its name (`task` field), so every background loop can be
 /// told apart in logs and traces.
 pub fn spawn_named<F>(name: &'static str, fut: F) -> tokio::task::JoinHandle<F::Output>
@@ -134,4 +126,14 @@ where
 {
     use tracing::Instrument as _;
     tokio::spawn(fut.instrument(tracing::info_span!("task", task = name)))
+}
+
+/// Resolves on SIGINT or SIGTERM: the one shutdown trigger of every binary.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+    }
+    tracing::info!("shutdown requested");
 }

@@ -161,7 +161,8 @@ impl Job {
         let (headers, _) = queue::read_headers(&delivery.properties);
         let outgoing = match &disposition {
             Disposition::Ack => None,
-            Disposition::Delay { delay_ms, .. } => {
+            Disposition::Delay { delay_ms, reason } => {
+                tracing::debug!(delay_ms, reason, "sending the message round a delay queue");
                 let mut h = headers.clone();
                 h.insert(DELAY_HEADER.to_owned(), delay_ms.to_string());
                 Some(OutgoingMessage {

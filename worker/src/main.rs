@@ -11,17 +11,12 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = reelq_shared::telemetry::init("reelq-worker", &settings.telemetry);
     let worker = Worker::build(settings).await?;
     let stop = CancellationToken::new();
-    reelq_shared::telemetry::spawn_named("signals", stop_on_signal(stop.clone()));
+    let token = stop.clone();
+    reelq_shared::telemetry::spawn_named("signals", async move {
+        reelq_shared::telemetry::shutdown_signal().await;
+        tracing::info!("finishing in-flight jobs");
+        token.cancel();
+    });
     worker.run_until_stopped(stop).await?;
     Ok(())
-}
-
-async fn stop_on_signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
-    }
-    tracing::info!("shutdown requested: finishing in-flight jobs");
-    token.cancel();
 }

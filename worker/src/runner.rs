@@ -11,12 +11,11 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-use uuid::Uuid;
 
 use reelq_shared::db::jobs::{self, ClaimOutcome, JobRecord, Lease};
 use reelq_shared::db::results::{self, NewResult};
 use reelq_shared::db::{self, DbError, videos};
-use reelq_shared::domain::{Analysis, JobErrorCode, JobMessage, JobStatus};
+use reelq_shared::domain::{Analysis, JobErrorCode, JobMessage};
 use reelq_shared::metrics;
 use reelq_shared::queue::Topology;
 use reelq_shared::storage::{StorageError, Store};
@@ -36,9 +35,9 @@ use crate::settings::Settings;
 pub enum Disposition {
     /// Acknowledge: the job ended (or the message was a duplicate, or the job is gone).
     Ack,
-    /// Send round a delay queue, then acknowledge. `attempt_used` tells a retry after a
-    /// transient fault from a deferral that used no attempt.
-    Delay { delay_ms: u64, attempt_used: bool, reason: &'static str },
+    /// Send round a delay queue, then acknowledge. `reason` says why (a transient fault, a
+    /// lease held elsewhere, a tenant at capacity, the database).
+    Delay { delay_ms: u64, reason: &'static str },
     /// Publish to the dead-letter queue, then acknowledge.
     DeadLetter { reason: String },
 }
@@ -148,7 +147,7 @@ impl JobRunner {
                 // The database is the source of truth; without it nothing can be decided, so
                 // the message waits and comes back.
                 tracing::warn!(job_id = %msg.job_id, error = %e, "cannot claim job; retrying later");
-                return Disposition::Delay { delay_ms: self.topology.retry_delay_ms(3), attempt_used: false, reason: "database" };
+                return Disposition::Delay { delay_ms: self.topology.retry_delay_ms(3), reason: "database" };
             }
         };
         match claim {
@@ -166,11 +165,11 @@ impl JobRunner {
             }
             ClaimOutcome::LeaseHeld => {
                 metrics::get().job_deferrals.with_label_values(&["lease_held"]).inc();
-                Disposition::Delay { delay_ms: self.topology.defer_delay_ms(), attempt_used: false, reason: "lease_held" }
+                Disposition::Delay { delay_ms: self.topology.defer_delay_ms(), reason: "lease_held" }
             }
             ClaimOutcome::TenantAtCapacity => {
                 metrics::get().job_deferrals.with_label_values(&["tenant_at_capacity"]).inc();
-                Disposition::Delay { delay_ms: self.topology.defer_delay_ms(), attempt_used: false, reason: "tenant_at_capacity" }
+                Disposition::Delay { delay_ms: self.topology.defer_delay_ms(), reason: "tenant_at_capacity" }
             }
         }
     }
@@ -424,7 +423,7 @@ impl JobRunner {
                 // The failure could not be recorded: try the whole job again later rather than
                 // lose the verdict. The lease lapses meanwhile.
                 tracing::warn!(error = %e, "recording a failure failed; the job will be retried");
-                Disposition::Delay { delay_ms: self.topology.retry_delay_ms(job.attempt + 1), attempt_used: true, reason: "database" }
+                Disposition::Delay { delay_ms: self.topology.retry_delay_ms(job.attempt + 1), reason: "database" }
             }
         }
     }
@@ -440,12 +439,7 @@ impl JobRunner {
             // The lease then lapses on its own and the retry claims it after that.
             tracing::warn!(error = %e, "could not release the lease for the retry");
         }
-        Disposition::Delay { delay_ms: self.topology.retry_delay_ms(lease.attempt + 1), attempt_used: true, reason: "transient" }
-    }
-
-    /// The job's current status (for logs and tests).
-    pub async fn status(&self, job_id: Uuid) -> Result<Option<JobStatus>, DbError> {
-        Ok(jobs::get_by_id(&self.pool, job_id).await?.map(|j| j.status()))
+        Disposition::Delay { delay_ms: self.topology.retry_delay_ms(lease.attempt + 1), reason: "transient" }
     }
 }
 

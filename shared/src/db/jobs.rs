@@ -90,7 +90,7 @@ pub async fn insert_with_message(
                ), o AS (
                    INSERT INTO outbox (routing_key, payload, headers) SELECT j.priority, $12, $13 FROM j
                ), n AS (
-                   SELECT pg_notify('reelq_outbox', '') FROM j
+                   SELECT pg_notify($14, '') FROM j
                )
                SELECT j.* FROM j, n"#,
         )
@@ -107,6 +107,7 @@ pub async fn insert_with_message(
         .bind(&job.trace_context)
         .bind(message)
         .bind(headers)
+        .bind(super::outbox::NOTIFY_CHANNEL)
         .fetch_optional(db),
     )
     .await
