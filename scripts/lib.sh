@@ -22,6 +22,13 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Chromium and Node.js run the browser test of the creators' page (tests/browser); a Node.js
+# that is already installed (with its npm) is kept. Only the test script needs them.
+install_browser_deps() {
+    apt_install chromium
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+}
+
 install_deps() {
     # FFmpeg's libraries and headers (ffmpeg-next links them), bindgen's clang, the ffmpeg CLI
     # (sample and test clips), and the services the tests talk to.

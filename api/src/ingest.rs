@@ -14,10 +14,11 @@ use reelq_shared::storage::StorageError;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Content types accepted for raw uploads. Containers are verified from the bytes regardless.
+/// Content types accepted for raw uploads: videos, and audio tracks for `mux`. Containers are
+/// verified from the bytes regardless.
 pub fn acceptable_raw_content_type(ct: &str) -> bool {
     let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    base.starts_with("video/") || base == "application/octet-stream"
+    base.starts_with("video/") || base.starts_with("audio/") || base == "application/octet-stream"
 }
 
 /// Streams `body` to storage as a new video of `tenant_id`.
@@ -77,10 +78,12 @@ mod tests {
     use super::acceptable_raw_content_type;
 
     #[test]
-    fn raw_uploads_need_a_video_or_binary_type() {
+    fn raw_uploads_need_a_media_or_binary_type() {
         assert!(acceptable_raw_content_type("video/mp4"));
         assert!(acceptable_raw_content_type("Video/WebM; codecs=vp9"));
         assert!(acceptable_raw_content_type("application/octet-stream"));
+        assert!(acceptable_raw_content_type("audio/mpeg"));
+        assert!(acceptable_raw_content_type("Audio/x-wav"));
         assert!(!acceptable_raw_content_type("text/plain"));
         assert!(!acceptable_raw_content_type("image/gif"));
         assert!(!acceptable_raw_content_type(""));

@@ -53,6 +53,9 @@ enum KeyCommand {
         tenant: String,
         #[arg(long, default_value = "")]
         label: String,
+        /// Allow the key to operate the scheduler (`/v1/admin/*`).
+        #[arg(long)]
+        admin: bool,
     },
     /// Revoke a key by its prefix.
     Revoke { tenant: String, prefix: String },
@@ -87,10 +90,13 @@ async fn main() -> anyhow::Result<()> {
             let t = tenants::upsert(&pool, &name, max_running_jobs).await?;
             println!("tenant {} ({})", t.name, t.id);
         }
-        Command::Key { command: KeyCommand::Create { tenant, label } } => {
+        Command::Key { command: KeyCommand::Create { tenant, label, admin } } => {
             let pool = db::connect(&settings.database)?;
             let t = tenants::by_name(&pool, &tenant).await?.with_context(|| format!("no tenant named {tenant}"))?;
             let key = tenants::create_key(&pool, t.id, &label).await?;
+            if admin {
+                db::admin::set_admin(&pool, &key.hash, true).await?;
+            }
             println!("{}", key.key.expose_secret());
         }
         Command::Key { command: KeyCommand::Revoke { tenant, prefix } } => {

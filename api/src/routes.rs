@@ -17,8 +17,14 @@ use reelq_shared::metrics;
 
 use crate::state::AppState;
 
+pub mod admin;
+pub mod events;
+pub mod feedback;
+pub mod hashtags;
 pub mod health;
 pub mod jobs;
+pub mod music;
+pub mod page;
 pub mod videos;
 
 #[derive(OpenApi)]
@@ -28,6 +34,8 @@ pub mod videos;
     tags(
         (name = "videos", description = "Uploads"),
         (name = "jobs", description = "Analysis jobs"),
+        (name = "trends", description = "Trending hashtags and music from pulled TikTok data"),
+        (name = "admin", description = "Scheduler operation (admin keys)"),
         (name = "health", description = "Operations"),
     )
 )]
@@ -58,6 +66,12 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::get_output))
+        .routes(routes!(events::job_events))
+        .routes(routes!(feedback::save_feedback, feedback::get_feedback))
+        .routes(routes!(hashtags::trending))
+        .routes(routes!(music::recommendations))
+        .routes(routes!(admin::list_runs, admin::trigger_run))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics_text));
@@ -93,6 +107,7 @@ pub fn router(state: AppState) -> Router {
             async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], (*body).clone()) }
         }),
     )
+    .merge(page::router())
     .fallback(|| async { crate::error::ApiError::NotFound("route") })
     .layer(middleware::from_fn_with_state(timeout, track))
     .with_state(state)

@@ -49,6 +49,10 @@ pub struct ApiSettings {
     pub max_page_size: i64,
     /// Run the outbox relay in this process.
     pub run_relay: bool,
+    /// How often each job event stream re-reads its job row, in milliseconds.
+    pub event_poll_ms: u64,
+    /// Job event streams open at once in this process; more are refused with 429.
+    pub max_event_streams: usize,
 }
 
 impl Default for ApiSettings {
@@ -66,6 +70,8 @@ impl Default for ApiSettings {
             request_timeout_secs: 30,
             max_page_size: 200,
             run_relay: true,
+            event_poll_ms: 300,
+            max_event_streams: 512,
         }
     }
 }
@@ -100,6 +106,12 @@ impl Validate for Settings {
         }
         if self.api.max_page_size < 1 {
             return Err(ConfigError::invalid("api.max_page_size", "must be at least 1"));
+        }
+        if !(50..=10_000).contains(&self.api.event_poll_ms) {
+            return Err(ConfigError::invalid("api.event_poll_ms", "must be between 50 and 10000"));
+        }
+        if self.api.max_event_streams == 0 {
+            return Err(ConfigError::invalid("api.max_event_streams", "must be at least 1"));
         }
         if let Some(key) = &self.api.dev_api_key {
             if reelq_shared::auth::key_prefix(key).is_none() {

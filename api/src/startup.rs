@@ -14,6 +14,7 @@ use reelq_shared::queue::Publisher;
 use reelq_shared::storage::Store;
 use reelq_shared::telemetry::spawn_named;
 
+use crate::routes::events::EventStreams;
 use crate::settings::Settings;
 use crate::state::{AppState, AuthCache};
 
@@ -58,6 +59,7 @@ impl Application {
             store,
             publisher,
             auth_cache: Arc::new(AuthCache::new(Duration::from_secs(settings.api.auth_cache_ttl_secs))),
+            events: Arc::new(EventStreams::new(settings.api.max_event_streams, Duration::from_millis(settings.api.event_poll_ms))),
             settings: Arc::new(settings),
         };
         Ok(Self { listener, state })
@@ -88,7 +90,16 @@ impl Application {
         });
         tracing::info!(addr = %self.local_addr(), "api listening");
         let app = crate::routes::router(state.clone());
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+        // Event streams last as long as their job: end them when shutdown begins, or the
+        // graceful shutdown would wait for them.
+        let events = state.events.clone();
+        let stopping = shutdown.clone();
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                stopping.cancelled().await;
+                events.close();
+            })
+            .await;
         shutdown.cancel();
         if let Some(r) = relay {
             let _ = tokio::time::timeout(Duration::from_secs(5), r).await;

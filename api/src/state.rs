@@ -24,6 +24,8 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     pub settings: Arc<Settings>,
     pub auth_cache: Arc<AuthCache>,
+    /// Open job event streams: their cap and the token that ends them at shutdown.
+    pub events: Arc<crate::routes::events::EventStreams>,
 }
 
 /// Remembers recently authenticated keys (by hash) so that most requests skip a query.
@@ -74,6 +76,32 @@ impl FromRequestParts<AppState> for AuthTenant {
         }
         let tenant = tenants::authenticate(&state.pool, &hash).await?.ok_or(ApiError::Unauthorized)?;
         state.auth_cache.put(hash, tenant.clone());
+        Ok(Self(tenant))
+    }
+}
+
+/// The tenant behind a request made with an admin key (`reelq-api key create --admin`); other
+/// valid keys get 403. Not cached: admin calls are rare, and a withdrawn flag takes effect at
+/// once.
+#[derive(Debug, Clone)]
+pub struct AdminKey(pub Tenant);
+
+impl FromRequestParts<AppState> for AdminKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let AuthTenant(tenant) = AuthTenant::from_request_parts(parts, state).await?;
+        // The header parsed a moment ago, so this repeats the same steps on the same text.
+        let key = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized)?;
+        if !reelq_shared::db::admin::is_admin(&state.pool, &reelq_shared::auth::hash_key(key)).await? {
+            return Err(ApiError::Forbidden("this route needs an admin API key"));
+        }
         Ok(Self(tenant))
     }
 }

@@ -28,6 +28,9 @@ pub struct ApiArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Analyse a video file here, in-process, with no services: the same pipeline a worker
+    /// runs. Exits 2 with the job's error code when the file is refused.
+    Analyze(AnalyzeArgs),
     /// Upload a video and submit a job for it; prints the job id.
     Submit(SubmitArgs),
     /// Show one job.
@@ -38,6 +41,20 @@ pub enum Command {
     Cancel(JobArgs),
     /// Wait for a job to end and show its result.
     Wait(WaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The video file.
+    pub file: PathBuf,
+    /// Analyses to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "probe,quality,ocr,audio,transcript,hashtags", value_name = "LIST")]
+    pub analyses: Vec<String>,
+    /// The caption the video will be posted with (more evidence for hashtags).
+    #[arg(long, value_name = "TEXT")]
+    pub caption: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

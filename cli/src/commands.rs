@@ -18,6 +18,9 @@ use crate::upload;
 use crate::wait::{self, Outcome};
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Analyze(args) = cli.command {
+        return tokio::task::spawn_blocking(move || crate::analyze::run(args)).await?;
+    }
     let key = cli
         .api
         .api_key
@@ -30,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jobs(args) => jobs(&client, args).await,
         Command::Cancel(args) => cancel(&client, args).await,
         Command::Wait(args) => wait(&client, args).await,
+        Command::Analyze(_) => unreachable!("handled above"),
     }
 }
 
@@ -143,7 +147,7 @@ fn show_job(job: &Job, json: bool) -> Result<()> {
 
 /// Writes to stdout. A reader that went away (`reelq jobs | head`) is not an error worth
 /// reporting.
-fn print_out(text: &str) -> Result<()> {
+pub(crate) fn print_out(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     let written = out.write_all(text.as_bytes()).and_then(|()| {
         if text.ends_with('\n') { Ok(()) } else { out.write_all(b"\n") }

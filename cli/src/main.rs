@@ -1,5 +1,7 @@
-//! `reelq`: submit videos to reelq, wait for their analyses and inspect jobs.
+//! `reelq`: analyse a video locally, or submit videos to reelq, wait for their analyses and
+//! inspect jobs.
 
+mod analyze;
 mod args;
 mod client;
 mod commands;

@@ -70,6 +70,10 @@ pub fn analysis(name: &str, result: &AnalysisResult) -> String {
     let table = match name {
         "probe" => probe_rows(&result.payload).map(|rows| key_values(&rows, "  ")),
         "quality" => quality_table(&result.payload),
+        "hashtags" => hashtags_table(&result.payload),
+        "transcript" => transcript_table(&result.payload),
+        "ocr" => ocr_table(&result.payload),
+        "audio" => audio_table(&result.payload),
         _ => None,
     };
     match table {
@@ -184,8 +188,91 @@ fn probe_rows(payload: &Value) -> Option<Vec<(&'static str, String)>> {
     Some(rows)
 }
 
-/// `name 1.2, other 3` for a non-empty object of model versions.
+/// Suggested hashtags, strongest first, each with the signals and evidence behind it.
+fn hashtags_table(payload: &Value) -> Option<String> {
+    let mut out = String::new();
+    for s in payload.get("suggestions")?.as_array()? {
+        let tag = s.get("tag")?.as_str()?;
+        let score = s.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+        let evidence: Vec<String> = s
+            .get("evidence")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let kind = e.get("kind")?.as_str()?;
+                let text = e.get("text")?.as_str()?;
+                Some(if kind == "model" || kind == "frame" { text.to_owned() } else { format!("\"{text}\" ({})", kind.replace('_', " ")) })
+            })
+            .take(3)
+            .collect();
+        out.push_str(&format!("  {tag:<22} {score:.2}  {}\n", evidence.join("; ")));
+    }
+    if out.is_empty() {
+        out.push_str("  (no suggestion: the video has no speech or text to go on)\n");
+    }
+    Some(out)
+}
+
+/// Timed transcript segments.
+fn transcript_table(payload: &Value) -> Option<String> {
+    let segments = payload.get("segments")?.as_array()?;
+    let mut out = String::new();
+    if let Some(lang) = payload.get("language").and_then(Value::as_str) {
+        out.push_str(&format!("  Language      {lang}\n"));
+    }
+    for seg in segments {
+        let (start, end) = (seg.get("start").and_then(Value::as_f64)?, seg.get("end").and_then(Value::as_f64)?);
+        let text = seg.get("text").and_then(Value::as_str).unwrap_or("").trim();
+        out.push_str(&format!("  [{} → {}] {text}\n", clock(start), clock(end)));
+    }
+    if segments.is_empty() {
+        out.push_str("  (no speech recognised)\n");
+    }
+    Some(out)
+}
+
+/// On-screen text with the times it was seen.
+fn ocr_table(payload: &Value) -> Option<String> {
+    let texts = payload.get("texts")?.as_array()?;
+    let mut out = String::new();
+    for t in texts {
+        let text = t.get("text")?.as_str()?;
+        let frames: Vec<String> = t.get("frames").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_f64).map(clock).take(4).collect();
+        out.push_str(&format!("  \"{text}\"  at {}\n", frames.join(", ")));
+    }
+    if texts.is_empty() {
+        out.push_str("  (no text seen)\n");
+    }
+    Some(out)
+}
+
+/// Speech activity.
+fn audio_table(payload: &Value) -> Option<String> {
+    if !payload.get("has_audio")?.as_bool()? {
+        return Some("  (no audio track)\n".to_owned());
+    }
+    let ratio = payload.get("speech_ratio")?.as_f64()?;
+    let segments = payload.get("segments").and_then(Value::as_array).map_or(0, Vec::len);
+    Some(format!("  Speech        {:.0} % of the time, {segments} stretch{}\n", ratio * 100.0, if segments == 1 { "" } else { "es" }))
+}
+
+/// `m:ss.s`.
+fn clock(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    format!("{}:{:04.1}", (secs / 60.0).floor() as u64, secs % 60.0)
+}
+
+/// `name 1.2, other 3` for a non-empty object of model versions, or a list of
+/// `{name, version}`.
 fn model_versions(v: &Value) -> Option<String> {
+    if let Some(list) = v.as_array().filter(|l| !l.is_empty()) {
+        let parts: Vec<String> = list
+            .iter()
+            .filter_map(|m| Some(format!("{} {}", m.get("name")?.as_str()?, m.get("version")?.as_str()?)))
+            .collect();
+        return (!parts.is_empty()).then(|| parts.join(", "));
+    }
     let map = v.as_object().filter(|m| !m.is_empty())?;
     let parts: Vec<String> = map
         .iter()

@@ -1,8 +1,10 @@
-//! The reelq scheduler. For now it connects to PostgreSQL, serves health and metrics, and waits;
-//! periodic data pulls, training and model promotion run here as they are added, with one
-//! leader at a time through a PostgreSQL advisory lock.
+//! The reelq scheduler: keeps suggestions current by pulling TikTok data on cron schedules
+//! (the Research API, or imported dumps), storing videos with engagement snapshots, and
+//! recomputing trending hashtags after each pull. Several replicas may run: one leader per
+//! schedule at a time, through a PostgreSQL advisory lock. It also serves health and metrics.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,6 +22,17 @@ use reelq_shared::config::{
 };
 use reelq_shared::db::{self, DbError};
 use reelq_shared::metrics;
+use reelq_shared::storage::Store;
+
+pub mod cron;
+pub mod dump;
+pub mod runner;
+pub mod settings;
+pub mod source;
+pub mod tiktok;
+pub mod trends;
+
+pub use settings::{ScheduleSettings, SchedulerSettings, SourceKind, TikTokSettings, TrendSettings};
 
 /// Everything the scheduler reads.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -33,20 +46,6 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
 }
 
-/// The `[scheduler]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SchedulerSettings {
-    /// Address of the health and metrics server; port 0 picks one.
-    pub health_bind: String,
-}
-
-impl Default for SchedulerSettings {
-    fn default() -> Self {
-        Self { health_bind: "127.0.0.1:8082".to_owned() }
-    }
-}
-
 impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         CommonSettings {
@@ -57,10 +56,7 @@ impl Validate for Settings {
             webhooks: self.webhooks.clone(),
         }
         .validate()?;
-        if self.scheduler.health_bind.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError::invalid("scheduler.health_bind", "must be an address such as 0.0.0.0:8082"));
-        }
-        Ok(())
+        self.scheduler.validate()
     }
 }
 
@@ -71,22 +67,30 @@ pub enum StartupError {
     Db(#[from] DbError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("schedule `{name}`: {message}")]
+    Schedule { name: String, message: String },
 }
 
 /// A built scheduler.
 pub struct Scheduler {
     pool: PgPool,
     health: TcpListener,
+    runner: runner::Runner,
 }
 
 impl Scheduler {
-    /// Connects (lazily) and binds the health server.
+    /// Connects (lazily), builds the sources of every schedule, and binds the health server.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // Migrations belong to the api (or a migrations job): until they are applied the
+        // scheduler keeps retrying to register its schedules.
         let pool = db::connect(&settings.database)?;
+        let store = Store::new(&settings.storage);
+        let schedules = build_schedules(&settings.scheduler, &store)?;
+        let runner = runner::Runner::new(pool.clone(), &settings.database, &settings.scheduler, schedules)?;
         let health = TcpListener::bind(&settings.scheduler.health_bind)
             .await
             .map_err(|source| StartupError::Bind { addr: settings.scheduler.health_bind.clone(), source })?;
-        Ok(Self { pool, health })
+        Ok(Self { pool, health, runner })
     }
 
     /// Address of the health server.
@@ -94,18 +98,51 @@ impl Scheduler {
         self.health.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// Serves health until `stop` is cancelled.
+    /// This process's id in the run history.
+    pub fn runner_id(&self) -> String {
+        self.runner.id().to_owned()
+    }
+
+    /// Runs the schedules and serves health until `stop` is cancelled; a pull in progress
+    /// saves its resume point and ends as `partial`.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let app = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(|| async { metrics::get().render() }))
             .with_state(self.pool.clone());
-        tracing::info!(addr = %self.health_addr(), "scheduler idle: no schedules configured");
-        axum::serve(self.health, app).with_graceful_shutdown(stop.cancelled_owned()).await?;
+        tracing::info!(addr = %self.health_addr(), runner = %self.runner.id(), "scheduler started");
+        let loop_task = reelq_shared::telemetry::spawn_named("schedules", self.runner.run(stop.clone()));
+        let served = axum::serve(self.health, app).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
+        stop.cancel();
+        if let Err(e) = loop_task.await {
+            tracing::error!(error = %e, "the schedule loop panicked");
+        }
         self.pool.close().await;
-        Ok(())
+        served
     }
+}
+
+/// One [`runner::Schedule`] per configured schedule, sharing one TikTok client (and so one
+/// token).
+fn build_schedules(settings: &SchedulerSettings, store: &Store) -> Result<Vec<runner::Schedule>, StartupError> {
+    let limits = settings.tiktok();
+    let client = Arc::new(
+        tiktok::TikTokClient::new(&limits)
+            .map_err(|e| StartupError::Schedule { name: "*".into(), message: e.to_string() })?,
+    );
+    settings
+        .schedules
+        .iter()
+        .map(|(name, s)| {
+            let cron = cron::parse(&s.cron).map_err(|e| StartupError::Schedule { name: name.clone(), message: e.to_string() })?;
+            let source: Arc<dyn source::Source> = match s.source {
+                SourceKind::Tiktok => Arc::new(tiktok::TikTokSource::new(client.clone(), &limits, s)),
+                SourceKind::Dump => Arc::new(dump::DumpSource::new(s.path.as_deref().unwrap_or_default(), s.format, Some(store.clone()))),
+            };
+            Ok(runner::Schedule { name: name.clone(), expression: s.cron.clone(), cron, enabled: s.enabled, source })
+        })
+        .collect()
 }
 
 async fn readyz(State(pool): State<PgPool>) -> (StatusCode, &'static str) {

@@ -11,9 +11,13 @@ use sqlx::{ConnectOptions, PgPool};
 use crate::config::DatabaseSettings;
 use crate::metrics;
 
+pub mod admin;
+pub mod feedback;
 pub mod jobs;
 pub mod outbox;
 pub mod results;
+pub mod schedules;
+pub mod scraped;
 pub mod tenants;
 pub mod videos;
 pub mod webhooks;

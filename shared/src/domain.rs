@@ -115,6 +115,17 @@ pub enum Analysis {
     Ocr,
     /// Speech activity from a voice activity model: speech ratio and segments.
     Audio,
+    /// Speech recognised with Whisper: the text, timed segments and the language.
+    Transcript,
+    /// Sentence embedding of the transcript, on-screen text and caption (and an image
+    /// embedding of the frames when an image encoder is configured), kept for training.
+    Embeddings,
+    /// Ranked hashtag suggestions, each with its score and the evidence behind it.
+    Hashtags,
+    /// The video with a new soundtrack: the video stream copied, an uploaded track (replacing
+    /// or mixed under the original audio) encoded as AAC, stored as MP4 for download. Needs
+    /// `options.mux` ([`MuxOptions`]).
+    Mux,
     /// Diagnostic analysis that does no media work (it may wait `options.noop_ms`): for load
     /// tests and operational drills. Accepted only where the api allows diagnostics.
     Noop,
@@ -128,6 +139,10 @@ impl Analysis {
             Self::Quality => "quality",
             Self::Ocr => "ocr",
             Self::Audio => "audio",
+            Self::Transcript => "transcript",
+            Self::Embeddings => "embeddings",
+            Self::Hashtags => "hashtags",
+            Self::Mux => "mux",
             Self::Noop => "noop",
         }
     }
@@ -139,6 +154,10 @@ impl Analysis {
             "quality" => Some(Self::Quality),
             "ocr" => Some(Self::Ocr),
             "audio" => Some(Self::Audio),
+            "transcript" => Some(Self::Transcript),
+            "embeddings" => Some(Self::Embeddings),
+            "hashtags" => Some(Self::Hashtags),
+            "mux" => Some(Self::Mux),
             "noop" => Some(Self::Noop),
             _ => None,
         }
@@ -176,6 +195,15 @@ pub enum JobErrorCode {
     RetriesExhausted,
     /// Processing did not finish within its deadline.
     Timeout,
+    /// The upload is an audio file where a video is needed.
+    NotAVideo,
+    /// The audio track a job names is gone.
+    AudioMissing,
+    /// The audio track cannot be decoded, has no audio stream, or starts past its end.
+    InvalidAudio,
+    /// The video stream's codec cannot be copied into MP4 (only H.264, HEVC, AV1, VP9 and
+    /// MPEG-4 Part 2 can); reelq does not re-encode video.
+    UnsupportedVideoCodec,
 }
 
 impl JobErrorCode {
@@ -190,6 +218,10 @@ impl JobErrorCode {
             Self::InvalidRequest => "invalid_request",
             Self::RetriesExhausted => "retries_exhausted",
             Self::Timeout => "timeout",
+            Self::NotAVideo => "not_a_video",
+            Self::AudioMissing => "audio_missing",
+            Self::InvalidAudio => "invalid_audio",
+            Self::UnsupportedVideoCodec => "unsupported_video_codec",
         }
     }
 }
@@ -236,7 +268,7 @@ mod tests {
 
     #[test]
     fn analysis_names_match_serde() {
-        for a in [Analysis::Probe, Analysis::Quality, Analysis::Ocr, Analysis::Audio, Analysis::Noop] {
+        for a in [Analysis::Probe, Analysis::Quality, Analysis::Ocr, Analysis::Audio, Analysis::Transcript, Analysis::Embeddings, Analysis::Hashtags, Analysis::Mux, Analysis::Noop] {
             let json = serde_json::to_string(&a).expect("serialize");
             assert_eq!(json, format!("\"{}\"", a.as_str()));
             assert_eq!(Analysis::parse(a.as_str()), Some(a));
@@ -244,12 +276,18 @@ mod tests {
     }
 }
 
-/// Recognises a video container from a file's first bytes (at least 64 are best). Only
-/// containers reelq accepts are named; anything else is `None`.
+/// Recognises a container from a file's first bytes (at least 64 are best): the videos reelq
+/// analyses and the audio tracks it can put under them (see [`MediaKind::of_container`]).
+/// Only containers reelq accepts are named; anything else is `None`.
 pub fn sniff_container(head: &[u8]) -> Option<&'static str> {
-    // ISO BMFF (MP4, MOV): a box size then `ftyp`, whose major brand tells QuickTime apart.
+    // ISO BMFF (MP4, MOV, M4A): a box size then `ftyp`, whose major brand tells QuickTime and
+    // iTunes audio apart.
     if head.len() >= 12 && &head[4..8] == b"ftyp" {
-        return Some(if &head[8..12] == b"qt  " { "mov" } else { "mp4" });
+        return Some(match &head[8..12] {
+            b"qt  " => "mov",
+            b"M4A " | b"M4B " => "m4a",
+            _ => "mp4",
+        });
     }
     // Old QuickTime files may open with other top-level atoms.
     if head.len() >= 8 && matches!(&head[4..8], b"moov" | b"mdat" | b"wide" | b"free" | b"skip") {
@@ -260,7 +298,145 @@ pub fn sniff_container(head: &[u8]) -> Option<&'static str> {
         let window = &head[..head.len().min(64)];
         return Some(if window.windows(4).any(|w| w == b"webm") { "webm" } else { "matroska" });
     }
+    sniff_audio(head)
+}
+
+/// Audio-only containers: WAV, FLAC, Ogg, MP3 (with an ID3 tag or from its first frame
+/// header) and raw AAC in ADTS frames.
+fn sniff_audio(head: &[u8]) -> Option<&'static str> {
+    if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WAVE" {
+        return Some("wav");
+    }
+    if head.starts_with(b"fLaC") {
+        return Some("flac");
+    }
+    if head.starts_with(b"OggS") {
+        return Some("ogg");
+    }
+    if head.len() >= 10 && head.starts_with(b"ID3") && head[3] < 0xFF {
+        return Some("mp3");
+    }
+    if head.len() >= 4 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0 {
+        let layer = (head[1] >> 1) & 0b11;
+        let version = (head[1] >> 3) & 0b11;
+        if layer == 0 && head[1] & 0xF6 == 0xF0 {
+            // ADTS: MPEG-4/2 AAC, sampling frequency index within the table.
+            return ((head[2] >> 2) & 0x0F < 13).then_some("aac");
+        }
+        let bitrate = head[2] >> 4;
+        let rate = (head[2] >> 2) & 0b11;
+        // MPEG audio: a real layer and version, and neither a free nor a bad bit rate or rate.
+        if layer != 0 && version != 1 && bitrate != 0 && bitrate != 0x0F && rate != 0b11 {
+            return Some("mp3");
+        }
+    }
     None
+}
+
+/// Whether an upload is a video (analysable, and the base of a `mux`) or an audio track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// MP4, MOV, WebM, Matroska.
+    Video,
+    /// MP3, WAV, M4A, AAC, FLAC, Ogg.
+    Audio,
+}
+
+impl MediaKind {
+    /// The kind of a container named by [`sniff_container`]. An MP4 or Matroska file holding
+    /// only audio still counts as a video here; the worker's probe then finds no video stream.
+    pub fn of_container(container: &str) -> Self {
+        match container {
+            "mp3" | "wav" | "m4a" | "aac" | "flac" | "ogg" => Self::Audio,
+            _ => Self::Video,
+        }
+    }
+
+    /// Name used in responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Video => "video",
+            Self::Audio => "audio",
+        }
+    }
+}
+
+/// How a `mux` job treats the video's own audio.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MuxMode {
+    /// Only the new track is heard.
+    #[default]
+    Replace,
+    /// The new track plays under the original audio (at `original_gain_db`).
+    Mix,
+}
+
+/// `options.mux` of a job with the `mux` analysis. Validated by the api at submission; the
+/// worker parses the same type from the stored options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MuxOptions {
+    /// An upload of the same tenant holding the track (an audio file, or a video whose audio
+    /// is used).
+    pub audio_id: Uuid,
+    /// `replace` (default) or `mix`.
+    #[serde(default)]
+    pub mode: MuxMode,
+    /// Gain applied to the new track, in dB (−60 to +20; default 0).
+    #[serde(default)]
+    pub gain_db: f64,
+    /// Gain applied to the video's own audio in `mix` mode, in dB (−60 to +20; default −12).
+    #[serde(default = "MuxOptions::default_original_gain_db")]
+    pub original_gain_db: f64,
+    /// Where in the video the track starts, in seconds (silence before it; default 0).
+    #[serde(default)]
+    pub offset_secs: f64,
+    /// Where in the track playback begins, in seconds (default 0).
+    #[serde(default)]
+    pub track_start_secs: f64,
+}
+
+impl MuxOptions {
+    /// Gains outside this range, in dB, are refused: quieter is silence, louder is distortion.
+    pub const GAIN_RANGE_DB: (f64, f64) = (-60.0, 20.0);
+    /// Largest offset or track start, in seconds.
+    pub const MAX_SECS: f64 = 86_400.0;
+
+    fn default_original_gain_db() -> f64 {
+        -12.0
+    }
+
+    /// Reads and checks `options.mux` of a job; the error is a sentence for the client.
+    pub fn from_job_options(options: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        let value = options.get("mux").ok_or("the mux analysis needs options.mux with at least an audio_id")?;
+        let parsed: Self = serde_json::from_value(value.clone()).map_err(|e| format!("options.mux: {e}"))?;
+        parsed.validate()?;
+        Ok(parsed)
+    }
+
+    /// Checks the numbers are finite and in range.
+    pub fn validate(&self) -> Result<(), String> {
+        let (lo, hi) = Self::GAIN_RANGE_DB;
+        for (name, v) in [("gain_db", self.gain_db), ("original_gain_db", self.original_gain_db)] {
+            if !v.is_finite() || !(lo..=hi).contains(&v) {
+                return Err(format!("options.mux.{name} must be between {lo} and {hi} dB"));
+            }
+        }
+        for (name, v) in [("offset_secs", self.offset_secs), ("track_start_secs", self.track_start_secs)] {
+            if !v.is_finite() || !(0.0..=Self::MAX_SECS).contains(&v) {
+                return Err(format!("options.mux.{name} must be between 0 and {} seconds", Self::MAX_SECS));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Object key of a `mux` job's output: per tenant and per job, so a retried job overwrites its
+/// own file and nothing else.
+pub fn mux_output_key(tenant_id: Uuid, job_id: Uuid) -> String {
+    format!("outputs/{tenant_id}/{job_id}/mux.mp4")
 }
 
 /// Bytes [`sniff_container`] wants to see.
@@ -280,6 +456,51 @@ mod sniff_tests {
         let mut mkv = vec![0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x82, 0x88];
         mkv.extend_from_slice(b"matroska");
         assert_eq!(sniff_container(&mkv), Some("matroska"));
+    }
+
+    #[test]
+    fn recognises_audio_tracks() {
+        use super::MediaKind;
+        let cases: [(&[u8], &str); 7] = [
+            (b"ID3\x04\0\0\0\0\0\x21rest", "mp3"),
+            (&[0xFF, 0xFB, 0x90, 0x64, 0, 0], "mp3"),
+            (&[0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F], "aac"),
+            (b"RIFF\x24\0\0\0WAVEfmt ", "wav"),
+            (b"fLaC\0\0\0\x22", "flac"),
+            (b"OggS\0\x02\0\0", "ogg"),
+            (b"\0\0\0\x20ftypM4A \0\0\x02\0", "m4a"),
+        ];
+        for (head, want) in cases {
+            assert_eq!(sniff_container(head), Some(want));
+            assert_eq!(MediaKind::of_container(want), MediaKind::Audio);
+        }
+        assert_eq!(MediaKind::of_container("mp4"), MediaKind::Video);
+        // A frame sync with a reserved version or a bad bit rate is not MP3.
+        assert_eq!(sniff_container(&[0xFF, 0xEB, 0x90, 0x64]), None);
+        assert_eq!(sniff_container(&[0xFF, 0xFB, 0xF0, 0x64]), None);
+    }
+
+    #[test]
+    fn mux_options_defaults_and_limits() {
+        use super::{MuxMode, MuxOptions};
+        let id = uuid::Uuid::nil();
+        let opts = |v: serde_json::Value| {
+            let mut m = serde_json::Map::new();
+            m.insert("mux".into(), v);
+            MuxOptions::from_job_options(&m)
+        };
+        let o = opts(serde_json::json!({ "audio_id": id })).expect("valid");
+        assert_eq!(o.mode, MuxMode::Replace);
+        assert_eq!(o.original_gain_db, -12.0);
+        assert_eq!(o.offset_secs, 0.0);
+        let o = opts(serde_json::json!({ "audio_id": id, "mode": "mix", "gain_db": -3.5, "offset_secs": 1.5 })).expect("valid");
+        assert_eq!(o.mode, MuxMode::Mix);
+        assert!(opts(serde_json::json!({ "mode": "mix" })).is_err());
+        assert!(opts(serde_json::json!({ "audio_id": id, "mode": "blend" })).is_err());
+        assert!(opts(serde_json::json!({ "audio_id": id, "gain_db": 40.0 })).is_err());
+        assert!(opts(serde_json::json!({ "audio_id": id, "offset_secs": -1.0 })).is_err());
+        assert!(opts(serde_json::json!({ "audio_id": id, "volume": 1 })).is_err());
+        assert!(MuxOptions::from_job_options(&serde_json::Map::new()).is_err());
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! scheduler build on it, never the other way round.
 
 pub mod auth;
+pub mod classifier;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod engagement;
 pub mod metrics;
 pub mod outbox;
 pub mod queue;

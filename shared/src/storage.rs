@@ -32,7 +32,7 @@ pub enum StorageError {
         limit: u64,
     },
     /// The bytes are not a container reelq accepts. Nothing was kept.
-    #[error("the file is not an MP4, MOV, WebM or Matroska video")]
+    #[error("the file is not an MP4, MOV, WebM or Matroska video, nor an MP3, WAV, M4A, AAC, FLAC or Ogg audio file")]
     NotAVideo,
     /// The upload body was empty.
     #[error("the upload is empty")]
@@ -382,6 +382,26 @@ impl Store {
         Ok(size)
     }
 
+    /// Uploads a local file (a job's output) to `key` as one streamed PUT, so memory does not
+    /// grow with its size; returns the size.
+    pub async fn upload_file(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, StorageError> {
+        observe("upload_file", async {
+            let size = tokio::fs::metadata(path).await?.len();
+            let body = ByteStream::from_path(path).await.map_err(|e| StorageError::Service { op: "upload_file.body", message: e.to_string() })?;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| StorageError::service("put_object", e))?;
+            Ok(size)
+        })
+        .await
+    }
+
     /// Reads an object through once, returning its size, SHA-256 and recognised container.
     /// Used to check a presigned upload without holding it in memory.
     pub async fn inspect(&self, key: &str) -> Result<StoredObject, StorageError> {
@@ -434,6 +454,33 @@ impl Store {
         })
         .await?;
         Ok(())
+    }
+
+    /// Keys of every object under `prefix`, in key order (all pages of the listing).
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        observe("list", async {
+            let mut keys = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let out = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| StorageError::service("list_objects_v2", e))?;
+                keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+                match out.next_continuation_token() {
+                    Some(t) if out.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
+                    _ => break,
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
     }
 
     /// A presigned PUT URL for a direct upload.

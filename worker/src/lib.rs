@@ -5,6 +5,7 @@ pub mod consumer;
 pub mod inference;
 pub mod media;
 pub mod models;
+pub mod pipeline;
 pub mod runner;
 pub mod settings;
 pub mod webhooks;

@@ -2,6 +2,7 @@
 
 pub mod audio;
 pub mod decode;
+pub mod mux;
 pub mod probe;
 pub mod quality;
 

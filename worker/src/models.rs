@@ -2,12 +2,23 @@
 //! load (a missing pack, a bad checksum) is tried again on the next job rather than cached as
 //! broken, so fixing the deployment needs no restart.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use reelq_shared::classifier::LinearHead;
+
+use crate::inference::batcher::{Batcher, BatcherConfig};
+use crate::inference::clip::{ImageEncoder, TextEncoder};
+use crate::inference::image::{RgbImage, RgbView};
+use crate::inference::embedding::TextEmbedder;
 use crate::inference::ocr::{Ocr, OcrOptions};
+use crate::inference::tagger::AudioTagger;
 use crate::inference::vad::Vad;
+use crate::inference::whisper::Whisper;
 use crate::inference::{Device, DirStore, InferenceError, Runtime, RuntimeConfig};
+use crate::pipeline::hashtags::Vocabulary;
 use crate::settings::InferenceSettings;
 
 /// Lazily loaded models.
@@ -16,12 +27,41 @@ pub struct Models {
     runtime: Mutex<Option<Arc<Runtime>>>,
     ocr: Mutex<Option<Arc<Ocr>>>,
     vad: Mutex<Option<Arc<Vad>>>,
+    whisper: Mutex<Option<Arc<Whisper>>>,
+    text_embedder: Mutex<Option<Arc<TextEmbedder>>>,
+    clip: Mutex<Option<Arc<(ImageEncoder, TextEncoder)>>>,
+    image_batcher: Mutex<Option<Arc<Batcher<RgbImage, Vec<f32>>>>>,
+    tagger: Mutex<Option<Arc<AudioTagger>>>,
+    /// Sentence embeddings of hashtag descriptions, computed once per description.
+    tag_vectors: Mutex<HashMap<String, Arc<Vec<f32>>>>,
+    classifier_path: Option<PathBuf>,
+    /// The loaded classifier and the modification time of the file it came from.
+    classifier: Mutex<Option<(SystemTime, Arc<LinearHead>)>>,
 }
 
 impl Models {
     /// Nothing is loaded until a job needs it.
     pub fn new(settings: InferenceSettings) -> Self {
-        Self { settings, runtime: Mutex::new(None), ocr: Mutex::new(None), vad: Mutex::new(None) }
+        Self {
+            settings,
+            runtime: Mutex::new(None),
+            ocr: Mutex::new(None),
+            vad: Mutex::new(None),
+            whisper: Mutex::new(None),
+            text_embedder: Mutex::new(None),
+            clip: Mutex::new(None),
+            image_batcher: Mutex::new(None),
+            tagger: Mutex::new(None),
+            tag_vectors: Mutex::new(HashMap::new()),
+            classifier_path: None,
+            classifier: Mutex::new(None),
+        }
+    }
+
+    /// Uses the hashtag classifier artifact at `path` (re-read whenever the file changes).
+    pub fn with_classifier(mut self, path: Option<PathBuf>) -> Self {
+        self.classifier_path = path;
+        self
     }
 
     fn root() -> PathBuf {
@@ -55,6 +95,104 @@ impl Models {
         load(&self.vad, || Vad::load(&*self.runtime()?, &self.store()))
     }
 
+    /// The audio tagger, when `inference.audio_tagger` names one. Blocking.
+    pub fn audio_tagger(&self) -> Result<Option<Arc<AudioTagger>>, InferenceError> {
+        let Some(name) = self.settings.audio_tagger.as_deref().filter(|n| !n.is_empty()) else { return Ok(None) };
+        load(&self.tagger, || AudioTagger::load(&*self.runtime()?, &self.store(), name)).map(Some)
+    }
+
+    /// The sentence embedder (all-MiniLM-L6-v2). Blocking.
+    pub fn text_embedder(&self) -> Result<Arc<TextEmbedder>, InferenceError> {
+        load(&self.text_embedder, || TextEmbedder::load(&*self.runtime()?, &self.store()))
+    }
+
+    fn clip(&self) -> Result<Option<Arc<(ImageEncoder, TextEncoder)>>, InferenceError> {
+        let Some(name) = self.settings.clip_model.as_deref().filter(|n| !n.is_empty()) else { return Ok(None) };
+        load(&self.clip, || {
+            let rt = self.runtime()?;
+            let store = self.store();
+            Ok((ImageEncoder::load(&rt, &store, &format!("{name}-image"))?, TextEncoder::load(&rt, &store, &format!("{name}-text"))?))
+        })
+        .map(Some)
+    }
+
+    /// The image encoder, when `inference.clip_model` names one. Blocking.
+    pub fn image_encoder(&self) -> Result<Option<ImageEncoderRef>, InferenceError> {
+        Ok(self.clip()?.map(ImageEncoderRef))
+    }
+
+    /// The queue in front of the image encoder that merges frames of concurrent jobs into
+    /// shared model calls, when an encoder is configured. Blocking.
+    pub fn image_batcher(&self) -> Result<Option<Arc<Batcher<RgbImage, Vec<f32>>>>, InferenceError> {
+        let Some(pair) = self.clip()? else { return Ok(None) };
+        let config = BatcherConfig {
+            max_batch: self.settings.batch_max_size,
+            max_wait: std::time::Duration::from_millis(self.settings.batch_max_wait_ms),
+        };
+        load(&self.image_batcher, || {
+            let encoder = ImageEncoderRef(pair);
+            Batcher::spawn("image-encoder", config, move |images: Vec<RgbImage>| {
+                let views: Vec<RgbView<'_>> = images.iter().map(RgbImage::view).collect();
+                let started = std::time::Instant::now();
+                let out = encoder.embed(&views);
+                let m = reelq_shared::metrics::get();
+                m.inference_seconds.with_label_values(&["image_encoder"]).observe(started.elapsed().as_secs_f64());
+                m.inference_batch_size.with_label_values(&["image_encoder"]).observe(images.len() as f64);
+                out
+            })
+        })
+        .map(Some)
+    }
+
+    /// The text side of the image encoder's pair, for zero-shot matching. Blocking.
+    pub fn clip_text_encoder(&self) -> Result<Option<TextEncoderRef>, InferenceError> {
+        Ok(self.clip()?.map(TextEncoderRef))
+    }
+
+    /// Unit sentence embeddings of the vocabulary's descriptions, in vocabulary order; each
+    /// description is embedded once per process.
+    pub fn vocabulary_embeddings(&self, embedder: &TextEmbedder, vocab: &Vocabulary) -> Result<Vec<Arc<Vec<f32>>>, InferenceError> {
+        let descriptions: Vec<String> = vocab.entries().iter().map(|e| e.description()).collect();
+        let missing: Vec<&str> = {
+            let cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            descriptions.iter().map(String::as_str).filter(|d| !cache.contains_key(*d)).collect()
+        };
+        if !missing.is_empty() {
+            let vectors = embedder.embed(&missing)?;
+            let mut cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (d, v) in missing.into_iter().zip(vectors) {
+                cache.insert(d.to_owned(), Arc::new(v));
+            }
+        }
+        let cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(descriptions.iter().map(|d| cache.get(d).cloned().unwrap_or_default()).collect())
+    }
+
+    /// The hashtag classifier, when one is configured; re-read when its file changes, so a
+    /// promotion takes effect without a restart. A file that cannot be read or parsed is an
+    /// error (the job retries) rather than silently ignored.
+    pub fn hashtag_head(&self) -> Result<Option<Arc<LinearHead>>, InferenceError> {
+        let Some(path) = self.classifier_path.as_ref() else { return Ok(None) };
+        let bad = |reason: String| InferenceError::MissingModel { name: "hashtag-classifier".into(), reason };
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let mut slot = self.classifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, head)) = slot.as_ref()
+            && *at == modified
+        {
+            return Ok(Some(head.clone()));
+        }
+        let bytes = std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let head = Arc::new(LinearHead::from_json(&bytes).map_err(|e| bad(e.to_string()))?);
+        tracing::info!(version = %head.version, labels = head.labels.len(), "hashtag classifier loaded");
+        *slot = Some((modified, head.clone()));
+        Ok(Some(head))
+    }
+
+    /// Speech recognition (Whisper tiny.en). Blocking.
+    pub fn whisper(&self) -> Result<Arc<Whisper>, InferenceError> {
+        load(&self.whisper, || Whisper::load_named(&*self.runtime()?, &self.store(), &self.settings.speech_model))
+    }
+
     /// Where models are read from, for logs.
     pub fn models_dir(&self) -> PathBuf {
         self.store().root().to_path_buf()
@@ -71,3 +209,25 @@ fn load<T>(slot: &Mutex<Option<Arc<T>>>, make: impl FnOnce() -> Result<T, Infere
     Ok(m)
 }
 
+
+/// The image half of a loaded encoder pair.
+#[derive(Clone)]
+pub struct ImageEncoderRef(Arc<(ImageEncoder, TextEncoder)>);
+
+impl std::ops::Deref for ImageEncoderRef {
+    type Target = ImageEncoder;
+    fn deref(&self) -> &ImageEncoder {
+        &self.0.0
+    }
+}
+
+/// The text half of a loaded encoder pair.
+#[derive(Clone)]
+pub struct TextEncoderRef(Arc<(ImageEncoder, TextEncoder)>);
+
+impl std::ops::Deref for TextEncoderRef {
+    type Target = TextEncoder;
+    fn deref(&self) -> &TextEncoder {
+        &self.0.1
+    }
+}

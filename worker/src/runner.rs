@@ -20,15 +20,14 @@ use reelq_shared::metrics;
 use reelq_shared::queue::Topology;
 use reelq_shared::storage::{StorageError, Store};
 
-use crate::media::decode::{self, DecodeError, DecodeLimits, DecodeOptions};
-use crate::media::probe::{self, MediaError, Probe};
-use crate::inference::InferenceError;
-use crate::inference::image::RgbView;
-use crate::inference::vad::VadOptions;
-use crate::media::decode::{FrameSize, Sampling};
-use crate::media::quality;
-use crate::models::Models;
+use crate::media::probe::{self, Probe};
+use crate::pipeline::{AnalysisOutput, Input, Pipeline, Session, to_json};
 use crate::settings::Settings;
+
+mod mux;
+
+/// Most trending hashtags added to the suggestion vocabulary.
+const TRENDING_TAGS: i64 = 200;
 
 /// How a delivery must be settled once the runner is done with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,45 +41,7 @@ pub enum Disposition {
     DeadLetter { reason: String },
 }
 
-/// A job's failure, decided where it happens.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// The input is at fault: fail now, never retry.
-    #[error("{message}")]
-    Fatal { code: JobErrorCode, message: String },
-    /// The system is at fault (storage, database, broker): retry with backoff.
-    #[error("{0}")]
-    Retryable(String),
-    /// The job was cancelled or its lease was lost: stop and write nothing.
-    #[error("stopped: {0}")]
-    Stopped(&'static str),
-}
-
-impl From<MediaError> for JobError {
-    fn from(e: MediaError) -> Self {
-        Self::Fatal { code: e.code, message: e.message }
-    }
-}
-
-impl From<DecodeError> for JobError {
-    fn from(e: DecodeError) -> Self {
-        match e {
-            DecodeError::Stopped => Self::Stopped("cancelled"),
-            e if e.is_retryable() => Self::Retryable(e.to_string()),
-            e => Self::Fatal { code: e.code().unwrap_or(JobErrorCode::InvalidMedia), message: e.to_string() },
-        }
-    }
-}
-
-impl From<InferenceError> for JobError {
-    fn from(e: InferenceError) -> Self {
-        if e.is_retryable() {
-            Self::Retryable(format!("model: {e}"))
-        } else {
-            Self::Fatal { code: JobErrorCode::InvalidMedia, message: e.to_string() }
-        }
-    }
-}
+pub use crate::pipeline::JobError;
 
 impl From<DbError> for JobError {
     fn from(e: DbError) -> Self {
@@ -111,15 +72,17 @@ pub struct JobRunner {
     topology: Topology,
     settings: Arc<Settings>,
     scratch: PathBuf,
-    models: Arc<Models>,
+    pipeline: Arc<Pipeline>,
+    /// The trending hashtags and when they were read; refreshed every few minutes.
+    trending: tokio::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
 }
 
 impl JobRunner {
     /// A runner over the given connections.
     pub fn new(pool: PgPool, store: Store, settings: Arc<Settings>) -> Self {
         let scratch = settings.worker.scratch_dir.clone().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        let models = Arc::new(Models::new(settings.inference.clone()));
-        Self { pool, store, topology: Topology::new(&settings.amqp), settings, scratch, models }
+        let pipeline = Arc::new(Pipeline::from_settings(&settings));
+        Self { pool, store, topology: Topology::new(&settings.amqp), settings, scratch, pipeline, trending: tokio::sync::Mutex::new(None) }
     }
 
     fn lease_ttl(&self) -> Duration {
@@ -264,6 +227,22 @@ impl JobRunner {
             media = Some(Media { _dir: dir, path, probe: found });
         }
 
+        let mut session: Option<Session> = None;
+        if let Some(m) = &media {
+            set_progress(progress, 0.15, "decode");
+            let input = Input {
+                path: m.path.clone(),
+                probe: m.probe.clone(),
+                caption: job.options.get("caption").and_then(serde_json::Value::as_str).map(str::to_owned),
+                trending: if todo.contains(&Analysis::Hashtags) { self.trending().await.to_vec() } else { Vec::new() },
+            };
+            let (pipeline, stop, wanted) = (self.pipeline.clone(), cancel.clone(), todo.clone());
+            let started = run_blocking(move || pipeline.start(input, &wanted, &|| stop.is_cancelled()))
+                .instrument(tracing::info_span!("stage", stage = "decode"))
+                .await??;
+            session = Some(started);
+        }
+
         let total = todo.len().max(1) as f32;
         let mut pending: Vec<NewResult> = Vec::new();
         for (i, analysis) in todo.iter().enumerate() {
@@ -279,117 +258,73 @@ impl JobRunner {
                 db::timed("results.commit", tx.commit()).await?;
                 pending.clear();
             }
-            set_progress(progress, 0.1 + 0.85 * (i as f32 / total), analysis.as_str());
-            let started = Instant::now();
+            set_progress(progress, 0.25 + 0.7 * (i as f32 / total), analysis.as_str());
             let stage_span = tracing::info_span!("stage", stage = analysis.as_str());
-            let (payload, model_versions) = self.run_analysis(*analysis, job, media.as_ref(), cancel).instrument(stage_span).await?;
-            metrics::get().stage_seconds.with_label_values(&[analysis.as_str()]).observe(started.elapsed().as_secs_f64());
-            pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload, model_versions });
+            let out = self.run_analysis(*analysis, job, &mut session, cancel).instrument(stage_span).await?;
+            pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload: out.payload, model_versions: out.models });
         }
+        drop(session);
         drop(media);
         Ok(pending)
     }
 
-    fn decode_limits(&self) -> DecodeLimits {
-        DecodeLimits {
-            max_wall: Duration::from_secs(self.settings.media.max_decode_secs),
-            max_pixels: self.settings.media.max_pixels,
-            ..DecodeLimits::default()
+    /// The trending hashtags the scheduler computed, read at most every five minutes. Without
+    /// them suggestions still come from the curated vocabulary, so a failed read only logs.
+    async fn trending(&self) -> Arc<Vec<String>> {
+        const FRESH: Duration = Duration::from_secs(300);
+        let mut slot = self.trending.lock().await;
+        if let Some((at, tags)) = slot.as_ref()
+            && at.elapsed() < FRESH
+        {
+            return tags.clone();
         }
+        let tags = match reelq_shared::db::scraped::trending(&self.pool, None, TRENDING_TAGS).await {
+            Ok(list) => Arc::new(list.into_iter().map(|t| t.hashtag).collect::<Vec<_>>()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the trending hashtags; suggesting from the curated list");
+                slot.as_ref().map(|(_, t)| t.clone()).unwrap_or_default()
+            }
+        };
+        *slot = Some((Instant::now(), tags.clone()));
+        tags
     }
 
-    /// Runs one analysis; returns its result payload and the models behind it.
     async fn run_analysis(
         &self,
         analysis: Analysis,
         job: &JobRecord,
-        media: Option<&Media>,
+        session: &mut Option<Session>,
         cancel: &CancellationToken,
-    ) -> Result<(serde_json::Value, serde_json::Value), JobError> {
-        let no_models = serde_json::json!({});
-        let media = || media.ok_or_else(|| JobError::Retryable("the video was not fetched".into()));
-        let payload = match analysis {
-            Analysis::Probe => {
-                let value = to_json(&media()?.probe)?;
-                if let Some(video_id) = job.video_id {
-                    videos::set_probe(&self.pool, video_id, &value).await?;
-                }
-                value
-            }
-            Analysis::Quality => {
-                let m = media()?;
-                let (path, probe) = (m.path.clone(), m.probe.clone());
-                let opts = DecodeOptions { limits: self.decode_limits(), ..DecodeOptions::default() };
-                let stop = cancel.clone();
-                let report = run_blocking(move || {
-                    decode::decode(&path, &probe, &opts, &|| stop.is_cancelled()).map(|out| quality::analyze(&probe, &out))
-                })
-                .await??;
-                to_json(&report)?
-            }
+    ) -> Result<AnalysisOutput, JobError> {
+        match analysis {
             Analysis::Noop => {
+                let started = Instant::now();
                 let ms = job.options.get("noop_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(ms)) => {}
                     () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
                 }
-                serde_json::json!({ "waited_ms": ms })
+                metrics::get().stage_seconds.with_label_values(&["noop"]).observe(started.elapsed().as_secs_f64());
+                Ok(AnalysisOutput { payload: serde_json::json!({ "waited_ms": ms }), models: serde_json::json!([]) })
             }
-            Analysis::Ocr => {
-                let m = media()?;
-                let (path, probe) = (m.path.clone(), m.probe.clone());
-                let mut opts = DecodeOptions::sampling_only(Sampling::EverySecs(self.settings.inference.ocr_interval_secs), FrameSize::ShortSide(540));
-                opts.limits = self.decode_limits();
-                let (stop, models) = (cancel.clone(), self.models.clone());
-                return run_blocking(move || -> Result<(serde_json::Value, serde_json::Value), JobError> {
-                    let out = decode::decode(&path, &probe, &opts, &|| stop.is_cancelled())?;
-                    let ocr = models.ocr()?;
-                    let frames = out
-                        .samples
-                        .iter()
-                        .map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| (f.time_secs, v)))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let started = Instant::now();
-                    let texts = ocr.read_frames(&frames)?;
-                    let m = metrics::get();
-                    m.inference_seconds.with_label_values(&["ocr"]).observe(started.elapsed().as_secs_f64());
-                    m.inference_batch_size.with_label_values(&["ocr"]).observe(frames.len() as f64);
-                    Ok((serde_json::json!({ "texts": texts, "frames_read": frames.len() }), to_json(&ocr.models())?))
+            Analysis::Mux => Ok(AnalysisOutput { payload: mux::run(self, job, cancel).await?, models: serde_json::json!([]) }),
+            media_analysis => {
+                let mut s = session.take().ok_or_else(|| JobError::Retryable("the video was not fetched".into()))?;
+                let pipeline = self.pipeline.clone();
+                let (s, out) = run_blocking(move || {
+                    let out = pipeline.run(&mut s, media_analysis);
+                    (s, out)
                 })
                 .await?;
+                let probe = (media_analysis == Analysis::Probe).then(|| s.probe().clone());
+                *session = Some(s);
+                let out = out?;
+                if let (Some(probe), Some(video_id)) = (probe, job.video_id) {
+                    videos::set_probe(&self.pool, video_id, &to_json(&probe)?).await?;
+                }
+                Ok(out)
             }
-            Analysis::Audio => {
-                let m = media()?;
-                let (path, probe) = (m.path.clone(), m.probe.clone());
-                let opts = DecodeOptions {
-                    sampling: Sampling::Off,
-                    scenes: None,
-                    frame_stats: false,
-                    audio: true,
-                    limits: self.decode_limits(),
-                    ..DecodeOptions::default()
-                };
-                let (stop, models) = (cancel.clone(), self.models.clone());
-                return run_blocking(move || -> Result<(serde_json::Value, serde_json::Value), JobError> {
-                    let out = decode::decode(&path, &probe, &opts, &|| stop.is_cancelled())?;
-                    let Some(audio) = out.audio.filter(|a| !a.samples.is_empty()) else {
-                        return Ok((serde_json::json!({ "has_audio": false, "speech_ratio": 0.0, "segments": [] }), serde_json::json!({})));
-                    };
-                    let vad = models.vad()?;
-                    let started = Instant::now();
-                    let activity = vad.detect(&audio.samples, &VadOptions::default())?;
-                    metrics::get().inference_seconds.with_label_values(&["vad"]).observe(started.elapsed().as_secs_f64());
-                    let mut payload = to_json(&activity)?;
-                    if let Some(obj) = payload.as_object_mut() {
-                        obj.insert("has_audio".into(), serde_json::Value::Bool(true));
-                        obj.remove("model");
-                    }
-                    Ok((payload, to_json(&[&activity.model])?))
-                })
-                .await?;
-            }
-        };
-        Ok((payload, no_models))
+        }
     }
 
     async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>) -> Disposition {
@@ -449,10 +384,6 @@ struct Media {
     _dir: tempfile::TempDir,
     path: PathBuf,
     probe: Probe,
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, JobError> {
-    serde_json::to_value(value).map_err(|e| JobError::Retryable(format!("result could not be encoded: {e}")))
 }
 
 fn set_progress(progress: &Arc<Mutex<Progress>>, fraction: f32, stage: &'static str) {

@@ -19,6 +19,28 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub media: MediaSettings,
     pub inference: InferenceSettings,
+    pub hashtags: HashtagSettings,
+}
+
+/// The `[hashtags]` section: how suggestions are ranked.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HashtagSettings {
+    /// Suggestions per video.
+    pub count: usize,
+    /// Most generic tags (#fyp, #viral) among them; they only fill slots no specific tag wants.
+    pub max_generic: usize,
+    /// Least fused score (0–1) a suggestion needs.
+    pub min_score: f32,
+    /// A trained classifier artifact (`reelq-hashtag-linear/1` JSON) to use until the model
+    /// registry promotes one. Re-read when the file changes.
+    pub classifier: Option<String>,
+}
+
+impl Default for HashtagSettings {
+    fn default() -> Self {
+        Self { count: 10, max_generic: 1, min_score: 0.3, classifier: None }
+    }
 }
 
 /// The `[inference]` section: ONNX Runtime and the model pack.
@@ -36,13 +58,26 @@ pub struct InferenceSettings {
     pub device: String,
     /// GPU used when `device = "cuda"`.
     pub cuda_device_id: i32,
-    /// Seconds between frames read for on-screen text.
+    /// Seconds between frames read for on-screen text (and embedded by the image encoder).
     pub ocr_interval_secs: f64,
+    /// Image/text encoder pair for image embeddings and zero-shot visual hashtags: the prefix
+    /// of the pack's `<name>-image` and `<name>-text` models (for example `clip-vit-b32`).
+    /// Unset: no image embeddings.
+    pub clip_model: Option<String>,
+    /// Speech recognition model of the pack: `whisper-tiny-en` (English), or `whisper-base`
+    /// (multilingual, with language detection; `build-pack --with whisper-base`).
+    pub speech_model: String,
+    /// Audio tagger of the pack (AudioSet-style labels) for the `audio` analysis. Unset: none.
+    pub audio_tagger: Option<String>,
+    /// Most frames in one image-encoder call; frames of concurrent jobs share calls.
+    pub batch_max_size: usize,
+    /// Longest a frame waits for others to fill its batch, in milliseconds.
+    pub batch_max_wait_ms: u64,
 }
 
 impl Default for InferenceSettings {
     fn default() -> Self {
-        Self { library: None, models_dir: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0 }
+        Self { library: None, models_dir: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0, clip_model: None, speech_model: "whisper-tiny-en".to_owned(), audio_tagger: None, batch_max_size: 16, batch_max_wait_ms: 20 }
     }
 }
 
@@ -141,6 +176,18 @@ impl Validate for Settings {
         }
         if !matches!(self.inference.device.as_str(), "cpu" | "cuda") {
             return Err(ConfigError::invalid("inference.device", "must be cpu or cuda"));
+        }
+        if self.inference.speech_model.trim().is_empty() {
+            return Err(ConfigError::invalid("inference.speech_model", "must name a model of the pack"));
+        }
+        if self.inference.batch_max_size == 0 {
+            return Err(ConfigError::invalid("inference.batch_max_size", "must be at least 1"));
+        }
+        if self.hashtags.count == 0 || self.hashtags.count > 50 {
+            return Err(ConfigError::invalid("hashtags.count", "must be between 1 and 50"));
+        }
+        if !(0.0..1.0).contains(&self.hashtags.min_score) {
+            return Err(ConfigError::invalid("hashtags.min_score", "must be at least 0 and below 1"));
         }
         if self.inference.intra_threads == 0 {
             return Err(ConfigError::invalid("inference.intra_threads", "must be at least 1"));

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use reelq_shared::db::jobs::{self, CancelOutcome, Cursor, JobView, NewJob};
 use reelq_shared::db::{self, results, videos, webhooks};
-use reelq_shared::domain::{Analysis, JobMessage, JobStatus, Priority};
+use reelq_shared::domain::{Analysis, JobMessage, JobStatus, MediaKind, MuxOptions, Priority};
 use reelq_shared::{metrics, telemetry, webhook};
 
 use crate::error::{ApiError, Problem};
@@ -40,11 +40,17 @@ pub struct JobRequest {
     pub priority: Priority,
     /// Called with the job when it ends, signed with HMAC-SHA256.
     pub callback_url: Option<String>,
-    /// Analysis options (for example `noop_ms` for the diagnostic `noop` analysis).
+    /// Analysis options: `caption` (the text the video will be posted with, up to 2,200
+    /// characters: evidence for `hashtags`), `mux` (`{audio_id, mode, gain_db, original_gain_db,
+    /// offset_secs, track_start_secs}`: the track and how it goes under the video), `noop_ms` for
+    /// the diagnostic `noop` analysis.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Longest caption accepted, TikTok's own limit.
+const MAX_CAPTION_CHARS: usize = 2200;
 
 /// Multipart form of a job submission: the file plus the job's options.
 #[derive(ToSchema)]
@@ -229,6 +235,17 @@ async fn create_job(
             return Err(ApiError::invalid("invalid_options", "noop_ms must be a whole number of milliseconds up to 600000"));
         }
     }
+    if let Some(caption) = request.options.get("caption") {
+        if !caption.as_str().is_some_and(|c| c.chars().count() <= MAX_CAPTION_CHARS) {
+            return Err(ApiError::invalid("invalid_options", format!("caption must be text of at most {MAX_CAPTION_CHARS} characters")));
+        }
+    }
+    let mux = if analyses.contains(&Analysis::Mux) {
+        Some(MuxOptions::from_job_options(&request.options).map_err(|m| ApiError::invalid("invalid_mux_options", m))?)
+    } else {
+        None
+    };
+    check_media(state, tenant_id, video_id, mux.as_ref()).await?;
     if let Some(url) = &request.callback_url {
         webhook::check_callback_url(url, state.settings.webhooks.allow_private)
             .await
@@ -274,6 +291,27 @@ async fn create_job(
     Ok((JobView::new(inserted, Vec::new()), true))
 }
 
+/// Refuses a job on an audio upload (only a `mux` track may be audio), and a `mux` whose track
+/// is not a stored upload of the same tenant (another tenant's id is simply not found).
+async fn check_media(state: &AppState, tenant_id: Uuid, video_id: Uuid, mux: Option<&MuxOptions>) -> Result<(), ApiError> {
+    // A missing video is refused by the insert itself, with a 404.
+    if let Some(video) = videos::get(&state.pool, tenant_id, video_id).await? {
+        if video.kind() == Some(MediaKind::Audio) {
+            return Err(ApiError::invalid(
+                "not_a_video",
+                "this upload is an audio track: analyses need a video (an audio track can be options.mux.audio_id)",
+            ));
+        }
+    }
+    if let Some(m) = mux {
+        let track = videos::get(&state.pool, tenant_id, m.audio_id).await?.ok_or(ApiError::NotFound("audio track"))?;
+        if track.status != "stored" {
+            return Err(ApiError::invalid("audio_not_ready", "the audio track's upload has not been completed"));
+        }
+    }
+    Ok(())
+}
+
 async fn replay(state: &AppState, existing: jobs::JobRecord, request_hash: &str) -> Result<(JobView, bool), ApiError> {
     if existing.request_hash.as_deref() != Some(request_hash) {
         return Err(ApiError::Conflict {
@@ -298,7 +336,60 @@ async fn replay(state: &AppState, existing: jobs::JobRecord, request_hash: &str)
 pub async fn get_job(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<JobView>, ApiError> {
     let job = jobs::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("job"))?;
     let results = if job.status() == JobStatus::Succeeded { results::for_job(&state.pool, id).await? } else { Vec::new() };
-    Ok(Json(JobView::new(job, results)))
+    let mut view = JobView::new(job, results);
+    add_output_url(&state, &mut view).await?;
+    Ok(Json(view))
+}
+
+/// Gives a `mux` result a fresh presigned download link (`url`, `url_expires_at`). Links
+/// expire, so none is stored: every read signs a new one, which costs no storage call.
+async fn add_output_url(state: &AppState, view: &mut JobView) -> Result<(), ApiError> {
+    let Some(result) = view.results.as_mut().and_then(|r| r.get_mut(Analysis::Mux.as_str())) else { return Ok(()) };
+    let Some(key) = result.payload.get("output_key").and_then(serde_json::Value::as_str).map(str::to_owned) else { return Ok(()) };
+    let url = state.store.presign_get(&key).await?;
+    let ttl = chrono::Duration::from_std(state.store.presign_ttl()).unwrap_or_else(|_| chrono::Duration::hours(1));
+    if let Some(obj) = result.payload.as_object_mut() {
+        obj.insert("url".into(), serde_json::Value::String(url));
+        obj.insert("url_expires_at".into(), serde_json::json!(chrono::Utc::now() + ttl));
+    }
+    Ok(())
+}
+
+/// Download a `mux` job's output.
+///
+/// Answers `303 See Other` with a fresh presigned URL of the MP4 in `Location` (valid for the
+/// configured presign lifetime), so clients and browsers follow it to the file.
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}/output", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 303, description = "`Location` is a presigned URL of the output MP4"),
+        (status = 404, description = "No such job for this tenant, or the job has no mux analysis", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_output(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let job = jobs::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("job"))?;
+    if !job.analyses.iter().any(|a| a == Analysis::Mux.as_str()) {
+        return Err(ApiError::NotFound("output"));
+    }
+    if job.status() != JobStatus::Succeeded {
+        return Err(ApiError::Conflict {
+            code: "output_not_ready",
+            detail: format!("the job is {}; its output exists once it has succeeded", job.status()),
+        });
+    }
+    let results = results::for_job(&state.pool, id).await?;
+    let key = results
+        .iter()
+        .find(|r| r.analysis == Analysis::Mux.as_str())
+        .and_then(|r| r.payload.get("output_key"))
+        .and_then(serde_json::Value::as_str)
+        .ok_or(ApiError::NotFound("output"))?;
+    let url = state.store.presign_get(key).await?;
+    let location = HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(format!("presigned URL is not a header value: {e}")))?;
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response())
 }
 
 /// Listing filters.

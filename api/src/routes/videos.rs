@@ -28,22 +28,24 @@ pub(crate) fn is_multipart(ct: Option<&str>) -> bool {
     ct.is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
-/// Upload a video.
+/// Upload a video, or an audio track for `mux`.
 ///
 /// Send the file as the raw body (`Content-Type: video/mp4`, `video/quicktime`, `video/webm`,
-/// `video/x-matroska` or `application/octet-stream`) or as the `file` field of a
-/// `multipart/form-data` body. The container is recognised from the bytes; anything but
-/// MP4/MOV/WebM/Matroska is refused before it is stored.
+/// `video/x-matroska`, any `audio/*` type, or `application/octet-stream`) or as the `file` field
+/// of a `multipart/form-data` body. The container is recognised from the bytes; anything but
+/// MP4/MOV/WebM/Matroska video or MP3/WAV/M4A/AAC/FLAC/Ogg audio is refused before it is
+/// stored. Audio uploads can only be used as the track of a `mux` job.
 #[utoipa::path(
     post, path = "/v1/videos", tag = "videos",
     request_body(content(
         (Vec<u8> = "video/mp4"), (Vec<u8> = "video/quicktime"), (Vec<u8> = "video/webm"),
+        (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/mp4"), (Vec<u8> = "audio/flac"), (Vec<u8> = "audio/ogg"),
         (Vec<u8> = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
     responses(
         (status = 201, description = "Stored", body = Video),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than the configured limit; nothing stored", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not a supported video container; nothing stored", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not a supported video or audio container; nothing stored", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Empty or interrupted upload", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -67,7 +69,7 @@ pub async fn upload(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
             Some(c) if acceptable_raw_content_type(c) => {}
             _ => {
                 return Err(ApiError::UnsupportedMediaType(
-                    "send the video as the raw body with a video/* content type, or as the `file` field of multipart/form-data".into(),
+                    "send the file as the raw body with a video/* or audio/* content type, or as the `file` field of multipart/form-data".into(),
                 ));
             }
         }
@@ -82,7 +84,7 @@ pub async fn upload(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// The video file.
+    /// The video (or audio) file.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }
@@ -155,7 +157,7 @@ pub async fn presign(
     }
     if let Some(ct) = &req.content_type {
         if !acceptable_raw_content_type(ct) {
-            return Err(ApiError::UnsupportedMediaType(format!("content type `{ct}` is not a video type")));
+            return Err(ApiError::UnsupportedMediaType(format!("content type `{ct}` is not a video or audio type")));
         }
     }
     let id = Uuid::now_v7();

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{DbError, timed};
+use crate::domain::MediaKind;
 
 /// A video row.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -27,12 +28,21 @@ pub struct Video {
     pub sha256: Option<String>,
     /// Content type given at upload.
     pub content_type: Option<String>,
-    /// Container recognised from the file's magic bytes (`mp4`, `mov`, `webm`, `matroska`).
+    /// Container recognised from the file's magic bytes: a video (`mp4`, `mov`, `webm`,
+    /// `matroska`) or an audio track (`mp3`, `wav`, `m4a`, `aac`, `flac`, `ogg`).
     pub container: Option<String>,
     /// When the upload began.
     pub created_at: DateTime<Utc>,
     /// When the bytes were stored and checked.
     pub stored_at: Option<DateTime<Utc>>,
+}
+
+impl Video {
+    /// Whether the upload is a video or an audio track, from its container. Derived rather
+    /// than stored, so it can never disagree with the bytes; `None` until the upload is stored.
+    pub fn kind(&self) -> Option<MediaKind> {
+        self.container.as_deref().map(MediaKind::of_container)
+    }
 }
 
 /// Facts about stored bytes.

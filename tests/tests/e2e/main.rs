@@ -2,8 +2,12 @@
 //! builds its own isolated environment (database, queue names, bucket folder).
 
 mod api;
+mod browser;
+mod events;
 mod failures;
 mod hostile;
 mod lifecycle;
 mod models;
+mod mux;
 mod observability;
+mod scheduler;

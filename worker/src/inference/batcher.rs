@@ -149,6 +149,16 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         rx.blocking_recv().map_err(|_| InferenceError::BatcherClosed(self.name.to_string()))?
     }
 
+    /// Queues every input at once (so they can share batches with each other and with other
+    /// callers' inputs) and waits for all their results, in order. Blocking.
+    pub fn submit_all_blocking(&self, inputs: Vec<I>) -> Result<Vec<O>, InferenceError> {
+        let receivers = inputs.into_iter().map(|i| self.enqueue(i)).collect::<Result<Vec<_>, _>>()?;
+        receivers
+            .into_iter()
+            .map(|rx| rx.blocking_recv().map_err(|_| InferenceError::BatcherClosed(self.name.to_string()))?)
+            .collect()
+    }
+
     fn enqueue(&self, input: I) -> Result<oneshot::Receiver<Result<O, InferenceError>>, InferenceError> {
         let (reply, rx) = oneshot::channel();
         self.tx

@@ -20,6 +20,7 @@ const REC_HEIGHT: usize = 48;
 const REC_MIN_WIDTH: usize = 320;
 const REC_MAX_WIDTH: usize = 1600;
 const REC_BATCH: usize = 16;
+const DET_BATCH: usize = 4;
 
 /// One line of text found on one frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -120,9 +121,13 @@ impl Ocr {
             by_size.entry((f.width, f.height)).or_default().push(i);
         }
         for group in by_size.values() {
-            let views: Vec<RgbView<'_>> = group.iter().map(|&i| frames[i]).collect();
-            for (i, b) in group.iter().zip(self.detect(&views)?) {
-                boxes[*i] = b;
+            // A few frames per call: the detector's activations grow with the batch (about
+            // 100 MB per 960-pixel frame), and larger batches are no faster on a CPU.
+            for chunk in group.chunks(DET_BATCH) {
+                let views: Vec<RgbView<'_>> = chunk.iter().map(|&i| frames[i]).collect();
+                for (i, b) in chunk.iter().zip(self.detect(&views)?) {
+                    boxes[*i] = b;
+                }
             }
         }
         // Recognise every crop of every frame together, sorted by width to limit padding.
@@ -147,10 +152,26 @@ impl Ocr {
     }
 
     /// Reads timestamped frames and merges repeats: one entry per distinct text.
+    /// A frame that looks like the last frame read (a static caption over a still shot) is not
+    /// read again: it takes that frame's lines.
     pub fn read_frames(&self, frames: &[(f64, RgbView<'_>)]) -> Result<Vec<OnScreenText>, InferenceError> {
-        let views: Vec<RgbView<'_>> = frames.iter().map(|(_, v)| *v).collect();
+        let mut source = Vec::with_capacity(frames.len());
+        let mut to_read: Vec<usize> = Vec::new();
+        let mut last: Option<(usize, Vec<f32>)> = None;
+        for (i, (_, view)) in frames.iter().enumerate() {
+            let thumb = thumbnail(view);
+            match &last {
+                Some((j, previous)) if block_difference(&thumb, previous) < SAME_FRAME => source.push(*j),
+                _ => {
+                    source.push(to_read.len());
+                    to_read.push(i);
+                    last = Some((to_read.len() - 1, thumb));
+                }
+            }
+        }
+        let views: Vec<RgbView<'_>> = to_read.iter().map(|&i| frames[i].1).collect();
         let lines = self.read_batch(&views)?;
-        Ok(dedup(frames.iter().map(|(t, _)| *t).zip(lines)))
+        Ok(dedup(frames.iter().zip(&source).map(|((t, _), &k)| (*t, lines[k].clone()))))
     }
 
     /// A batcher that merges frames from concurrent jobs into shared detector and recogniser
@@ -247,6 +268,38 @@ impl Ocr {
             .map(|n| ctc_greedy(&probs[n * steps * classes..(n + 1) * steps * classes], classes, &self.alphabet))
             .collect())
     }
+}
+
+/// Two frames count as the same when no 16×16 block of their 128×128 grey thumbnails differs
+/// by this many grey levels on average (0–255): a caption that changes, even a few
+/// characters of it, moves at least one block well past it; sensor noise and compression do
+/// not.
+const SAME_FRAME: f32 = 2.0;
+const THUMB: usize = 128;
+const BLOCK: usize = 16;
+
+/// A grey thumbnail, for telling repeated frames apart cheaply.
+fn thumbnail(view: &RgbView<'_>) -> Vec<f32> {
+    let mut grey = vec![0.0f32; THUMB * THUMB];
+    view.sample_region((0.0, 0.0, view.width as f32, view.height as f32), THUMB, THUMB, |_, i, v| grey[i] += v / 3.0);
+    grey
+}
+
+/// The largest mean absolute difference of any block.
+fn block_difference(a: &[f32], b: &[f32]) -> f32 {
+    let blocks = THUMB / BLOCK;
+    let mut worst = 0.0f32;
+    for by in 0..blocks {
+        for bx in 0..blocks {
+            let mut sum = 0.0;
+            for y in by * BLOCK..(by + 1) * BLOCK {
+                let row = y * THUMB + bx * BLOCK;
+                sum += a[row..row + BLOCK].iter().zip(&b[row..row + BLOCK]).map(|(x, y)| (x - y).abs()).sum::<f32>();
+            }
+            worst = worst.max(sum / (BLOCK * BLOCK) as f32);
+        }
+    }
+    worst
 }
 
 /// Greedy CTC: best class per step, repeats collapsed, blanks (class 0) dropped.
@@ -406,6 +459,28 @@ mod tests {
 
         let text = lines.iter().map(|l| l.text.to_lowercase()).collect::<Vec<_>>().join(" ");
         assert!(text.contains("cooking") && text.contains("pasta") && text.contains("tonight"), "read {lines:?}");
+    }
+
+    #[test]
+    fn repeated_frames_reuse_their_reading_but_a_changed_caption_is_read() {
+        let (runtime, store) = testing::runtime_and_store();
+        let ocr = Ocr::load(&runtime, &store, OcrOptions::default()).expect("load OCR models");
+        let (w, h) = (640, 360);
+        let draw = |text: &str| {
+            testing::ffmpeg_rgb(&format!("color=white:s={w}x{h}:d=1,drawtext=text='{text}':fontsize=40:fontcolor=black:x=30:y=150"), w, h)
+        };
+        let (a, b) = (draw("Step one boil water"), draw("Step two add pasta"));
+        fn view(f: &[u8]) -> RgbView<'_> {
+            RgbView::new(f, 640, 360).expect("frame")
+        }
+
+        let texts = ocr.read_frames(&[(0.0, view(&a)), (1.0, view(&a)), (2.0, view(&b)), (3.0, view(&b))]).expect("OCR");
+
+        let seen: Vec<(String, Vec<f64>)> = texts.iter().map(|t| (t.text.to_lowercase(), t.frames.clone())).collect();
+        assert!(seen.iter().any(|(t, f)| t.contains("boil water") && f == &vec![0.0, 1.0]), "{seen:?}");
+        assert!(seen.iter().any(|(t, f)| t.contains("add pasta") && f == &vec![2.0, 3.0]), "{seen:?}");
+        assert!(block_difference(&thumbnail(&view(&a)), &thumbnail(&view(&b))) >= SAME_FRAME);
+        assert!(block_difference(&thumbnail(&view(&a)), &thumbnail(&view(&a))) < SAME_FRAME);
     }
 
     #[tokio::test]

@@ -1466,7 +1466,14 @@ impl AudioPipe {
         loop {
             match self.dec.receive_frame(&mut self.frame) {
                 Ok(()) => {
-                    let f = std::mem::replace(&mut self.frame, frame::Audio::empty());
+                    let mut f = std::mem::replace(&mut self.frame, frame::Audio::empty());
+                    // PCM in Matroska or WAV often declares no channel layout; the resamplers
+                    // are built with the default one for the channel count and refuse frames
+                    // that differ from it.
+                    let layout = layout_of(&f);
+                    if f.channels() > 0 && f.channel_layout() != layout {
+                        f.set_channel_layout(layout);
+                    }
                     self.on_frame(&f);
                     self.frame = f;
                 }
@@ -2017,6 +2024,25 @@ mod tests {
         let expected = 2.0 * f64::from(ANALYSIS_RATE);
         assert!((audio.samples.len() as f64 - expected).abs() / expected < 0.03, "{}", audio.samples.len());
         assert_eq!(audio.source_channels, 1);
+    }
+
+    #[test]
+    fn pcm_without_a_channel_layout_still_gives_audio() {
+        let d = dir();
+        let wav = d.path().join("tone.wav");
+        clips::ffmpeg(&["-f", "lavfi", "-i", "sine=f=300:sample_rate=22050:d=2", "-c:a", "pcm_s16le", clips::s(&wav)]);
+        let clip = d.path().join("pcm.mkv");
+        // Copied into Matroska, the PCM stream declares no channel layout.
+        clips::ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=2", "-i", clips::s(&wav), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", clips::s(&clip)]);
+        let probe = clips::probe(&clip);
+        let opts = DecodeOptions { frame_stats: false, scenes: None, ..DecodeOptions::default() };
+
+        let out = decode(&clip, &probe, &opts, &never).expect("decodes");
+
+        let audio = out.audio.expect("audio");
+        let expected = 2.0 * f64::from(ANALYSIS_RATE);
+        assert!((audio.samples.len() as f64 - expected).abs() / expected < 0.03, "{}", audio.samples.len());
+        assert!(audio.levels.is_some(), "levels measured too");
     }
 
     #[test]

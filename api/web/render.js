@@ -1,0 +1,289 @@
+// Result cards for creators. Everything is built with DOM calls and textContent, never HTML
+// strings, so nothing a video says can inject markup. Each renderer is defensive: a result whose
+// shape it does not recognise falls back to formatted JSON.
+
+/** `h('p', {class: 'x'}, 'text', child)`: a small element builder. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** `83` → `1:23`. */
+export function clock(secs) {
+  const s = Math.max(0, Math.floor(Number(secs) || 0));
+  const m = Math.floor(s / 60);
+  return `${m}:${String(s % 60).padStart(2, '0')}`;
+}
+
+const pct = (x) => `${Math.round(Number(x) * 100)} %`;
+const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+const isObj = (x) => x && typeof x === 'object' && !Array.isArray(x);
+
+/** Copies text, with a fallback for browsers that refuse the async clipboard. */
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = h('textarea', { 'aria-hidden': 'true', class: 'offscreen' });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    let ok = false;
+    try { ok = document.execCommand('copy'); } catch { ok = false; }
+    area.remove();
+    return ok;
+  }
+}
+
+let ids = 0;
+const uid = (p) => `${p}-${++ids}`;
+
+function card(key, title, ...body) {
+  const titleId = uid('card');
+  return h('article', { class: `card card-${key}`, 'aria-labelledby': titleId, dataset: { analysis: key } },
+    h('h3', { id: titleId }, title), ...body);
+}
+
+function jsonBlock(value) {
+  return h('pre', { class: 'json', tabindex: '0' }, JSON.stringify(value, null, 2));
+}
+
+function seekButton(secs, ctx) {
+  const label = clock(secs);
+  if (!ctx.player) return h('span', { class: 'time' }, label);
+  return h('button', {
+    type: 'button', class: 'time link', 'aria-label': `Play from ${label}`,
+    onclick: () => { ctx.player.currentTime = Number(secs) || 0; ctx.player.play().catch(() => {}); ctx.player.focus(); },
+  }, label);
+}
+
+// --- the cards -------------------------------------------------------------------------------
+
+function quality(p) {
+  if (!isObj(p) || num(p.overall) === null) return null;
+  const grade = String(p.grade || '').replace('_', ' ');
+  const scores = Array.isArray(p.scores) ? p.scores : [];
+  const measured = scores.filter((s) => num(s.score) !== null);
+  const skipped = scores.filter((s) => num(s.score) === null);
+  const advice = Array.isArray(p.top_advice) ? p.top_advice : [];
+  return card('quality', 'Quality',
+    h('div', { class: 'score-head' },
+      h('p', { class: `score-big grade-${p.grade}`, 'aria-label': `Overall quality ${p.overall} out of 100, ${grade}` },
+        h('span', { class: 'score-num' }, p.overall), h('span', { class: 'score-of' }, '/100')),
+      h('p', { class: `grade grade-${p.grade}` }, grade)),
+    advice.length ? h('div', { class: 'advice' }, h('h4', {}, 'Fix these first'),
+      h('ol', {}, advice.map((a) => h('li', {}, a)))) : null,
+    measured.length ? h('details', { class: 'subscores', open: true },
+      h('summary', {}, `All ${measured.length} scores`),
+      h('ul', { class: 'score-list' }, measured.map((s) => {
+        const id = uid('sub');
+        return h('li', { class: `grade-${s.grade}` },
+          h('div', { class: 'row' }, h('span', { id, class: 'sub-label' }, s.label || s.key),
+            h('span', { class: 'sub-score' }, `${s.score}`)),
+          h('meter', { min: 0, max: 100, low: 55, high: 80, optimum: 100, value: s.score, 'aria-labelledby': id }),
+          s.advice ? h('p', { class: 'sub-advice' }, s.advice) : null);
+      }))) : null,
+    skipped.length ? h('p', { class: 'help' }, `Not measured: ${skipped.map((s) => s.label || s.key).join(', ')}.`) : null);
+}
+
+function hashtags(p, ctx) {
+  const list = isObj(p) && Array.isArray(p.suggestions) ? p.suggestions.filter((s) => s && s.tag) : null;
+  if (!list) return null;
+  const saved = new Set(ctx.savedTags || []);
+  const preselect = saved.size ? (t) => saved.has(t) : (_t, i) => i < 5;
+  const status = h('p', { class: 'save-status', role: 'status', 'aria-live': 'polite' });
+  const rows = h('ul', { class: 'tags' });
+  const boxes = () => [...rows.querySelectorAll('input[type=checkbox]')];
+
+  const addRow = (s, checked) => {
+    const id = uid('tag');
+    const score = num(s.score);
+    const evidence = Array.isArray(s.evidence) ? s.evidence : [];
+    const why = [
+      Array.isArray(s.sources) && s.sources.length ? `from ${s.sources.join(', ').replaceAll('_', ' ')}` : null,
+      ...evidence.slice(0, 3).map((e) => `${String(e.kind || '').replaceAll('_', ' ')}: “${e.text}”${num(e.time_secs) !== null ? ` at ${clock(e.time_secs)}` : ''}`),
+    ].filter(Boolean);
+    rows.append(h('li', { class: 'tag' },
+      h('input', { type: 'checkbox', id, value: s.tag, checked }),
+      h('label', { for: id }, h('span', { class: 'tag-name' }, s.tag),
+        score !== null ? h('span', { class: 'tag-score' }, `${Math.round(score * 100)}`) : null),
+      h('button', {
+        type: 'button', class: 'secondary small', 'aria-label': `Copy ${s.tag}`,
+        onclick: async (e) => { e.currentTarget.textContent = (await copyText(s.tag)) ? 'Copied' : 'Copy failed'; },
+      }, 'Copy'),
+      why.length ? h('p', { class: 'why' }, why.join(' · ')) : null));
+  };
+  list.forEach((s, i) => addRow(s, preselect(s.tag, i)));
+  for (const t of saved) if (!list.some((s) => s.tag === t)) addRow({ tag: t }, true);
+
+  const own = h('input', { id: uid('own'), type: 'text', placeholder: '#yourtag', autocomplete: 'off', spellcheck: 'false' });
+  const addOwn = (e) => {
+    e.preventDefault();
+    const raw = own.value.trim();
+    if (!raw) return;
+    const tag = raw.startsWith('#') ? raw.toLowerCase() : `#${raw.toLowerCase()}`;
+    if (!boxes().some((b) => b.value === tag)) addRow({ tag }, true);
+    own.value = '';
+    own.focus();
+  };
+
+  const save = h('button', {
+    type: 'button', class: 'save-tags',
+    onclick: async () => {
+      const tags = boxes().filter((b) => b.checked).map((b) => b.value);
+      if (!tags.length) { status.textContent = 'Tick at least one tag first.'; status.className = 'save-status error'; return; }
+      save.disabled = true;
+      status.className = 'save-status';
+      status.textContent = 'Saving…';
+      try {
+        const stored = await ctx.saveFeedback(tags);
+        status.textContent = `Saved ${stored.hashtags.length} tag${stored.hashtags.length === 1 ? '' : 's'}: ${stored.hashtags.join(' ')}. Thanks, this teaches reelq what works.`;
+      } catch (e) {
+        status.className = 'save-status error';
+        status.textContent = `Not saved: ${e.message}`;
+      } finally {
+        save.disabled = false;
+      }
+    },
+  }, 'Save the tags I’ll use');
+
+  const copyAll = h('button', {
+    type: 'button', class: 'secondary',
+    onclick: async (e) => {
+      const tags = boxes().filter((b) => b.checked).map((b) => b.value).join(' ');
+      e.currentTarget.textContent = tags && (await copyText(tags)) ? 'Copied ticked tags' : 'Nothing copied';
+    },
+  }, 'Copy ticked tags');
+
+  return card('hashtags', 'Hashtags',
+    list.length ? h('p', { class: 'help' }, 'Tick the tags you will post with. The number is how well each fits, out of 100.')
+      : h('p', { class: 'help' }, 'No suggestions for this video. Add your own below.'),
+    rows,
+    h('form', { class: 'own-tag', onsubmit: addOwn },
+      h('label', { for: own.id }, 'Add your own'), own, h('button', { type: 'submit', class: 'secondary' }, 'Add')),
+    h('div', { class: 'actions' }, save, copyAll),
+    status);
+}
+
+function transcript(p, ctx) {
+  if (!isObj(p)) return null;
+  const segments = Array.isArray(p.segments) ? p.segments : [];
+  const text = typeof p.text === 'string' ? p.text.trim() : '';
+  return card('transcript', 'Transcript',
+    p.language ? h('p', { class: 'help' }, `Language: ${p.language}`) : null,
+    segments.length
+      ? h('ol', { class: 'segments' }, segments.map((s) => h('li', {}, seekButton(s.start, ctx), h('span', { class: 'seg-text' }, String(s.text || '').trim()))))
+      : h('p', {}, text || 'No speech was recognised.'),
+    text && segments.length ? h('details', {}, h('summary', {}, 'Full text'), h('p', { class: 'full-text' }, text),
+      h('button', { type: 'button', class: 'secondary small', onclick: async (e) => { e.currentTarget.textContent = (await copyText(text)) ? 'Copied' : 'Copy failed'; } }, 'Copy text')) : null);
+}
+
+function ocr(p, ctx) {
+  const texts = isObj(p) && Array.isArray(p.texts) ? p.texts : Array.isArray(p) ? p : null;
+  if (!texts) return null;
+  return card('ocr', 'On-screen text',
+    texts.length
+      ? h('ul', { class: 'ocr' }, texts.map((t) => {
+        const first = Array.isArray(t.frames) && t.frames.length ? t.frames[0] : num(t.time_secs);
+        return h('li', {}, first !== null && first !== undefined ? seekButton(first, ctx) : null, h('span', {}, t.text ?? JSON.stringify(t)));
+      }))
+      : h('p', {}, 'No text was found on screen.'));
+}
+
+function audio(p) {
+  if (!isObj(p) || num(p.speech_ratio) === null) return null;
+  if (p.has_audio === false) return card('audio', 'Speech', h('p', {}, 'This video has no audio track.'));
+  const segs = Array.isArray(p.segments) ? p.segments.length : 0;
+  return card('audio', 'Speech',
+    h('p', { class: 'big' }, pct(p.speech_ratio)),
+    h('p', { class: 'help' }, `of the video has someone speaking${segs ? `, in ${segs} stretch${segs === 1 ? '' : 'es'}` : ''}.`));
+}
+
+function probe(p) {
+  if (!isObj(p) || !isObj(p.video)) return null;
+  const v = p.video;
+  const a = isObj(p.audio) ? p.audio : null;
+  const w = v.display_width || v.width;
+  const ht = v.display_height || v.height;
+  const rows = [
+    ['Length', num(p.duration_secs) !== null ? `${p.duration_secs.toFixed(1)} s` : null],
+    ['Picture', w && ht ? `${w} × ${ht}${ht > w ? ' (vertical)' : w > ht ? ' (horizontal)' : ''}` : null],
+    ['Frame rate', num(v.frame_rate) !== null ? `${Math.round(v.frame_rate * 100) / 100} fps` : null],
+    ['Video codec', v.codec],
+    ['Audio', a ? `${a.codec}, ${a.sample_rate} Hz, ${a.channels === 1 ? 'mono' : a.channels === 2 ? 'stereo' : `${a.channels} channels`}` : 'none'],
+    ['File', num(p.size_bytes) !== null ? `${(p.size_bytes / 1048576).toFixed(1)} MB, ${p.container}` : p.container],
+  ].filter(([, val]) => val);
+  return card('probe', 'File', h('dl', { class: 'facts' }, rows.map(([k, val]) => [h('dt', {}, k), h('dd', {}, val)])));
+}
+
+function virality(p) {
+  if (!isObj(p) || num(p.percentile) === null) return null;
+  const views = isObj(p.expected_views) ? p.expected_views : null;
+  const fmt = new Intl.NumberFormat(undefined, { notation: 'compact' });
+  return card('virality', 'Reach estimate',
+    h('p', { class: 'big' }, `Top ${Math.max(1, 100 - Math.round(p.percentile))} %`),
+    h('p', { class: 'help' }, `Likely to do better than ${Math.round(p.percentile)} % of similar videos.`),
+    views && num(views.low) !== null && num(views.high) !== null
+      ? h('p', {}, `Expected views: ${fmt.format(views.low)} to ${fmt.format(views.high)}`) : null);
+}
+
+function music(p, ctx) {
+  const recs = isObj(p) && Array.isArray(p.recommendations) ? p.recommendations : null;
+  if (!recs) return null;
+  const items = recs.map((r) => {
+    const out = h('div', { class: 'mux-out', role: 'status', 'aria-live': 'polite' });
+    const make = h('button', {
+      type: 'button', class: 'secondary small', disabled: !ctx.hasAudio(),
+      'aria-label': `Make it with ${r.name || r.music_id}`,
+      onclick: () => ctx.makeIt(r, out, make),
+    }, 'Make it');
+    return h('li', { class: 'track' },
+      h('div', { class: 'row' },
+        h('span', {}, h('strong', {}, r.name || r.music_id || 'Untitled'), r.author ? ` · ${r.author}` : ''),
+        num(r.score) !== null && r.score <= 1 ? h('span', { class: 'tag-score' }, `${Math.round(r.score * 100)}`)
+          : num(r.videos) !== null ? h('span', { class: 'tag-score' }, `${r.videos} video${r.videos === 1 ? '' : 's'}`) : null),
+      make, out);
+  });
+  return card('music', 'Music that fits',
+    recs.length ? h('ol', { class: 'tracks' }, items) : h('p', {}, 'No track suggestions for this video.'),
+    recs.length && !ctx.hasAudio() ? h('p', { class: 'help' }, 'To make a version with a track, choose its audio file under “Soundtrack” above.') : null);
+}
+
+function mux(p) {
+  if (!isObj(p) || typeof p.url !== 'string' || !/^https?:\/\//.test(p.url)) return null;
+  return card('mux', 'Your video with a new soundtrack',
+    h('p', {}, h('a', { href: p.url, rel: 'noopener' }, 'Download the MP4')),
+    num(p.duration_secs) !== null ? h('p', { class: 'help' }, `${p.duration_secs.toFixed(1)} s${num(p.bytes) !== null ? ` · ${(p.bytes / 1048576).toFixed(1)} MB` : ''}. The link works for a limited time; reopen the job for a fresh one.`) : null);
+}
+
+const RENDERERS = { quality, hashtags, transcript, virality, music, mux, ocr, audio, probe };
+
+/** Cards for every result of a job, known kinds first, the rest as formatted JSON. */
+export function renderResults(results, ctx) {
+  const out = [];
+  const entries = Object.entries(results || {});
+  for (const key of Object.keys(RENDERERS)) {
+    const r = entries.find(([k]) => k === key);
+    if (!r) continue;
+    let el = null;
+    try { el = RENDERERS[key](r[1] && r[1].payload, ctx); } catch (e) { console.error(`rendering ${key}`, e); }
+    out.push(el || card(key, key, jsonBlock(r[1] && r[1].payload)));
+  }
+  for (const [key, r] of entries) {
+    if (key in RENDERERS) continue;
+    out.push(card(key, key.charAt(0).toUpperCase() + key.slice(1), jsonBlock(r && r.payload)));
+  }
+  return out;
+}

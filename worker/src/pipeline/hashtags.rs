@@ -1,0 +1,407 @@
+//! Hashtag suggestions fused from independent signals, each of which leaves evidence:
+//!
+//! | signal | weight | what it is |
+//! |---|---|---|
+//! | `classifier` | 0.85 | the trained linear head over the video's embeddings, when a version is registered |
+//! | `keywords` | 0.75 | words of the transcript, on-screen text and caption that point to a tag |
+//! | `text_embedding` | 0.55 | cosine of the content's sentence embedding with the tag's description |
+//! | `visual` | 0.45 | zero-shot match of the frames with the tag through an image/text encoder pair |
+//!
+//! A signal's strength `s ∈ [0, 1]` counts as `w·s`, and strengths combine as a noisy OR,
+//! `1 − Π(1 − w·s)`: two weak but independent hints beat one, and no single signal reaches 1.
+//! Generic tags (#fyp, #viral) only fill slots no specific tag with enough score wants, and
+//! at most `max_generic` of them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+const CURATED: &str = include_str!("../../assets/hashtags.tsv");
+
+const W_CLASSIFIER: f32 = 0.85;
+const W_KEYWORDS: f32 = 0.75;
+const W_TEXT: f32 = 0.55;
+const W_VISUAL: f32 = 0.45;
+
+/// Where a vocabulary entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VocabSource {
+    /// Shipped with reelq.
+    Curated,
+    /// The trending list the scheduler computes from pulled data.
+    Trending,
+    /// A label of the trained classifier.
+    Classifier,
+}
+
+/// A hashtag the suggester may propose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VocabEntry {
+    /// Lowercase, with `#`.
+    pub tag: String,
+    pub generic: bool,
+    /// Stemmed words that point to the tag.
+    pub keywords: Vec<String>,
+    pub source: VocabSource,
+}
+
+impl VocabEntry {
+    /// The text the sentence encoder sees for this tag.
+    pub fn description(&self) -> String {
+        let name = self.tag.trim_start_matches('#');
+        if self.keywords.is_empty() { name.to_owned() } else { format!("{name}: {}", self.keywords.join(" ")) }
+    }
+}
+
+/// The tags the suggester chooses from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Vocabulary {
+    entries: Vec<VocabEntry>,
+}
+
+impl Vocabulary {
+    /// The list shipped with reelq.
+    pub fn curated() -> Self {
+        Self::parse(CURATED).unwrap_or_default()
+    }
+
+    /// Parses `tag<TAB>topic|generic<TAB>words…` lines; `#` lines that are not tags are comments.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut v = Self::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end();
+            if line.is_empty() || line.starts_with("# ") || line == "#" {
+                continue;
+            }
+            let mut parts = line.split('\t');
+            let (Some(tag), Some(kind)) = (parts.next(), parts.next()) else {
+                return Err(format!("line {}: expected `tag<TAB>kind<TAB>words`", n + 1));
+            };
+            let tag = normalise_tag(tag).ok_or_else(|| format!("line {}: `{tag}` is not a hashtag", n + 1))?;
+            let generic = match kind {
+                "generic" => true,
+                "topic" => false,
+                other => return Err(format!("line {}: kind `{other}` is neither topic nor generic", n + 1)),
+            };
+            let keywords = parts.next().unwrap_or("").split_whitespace().map(stem).collect::<BTreeSet<_>>().into_iter().collect();
+            v.push(VocabEntry { tag, generic, keywords, source: VocabSource::Curated });
+        }
+        Ok(v)
+    }
+
+    /// Adds tags not yet known (a trending list, a classifier's labels); known ones keep
+    /// their curated keywords.
+    pub fn extend_tags<'a>(&mut self, tags: impl IntoIterator<Item = &'a str>, source: VocabSource) {
+        for tag in tags {
+            if let Some(tag) = normalise_tag(tag)
+                && !self.entries.iter().any(|e| e.tag == tag)
+            {
+                let generic = GENERIC.contains(&tag.as_str());
+                let keywords = vec![stem(tag.trim_start_matches('#'))];
+                self.push(VocabEntry { tag, generic, keywords, source });
+            }
+        }
+    }
+
+    fn push(&mut self, e: VocabEntry) {
+        if !self.entries.iter().any(|x| x.tag == e.tag) {
+            self.entries.push(e);
+        }
+    }
+
+    pub fn entries(&self) -> &[VocabEntry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Tags that fit any video, recognised whichever list they arrive in.
+const GENERIC: &[&str] = &["#fyp", "#foryou", "#foryoupage", "#viral", "#trending", "#tiktok", "#explore", "#xyzbca", "#fy"];
+
+/// `Cooking` or `#cooking` → `#cooking`; `None` for something that cannot be a hashtag.
+pub fn normalise_tag(raw: &str) -> Option<String> {
+    let body = raw.trim().trim_start_matches('#').to_lowercase();
+    let ok = (1..=100).contains(&body.chars().count()) && body.chars().all(|c| c.is_alphanumeric() || c == '_');
+    ok.then(|| format!("#{body}"))
+}
+
+/// A light stemmer, enough to let "recipes" meet "recipe" and "goals" meet "goal".
+pub fn stem(word: &str) -> String {
+    let w = word.to_lowercase();
+    let w = w.trim_end_matches("'s");
+    let n = w.chars().count();
+    if n > 4 && w.ends_with("ies") {
+        format!("{}y", &w[..w.len() - 3])
+    } else if n > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") {
+        w[..w.len() - 1].to_owned()
+    } else {
+        w.to_owned()
+    }
+}
+
+/// A piece of text the video carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextSpan {
+    pub source: SpanSource,
+    pub text: String,
+    /// When in the video it was said or shown.
+    pub time_secs: Option<f64>,
+}
+
+/// Where a piece of text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanSource {
+    Transcript,
+    OnScreenText,
+    Caption,
+}
+
+/// Why a tag was suggested.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// `transcript`, `on_screen_text`, `caption` (a word found there), `model` (a similarity or
+    /// a classifier probability) or `frame` (a frame that matched visually).
+    pub kind: &'static str,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_secs: Option<f64>,
+}
+
+/// One suggestion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suggestion {
+    pub tag: String,
+    /// 0–1.
+    pub score: f32,
+    /// The signals that contributed, strongest first.
+    pub sources: Vec<&'static str>,
+    pub evidence: Vec<Evidence>,
+    pub generic: bool,
+}
+
+/// The per-entry scores of the model-based signals, in vocabulary order.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// Cosine of the content embedding with each entry's description, and the model's name.
+    pub text_similarity: Option<(Vec<f32>, String)>,
+    /// Visual similarity per entry, with the time of the best-matching frame.
+    pub visual: Option<(Vec<(f32, f64)>, String)>,
+    /// Classifier probability per entry (`None` for entries that are not its labels).
+    pub classifier: Option<(Vec<Option<f32>>, String)>,
+}
+
+/// How many suggestions, and how strict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankOptions {
+    pub count: usize,
+    pub max_generic: usize,
+    pub min_score: f32,
+}
+
+/// Ranks the vocabulary for a video.
+pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &RankOptions) -> Vec<Suggestion> {
+    let words = index_words(spans);
+    let mut scored: Vec<Suggestion> = Vec::new();
+    for (i, entry) in vocab.entries().iter().enumerate() {
+        let mut parts: Vec<(&'static str, f32)> = Vec::new();
+        let mut evidence = Vec::new();
+
+        if let Some((probs, model)) = &signals.classifier
+            && let Some(Some(p)) = probs.get(i)
+            && *p > 0.05
+        {
+            parts.push(("classifier", W_CLASSIFIER * p));
+            evidence.push(Evidence { kind: "model", text: format!("classifier {model}: probability {p:.2}"), time_secs: None });
+        }
+
+        let (kw, kw_evidence) = keyword_strength(entry, &words);
+        if kw > 0.0 {
+            parts.push(("keywords", W_KEYWORDS * kw));
+            evidence.extend(kw_evidence);
+        }
+
+        if let Some((sims, model)) = &signals.text_similarity
+            && let Some(&cos) = sims.get(i)
+        {
+            let s = ((cos - 0.15) / 0.45).clamp(0.0, 1.0);
+            if s > 0.0 {
+                parts.push(("text_embedding", W_TEXT * s));
+                evidence.push(Evidence { kind: "model", text: format!("{model}: similarity {cos:.2} with the transcript and on-screen text"), time_secs: None });
+            }
+        }
+
+        if let Some((sims, model)) = &signals.visual
+            && let Some(&(cos, at)) = sims.get(i)
+        {
+            let s = ((cos - 0.2) / 0.15).clamp(0.0, 1.0);
+            if s > 0.0 {
+                parts.push(("visual", W_VISUAL * s));
+                evidence.push(Evidence { kind: "frame", text: format!("{model}: frame matches with similarity {cos:.2}"), time_secs: Some(at) });
+            }
+        }
+
+        if parts.is_empty() {
+            continue;
+        }
+        let score = 1.0 - parts.iter().map(|(_, s)| 1.0 - s).product::<f32>();
+        parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.push(Suggestion {
+            tag: entry.tag.clone(),
+            score: (score * 1000.0).round() / 1000.0,
+            sources: parts.iter().map(|(name, _)| *name).collect(),
+            evidence,
+            generic: entry.generic,
+        });
+    }
+    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.tag.cmp(&b.tag)));
+
+    let (generic, specific): (Vec<_>, Vec<_>) = scored.into_iter().filter(|s| s.score >= opts.min_score).partition(|s| s.generic);
+    let mut out: Vec<Suggestion> = specific.into_iter().take(opts.count).collect();
+    let room = opts.count.saturating_sub(out.len()).min(opts.max_generic);
+    out.extend(generic.into_iter().take(room));
+    out
+}
+
+/// Stemmed word → where it occurs.
+type WordIndex = HashMap<String, Vec<(SpanSource, Option<f64>, String)>>;
+
+fn index_words(spans: &[TextSpan]) -> WordIndex {
+    let mut index: WordIndex = HashMap::new();
+    for span in spans {
+        for word in span.text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).filter(|w| w.chars().count() >= 2) {
+            index.entry(stem(word)).or_default().push((span.source, span.time_secs, word.to_owned()));
+        }
+    }
+    index
+}
+
+/// `1 − e^(−x)` of the distinct keywords found (the tag's own name counts double), with each
+/// find as evidence.
+fn keyword_strength(entry: &VocabEntry, words: &WordIndex) -> (f32, Vec<Evidence>) {
+    let name = stem(entry.tag.trim_start_matches('#'));
+    // The first place each keyword occurs in each source: a word both said and shown is
+    // evidence twice over for a creator reading it.
+    let mut found: BTreeMap<(&str, SpanSource), &(SpanSource, Option<f64>, String)> = BTreeMap::new();
+    let mut distinct = 0usize;
+    let mut weight = 0.0f32;
+    let mut repeats = 0usize;
+    let keys = std::iter::once(name.as_str()).chain(entry.keywords.iter().map(String::as_str).filter(|k| *k != name));
+    for key in keys {
+        if let Some(hits) = words.get(key) {
+            weight += if key == name { 1.2 } else { 0.45 };
+            repeats += hits.len() - 1;
+            distinct += 1;
+            for hit in hits {
+                found.entry((key, hit.0)).or_insert(hit);
+            }
+        }
+    }
+    if distinct == 0 {
+        return (0.0, Vec::new());
+    }
+    let strength = 1.0 - (-(weight + 0.1 * repeats.min(5) as f32)).exp();
+    let evidence = found
+        .values()
+        .map(|(source, time, word)| Evidence {
+            kind: match source {
+                SpanSource::Transcript => "transcript",
+                SpanSource::OnScreenText => "on_screen_text",
+                SpanSource::Caption => "caption",
+            },
+            text: word.clone(),
+            time_secs: *time,
+        })
+        .collect();
+    (strength, evidence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(source: SpanSource, text: &str) -> TextSpan {
+        TextSpan { source, text: text.into(), time_secs: Some(1.0) }
+    }
+
+    const OPTS: RankOptions = RankOptions { count: 5, max_generic: 1, min_score: 0.15 };
+
+    #[test]
+    fn the_curated_list_parses_and_marks_generic_tags() {
+        let v = Vocabulary::curated();
+        assert!(v.len() > 80, "{}", v.len());
+        let fyp = v.entries().iter().find(|e| e.tag == "#fyp").unwrap();
+        assert!(fyp.generic);
+        let cooking = v.entries().iter().find(|e| e.tag == "#cooking").unwrap();
+        assert!(!cooking.generic && cooking.keywords.contains(&"recipe".to_owned()));
+    }
+
+    #[test]
+    fn words_in_the_transcript_and_on_screen_text_rank_their_topics_first() {
+        let v = Vocabulary::curated();
+        let spans = [span(SpanSource::Transcript, "Tonight I am cooking pasta with a simple tomato sauce"), span(SpanSource::OnScreenText, "Cooking pasta tonight")];
+        let tags: Vec<String> = rank(&v, &spans, &Signals::default(), &OPTS).into_iter().map(|s| s.tag).collect();
+        assert!(tags[..2].contains(&"#cooking".to_owned()) && tags[..2].contains(&"#pasta".to_owned()), "{tags:?}");
+
+        let spans = [span(SpanSource::Transcript, "What a goal! The striker scored in the last minute of the match")];
+        let tags: Vec<String> = rank(&v, &spans, &Signals::default(), &OPTS).into_iter().map(|s| s.tag).collect();
+        assert!(tags.contains(&"#football".to_owned()) && !tags.contains(&"#cooking".to_owned()), "{tags:?}");
+    }
+
+    #[test]
+    fn generic_tags_never_crowd_out_specific_ones() {
+        let v = Vocabulary::curated();
+        let spans = [span(SpanSource::Caption, "#fyp #viral #foryou #trending dinner recipe in the kitchen")];
+        // The generic tags score as high as the specific ones here, yet take no slot a
+        // specific tag wants.
+        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 2, max_generic: 1, min_score: 0.1 });
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|s| !s.generic), "{out:?}");
+        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.1 });
+        assert_eq!(out.iter().filter(|s| s.generic).count(), 1, "{out:?}");
+        assert!(out.last().unwrap().generic);
+    }
+
+    #[test]
+    fn every_suggestion_carries_the_evidence_that_made_it() {
+        let v = Vocabulary::curated();
+        let spans = [span(SpanSource::OnScreenText, "Homemade bread")];
+        let out = rank(&v, &spans, &Signals::default(), &OPTS);
+        let baking = out.iter().find(|s| s.tag == "#baking").expect("#baking suggested");
+        assert_eq!(baking.sources, vec!["keywords"]);
+        assert_eq!(baking.evidence[0].kind, "on_screen_text");
+        assert_eq!(baking.evidence[0].text, "bread");
+    }
+
+    #[test]
+    fn independent_signals_add_up() {
+        let mut v = Vocabulary::default();
+        v.extend_tags(["#alpha", "#beta"], VocabSource::Trending);
+        let spans = [span(SpanSource::Transcript, "alpha")];
+        let only_words = rank(&v, &spans, &Signals::default(), &OPTS);
+        let signals = Signals { text_similarity: Some((vec![0.6, 0.0], "m".into())), ..Signals::default() };
+        let both = rank(&v, &spans, &signals, &OPTS);
+        assert!(both[0].score > only_words[0].score, "{both:?} vs {only_words:?}");
+        let mut sources = both[0].sources.clone();
+        sources.sort_unstable();
+        assert_eq!(sources, vec!["keywords", "text_embedding"]);
+        assert!(both[0].score < 1.0);
+    }
+
+    #[test]
+    fn tags_are_normalised_and_stems_meet() {
+        assert_eq!(normalise_tag("Cooking").as_deref(), Some("#cooking"));
+        assert_eq!(normalise_tag("#not a tag"), None);
+        assert_eq!(stem("recipes"), "recipe");
+        assert_eq!(stem("puppies"), "puppy");
+        assert_eq!(stem("glass"), "glass");
+    }
+}
