@@ -81,7 +81,11 @@ fn parse_analyses(names: &[String]) -> Result<Vec<Analysis>> {
     let mut out: Vec<Analysis> = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         let a = Analysis::parse(name).with_context(|| format!("unknown analysis `{name}`"))?;
-        anyhow::ensure!(a.needs_media() && !a.is_diagnostic(), "`{name}` only runs as a queued job");
+        // Music reads pulled TikTok data and mux writes to storage: both need the services.
+        anyhow::ensure!(
+            a.needs_media() && !a.is_diagnostic() && !matches!(a, Analysis::Music | Analysis::Mux),
+            "`{name}` only runs as a queued job"
+        );
         if !out.contains(&a) {
             out.push(a);
         }

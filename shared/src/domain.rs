@@ -122,6 +122,9 @@ pub enum Analysis {
     Embeddings,
     /// Ranked hashtag suggestions, each with its score and the evidence behind it.
     Hashtags,
+    /// Sounds that fit the video: the music of pulled videos carrying its suggested hashtags,
+    /// ranked by the engagement those videos earned.
+    Music,
     /// The video with a new soundtrack: the video stream copied, an uploaded track (replacing
     /// or mixed under the original audio) encoded as AAC, stored as MP4 for download. Needs
     /// `options.mux` ([`MuxOptions`]).
@@ -142,6 +145,7 @@ impl Analysis {
             Self::Transcript => "transcript",
             Self::Embeddings => "embeddings",
             Self::Hashtags => "hashtags",
+            Self::Music => "music",
             Self::Mux => "mux",
             Self::Noop => "noop",
         }
@@ -157,6 +161,7 @@ impl Analysis {
             "transcript" => Some(Self::Transcript),
             "embeddings" => Some(Self::Embeddings),
             "hashtags" => Some(Self::Hashtags),
+            "music" => Some(Self::Music),
             "mux" => Some(Self::Mux),
             "noop" => Some(Self::Noop),
             _ => None,
@@ -268,7 +273,7 @@ mod tests {
 
     #[test]
     fn analysis_names_match_serde() {
-        for a in [Analysis::Probe, Analysis::Quality, Analysis::Ocr, Analysis::Audio, Analysis::Transcript, Analysis::Embeddings, Analysis::Hashtags, Analysis::Mux, Analysis::Noop] {
+        for a in [Analysis::Probe, Analysis::Quality, Analysis::Ocr, Analysis::Audio, Analysis::Transcript, Analysis::Embeddings, Analysis::Hashtags, Analysis::Music, Analysis::Mux, Analysis::Noop] {
             let json = serde_json::to_string(&a).expect("serialize");
             assert_eq!(json, format!("\"{}\"", a.as_str()));
             assert_eq!(Analysis::parse(a.as_str()), Some(a));

@@ -176,9 +176,9 @@ impl Pipeline {
     /// The decode that serves every analysis in `analyses`, or `None` when none needs one.
     pub fn decode_options(&self, analyses: &[Analysis]) -> Option<DecodeOptions> {
         let needs = |set: &[Analysis]| analyses.iter().any(|a| set.contains(a));
-        let frames_for_models = needs(&[Analysis::Ocr, Analysis::Embeddings, Analysis::Hashtags]);
+        let frames_for_models = needs(&[Analysis::Ocr, Analysis::Embeddings, Analysis::Hashtags, Analysis::Music]);
         let quality = needs(&[Analysis::Quality]);
-        let audio = needs(&[Analysis::Quality, Analysis::Audio, Analysis::Transcript, Analysis::Embeddings, Analysis::Hashtags]);
+        let audio = needs(&[Analysis::Quality, Analysis::Audio, Analysis::Transcript, Analysis::Embeddings, Analysis::Hashtags, Analysis::Music]);
         if !frames_for_models && !quality && !audio {
             return None;
         }

@@ -26,6 +26,13 @@ use crate::settings::Settings;
 
 mod mux;
 
+/// Suggested hashtags (specific ones, best first) that choose the music.
+const MUSIC_TAGS: usize = 5;
+/// Most pulled videos read for one music recommendation.
+const MUSIC_VIDEOS: i64 = 5_000;
+/// Sounds recommended per job.
+const MUSIC_RESULTS: usize = 10;
+
 /// Most trending hashtags added to the suggestion vocabulary.
 const TRENDING_TAGS: i64 = 200;
 
@@ -308,6 +315,35 @@ impl JobRunner {
                 Ok(AnalysisOutput { payload: serde_json::json!({ "waited_ms": ms }), models: serde_json::json!([]) })
             }
             Analysis::Mux => Ok(AnalysisOutput { payload: mux::run(self, job, cancel).await?, models: serde_json::json!([]) }),
+            Analysis::Music => {
+                // The job's own suggestions (already computed if `hashtags` ran: the pipeline
+                // keeps what it found) choose the sounds.
+                let mut s = session.take().ok_or_else(|| JobError::Retryable("the video was not fetched".into()))?;
+                let pipeline = self.pipeline.clone();
+                let (s, out) = run_blocking(move || {
+                    let out = pipeline.run(&mut s, Analysis::Hashtags);
+                    (s, out)
+                })
+                .await?;
+                *session = Some(s);
+                let tags: Vec<String> = out?.payload["suggestions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t["generic"] != serde_json::Value::Bool(true))
+                    .filter_map(|t| t["tag"].as_str().map(|t| t.trim_start_matches('#').to_owned()))
+                    .take(MUSIC_TAGS)
+                    .collect();
+                let region = job.options.get("region").and_then(serde_json::Value::as_str).map(str::to_uppercase);
+                let uses = if tags.is_empty() {
+                    Vec::new()
+                } else {
+                    reelq_shared::db::scraped::music_uses(&self.pool, &tags, region.as_deref(), MUSIC_VIDEOS).await?
+                };
+                let ranked = reelq_shared::engagement::music::rank(&uses, None, Utc::now(), MUSIC_RESULTS);
+                let payload = serde_json::json!({ "hashtags": tags, "region": region, "recommendations": ranked, "videos_considered": uses.len() });
+                Ok(AnalysisOutput { payload, models: serde_json::json!([]) })
+            }
             media_analysis => {
                 let mut s = session.take().ok_or_else(|| JobError::Retryable("the video was not fetched".into()))?;
                 let pipeline = self.pipeline.clone();

@@ -235,6 +235,11 @@ async fn create_job(
             return Err(ApiError::invalid("invalid_options", "noop_ms must be a whole number of milliseconds up to 600000"));
         }
     }
+    if let Some(region) = request.options.get("region") {
+        if !region.as_str().is_some_and(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic())) {
+            return Err(ApiError::invalid("invalid_options", "region must be a two-letter country code such as US"));
+        }
+    }
     if let Some(caption) = request.options.get("caption") {
         if !caption.as_str().is_some_and(|c| c.chars().count() <= MAX_CAPTION_CHARS) {
             return Err(ApiError::invalid("invalid_options", format!("caption must be text of at most {MAX_CAPTION_CHARS} characters")));
