@@ -127,7 +127,18 @@ async fn track(State(timeout): State<Duration>, req: Request, next: Next) -> Res
         .filter_map(|h| req.headers().get(*h).and_then(|v| v.to_str().ok()).map(|v| ((*h).to_owned(), v.to_owned())))
         .collect();
     reelq_shared::telemetry::set_parent(&span, &carrier);
-    let resp = {
+    // A request refused before its body was read (a bad key on an upload) leaves the rest of
+    // the body on the connection; the server then drops it, and a client that reuses it for
+    // its next request sees that request fail. Saying so lets clients open a fresh one.
+    let sends_body = req.version() <= axum::http::Version::HTTP_11
+        && (req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| n > 0));
+    let mut resp = {
         use tracing::Instrument as _;
         let fut = next.run(req).instrument(span);
         if is_upload {
@@ -139,6 +150,9 @@ async fn track(State(timeout): State<Duration>, req: Request, next: Next) -> Res
             }
         }
     };
+    if sends_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
     let m = metrics::get();
     m.http_requests.with_label_values(&[route.as_str(), method.as_str(), resp.status().as_str()]).inc();
     m.http_seconds.with_label_values(&[route.as_str(), method.as_str()]).observe(started.elapsed().as_secs_f64());

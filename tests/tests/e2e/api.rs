@@ -26,6 +26,8 @@ async fn requests_need_a_valid_key_and_see_only_their_tenant() {
     assert_eq!(wrong.status(), 401);
     let upload = app.http.post(app.url("/v1/videos")).header("content-type", "video/mp4").body(sample_clip()).send().await.expect("sent");
     assert_eq!(upload.status(), 401);
+    // The unread body is not left on a connection the client would reuse.
+    assert_eq!(upload.headers()["connection"], "close");
 
     // Another tenant sees neither the job nor the video, and cannot use or cancel them.
     let other = |path: String| app.http.get(app.url(&path)).bearer_auth(&app.other_key);
