@@ -2,6 +2,8 @@
 //! load (a missing pack, a bad checksum) is tried again on the next job rather than cached as
 //! broken, so fixing the deployment needs no restart.
 
+pub mod sync;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -193,7 +195,7 @@ impl Models {
         load(&self.whisper, || Whisper::load_named(&*self.runtime()?, &self.store(), &self.settings.speech_model))
     }
 
-    /// Where models are read from, for logs.
+    /// Where models are read from (and where a pack in storage is copied to).
     pub fn models_dir(&self) -> PathBuf {
         self.store().root().to_path_buf()
     }

@@ -80,6 +80,8 @@ pub struct JobRunner {
     settings: Arc<Settings>,
     scratch: PathBuf,
     pipeline: Arc<Pipeline>,
+    /// Set once the model pack in storage (if any) has been copied locally.
+    models_synced: tokio::sync::OnceCell<()>,
     /// The trending hashtags and when they were read; refreshed every few minutes.
     trending: tokio::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
 }
@@ -89,7 +91,7 @@ impl JobRunner {
     pub fn new(pool: PgPool, store: Store, settings: Arc<Settings>) -> Self {
         let scratch = settings.worker.scratch_dir.clone().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         let pipeline = Arc::new(Pipeline::from_settings(&settings));
-        Self { pool, store, topology: Topology::new(&settings.amqp), settings, scratch, pipeline, trending: tokio::sync::Mutex::new(None) }
+        Self { pool, store, topology: Topology::new(&settings.amqp), settings, scratch, pipeline, models_synced: tokio::sync::OnceCell::new(), trending: tokio::sync::Mutex::new(None) }
     }
 
     fn lease_ttl(&self) -> Duration {
@@ -234,6 +236,9 @@ impl JobRunner {
             media = Some(Media { _dir: dir, path, probe: found });
         }
 
+        if todo.iter().any(|a| !matches!(a, Analysis::Probe | Analysis::Quality | Analysis::Mux | Analysis::Noop)) {
+            self.ensure_model_pack().await?;
+        }
         let mut session: Option<Session> = None;
         if let Some(m) = &media {
             set_progress(progress, 0.15, "decode");
@@ -273,6 +278,18 @@ impl JobRunner {
         drop(session);
         drop(media);
         Ok(pending)
+    }
+
+    /// Copies the model pack from storage on first need; a failure is retried with the job.
+    async fn ensure_model_pack(&self) -> Result<(), JobError> {
+        let Some(prefix) = self.settings.inference.models_s3_prefix.as_deref().filter(|p| !p.is_empty()) else { return Ok(()) };
+        let dir = self.pipeline.models().models_dir();
+        self.models_synced
+            .get_or_try_init(|| async {
+                crate::models::sync::sync_pack(&self.store, prefix, &dir).await.map(|_| ()).map_err(|e| JobError::Retryable(e.to_string()))
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The trending hashtags the scheduler computed, read at most every five minutes. Without

@@ -52,6 +52,9 @@ pub struct InferenceSettings {
     pub library: Option<String>,
     /// Folder of the model pack (`REELQ_MODELS_DIR` when unset, else `.data/models`).
     pub models_dir: Option<String>,
+    /// A model pack in the storage bucket (for example `models/pack-2026-11`): copied into
+    /// `models_dir` before the first job that needs a model. Unset: the folder alone.
+    pub models_s3_prefix: Option<String>,
     /// Threads each model call may use.
     pub intra_threads: usize,
     /// `cpu`, or `cuda` (needs the `cuda` build and the GPU library; never falls back silently).
@@ -77,7 +80,7 @@ pub struct InferenceSettings {
 
 impl Default for InferenceSettings {
     fn default() -> Self {
-        Self { library: None, models_dir: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0, clip_model: None, speech_model: "whisper-tiny-en".to_owned(), audio_tagger: None, batch_max_size: 16, batch_max_wait_ms: 20 }
+        Self { library: None, models_dir: None, models_s3_prefix: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0, clip_model: None, speech_model: "whisper-tiny-en".to_owned(), audio_tagger: None, batch_max_size: 16, batch_max_wait_ms: 20 }
     }
 }
 
