@@ -15,7 +15,7 @@ use crate::inference::batcher::{Batcher, BatcherConfig};
 use crate::inference::clip::{ImageEncoder, TextEncoder};
 use crate::inference::image::{RgbImage, RgbView};
 use crate::inference::embedding::TextEmbedder;
-use crate::inference::ocr::{Ocr, OcrOptions};
+use crate::inference::ocr::{Ocr, OcrOptions, TextLine};
 use crate::inference::tagger::AudioTagger;
 use crate::inference::vad::Vad;
 use crate::inference::whisper::Whisper;
@@ -34,6 +34,7 @@ pub struct Models {
     clip: Mutex<Option<Arc<(ImageEncoder, TextEncoder)>>>,
     image_batcher: Mutex<Option<Arc<Batcher<RgbImage, Vec<f32>>>>>,
     tagger: Mutex<Option<Arc<AudioTagger>>>,
+    ocr_batcher: Mutex<Option<Arc<Batcher<RgbImage, Vec<TextLine>>>>>,
     /// Sentence embeddings of hashtag descriptions, computed once per description.
     tag_vectors: Mutex<HashMap<String, Arc<Vec<f32>>>>,
     classifier_path: Option<PathBuf>,
@@ -54,6 +55,7 @@ impl Models {
             clip: Mutex::new(None),
             image_batcher: Mutex::new(None),
             tagger: Mutex::new(None),
+            ocr_batcher: Mutex::new(None),
             tag_vectors: Mutex::new(HashMap::new()),
             classifier_path: None,
             classifier: Mutex::new(None),
@@ -92,6 +94,28 @@ impl Models {
         load(&self.ocr, || Ocr::load(&*self.runtime()?, &self.store(), OcrOptions::default()))
     }
 
+    /// The queue in front of the text reader that merges frames of concurrent jobs into
+    /// shared detector and recogniser calls. Blocking.
+    pub fn ocr_batcher(&self) -> Result<Arc<Batcher<RgbImage, Vec<TextLine>>>, InferenceError> {
+        let config = self.batcher_config();
+        load(&self.ocr_batcher, || {
+            let ocr = self.ocr()?;
+            Batcher::spawn("ocr", config, move |images: Vec<RgbImage>| {
+                let views: Vec<RgbView<'_>> = images.iter().map(RgbImage::view).collect();
+                let started = std::time::Instant::now();
+                let out = ocr.read_batch(&views);
+                let m = reelq_shared::metrics::get();
+                m.inference_seconds.with_label_values(&["ocr"]).observe(started.elapsed().as_secs_f64());
+                m.inference_batch_size.with_label_values(&["ocr"]).observe(images.len() as f64);
+                out
+            })
+        })
+    }
+
+    fn batcher_config(&self) -> BatcherConfig {
+        BatcherConfig { max_batch: self.settings.batch_max_size, max_wait: std::time::Duration::from_millis(self.settings.batch_max_wait_ms) }
+    }
+
     /// The voice activity detector. Blocking.
     pub fn vad(&self) -> Result<Arc<Vad>, InferenceError> {
         load(&self.vad, || Vad::load(&*self.runtime()?, &self.store()))
@@ -127,10 +151,7 @@ impl Models {
     /// shared model calls, when an encoder is configured. Blocking.
     pub fn image_batcher(&self) -> Result<Option<Arc<Batcher<RgbImage, Vec<f32>>>>, InferenceError> {
         let Some(pair) = self.clip()? else { return Ok(None) };
-        let config = BatcherConfig {
-            max_batch: self.settings.batch_max_size,
-            max_wait: std::time::Duration::from_millis(self.settings.batch_max_wait_ms),
-        };
+        let config = self.batcher_config();
         load(&self.image_batcher, || {
             let encoder = ImageEncoderRef(pair);
             Batcher::spawn("image-encoder", config, move |images: Vec<RgbImage>| {

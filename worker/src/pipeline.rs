@@ -269,11 +269,10 @@ impl Pipeline {
                 .map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| (f.time_secs, v)))
                 .collect::<Result<Vec<_>, _>>()?;
             let ocr = self.models.ocr()?;
-            let started = Instant::now();
-            let texts = ocr.read_frames(&frames)?;
-            let m = metrics::get();
-            m.inference_seconds.with_label_values(&["ocr"]).observe(started.elapsed().as_secs_f64());
-            m.inference_batch_size.with_label_values(&["ocr"]).observe(frames.len() as f64);
+            // Frames go through the batcher shared by every job of this process, which times
+            // each model call and records its batch size.
+            let batcher = self.models.ocr_batcher()?;
+            let texts = ocr.read_frames_with(&frames, |views| batcher.submit_all_blocking(views.iter().map(RgbView::to_owned).collect()))?;
             session.ocr = Some((texts, ocr.models().to_vec()));
         }
         Ok(session.ocr.as_ref().expect("set above"))
@@ -569,7 +568,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_of_two_concurrent_videos_share_one_image_encoder_batch() {
+    fn frames_of_two_concurrent_videos_share_image_encoder_and_ocr_batches() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = clip(dir.path(), "a.mp4", "testsrc=s=320x240:r=25");
         let b = clip(dir.path(), "b.mp4", "mandelbrot=s=320x240:r=25");
@@ -586,5 +585,10 @@ mod tests {
         assert_eq!(na + nb, 6, "three frames each from three-second clips at one per second");
         let stats = p.models().image_batcher().expect("batcher").expect("configured").stats();
         assert_eq!((stats.batches, stats.items, stats.full), (1, 6, 1), "{stats:?}");
+        // The text reader sits behind its own batcher: the two videos' frames (three each,
+        // bar any that repeat the previous one) were read in one shared call.
+        let ocr = p.models().ocr_batcher().expect("ocr batcher").stats();
+        assert_eq!(ocr.batches, 1, "{ocr:?}");
+        assert!(ocr.items > 3, "frames of both videos in the batch: {ocr:?}");
     }
 }

@@ -72,7 +72,7 @@ pub struct InferenceSettings {
     pub speech_model: String,
     /// Audio tagger of the pack (AudioSet-style labels) for the `audio` analysis. Unset: none.
     pub audio_tagger: Option<String>,
-    /// Most frames in one image-encoder call; frames of concurrent jobs share calls.
+    /// Most frames in one image-encoder or OCR call; frames of concurrent jobs share calls.
     pub batch_max_size: usize,
     /// Longest a frame waits for others to fill its batch, in milliseconds.
     pub batch_max_wait_ms: u64,

@@ -155,6 +155,16 @@ impl Ocr {
     /// A frame that looks like the last frame read (a static caption over a still shot) is not
     /// read again: it takes that frame's lines.
     pub fn read_frames(&self, frames: &[(f64, RgbView<'_>)]) -> Result<Vec<OnScreenText>, InferenceError> {
+        self.read_frames_with(frames, |views| self.read_batch(views))
+    }
+
+    /// [`read_frames`](Self::read_frames) with the reading done by `read` (one list of lines
+    /// per frame, in order): a batcher shared with other jobs, for example.
+    pub fn read_frames_with(
+        &self,
+        frames: &[(f64, RgbView<'_>)],
+        read: impl FnOnce(&[RgbView<'_>]) -> Result<Vec<Vec<TextLine>>, InferenceError>,
+    ) -> Result<Vec<OnScreenText>, InferenceError> {
         let mut source = Vec::with_capacity(frames.len());
         let mut to_read: Vec<usize> = Vec::new();
         let mut last: Option<(usize, Vec<f32>)> = None;
@@ -170,7 +180,10 @@ impl Ocr {
             }
         }
         let views: Vec<RgbView<'_>> = to_read.iter().map(|&i| frames[i].1).collect();
-        let lines = self.read_batch(&views)?;
+        let lines = read(&views)?;
+        if lines.len() != views.len() {
+            return Err(InferenceError::BatchFailed(format!("{} readings for {} frames", lines.len(), views.len())));
+        }
         Ok(dedup(frames.iter().zip(&source).map(|((t, _), &k)| (*t, lines[k].clone()))))
     }
 
