@@ -13,14 +13,13 @@ use reelq_shared::classifier::LinearHead;
 
 use crate::inference::batcher::{Batcher, BatcherConfig};
 use crate::inference::clip::{ImageEncoder, TextEncoder};
-use crate::inference::image::{RgbImage, RgbView};
+use crate::inference::image::RgbImage;
 use crate::inference::embedding::TextEmbedder;
 use crate::inference::ocr::{Ocr, OcrOptions, TextLine};
 use crate::inference::tagger::AudioTagger;
 use crate::inference::vad::Vad;
 use crate::inference::whisper::Whisper;
 use crate::inference::{Device, DirStore, InferenceError, Runtime, RuntimeConfig};
-use crate::pipeline::hashtags::Vocabulary;
 use crate::settings::InferenceSettings;
 
 /// Lazily loaded models.
@@ -35,7 +34,7 @@ pub struct Models {
     image_batcher: Mutex<Option<Arc<Batcher<RgbImage, Vec<f32>>>>>,
     tagger: Mutex<Option<Arc<AudioTagger>>>,
     ocr_batcher: Mutex<Option<Arc<Batcher<RgbImage, Vec<TextLine>>>>>,
-    /// Sentence embeddings of hashtag descriptions, computed once per description.
+    /// Embeddings of hashtag descriptions and prompts, by model and text.
     tag_vectors: Mutex<HashMap<String, Arc<Vec<f32>>>>,
     classifier_path: Option<PathBuf>,
     /// The loaded classifier and the modification time of the file it came from.
@@ -98,18 +97,7 @@ impl Models {
     /// shared detector and recogniser calls. Blocking.
     pub fn ocr_batcher(&self) -> Result<Arc<Batcher<RgbImage, Vec<TextLine>>>, InferenceError> {
         let config = self.batcher_config();
-        load(&self.ocr_batcher, || {
-            let ocr = self.ocr()?;
-            Batcher::spawn("ocr", config, move |images: Vec<RgbImage>| {
-                let views: Vec<RgbView<'_>> = images.iter().map(RgbImage::view).collect();
-                let started = std::time::Instant::now();
-                let out = ocr.read_batch(&views);
-                let m = reelq_shared::metrics::get();
-                m.inference_seconds.with_label_values(&["ocr"]).observe(started.elapsed().as_secs_f64());
-                m.inference_batch_size.with_label_values(&["ocr"]).observe(images.len() as f64);
-                out
-            })
-        })
+        load(&self.ocr_batcher, || self.ocr()?.batcher(config))
     }
 
     fn batcher_config(&self) -> BatcherConfig {
@@ -152,18 +140,7 @@ impl Models {
     pub fn image_batcher(&self) -> Result<Option<Arc<Batcher<RgbImage, Vec<f32>>>>, InferenceError> {
         let Some(pair) = self.clip()? else { return Ok(None) };
         let config = self.batcher_config();
-        load(&self.image_batcher, || {
-            let encoder = ImageEncoderRef(pair);
-            Batcher::spawn("image-encoder", config, move |images: Vec<RgbImage>| {
-                let views: Vec<RgbView<'_>> = images.iter().map(RgbImage::view).collect();
-                let started = std::time::Instant::now();
-                let out = encoder.embed(&views);
-                let m = reelq_shared::metrics::get();
-                m.inference_seconds.with_label_values(&["image_encoder"]).observe(started.elapsed().as_secs_f64());
-                m.inference_batch_size.with_label_values(&["image_encoder"]).observe(images.len() as f64);
-                out
-            })
-        })
+        load(&self.image_batcher, || ImageEncoderRef(pair).batcher(config))
         .map(Some)
     }
 
@@ -172,23 +149,28 @@ impl Models {
         Ok(self.clip()?.map(TextEncoderRef))
     }
 
-    /// Unit sentence embeddings of the vocabulary's descriptions, in vocabulary order; each
-    /// description is embedded once per process.
-    pub fn vocabulary_embeddings(&self, embedder: &TextEmbedder, vocab: &Vocabulary) -> Result<Vec<Arc<Vec<f32>>>, InferenceError> {
-        let descriptions: Vec<String> = vocab.entries().iter().map(|e| e.description()).collect();
+    /// Embeddings of `texts` by `model`, each text embedded once per process (hashtag
+    /// descriptions and prompts repeat for every job); `embed` computes the missing ones.
+    pub fn cached_embeddings(
+        &self,
+        model: &str,
+        texts: &[String],
+        embed: impl FnOnce(&[&str]) -> Result<Vec<Vec<f32>>, InferenceError>,
+    ) -> Result<Vec<Arc<Vec<f32>>>, InferenceError> {
+        let key = |t: &str| format!("{model}\u{0}{t}");
         let missing: Vec<&str> = {
             let cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            descriptions.iter().map(String::as_str).filter(|d| !cache.contains_key(*d)).collect()
+            texts.iter().map(String::as_str).filter(|t| !cache.contains_key(&key(t))).collect()
         };
         if !missing.is_empty() {
-            let vectors = embedder.embed(&missing)?;
+            let vectors = embed(&missing)?;
             let mut cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for (d, v) in missing.into_iter().zip(vectors) {
-                cache.insert(d.to_owned(), Arc::new(v));
+            for (t, v) in missing.into_iter().zip(vectors) {
+                cache.insert(key(t), Arc::new(v));
             }
         }
         let cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(descriptions.iter().map(|d| cache.get(d).cloned().unwrap_or_default()).collect())
+        Ok(texts.iter().map(|t| cache.get(&key(t)).cloned().unwrap_or_default()).collect())
     }
 
     /// The hashtag classifier, when one is configured; re-read when its file changes, so a

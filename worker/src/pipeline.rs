@@ -402,7 +402,8 @@ impl Pipeline {
 
         if let Some(text) = &embeddings.text {
             let embedder = self.models.text_embedder()?;
-            let tags = self.models.vocabulary_embeddings(&embedder, &vocab)?;
+            let descriptions: Vec<String> = vocab.entries().iter().map(|e| e.description()).collect();
+            let tags = self.models.cached_embeddings(&text.model.to_string(), &descriptions, |t| embedder.embed(t))?;
             signals.text_similarity = Some((tags.iter().map(|t| dot(t, &text.vector)).collect(), text.model.to_string()));
             used.push(to_json(&text.model)?);
         }
@@ -425,8 +426,7 @@ impl Pipeline {
             && let Some(text_encoder) = self.models.clip_text_encoder()?
         {
             let prompts: Vec<String> = vocab.entries().iter().map(|e| format!("a video about {}", e.tag.trim_start_matches('#'))).collect();
-            let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-            let tag_vecs = text_encoder.embed(&refs)?;
+            let tag_vecs = self.models.cached_embeddings(&text_encoder.model().to_string(), &prompts, |t| text_encoder.embed(t))?;
             let best_frame = session.decoded()?.samples.first().map(|f| f.time_secs).unwrap_or(0.0);
             signals.visual = Some((tag_vecs.iter().map(|t| (dot(t, &image.vector), best_frame)).collect(), encoder.model().to_string()));
             used.push(to_json(&encoder.model())?);
@@ -448,6 +448,11 @@ impl Pipeline {
 impl Session {
     fn decoded(&self) -> Result<&DecodeOutput, JobError> {
         self.decoded.as_ref().ok_or_else(|| JobError::Retryable("the video was not decoded for this analysis".into()))
+    }
+
+    /// The video file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.input.path
     }
 
     /// What the probe found.

@@ -246,7 +246,7 @@ impl JobRunner {
                 path: m.path.clone(),
                 probe: m.probe.clone(),
                 caption: job.options.get("caption").and_then(serde_json::Value::as_str).map(str::to_owned),
-                trending: if todo.contains(&Analysis::Hashtags) { self.trending().await.to_vec() } else { Vec::new() },
+                trending: if todo.iter().any(|a| matches!(a, Analysis::Hashtags | Analysis::Music)) { self.trending().await.to_vec() } else { Vec::new() },
             };
             let (pipeline, stop, wanted) = (self.pipeline.clone(), cancel.clone(), todo.clone());
             let started = run_blocking(move || pipeline.start(input, &wanted, &|| stop.is_cancelled()))
@@ -331,7 +331,10 @@ impl JobRunner {
                 metrics::get().stage_seconds.with_label_values(&["noop"]).observe(started.elapsed().as_secs_f64());
                 Ok(AnalysisOutput { payload: serde_json::json!({ "waited_ms": ms }), models: serde_json::json!([]) })
             }
-            Analysis::Mux => Ok(AnalysisOutput { payload: mux::run(self, job, cancel).await?, models: serde_json::json!([]) }),
+            Analysis::Mux => {
+                let fetched = session.as_ref().map(|s| s.path().to_path_buf());
+                Ok(AnalysisOutput { payload: mux::run(self, job, fetched.as_deref(), cancel).await?, models: serde_json::json!([]) })
+            }
             Analysis::Music => {
                 // The job's own suggestions (already computed if `hashtags` ran: the pipeline
                 // keeps what it found) choose the sounds.

@@ -219,6 +219,9 @@ where
         let outcome = catch_unwind(AssertUnwindSafe(|| run(inputs)))
             .unwrap_or_else(|_| Err(InferenceError::BatchFailed(format!("{name}: the batch function panicked"))));
         stats.run_micros.fetch_add(micros(started.elapsed()), Ordering::Relaxed);
+        let m = reelq_shared::metrics::get();
+        m.inference_seconds.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+        m.inference_batch_size.with_label_values(&[name]).observe(n as f64);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(c) = stats.size_counts.get(n - 1) {

@@ -63,7 +63,7 @@ impl ImageEncoder {
     /// A batcher merging frames from concurrent jobs into shared model calls.
     pub fn batcher(&self, config: BatcherConfig) -> Result<Batcher<RgbImage, Vec<f32>>, InferenceError> {
         let encoder = self.clone();
-        Batcher::spawn("image-encoder", config, move |images: Vec<RgbImage>| {
+        Batcher::spawn("image_encoder", config, move |images: Vec<RgbImage>| {
             let views: Vec<RgbView<'_>> = images.iter().map(RgbImage::view).collect();
             encoder.embed(&views)
         })

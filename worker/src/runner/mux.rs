@@ -1,7 +1,7 @@
 //! The `mux` analysis inside a job: fetch the video and the tenant's track, build the MP4 off
 //! the async runtime, probe it again, store it under the job's own key and describe it. The
-//! runner has already probed the video against the media limits; this fetches its own copy so
-//! that it depends on nothing but the job row.
+//! runner has already fetched the video and probed it against the media limits; its copy is
+//! reused.
 //!
 //! Failures are decided here: a track that is gone, unreadable or too short, and a video that
 //! cannot be copied into MP4, fail the job with a stable code; storage and scratch-disk faults
@@ -40,7 +40,8 @@ async fn fetch(store: &Store, key: &str, path: &Path, missing: JobErrorCode, can
 }
 
 /// Runs `mux` for `job`; returns the result payload.
-pub(super) async fn run(runner: &JobRunner, job: &JobRecord, cancel: &CancellationToken) -> Result<serde_json::Value, JobError> {
+/// `fetched` is the video the runner already downloaded for the job, when it did.
+pub(super) async fn run(runner: &JobRunner, job: &JobRecord, fetched: Option<&Path>, cancel: &CancellationToken) -> Result<serde_json::Value, JobError> {
     let options = job.options.as_object().cloned().unwrap_or_default();
     let opts = MuxOptions::from_job_options(&options).map_err(|m| fatal(JobErrorCode::InvalidRequest, m))?;
 
@@ -58,8 +59,15 @@ pub(super) async fn run(runner: &JobRunner, job: &JobRecord, cancel: &Cancellati
         .ok_or_else(|| fatal(JobErrorCode::AudioMissing, "the audio track no longer exists"))?;
 
     let dir = tempfile::Builder::new().prefix("reelq-mux-").tempdir_in(&runner.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
-    let (video_path, track_path) = (dir.path().join("video"), dir.path().join("track"));
-    fetch(&runner.store, &video.object_key, &video_path, JobErrorCode::VideoMissing, cancel).await?;
+    let track_path = dir.path().join("track");
+    let video_path = match fetched {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let path = dir.path().join("video");
+            fetch(&runner.store, &video.object_key, &path, JobErrorCode::VideoMissing, cancel).await?;
+            path
+        }
+    };
     fetch(&runner.store, &track.object_key, &track_path, JobErrorCode::AudioMissing, cancel).await?;
 
     let out_path = dir.path().join("output.mp4");
