@@ -23,6 +23,7 @@ pub mod feedback;
 pub mod hashtags;
 pub mod health;
 pub mod jobs;
+pub mod models;
 pub mod music;
 pub mod page;
 pub mod videos;
@@ -35,7 +36,8 @@ pub mod videos;
         (name = "videos", description = "Uploads"),
         (name = "jobs", description = "Analysis jobs"),
         (name = "trends", description = "Trending hashtags and music from pulled TikTok data"),
-        (name = "admin", description = "Scheduler operation (admin keys)"),
+        (name = "models", description = "Trained model versions"),
+        (name = "admin", description = "Scheduler, training and model operation (admin keys)"),
         (name = "health", description = "Operations"),
     )
 )]
@@ -72,6 +74,10 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(hashtags::trending))
         .routes(routes!(music::recommendations))
         .routes(routes!(admin::list_runs, admin::trigger_run))
+        .routes(routes!(models::list_models))
+        .routes(routes!(models::rollback))
+        .routes(routes!(models::start_training))
+        .routes(routes!(models::get_training))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics_text));

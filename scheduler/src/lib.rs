@@ -30,6 +30,7 @@ pub mod runner;
 pub mod settings;
 pub mod source;
 pub mod tiktok;
+pub mod train;
 pub mod trends;
 
 pub use settings::{ScheduleSettings, SchedulerSettings, SourceKind, TikTokSettings, TrendSettings};
@@ -139,6 +140,7 @@ fn build_schedules(settings: &SchedulerSettings, store: &Store) -> Result<Vec<ru
             let source: Arc<dyn source::Source> = match s.source {
                 SourceKind::Tiktok => Arc::new(tiktok::TikTokSource::new(client.clone(), &limits, s)),
                 SourceKind::Dump => Arc::new(dump::DumpSource::new(s.path.as_deref().unwrap_or_default(), s.format, Some(store.clone()))),
+                SourceKind::Train => Arc::new(train::TrainSource::new(s.training.clone())),
             };
             Ok(runner::Schedule { name: name.clone(), expression: s.cron.clone(), cron, enabled: s.enabled, source })
         })

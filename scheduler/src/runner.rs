@@ -204,7 +204,9 @@ impl Runner {
     /// Runs one started run to its end and records how it ended.
     async fn execute(&self, schedule: &Schedule, run_id: uuid::Uuid, stop: &CancellationToken) -> Result<(), DbError> {
         tracing::info!("run started");
+        let started = std::time::Instant::now();
         let mut ctx = RunContext::new(self.pool.clone(), schedule.name.clone(), stop.clone());
+        ctx.run_id = Some(run_id);
         let result = schedule.source.pull(&mut ctx).await;
         let videos = i32::try_from(ctx.videos).unwrap_or(i32::MAX);
         let requests = i32::try_from(ctx.requests).unwrap_or(i32::MAX);
@@ -215,6 +217,10 @@ impl Runner {
         };
         schedules::finish(&self.pool, run_id, &RunEnd { status, videos, requests, error_code: code, error: message.as_deref() }).await?;
         tracing::info!(status, videos, requests, error_code = code, "run ended");
+        let m = reelq_shared::metrics::get();
+        m.schedule_runs.with_label_values(&[schedule.name.as_str(), status]).inc();
+        m.schedule_run_seconds.with_label_values(&[schedule.name.as_str()]).observe(started.elapsed().as_secs_f64());
+        m.pulled_videos.with_label_values(&[schedule.name.as_str()]).inc_by(u64::from(ctx.videos));
         if videos > 0 && let Err(e) = crate::trends::refresh(&self.pool, &self.trends).await {
             tracing::warn!(error = %e, "could not recompute trending hashtags");
         }

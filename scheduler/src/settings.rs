@@ -190,6 +190,8 @@ pub enum SourceKind {
     Tiktok,
     /// A dump file or S3 prefix.
     Dump,
+    /// Not a pull: enqueues a training job (`training` says how) and waits for its outcome.
+    Train,
 }
 
 impl SourceKind {
@@ -198,6 +200,7 @@ impl SourceKind {
         match self {
             Self::Tiktok => "tiktok",
             Self::Dump => "dump",
+            Self::Train => "train",
         }
     }
 }
@@ -223,7 +226,7 @@ pub enum DumpFormat {
 pub struct ScheduleSettings {
     /// Cron expression, five fields (minute first) or six (seconds first), in UTC.
     pub cron: String,
-    /// `tiktok` or `dump`.
+    /// `tiktok`, `dump`, or `train` (retrain the models on what was pulled).
     pub source: SourceKind,
     /// A disabled schedule is registered but never run, not even when triggered.
     #[serde(default = "yes")]
@@ -245,6 +248,9 @@ pub struct ScheduleSettings {
     /// Dump: its layout.
     #[serde(default)]
     pub format: DumpFormat,
+    /// Train: what to train and how to judge it (every field has a default).
+    #[serde(default)]
+    pub training: reelq_shared::training::TrainingRequest,
 }
 
 /// A list, or one comma-separated string: schedule tables are named by the operator, so their
@@ -329,6 +335,9 @@ impl SchedulerSettings {
                     if s.path.as_deref().is_none_or(str::is_empty) {
                         return Err(ConfigError::invalid("scheduler.schedules.*.path", format!("schedule `{name}`: a dump needs a path")));
                     }
+                }
+                SourceKind::Train => {
+                    s.training.validate().map_err(|m| ConfigError::invalid("scheduler.schedules.*.training", format!("schedule `{name}`: {m}")))?;
                 }
             }
         }

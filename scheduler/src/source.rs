@@ -77,12 +77,14 @@ pub struct RunContext {
     pub videos: u32,
     /// API requests made so far.
     pub requests: u32,
+    /// The run being run, when there is one (a key for what it enqueues).
+    pub run_id: Option<uuid::Uuid>,
 }
 
 impl RunContext {
     /// A context for a run of `schedule`.
     pub fn new(pool: PgPool, schedule: impl Into<String>, stop: CancellationToken) -> Self {
-        Self { pool, schedule: schedule.into(), stop, videos: 0, requests: 0 }
+        Self { pool, schedule: schedule.into(), stop, videos: 0, requests: 0, run_id: None }
     }
 
     /// Stores a batch of videos with a snapshot of their counters taken now.

@@ -14,6 +14,7 @@ use crate::metrics;
 pub mod admin;
 pub mod feedback;
 pub mod jobs;
+pub mod models;
 pub mod outbox;
 pub mod results;
 pub mod schedules;

@@ -132,6 +132,12 @@ pub enum Analysis {
     /// Diagnostic analysis that does no media work (it may wait `options.noop_ms`): for load
     /// tests and operational drills. Accepted only where the api allows diagnostics.
     Noop,
+    /// Internal: trains the hashtag classifier and the virality regressor and decides their
+    /// promotion. Only the scheduler and operators enqueue it; the api refuses it from clients.
+    Train,
+    /// A virality estimate from the promoted regressor: the predicted virality, its percentile
+    /// among pulled videos, and an expected view range.
+    Virality,
 }
 
 impl Analysis {
@@ -148,6 +154,8 @@ impl Analysis {
             Self::Music => "music",
             Self::Mux => "mux",
             Self::Noop => "noop",
+            Self::Train => "train",
+            Self::Virality => "virality",
         }
     }
 
@@ -164,13 +172,20 @@ impl Analysis {
             "music" => Some(Self::Music),
             "mux" => Some(Self::Mux),
             "noop" => Some(Self::Noop),
+            "train" => Some(Self::Train),
+            "virality" => Some(Self::Virality),
             _ => None,
         }
     }
 
     /// Whether the analysis reads the video at all.
     pub fn needs_media(self) -> bool {
-        !matches!(self, Self::Noop)
+        !matches!(self, Self::Noop | Self::Train)
+    }
+
+    /// Whether only the system enqueues it.
+    pub fn is_internal(self) -> bool {
+        matches!(self, Self::Train)
     }
 
     /// Whether the analysis exists for operations rather than for creators.

@@ -15,4 +15,5 @@ pub mod outbox;
 pub mod queue;
 pub mod storage;
 pub mod telemetry;
+pub mod training;
 pub mod webhook;

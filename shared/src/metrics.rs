@@ -46,6 +46,15 @@ pub struct Metrics {
     pub inference_seconds: HistogramVec,
     /// `reelq_inference_batch_size{model}`: inputs per model call.
     pub inference_batch_size: HistogramVec,
+    /// `reelq_schedule_runs_total{schedule,status}`: scheduler runs by how they ended.
+    pub schedule_runs: IntCounterVec,
+    /// `reelq_schedule_run_duration_seconds{schedule}`: scheduler run time.
+    pub schedule_run_seconds: HistogramVec,
+    /// `reelq_pulled_videos_total{schedule}`: videos stored by pulls.
+    pub pulled_videos: IntCounterVec,
+    /// `reelq_model_versions_total{model,status}`: trained versions by decision (`promoted`,
+    /// `rejected`, `skipped`).
+    pub model_versions: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -91,6 +100,10 @@ impl Metrics {
             inference_seconds: histogram(&r, "reelq_inference_duration_seconds", "Time spent in model calls per analysis", &["model"], SLOW.to_vec()),
             inference_batch_size: histogram(&r, "reelq_inference_batch_size", "Inputs per model call", &["model"], vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
             s3_call_seconds: histogram(&r, "reelq_s3_call_duration_seconds", "Object storage call latency", &["op", "outcome"], SLOW.to_vec()),
+            schedule_runs: counter(&r, "reelq_schedule_runs_total", "Scheduler runs by outcome", &["schedule", "status"]),
+            schedule_run_seconds: histogram(&r, "reelq_schedule_run_duration_seconds", "Scheduler run time", &["schedule"], SLOW.to_vec()),
+            pulled_videos: counter(&r, "reelq_pulled_videos_total", "Videos stored by scheduler pulls", &["schedule"]),
+            model_versions: counter(&r, "reelq_model_versions_total", "Trained model versions by decision", &["model", "status"]),
             registry: r,
         }
     }

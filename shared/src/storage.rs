@@ -358,19 +358,24 @@ impl Store {
         Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())
     }
 
+    /// Starts reading an object; a missing key is [`StorageError::NotFound`].
+    async fn get_object(&self, key: &str) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StorageError> {
+        self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                StorageError::NotFound(key.to_owned())
+            } else {
+                StorageError::service("get_object", e)
+            }
+        })
+    }
+
     /// Streams an object to a local file; returns its size.
     pub async fn download_to_file(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
         observe("download", self.download_to_file_inner(key, path)).await
     }
 
     async fn download_to_file_inner(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
-        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                StorageError::NotFound(key.to_owned())
-            } else {
-                StorageError::service("get_object", e)
-            }
-        })?;
+        let out = self.get_object(key).await?;
         let mut file = tokio::fs::File::create(path).await?;
         let mut body = out.body;
         let mut size = 0u64;
@@ -402,6 +407,41 @@ impl Store {
         .await
     }
 
+    /// Stores a small object (a model artifact) from memory.
+    pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StorageError> {
+        observe("put_bytes", async {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .map_err(|e| StorageError::service("put_object", e))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Reads a small object (a model artifact) into memory, refusing one larger than `max`
+    /// bytes rather than growing without bound.
+    pub async fn get_bytes(&self, key: &str, max: u64) -> Result<Vec<u8>, StorageError> {
+        observe("get_bytes", async {
+            let out = self.get_object(key).await?;
+            let mut body = out.body;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.try_next().await.map_err(|e| StorageError::Service { op: "get_object.body", message: e.to_string() })? {
+                if (bytes.len() + chunk.len()) as u64 > max {
+                    return Err(StorageError::Service { op: "get_bytes", message: format!("{key} is larger than {max} bytes") });
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(bytes)
+        })
+        .await
+    }
+
     /// Reads an object through once, returning its size, SHA-256 and recognised container.
     /// Used to check a presigned upload without holding it in memory.
     pub async fn inspect(&self, key: &str) -> Result<StoredObject, StorageError> {
@@ -409,13 +449,7 @@ impl Store {
     }
 
     async fn inspect_inner(&self, key: &str) -> Result<StoredObject, StorageError> {
-        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                StorageError::NotFound(key.to_owned())
-            } else {
-                StorageError::service("get_object", e)
-            }
-        })?;
+        let out = self.get_object(key).await?;
         let mut body = out.body;
         let mut hasher = Sha256::new();
         let mut head = Vec::with_capacity(SNIFF_LEN);

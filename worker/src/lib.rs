@@ -6,8 +6,10 @@ pub mod inference;
 pub mod media;
 pub mod models;
 pub mod pipeline;
+pub mod registry;
 pub mod runner;
 pub mod settings;
+pub mod training;
 pub mod webhooks;
 
 use std::net::SocketAddr;

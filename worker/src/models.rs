@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use reelq_shared::classifier::LinearHead;
+use reelq_shared::engagement::virality::ViralityRegressor;
 
 use crate::inference::batcher::{Batcher, BatcherConfig};
 use crate::inference::clip::{ImageEncoder, TextEncoder};
@@ -39,6 +40,10 @@ pub struct Models {
     classifier_path: Option<PathBuf>,
     /// The loaded classifier and the modification time of the file it came from.
     classifier: Mutex<Option<(SystemTime, Arc<LinearHead>)>>,
+    /// The promoted versions from the model registry, set by [`crate::registry::Registry`];
+    /// a promoted classifier takes precedence over the configured file.
+    promoted_head: Mutex<Option<Arc<LinearHead>>>,
+    promoted_virality: Mutex<Option<Arc<ViralityRegressor>>>,
 }
 
 impl Models {
@@ -58,6 +63,8 @@ impl Models {
             tag_vectors: Mutex::new(HashMap::new()),
             classifier_path: None,
             classifier: Mutex::new(None),
+            promoted_head: Mutex::new(None),
+            promoted_virality: Mutex::new(None),
         }
     }
 
@@ -177,6 +184,9 @@ impl Models {
     /// promotion takes effect without a restart. A file that cannot be read or parsed is an
     /// error (the job retries) rather than silently ignored.
     pub fn hashtag_head(&self) -> Result<Option<Arc<LinearHead>>, InferenceError> {
+        if let Some(head) = self.promoted_head.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
+            return Ok(Some(head));
+        }
         let Some(path) = self.classifier_path.as_ref() else { return Ok(None) };
         let bad = |reason: String| InferenceError::MissingModel { name: "hashtag-classifier".into(), reason };
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).map_err(|e| bad(format!("{}: {e}", path.display())))?;
@@ -191,6 +201,21 @@ impl Models {
         tracing::info!(version = %head.version, labels = head.labels.len(), "hashtag classifier loaded");
         *slot = Some((modified, head.clone()));
         Ok(Some(head))
+    }
+
+    /// Uses the registry's promoted classifier (or, with `None`, the configured file again).
+    pub fn set_promoted_head(&self, head: Option<Arc<LinearHead>>) {
+        *self.promoted_head.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = head;
+    }
+
+    /// Uses the registry's promoted virality regressor.
+    pub fn set_promoted_virality(&self, model: Option<Arc<ViralityRegressor>>) {
+        *self.promoted_virality.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = model;
+    }
+
+    /// The promoted virality regressor, once the registry has one.
+    pub fn virality(&self) -> Option<Arc<ViralityRegressor>> {
+        self.promoted_virality.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Speech recognition (Whisper tiny.en). Blocking.

@@ -176,9 +176,9 @@ impl Pipeline {
     /// The decode that serves every analysis in `analyses`, or `None` when none needs one.
     pub fn decode_options(&self, analyses: &[Analysis]) -> Option<DecodeOptions> {
         let needs = |set: &[Analysis]| analyses.iter().any(|a| set.contains(a));
-        let frames_for_models = needs(&[Analysis::Ocr, Analysis::Embeddings, Analysis::Hashtags, Analysis::Music]);
+        let frames_for_models = needs(&[Analysis::Ocr, Analysis::Embeddings, Analysis::Hashtags, Analysis::Music, Analysis::Virality]);
         let quality = needs(&[Analysis::Quality]);
-        let audio = needs(&[Analysis::Quality, Analysis::Audio, Analysis::Transcript, Analysis::Embeddings, Analysis::Hashtags, Analysis::Music]);
+        let audio = needs(&[Analysis::Quality, Analysis::Audio, Analysis::Transcript, Analysis::Embeddings, Analysis::Hashtags, Analysis::Music, Analysis::Virality]);
         if !frames_for_models && !quality && !audio {
             return None;
         }
@@ -249,6 +249,7 @@ impl Pipeline {
                 AnalysisOutput { payload: to_json(e)?, models: to_json(&models)? }
             }
             Analysis::Hashtags => self.hashtags(session)?,
+            Analysis::Virality => self.virality(session)?,
             other => {
                 return Err(JobError::Fatal {
                     code: JobErrorCode::InvalidRequest,
@@ -442,6 +443,43 @@ impl Pipeline {
             "vocabulary_size": vocab.len(),
         });
         Ok(AnalysisOutput { payload, models: Value::Array(used) })
+    }
+}
+
+impl Pipeline {
+    /// The promoted regressor's estimate from the job's text embedding and caption: predicted
+    /// virality, its percentile among pulled videos and an expected view range.
+    fn virality(&self, session: &mut Session) -> Result<AnalysisOutput, JobError> {
+        let Some(model) = self.models.virality() else {
+            return Ok(AnalysisOutput {
+                payload: json!({ "estimate": null, "reason": "no virality model has been trained and promoted yet" }),
+                models: json!([]),
+            });
+        };
+        let caption = session.input.caption.clone().unwrap_or_default();
+        let embeddings = self.embeddings(session)?.clone();
+        let Some(text) = embeddings.text else {
+            return Ok(AnalysisOutput {
+                payload: json!({ "estimate": null, "model_version": model.version, "reason": "the video has no speech, on-screen text or caption to estimate from" }),
+                models: json!([{ "name": "virality-regressor", "version": model.version }]),
+            });
+        };
+        let feature_model = crate::training::virality_feature_model(&text.model.to_string());
+        if feature_model != model.feature_model {
+            return Err(JobError::Retryable(format!("the promoted virality model reads `{}`, this worker makes `{feature_model}`", model.feature_model)));
+        }
+        let tags = caption.split_whitespace().filter(|w| w.starts_with('#') && w.len() > 1).count();
+        let features = crate::training::virality_features(&text.vector, tags, text.items);
+        let estimate = model.predict(&features).map_err(|e| JobError::Retryable(format!("virality model: {e}")))?;
+        Ok(AnalysisOutput {
+            payload: json!({
+                "estimate": estimate,
+                "model_version": model.version,
+                "correlations": model.correlations,
+                "held_out_spearman": model.metrics.get("spearman"),
+            }),
+            models: json!([{ "name": "virality-regressor", "version": model.version }, to_json(&text.model)?]),
+        })
     }
 }
 

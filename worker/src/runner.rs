@@ -84,6 +84,8 @@ pub struct JobRunner {
     models_synced: tokio::sync::OnceCell<()>,
     /// The trending hashtags and when they were read; refreshed every few minutes.
     trending: tokio::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
+    /// The promoted model versions, refreshed before the jobs that use them.
+    registry: crate::registry::Registry,
 }
 
 impl JobRunner {
@@ -91,7 +93,18 @@ impl JobRunner {
     pub fn new(pool: PgPool, store: Store, settings: Arc<Settings>) -> Self {
         let scratch = settings.worker.scratch_dir.clone().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         let pipeline = Arc::new(Pipeline::from_settings(&settings));
-        Self { pool, store, topology: Topology::new(&settings.amqp), settings, scratch, pipeline, models_synced: tokio::sync::OnceCell::new(), trending: tokio::sync::Mutex::new(None) }
+        let registry = crate::registry::Registry::new(pool.clone(), store.clone(), Duration::from_millis(settings.inference.registry_refresh_ms));
+        Self {
+            pool,
+            store,
+            topology: Topology::new(&settings.amqp),
+            settings,
+            scratch,
+            pipeline,
+            models_synced: tokio::sync::OnceCell::new(),
+            trending: tokio::sync::Mutex::new(None),
+            registry,
+        }
     }
 
     fn lease_ttl(&self) -> Duration {
@@ -239,6 +252,9 @@ impl JobRunner {
         if todo.iter().any(|a| !matches!(a, Analysis::Probe | Analysis::Quality | Analysis::Mux | Analysis::Noop)) {
             self.ensure_model_pack().await?;
         }
+        if todo.iter().any(|a| matches!(a, Analysis::Hashtags | Analysis::Music | Analysis::Virality)) {
+            self.registry.refresh(self.pipeline.models()).await;
+        }
         let mut session: Option<Session> = None;
         if let Some(m) = &media {
             set_progress(progress, 0.15, "decode");
@@ -334,6 +350,10 @@ impl JobRunner {
             Analysis::Mux => {
                 let fetched = session.as_ref().map(|s| s.path().to_path_buf());
                 Ok(AnalysisOutput { payload: mux::run(self, job, fetched.as_deref(), cancel).await?, models: serde_json::json!([]) })
+            }
+            Analysis::Train => {
+                let trainer = crate::training::Trainer { pool: &self.pool, store: &self.store, pipeline: &self.pipeline, media: &self.settings.media, scratch: &self.scratch };
+                crate::training::run(&trainer, job, cancel).await
             }
             Analysis::Music => {
                 // The job's own suggestions (already computed if `hashtags` ran: the pipeline

@@ -76,11 +76,14 @@ pub struct InferenceSettings {
     pub batch_max_size: usize,
     /// Longest a frame waits for others to fill its batch, in milliseconds.
     pub batch_max_wait_ms: u64,
+    /// How often the worker asks the model registry for newly promoted (or rolled back)
+    /// versions, in milliseconds; a promotion takes effect within this time, without a restart.
+    pub registry_refresh_ms: u64,
 }
 
 impl Default for InferenceSettings {
     fn default() -> Self {
-        Self { library: None, models_dir: None, models_s3_prefix: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0, clip_model: None, speech_model: "whisper-tiny-en".to_owned(), audio_tagger: None, batch_max_size: 16, batch_max_wait_ms: 20 }
+        Self { library: None, models_dir: None, models_s3_prefix: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0, clip_model: None, speech_model: "whisper-tiny-en".to_owned(), audio_tagger: None, batch_max_size: 16, batch_max_wait_ms: 20, registry_refresh_ms: 10_000 }
     }
 }
 

@@ -225,6 +225,9 @@ async fn create_job(
     if analyses.is_empty() {
         return Err(ApiError::invalid("no_analyses", "ask for at least one analysis"));
     }
+    if let Some(a) = analyses.iter().find(|a| a.is_internal()) {
+        return Err(ApiError::invalid("analysis_not_allowed", format!("the analysis `{}` is internal; operators start it with POST /v1/admin/training", a.as_str())));
+    }
     if !state.settings.api.allow_diagnostics {
         if let Some(a) = analyses.iter().find(|a| a.is_diagnostic()) {
             return Err(ApiError::invalid("analysis_not_allowed", format!("the diagnostic analysis `{}` is disabled here", a.as_str())));

@@ -3,6 +3,10 @@
 //! It reproduces, on demand, what makes the real API hard to live with: tokens that stop
 //! working, search ids that expire, 429s and a spent daily quota.
 //!
+//! The dataset is related in known ways, so that models trained on it have something to learn:
+//! captions are made of words about their hashtags' topics ([`topic_words`]) and views scale
+//! with the hashtags ([`view_multiplier`]); [`dataset`] states the rules.
+//!
 //! Used by the tests, and by `reelq-scheduler tiktok-stub` for local runs.
 
 use std::collections::HashMap;
@@ -201,8 +205,119 @@ fn router(state: Arc<StubState>) -> Router {
         .with_state(state)
 }
 
+/// Words and phrases about a hashtag's topic, from which captions are written: every tag of
+/// [`VOCABULARY`] but `fyp` has its own, and no phrase of one tag occurs in another's or in the
+/// captions' common wording, so the words of a caption name exactly its topic tags. `fyp` (and
+/// any tag outside the vocabulary) has none: it is generic, unpredictable from the text by design.
+pub fn topic_words(tag: &str) -> &'static [&'static str] {
+    match tag {
+        "dance" => &["choreography", "dance moves", "a dance challenge", "my dance routine", "freestyle dancing", "footwork drills", "dance practice"],
+        "cooking" => &["a pasta recipe", "my kitchen", "dinner", "baking bread", "homemade pizza", "meal prep", "a chocolate cake", "garlic and olive oil"],
+        "travel" => &["the beach", "the airport", "our hotel", "the mountains", "a road trip", "an old town tour", "my passport", "a sunset flight"],
+        "comedy" => &["a prank", "a funny skit", "a stand-up bit", "my roommate's reaction", "a hilarious fail", "a parody", "a sketch about my brother"],
+        "pets" => &["my puppy", "my cat", "the dog park", "a tiny kitten", "a rescue dog", "a vet visit", "a hamster"],
+        "fitness" => &["a workout", "the gym", "squats", "leg day", "a morning run", "push-ups", "a HIIT session"],
+        "music" => &["a guitar cover", "singing", "the piano", "my new song", "a drum solo", "an acoustic session", "a violin melody"],
+        "fashion" => &["an outfit", "a style haul", "thrift finds", "a fit check", "new sneakers", "streetwear", "a denim jacket"],
+        "diy" => &["woodworking", "a home project", "fresh paint", "a shelf I built", "my power drill", "a room makeover", "upcycled furniture"],
+        _ => &[],
+    }
+}
+
+/// How a hashtag scales a video's views: `dance` ×3 down to `diy` ×0.5; `fyp` and tags outside
+/// the vocabulary ×1.
+pub fn view_multiplier(tag: &str) -> f64 {
+    match tag {
+        "dance" => 3.0,
+        "comedy" => 2.0,
+        "pets" => 1.6,
+        "fashion" => 1.3,
+        "music" => 1.2,
+        "fitness" => 0.9,
+        "cooking" => 0.8,
+        "travel" => 0.7,
+        "diy" => 0.5,
+        _ => 1.0,
+    }
+}
+
+// The captions' common wording, about no topic: openings, links between topic phrases,
+// endings, and what a video with no topic tag (only `fyp`) is about.
+const OPENINGS: &[&str] = &["trying", "all about", "a day of", "pov:", "quick look at", "obsessed with", "first time trying", "can't get enough of", "sunday plans:", "rating"];
+const LINKS: &[&str] = &[" and ", " with ", " plus ", " then "];
+const ENDINGS: &[&str] = &["", "", " tonight", " today", " this weekend", ", wait for it", " part 2", " again", " lol"];
+const NO_TOPIC: &[&str] = &["something new", "my life lately", "the little things", "random thoughts", "this", "whatever this is"];
+
+/// The caption's generator, one per video and apart from the dataset's main sequence, so the
+/// wording can change without moving any video's tags, region, music or counters.
+struct Wording(u64);
+
+impl Wording {
+    fn new(seed: u64, i: usize) -> Self {
+        let mut w = Self(seed ^ 0x5EED_CA97_10A5_0000);
+        let mixed = w.next() ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        Self(mixed)
+    }
+
+    /// SplitMix64.
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn pick(&mut self, from: &[&'static str]) -> &'static str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+
+    /// A short sentence about `tags`: one phrase from each topic tag (two when there is only
+    /// one), in a random order, between a common opening and ending.
+    fn sentence(&mut self, tags: &[String]) -> String {
+        let topics: Vec<&[&str]> = tags.iter().map(|t| topic_words(t)).filter(|w| !w.is_empty()).collect();
+        let mut phrases: Vec<&str> = Vec::new();
+        for words in &topics {
+            let first = (self.next() % words.len() as u64) as usize;
+            phrases.push(words[first]);
+            if topics.len() == 1 && words.len() > 1 {
+                // Another of the same tag's phrases.
+                let second = (first + 1 + (self.next() % (words.len() as u64 - 1)) as usize) % words.len();
+                phrases.push(words[second]);
+            }
+        }
+        if phrases.is_empty() {
+            phrases.push(self.pick(NO_TOPIC));
+        }
+        for k in (1..phrases.len()).rev() {
+            phrases.swap(k, (self.next() % (k as u64 + 1)) as usize);
+        }
+        let mut s = format!("{} {}", self.pick(OPENINGS), phrases[0]);
+        for p in &phrases[1..] {
+            s.push_str(self.pick(LINKS));
+            s.push_str(p);
+        }
+        s.push_str(self.pick(ENDINGS));
+        s
+    }
+}
+
 /// The synthetic dataset: deterministic for a seed. `dance` grows over the span (it is in a
 /// tenth of the oldest videos and in most of the newest), so trends have something to find.
+///
+/// It holds two relations for models to learn, both fixed here:
+/// - **Caption → hashtags.** A caption is a short sentence followed by the hashtags,
+///   `"{sentence} #tag1 #tag2"`. The sentence holds one phrase of [`topic_words`] for each of
+///   the video's tags but `fyp` (two when it has one such tag) and otherwise only common words
+///   that belong to no topic, so with the `#tags` stripped the words still name every topic tag,
+///   and never `fyp`. The wording comes from its own generator seeded by `(seed, index)`.
+/// - **Hashtags → views.** `views = round(base × Π view_multiplier(tag))` over the video's
+///   tags, with `base` uniform in `100..100_100`: `dance` ×3, `comedy` ×2, `pets` ×1.6,
+///   `fashion` ×1.3, `music` ×1.2, `fyp` ×1, `fitness` ×0.9, `cooking` ×0.8, `travel` ×0.7,
+///   `diy` ×0.5. Log-views are thus the sum of one term per tag plus noise. Likes, comments
+///   and shares are views divided by random factors (about 2–21, 50–249 and 100–499).
+///
+/// Which tags, region, music and base each video gets does not depend on the wording.
 pub fn dataset(config: &StubConfig) -> Vec<StubVideo> {
     let mut rng = config.seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
     let mut next = move || {
@@ -226,10 +341,12 @@ pub fn dataset(config: &StubConfig) -> Vec<StubVideo> {
             }
             tags.sort();
             tags.dedup();
-            let views = 100 + (next() % 100_000) as i64;
+            let base = 100 + (next() % 100_000) as i64;
+            let views = (base as f64 * tags.iter().map(|t| view_multiplier(t)).product::<f64>()).round() as i64;
+            let sentence = Wording::new(config.seed, i).sentence(&tags);
             StubVideo {
                 id: 7_300_000_000_000_000_000 + i as u64,
-                description: format!("video {i} #{}", tags.join(" #")),
+                description: format!("{sentence} #{}", tags.join(" #")),
                 create_time: end - age,
                 region: REGIONS[(next() % REGIONS.len() as u64) as usize].to_owned(),
                 hashtags: tags,
@@ -461,4 +578,102 @@ fn render(v: &StubVideo, fields: &[String]) -> Value {
     // The API always sends the id, even when not asked for.
     o.entry("id").or_insert_with(|| json!(v.id));
     Value::Object(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(seed: u64) -> StubConfig {
+        // A past end date, so the dataset does not move with the clock.
+        StubConfig { videos: 500, days: 14, seed, end_date: NaiveDate::from_ymd_opt(2026, 1, 31).expect("date"), ..StubConfig::default() }
+    }
+
+    /// The caption without its hashtags, as a classifier sees it.
+    fn sentence(v: &StubVideo) -> &str {
+        v.description.split_once(" #").map_or(v.description.as_str(), |(s, _)| s)
+    }
+
+    fn median(mut xs: Vec<i64>) -> i64 {
+        xs.sort_unstable();
+        xs[xs.len() / 2]
+    }
+
+    #[test]
+    fn every_tag_but_fyp_has_topic_words_of_its_own() {
+        for tag in VOCABULARY {
+            assert_eq!(topic_words(tag).is_empty(), *tag == "fyp", "{tag}");
+        }
+        assert!(topic_words("unknown").is_empty());
+    }
+
+    #[test]
+    fn the_words_of_a_caption_name_exactly_its_topic_tags() {
+        for seed in [42, 7] {
+            for v in dataset(&config(seed)) {
+                let words = sentence(&v);
+                assert!(!words.is_empty() && !words.contains('#'), "{}", v.description);
+                assert_eq!(v.description, format!("{words} #{}", v.hashtags.join(" #")));
+                let named: Vec<&str> = VOCABULARY.iter().copied().filter(|t| topic_words(t).iter().any(|w| words.contains(w))).collect();
+                let topics: Vec<&str> = VOCABULARY.iter().copied().filter(|t| *t != "fyp" && v.hashtags.iter().any(|h| h == t)).collect();
+                assert_eq!(named, topics, "{}", v.description);
+                if let [only] = topics.as_slice() {
+                    let phrases = topic_words(only).iter().filter(|w| words.contains(*w)).count();
+                    assert!(phrases >= 2, "one topic tag gives two of its phrases: {}", v.description);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_dataset() {
+        assert_eq!(dataset(&config(42)), dataset(&config(42)));
+        assert_ne!(dataset(&config(42)), dataset(&config(43)));
+    }
+
+    #[test]
+    fn tags_regions_music_and_base_views_are_those_of_the_captionless_dataset() {
+        // Captured from the dataset before captions and view multipliers existed (seed 42):
+        // tags, region, music id offset and views, which are now the base.
+        let before: [(&[&str], &str, u64, i64); 8] = [
+            (&["dance", "fitness", "fyp"], "GB", 9, 6394),
+            (&["comedy", "dance", "fyp"], "FR", 9, 90614),
+            (&["comedy", "dance"], "US", 0, 54234),
+            (&["cooking", "dance", "fyp"], "FR", 8, 84326),
+            (&["dance", "fyp"], "BR", 5, 84694),
+            (&["dance", "music"], "GB", 7, 72259),
+            (&["dance", "fyp", "travel"], "FR", 15, 41320),
+            (&["dance", "diy"], "DE", 1, 91844),
+        ];
+        let videos = dataset(&config(42));
+        for (v, (tags, region, music, base)) in videos.iter().zip(before) {
+            assert_eq!(v.hashtags, tags, "{v:?}");
+            assert_eq!((v.region.as_str(), v.music_id - 6_900_000_000_000_000_000), (region, music), "{v:?}");
+            let multiplier: f64 = tags.iter().map(|t| view_multiplier(t)).product();
+            assert_eq!(v.views, (base as f64 * multiplier).round() as i64, "{v:?}");
+        }
+        // dance ×3, fitness ×0.9, fyp ×1.
+        assert_eq!(videos[0].views, 17_264);
+    }
+
+    #[test]
+    fn dance_videos_get_more_views_than_diy_videos() {
+        let videos = dataset(&config(42));
+        let views = |with: &str, without: &str| -> Vec<i64> {
+            videos.iter().filter(|v| v.hashtags.iter().any(|h| h == with) && !v.hashtags.iter().any(|h| h == without)).map(|v| v.views).collect()
+        };
+        let (dance, diy) = (views("dance", "diy"), views("diy", "dance"));
+        assert!(dance.len() >= 20 && diy.len() >= 20, "{} dance and {} diy videos", dance.len(), diy.len());
+        let (dance, diy) = (median(dance), median(diy));
+        assert!(dance > 3 * diy, "median views: dance {dance}, diy {diy}");
+    }
+
+    #[test]
+    fn counters_follow_views() {
+        for v in dataset(&config(42)) {
+            assert!(v.views >= 50, "{v:?}");
+            assert!(v.likes <= v.views / 2 && v.likes >= v.views / 21, "{v:?}");
+            assert!(v.comments <= v.views / 50 && v.shares <= v.views / 100, "{v:?}");
+        }
+    }
 }

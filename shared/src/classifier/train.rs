@@ -196,7 +196,8 @@ pub fn evaluate(head: &LinearHead, examples: &[Example]) -> Evaluation {
         let Ok(probs) = head.predict(&e.text, image) else { continue };
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|a, b| probs[*b].total_cmp(&probs[*a]));
-        let truth: Vec<usize> = e.labels.iter().copied().filter(|l| *l < probs.len()).collect();
+        // A true tag the head does not know stays in the truth as a miss.
+        let truth: Vec<usize> = e.labels.clone();
         if truth.is_empty() {
             continue;
         }
@@ -219,6 +220,29 @@ pub fn evaluate(head: &LinearHead, examples: &[Example]) -> Evaluation {
 
 /// Whether a candidate replaces the current version: its held-out mAP must beat the current
 /// one's by `margin`. Without a current version any candidate with a figure is promoted.
+/// [`evaluate`] for a head with another label list: `examples` label into `labels`, which are
+/// mapped onto the head's own; a true tag the head does not know counts as a miss. This is how
+/// the promoted version is measured on a candidate's held-out examples, for a fair comparison.
+pub fn evaluate_relabelled(head: &LinearHead, examples: &[Example], labels: &[String]) -> Evaluation {
+    let index: std::collections::HashMap<&str, usize> = head.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+    let mapped: Vec<Example> = examples
+        .iter()
+        .map(|e| Example {
+            labels: e.labels.iter().map(|&l| labels.get(l).and_then(|n| index.get(n.as_str()).copied()).unwrap_or(usize::MAX)).collect(),
+            ..e.clone()
+        })
+        .collect();
+    evaluate(head, &mapped)
+}
+
+/// Splits by time: the newest `holdout` share (at least one) for evaluation, the rest to fit.
+pub fn split_by_time(mut examples: Vec<Example>, holdout: f64) -> (Vec<Example>, Vec<Example>) {
+    examples.sort_by_key(|e| e.at);
+    let held = ((examples.len() as f64) * holdout).round().max(1.0) as usize;
+    let test = examples.split_off(examples.len().saturating_sub(held));
+    (examples, test)
+}
+
 pub fn should_promote(candidate: &Evaluation, current: Option<&Evaluation>, margin: f64) -> bool {
     candidate.examples > 0 && current.is_none_or(|c| candidate.map >= c.map + margin)
 }

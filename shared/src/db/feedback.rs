@@ -88,3 +88,39 @@ pub async fn changed_since(db: impl PgExecutor<'_>, since: DateTime<Utc>, limit:
     )
     .await
 }
+
+/// A piece of feedback as a training example: the chosen tags, the job's caption, and the
+/// embeddings its `embeddings` result holds, when it ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackExample {
+    pub job_id: Uuid,
+    pub tenant_id: Uuid,
+    pub video_id: Option<Uuid>,
+    pub hashtags: Vec<String>,
+    pub caption: Option<String>,
+    /// The `embeddings` result's payload.
+    pub embeddings: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Feedback given since `since`, oldest first, as training examples.
+pub async fn examples(db: impl PgExecutor<'_>, since: DateTime<Utc>, limit: i64) -> Result<Vec<FeedbackExample>, DbError> {
+    timed(
+        "feedback.examples",
+        sqlx::query_as!(
+            FeedbackExample,
+            r#"SELECT f.job_id, f.tenant_id, f.video_id, f.hashtags, j.options->>'caption' AS caption,
+                      r.payload AS "embeddings?", f.created_at
+               FROM feedback f
+               JOIN jobs j ON j.id = f.job_id
+               LEFT JOIN results r ON r.job_id = f.job_id AND r.analysis = 'embeddings'
+               WHERE f.created_at >= $1
+               ORDER BY f.created_at, f.job_id
+               LIMIT $2"#,
+            since,
+            limit
+        )
+        .fetch_all(db),
+    )
+    .await
+}

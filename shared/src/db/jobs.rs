@@ -113,6 +113,45 @@ pub async fn insert_with_message(
     .await
 }
 
+/// Inserts an internal job (one without a video, such as training) with its dispatch message,
+/// like [`insert_with_message`].
+pub async fn insert_internal(
+    db: impl PgExecutor<'_>,
+    job: &NewJob,
+    message: &serde_json::Value,
+    headers: &serde_json::Value,
+) -> Result<JobRecord, DbError> {
+    timed(
+        "jobs.insert_internal",
+        sqlx::query_as::<_, JobRecord>(
+            r#"WITH j AS (
+                   INSERT INTO jobs (id, tenant_id, video_id, status, analyses, options, priority, max_attempts,
+                                     callback_url, idempotency_key, request_hash, trace_context)
+                   VALUES ($1, $2, NULL, 'queued', $3, $4, $5, $6, NULL, $7, NULL, $8)
+                   RETURNING *
+               ), o AS (
+                   INSERT INTO outbox (routing_key, payload, headers) SELECT j.priority, $9, $10 FROM j
+               ), n AS (
+                   SELECT pg_notify($11, '') FROM j
+               )
+               SELECT j.* FROM j, n"#,
+        )
+        .bind(job.id)
+        .bind(job.tenant_id)
+        .bind(&job.analyses)
+        .bind(&job.options)
+        .bind(&job.priority)
+        .bind(job.max_attempts)
+        .bind(&job.idempotency_key)
+        .bind(&job.trace_context)
+        .bind(message)
+        .bind(headers)
+        .bind(super::outbox::NOTIFY_CHANNEL)
+        .fetch_one(db),
+    )
+    .await
+}
+
 /// A tenant's job by idempotency key.
 pub async fn by_idempotency_key(db: impl PgExecutor<'_>, tenant_id: Uuid, key: &str) -> Result<Option<JobRecord>, DbError> {
     timed(

@@ -7,6 +7,15 @@
 //! ```
 //! with Pearson correlations ρ measured over the pulled snapshot set: an interaction that merely
 //! follows views adds little, one that says more than views do adds more.
+//!
+//! [`regressor`] learns to predict the log-scale target (and views) from a video's features.
+
+pub mod regressor;
+
+pub use regressor::{
+    Estimate, REGRESSOR_FORMAT, RegressorError, RegressorEvaluation, RegressorOptions, Sample, ViewRange, ViralityRegressor, quantile_rank,
+    split_by_time, train,
+};
 
 use super::Counts;
 

@@ -225,10 +225,11 @@ async fn openapi_document_matches_the_routes() {
     }
     documented.sort();
     let expected = [
-        "GET /healthz", "GET /metrics", "GET /openapi.json", "GET /readyz", "GET /v1/admin/runs", "GET /v1/hashtags/trending",
-        "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/events", "GET /v1/jobs/{id}/feedback", "GET /v1/jobs/{id}/output",
-        "GET /v1/music/recommendations",
-        "GET /v1/videos/{id}", "POST /v1/admin/runs", "POST /v1/jobs", "POST /v1/jobs/{id}/cancel", "POST /v1/jobs/{id}/feedback", "POST /v1/uploads", "POST /v1/videos",
+        "GET /healthz", "GET /metrics", "GET /openapi.json", "GET /readyz", "GET /v1/admin/runs", "GET /v1/admin/training/{id}",
+        "GET /v1/hashtags/trending", "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/events", "GET /v1/jobs/{id}/feedback",
+        "GET /v1/jobs/{id}/output", "GET /v1/models", "GET /v1/music/recommendations",
+        "GET /v1/videos/{id}", "POST /v1/admin/models/{model}/rollback", "POST /v1/admin/runs", "POST /v1/admin/training", "POST /v1/jobs",
+        "POST /v1/jobs/{id}/cancel", "POST /v1/jobs/{id}/feedback", "POST /v1/uploads", "POST /v1/videos",
         "POST /v1/videos/{id}/complete",
     ];
     assert_eq!(documented, expected);
@@ -237,7 +238,7 @@ async fn openapi_document_matches_the_routes() {
     // undocumented one is not.
     for op in &documented {
         let (method, path) = op.split_once(' ').expect("op");
-        let url = app.url(&path.replace("{id}", &Uuid::now_v7().to_string()));
+        let url = app.url(&path.replace("{id}", &Uuid::now_v7().to_string()).replace("{model}", "hashtags"));
         let req = app.http.request(method.parse().expect("method"), url).bearer_auth(&app.key);
         let resp = req.send().await.expect("sent");
         assert_ne!(resp.status(), 405, "{op}");

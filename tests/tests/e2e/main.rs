@@ -11,3 +11,4 @@ mod models;
 mod mux;
 mod observability;
 mod scheduler;
+mod training;

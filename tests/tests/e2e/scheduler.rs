@@ -43,6 +43,7 @@ fn tiktok_schedule(hashtags: &[&str], days_back: u32) -> ScheduleSettings {
         days_back,
         path: None,
         format: DumpFormat::Auto,
+        training: Default::default(),
     }
 }
 

@@ -1,0 +1,244 @@
+//! The training loop end to end: the scheduler pulls the stub's synthetic set (text and
+//! hashtags related in known ways), a `train` schedule has a worker embed, train, evaluate and
+//! promote; a following job's hashtags name the new version and rank a held-out video's true
+//! tags in the top five; a deliberately worse model is not promoted; a rollback takes effect
+//! in the running worker.
+
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use reelq_scheduler::settings::{DumpFormat, ScheduleSettings, SchedulerSettings, SourceKind, TikTokSettings};
+use reelq_scheduler::tiktok::stub::{StubConfig, StubServer, VOCABULARY};
+use reelq_shared::db::{admin, schedules, tenants};
+use reelq_shared::training::TrainingRequest;
+use reelq_tests::{TestApp, TestEnv, TestWorker, count, make_clip};
+
+fn schedule(source: SourceKind, training: TrainingRequest) -> ScheduleSettings {
+    ScheduleSettings {
+        // Never due by itself (Feb 30th): the test triggers every run.
+        cron: "0 0 30 2 *".into(),
+        source,
+        enabled: true,
+        hashtags: if source == SourceKind::Tiktok { VOCABULARY.iter().map(|t| (*t).to_owned()).collect() } else { Vec::new() },
+        regions: Vec::new(),
+        days_back: 20,
+        path: None,
+        format: DumpFormat::Auto,
+        training,
+    }
+}
+
+fn scheduler_settings(env: &TestEnv, stub: &StubServer) -> reelq_scheduler::Settings {
+    let mut database = env.database.clone();
+    database.run_migrations = false;
+    let good = TrainingRequest { min_label_count: 3, ..TrainingRequest::default() };
+    let schedules = [
+        ("pull", schedule(SourceKind::Tiktok, TrainingRequest::default())),
+        ("retrain", schedule(SourceKind::Train, good.clone())),
+        // Same data and settings, but any candidate at least as good as the promoted one ships.
+        ("retrain-any", schedule(SourceKind::Train, TrainingRequest { margin: 0.0, ..good.clone() })),
+        // Deliberately worse: no training passes leaves label frequencies as the only signal.
+        ("retrain-bad", schedule(SourceKind::Train, TrainingRequest { epochs: 0, margin: 0.0, ..good })),
+    ];
+    let mut scheduler = SchedulerSettings {
+        health_bind: "127.0.0.1:0".into(),
+        poll_interval_ms: 50,
+        schedules: schedules.into_iter().map(|(n, s)| (n.to_owned(), s)).collect(),
+        ..SchedulerSettings::default()
+    };
+    scheduler.set_tiktok(TikTokSettings {
+        base_url: stub.base_url(),
+        client_key: SecretString::from("stub-key"),
+        client_secret: SecretString::from("stub-secret"),
+        max_count: 100,
+        request_timeout_ms: 5_000,
+        backoff_base_ms: 10,
+        ..TikTokSettings::default()
+    });
+    reelq_scheduler::Settings { database, amqp: env.amqp.clone(), storage: env.storage.clone(), webhooks: env.webhooks.clone(), telemetry: Default::default(), scheduler }
+}
+
+struct Ops<'a> {
+    app: &'a TestApp,
+    key: String,
+}
+
+impl Ops<'_> {
+    async fn run(&self, schedule: &str) -> Value {
+        let resp = self.app.http.post(self.app.url("/v1/admin/runs")).bearer_auth(&self.key).json(&json!({ "schedule": schedule })).send().await.expect("sent");
+        assert_eq!(resp.status(), 202, "trigger {schedule}: {}", resp.text().await.unwrap_or_default());
+        let id = resp.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned();
+        let started = Instant::now();
+        loop {
+            let page: Value = self.app.http.get(self.app.url(&format!("/v1/admin/runs?schedule={schedule}"))).bearer_auth(&self.key).send().await.expect("sent").json().await.expect("json");
+            let r = page["runs"].as_array().expect("runs").iter().find(|r| r["id"] == id.as_str()).cloned().expect("listed");
+            if matches!(r["status"].as_str(), Some("succeeded" | "failed" | "partial")) {
+                return r;
+            }
+            assert!(started.elapsed() < Duration::from_secs(300), "run of {schedule} did not end: {r}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn models(&self) -> Value {
+        let resp = self.app.http.get(self.app.url("/v1/models?model=hashtags")).bearer_auth(&self.app.key).send().await.expect("sent");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+}
+
+fn tags_of(job: &Value, n: usize) -> Vec<String> {
+    job["results"]["hashtags"]["payload"]["suggestions"].as_array().expect("suggestions").iter().take(n).map(|s| s["tag"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_rollbacks() {
+    // Arrange: the stub, a scheduler, a worker that checks the registry on every job, the api.
+    let env = TestEnv::new().await;
+    let stub = StubServer::start(StubConfig { videos: 600, days: 14, ..StubConfig::default() }, "127.0.0.1:0").await.expect("stub");
+    let scheduler = reelq_scheduler::Scheduler::build(scheduler_settings(&env, &stub)).await.expect("scheduler builds");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(scheduler.run_until_stopped(stop.clone()));
+    let mut worker_settings = env.worker_settings();
+    worker_settings.inference.registry_refresh_ms = 0;
+    let worker = TestWorker::spawn(worker_settings).await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let tenant = tenants::by_name(&env.pool, "acme").await.expect("query").expect("tenant");
+    let admin_key = tenants::create_key(&env.pool, tenant.id, "ml").await.expect("key");
+    assert!(admin::set_admin(&env.pool, &admin_key.hash, true).await.expect("flag"));
+    let ops = Ops { app: &app, key: secrecy::ExposeSecret::expose_secret(&admin_key.key).to_owned() };
+    let started = Instant::now();
+    while !schedules::exists(&env.pool, "retrain-bad").await.expect("exists") {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Clients cannot enqueue training themselves.
+    let clip = tokio::task::spawn_blocking(|| {
+        make_clip(&["-f", "lavfi", "-i", "color=white:s=320x240:r=10:d=2", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], "mp4")
+    })
+    .await
+    .expect("clip");
+    let video = app.upload_clip(clip).await;
+    let refused = app.submit(json!({ "video_id": video, "analyses": ["train"] })).await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(refused.json::<Value>().await.expect("json")["code"], "analysis_not_allowed");
+
+    // Act 1: pull, then train.
+    let pulled = ops.run("pull").await;
+    assert_eq!(pulled["status"], "succeeded", "{pulled}");
+    assert_eq!(pulled["videos"].as_i64(), Some(600));
+    let trained = ops.run("retrain").await;
+    assert_eq!(trained["status"], "succeeded", "{trained}");
+
+    // The first version is promoted, with its figures and data window.
+    let listing = ops.models().await;
+    let v1 = listing["promoted"]["hashtags"].as_str().expect("a promoted classifier").to_owned();
+    let first = listing["versions"].as_array().expect("versions").iter().find(|v| v["version"] == v1.as_str()).cloned().expect("listed");
+    assert_eq!(first["status"], "promoted");
+    let map = first["metrics"]["map"].as_f64().expect("mAP");
+    assert!(map > 0.6, "held-out mAP of a model over topical text: {first}");
+    assert!(first["metrics"]["p_at_5"].as_f64().is_some() && first["metrics"]["r_at_5"].as_f64().is_some());
+    assert!(first["data_from"].as_str().is_some() && first["data_to"].as_str().is_some());
+    assert_eq!(first["train_examples"].as_i64().unwrap_or(0) + first["eval_examples"].as_i64().unwrap_or(0), 600);
+    let all: Value = app.http.get(app.url("/v1/models")).bearer_auth(&app.key).send().await.expect("sent").json().await.expect("json");
+    let virality = all["promoted"]["virality"].as_str().expect("a promoted regressor");
+    let reg = all["versions"].as_array().expect("versions").iter().find(|v| v["model"] == "virality" && v["version"] == virality).cloned().expect("listed");
+    assert!(reg["metrics"]["spearman"].as_f64().is_some_and(|s| s > 0.2), "views follow topics, so rank correlation is clearly positive: {reg}");
+
+    // A job on the newest video's text (held out: the split keeps the newest for evaluation)
+    // names the new version and ranks the video's true tags in its top five.
+    let newest = stub.dataset().iter().max_by_key(|v| v.create_time).expect("dataset").clone();
+    let caption: String = newest.description.split_whitespace().filter(|w| !w.starts_with('#')).collect::<Vec<_>>().join(" ");
+    let job = app.submit_ok(json!({ "video_id": video, "analyses": ["hashtags", "virality"], "options": { "caption": caption } })).await;
+    let job = app.wait_terminal(job, Duration::from_secs(180)).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    assert_eq!(job["results"]["hashtags"]["payload"]["classifier_version"], v1.as_str());
+    // Its topical tags, that is: the stub adds the generic #fyp at random, and suggestions
+    // keep generic tags out of slots a specific tag wants (`hashtags.max_generic`).
+    let top = tags_of(&job, 5);
+    let topical: Vec<&String> = newest.hashtags.iter().filter(|t| t.as_str() != "fyp").collect();
+    assert!(!topical.is_empty());
+    let suggestions = job["results"]["hashtags"]["payload"]["suggestions"].as_array().expect("suggestions").clone();
+    for tag in topical {
+        let tag = format!("#{tag}");
+        assert!(top.contains(&tag), "{tag} of {:?} ({caption}) not in the top five {top:?}", newest.hashtags);
+        let s = suggestions.iter().find(|s| s["tag"] == tag.as_str()).expect("suggested");
+        assert!(s["sources"].as_array().expect("sources").iter().any(|x| x == "classifier"), "{tag} has no classifier evidence: {s}");
+    }
+    let estimate = &job["results"]["virality"]["payload"]["estimate"];
+    let pct = estimate["percentile"].as_f64().expect("percentile");
+    assert!((0.0..=100.0).contains(&pct), "{estimate}");
+    let views = &estimate["expected_views"];
+    assert!(views["low"].as_i64() <= views["expected"].as_i64() && views["expected"].as_i64() <= views["high"].as_i64(), "{estimate}");
+    assert_eq!(job["results"]["virality"]["payload"]["model_version"], virality);
+
+    // Act 2: a deliberately worse model is measured on the same held-out videos and rejected.
+    let bad = ops.run("retrain-bad").await;
+    assert_eq!(bad["status"], "succeeded", "the job succeeds; the model is what fails: {bad}");
+    let listing = ops.models().await;
+    assert_eq!(listing["promoted"]["hashtags"], v1.as_str(), "the worse model must not replace the promoted one");
+    let rejected = listing["versions"].as_array().expect("versions").iter().find(|v| v["status"] == "rejected").cloned().expect("a rejected version");
+    assert_eq!(rejected["baseline_version"], v1.as_str());
+    assert!(rejected["metrics"]["map"].as_f64() < rejected["baseline_metrics"]["map"].as_f64(), "{rejected}");
+
+    // Act 3: an equally good model ships (margin 0), then a rollback restores the first.
+    let again = ops.run("retrain-any").await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    let v2 = ops.models().await["promoted"]["hashtags"].as_str().expect("promoted").to_owned();
+    assert_ne!(v2, v1);
+    let job = app.submit_ok(json!({ "video_id": video, "analyses": ["hashtags"], "options": { "caption": caption } })).await;
+    let job = app.wait_terminal(job, Duration::from_secs(120)).await;
+    assert_eq!(job["results"]["hashtags"]["payload"]["classifier_version"], v2.as_str(), "the running worker picked up the promotion");
+
+    let tenant_rollback = app.http.post(app.url("/v1/admin/models/hashtags/rollback")).bearer_auth(&app.key).json(&json!({})).send().await.expect("sent");
+    assert_eq!(tenant_rollback.status(), 403);
+    let rolled = app.http.post(app.url("/v1/admin/models/hashtags/rollback")).bearer_auth(&ops.key).json(&json!({})).send().await.expect("sent");
+    assert_eq!(rolled.status(), 200);
+    assert_eq!(rolled.json::<Value>().await.expect("json"), json!({ "from": v2, "to": v1 }));
+    let listing = ops.models().await;
+    assert_eq!(listing["promoted"]["hashtags"], v1.as_str());
+    let job = app.submit_ok(json!({ "video_id": video, "analyses": ["hashtags"], "options": { "caption": caption } })).await;
+    let job = app.wait_terminal(job, Duration::from_secs(120)).await;
+    assert_eq!(job["results"]["hashtags"]["payload"]["classifier_version"], v1.as_str(), "the rollback took effect without a restart");
+    let unknown = app.http.post(app.url("/v1/admin/models/nope/rollback")).bearer_auth(&ops.key).json(&json!({})).send().await.expect("sent");
+    assert_eq!(unknown.status(), 404);
+
+    // Feedback becomes a labelled example; its job stored no embeddings, so the trainer decodes
+    // the job's video once for full features and keeps them for later runs.
+    let last = job["id"].as_str().expect("id").to_owned();
+    let saved = app.http.post(app.url(&format!("/v1/jobs/{last}/feedback"))).bearer_auth(&app.key).json(&json!({ "hashtags": ["#dance", "#fitness"] })).send().await.expect("sent");
+    assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap_or_default());
+    let mut decoded = Vec::new();
+    for _ in 0..2 {
+        assert_eq!(ops.run("retrain-bad").await["status"], "succeeded");
+        let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM jobs WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1")
+            .bind(reelq_shared::db::models::SYSTEM_TENANT)
+            .fetch_one(&env.pool)
+            .await
+            .expect("training job");
+        let training: Value = app.http.get(app.url(&format!("/v1/admin/training/{id}"))).bearer_auth(&ops.key).send().await.expect("sent").json().await.expect("json");
+        let examples = &training["results"]["train"]["payload"]["examples"];
+        assert_eq!(examples["feedback"], 1, "{training:#}");
+        decoded.push(examples["feedback_videos_decoded"].as_i64().expect("decoded"));
+    }
+    assert_eq!(decoded, [1, 0], "the feedback video is decoded once, then its stored embeddings are reused");
+    assert!(count(&env.pool, "SELECT count(*) FROM example_embeddings WHERE source = 'feedback' AND text_hash = 'media'").await >= 1);
+    let hidden = app.http.get(app.url(&format!("/v1/admin/training/{last}"))).bearer_auth(&ops.key).send().await.expect("sent");
+    assert_eq!(hidden.status(), 404, "a tenant's job is not a training job");
+
+    // Retraining reused the stored embeddings: each pulled video was embedded once.
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM example_embeddings WHERE source = 'scraped'").await, 600);
+    // Training jobs belong to the system tenant: no client sees them.
+    let listed: Value = app.http.get(app.url("/v1/jobs")).bearer_auth(&app.key).send().await.expect("sent").json().await.expect("json");
+    assert!(listed["jobs"].as_array().expect("jobs").iter().all(|j| j["analyses"] != json!(["train"])));
+
+    app.stop().await;
+    worker.stop().await;
+    stop.cancel();
+    task.await.expect("joined").expect("clean stop");
+    stub.stop().await;
+    env.cleanup().await;
+}

@@ -1,0 +1,569 @@
+//! The training job: gathers labelled examples (pulled videos in the window, and creators'
+//! feedback), embeds what has no stored embedding yet, trains the hashtag classifier and the
+//! virality regressor, measures each on the newest examples held out, and promotes a candidate
+//! only when it beats the promoted version on those same examples by the configured margin.
+//!
+//! Artifacts go to `models/<model>/<version>.json` in the bucket and every version, promoted
+//! or not, to the registry, with its figures and data window. Workers pick a promotion up
+//! through [`crate::registry`], without a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use reelq_shared::classifier::LinearHead;
+use reelq_shared::classifier::train::{self, Evaluation, Example, HeadSpec, TrainOptions};
+use reelq_shared::db::jobs::JobRecord;
+use reelq_shared::db::models::{self as registry, NewVersion, StoredEmbedding};
+use reelq_shared::db::feedback;
+use reelq_shared::domain::{Analysis, JobErrorCode};
+use reelq_shared::engagement::virality::{self, RegressorOptions, Sample, ViralityRegressor};
+use reelq_shared::storage::Store;
+use reelq_shared::training::TrainingRequest;
+
+use crate::inference::embedding::TextEmbedder;
+use crate::pipeline::{AnalysisOutput, Input, JobError, Pipeline};
+use crate::settings::MediaSettings;
+
+/// Texts embedded per model call and stored per statement.
+const EMBED_CHUNK: usize = 256;
+/// Feedback examples read per run.
+const MAX_FEEDBACK: i64 = 50_000;
+/// Largest artifact read back for a comparison.
+pub const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The text a pulled video is embedded from: its description without hashtags and mentions,
+/// which are the labels (or noise), not evidence.
+pub fn example_text(description: &str) -> String {
+    description
+        .split_whitespace()
+        .filter(|w| !w.starts_with('#') && !w.starts_with('@'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The regressor's features: the unit text embedding, then the hashtag count and the text
+/// length on small scales. The worker's `virality` analysis builds the same vector for a job.
+pub fn virality_features(text: &[f32], hashtags: usize, chars: usize) -> Vec<f32> {
+    let mut f = reelq_shared::classifier::normalised(text);
+    f.push((hashtags.min(30) as f32) / 10.0);
+    f.push(((chars as f32) + 1.0).ln() / 10.0);
+    f
+}
+
+/// Names the feature layout of [`virality_features`] for a text model.
+pub fn virality_feature_model(text_model: &str) -> String {
+    format!("{text_model}+meta/1")
+}
+
+/// Object key of a version's artifact.
+pub fn artifact_key(model: &str, version: &str) -> String {
+    format!("models/{model}/{version}.json")
+}
+
+/// What a training job works with.
+pub struct Trainer<'a> {
+    pub pool: &'a PgPool,
+    pub store: &'a Store,
+    pub pipeline: &'a Arc<Pipeline>,
+    /// Limits a feedback video is probed against before it is decoded.
+    pub media: &'a MediaSettings,
+    /// Where feedback videos are downloaded.
+    pub scratch: &'a Path,
+}
+
+/// Runs a training job to its end.
+pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationToken) -> Result<AnalysisOutput, JobError> {
+    let (pool, store, pipeline) = (trainer.pool, trainer.store, trainer.pipeline);
+    let request = TrainingRequest::from_options(&job.options).map_err(|message| JobError::Fatal { code: JobErrorCode::InvalidRequest, message })?;
+    // Stable across retries of the job, so a retry re-registers the same candidate.
+    let version = format!("{}-{}", job.created_at.format("%Y%m%dT%H%M%SZ"), &job.id.simple().to_string()[24..]);
+    let started = Instant::now();
+    let since = Utc::now() - chrono::Duration::days(i64::from(request.window_days));
+
+    let scraped = registry::scraped_examples(pool, since, i64::from(request.max_examples)).await?;
+    let mut feedback = feedback::examples(pool, since, MAX_FEEDBACK).await?;
+    let models = pipeline.models().clone();
+    let embedder = tokio::task::spawn_blocking(move || models.text_embedder())
+        .await
+        .map_err(|e| JobError::Retryable(format!("model thread failed: {e}")))??;
+    let text_model = embedder.model().to_string();
+
+    // Text embeddings of pulled videos, reusing what earlier runs stored.
+    let texts: Vec<(String, String)> = scraped.iter().map(|v| (v.id.clone(), example_text(&v.description))).collect();
+    let (vectors, embedded_now) = embed_missing(pool, &embedder, "scraped", &text_model, &texts, cancel).await?;
+    let embed_secs = started.elapsed().as_secs_f64();
+
+    // Labelled examples: pulled videos, then feedback (with its image embedding when the job
+    // stored one from the same text model).
+    // (posted, text vector, image vector or empty, tags with '#')
+    type Labelled = (DateTime<Utc>, Vec<f32>, Vec<f32>, Vec<String>);
+    let mut labelled: Vec<Labelled> = Vec::new();
+    let mut samples_raw: Vec<(i64, Vec<f32>, reelq_shared::engagement::Counts)> = Vec::new();
+    for (v, (_, text)) in scraped.iter().zip(&texts) {
+        let Some(vec) = vectors.get(&v.id) else { continue };
+        let tags: Vec<String> = v.hashtags.iter().map(|t| format!("#{t}")).collect();
+        samples_raw.push((v.create_time.timestamp(), virality_features(vec, tags.len(), text.chars().count()), v.counts));
+        if !tags.is_empty() {
+            labelled.push((v.create_time, vec.clone(), Vec::new(), tags));
+        }
+    }
+    // Feedback whose job never computed embeddings: decode its video (once: the result is
+    // stored) for full text and image features, up to `max_media_examples` per run.
+    let media_computed = media_embeddings(trainer, &mut feedback, &text_model, request.max_media_examples, cancel).await?;
+    let mut feedback_used = 0usize;
+    let mut image_model: Option<String> = None;
+    let captions: Vec<(String, String)> = feedback
+        .iter()
+        .filter(|f| stored_vector(f.embeddings.as_ref(), "text", &text_model).is_none())
+        .filter_map(|f| f.caption.as_deref().map(example_text).filter(|c| !c.is_empty()).map(|c| (f.job_id.to_string(), c)))
+        .collect();
+    let (caption_vectors, _) = embed_missing(pool, &embedder, "feedback", &text_model, &captions, cancel).await?;
+    for f in &feedback {
+        let text = stored_vector(f.embeddings.as_ref(), "text", &text_model).or_else(|| caption_vectors.get(&f.job_id.to_string()).cloned());
+        let Some(text) = text else { continue };
+        let image = f
+            .embeddings
+            .as_ref()
+            .and_then(|e| e.get("image"))
+            .filter(|i| !i.is_null())
+            .and_then(|i| {
+                let model = model_name(i.get("model")?)?;
+                let v: Vec<f32> = serde_json::from_value(i.get("vector")?.clone()).ok()?;
+                Some((model, v))
+            });
+        let image = match image {
+            Some((model, v)) if image_model.as_deref().is_none_or(|m| m == model) => {
+                image_model = Some(model);
+                v
+            }
+            _ => Vec::new(),
+        };
+        labelled.push((f.created_at, text, image, f.hashtags.clone()));
+        feedback_used += 1;
+    }
+
+    if cancel.is_cancelled() {
+        return Err(JobError::Stopped("cancelled"));
+    }
+
+    // The label set: tags frequent enough to learn.
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    for (_, _, _, tags) in &labelled {
+        for t in tags {
+            *counts.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let mut labels: Vec<(&str, u32)> = counts.into_iter().filter(|(_, n)| *n >= request.min_label_count).collect();
+    labels.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    labels.truncate(request.max_labels as usize);
+    let labels: Vec<String> = labels.into_iter().map(|(t, _)| t.to_owned()).collect();
+    let index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+    let with_images = labelled.iter().filter(|e| !e.2.is_empty()).count();
+    let examples: Vec<Example> = labelled
+        .iter()
+        .map(|(at, text, image, tags)| Example {
+            at: at.timestamp(),
+            text: text.clone(),
+            image: image.clone(),
+            labels: tags.iter().filter_map(|t| index.get(t.as_str()).copied()).collect(),
+        })
+        .filter(|e| !e.labels.is_empty())
+        .collect();
+    let window = (labelled.iter().map(|e| e.0).min(), labelled.iter().map(|e| e.0).max());
+
+    let hashtags = train_hashtags(
+        pool,
+        store,
+        job,
+        &version,
+        HeadSpec { version: version.clone(), text_model: text_model.clone(), image_model: image_model.filter(|_| with_images >= 10), labels },
+        examples,
+        &request,
+        window,
+    )
+    .await?;
+    let virality = train_virality(pool, store, job, &version, &virality_feature_model(&text_model), samples_raw, &request, window).await?;
+
+    let payload = json!({
+        "version": version,
+        "hashtags": hashtags,
+        "virality": virality,
+        "examples": { "pulled": scraped.len(), "feedback": feedback_used, "embedded_now": embedded_now, "feedback_videos_decoded": media_computed },
+        "seconds": { "embed": round3(embed_secs), "total": round3(started.elapsed().as_secs_f64()) },
+    });
+    Ok(AnalysisOutput { payload, models: json!([{ "name": embedder.model().name, "version": embedder.model().version }]) })
+}
+
+/// Trains, judges and registers the hashtag classifier; the returned value describes it.
+#[allow(clippy::too_many_arguments)]
+async fn train_hashtags(
+    pool: &PgPool,
+    store: &Store,
+    job: &JobRecord,
+    version: &str,
+    spec: HeadSpec,
+    examples: Vec<Example>,
+    request: &TrainingRequest,
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> Result<Value, JobError> {
+    const MODEL: &str = "hashtags";
+    if examples.len() < 10 || spec.labels.is_empty() {
+        return Ok(json!({ "status": "skipped", "reason": format!("{} labelled examples over {} labels; at least 10 examples are needed", examples.len(), spec.labels.len()) }));
+    }
+    let current = registry::promoted(pool, MODEL).await?;
+    let current_head = match &current {
+        Some(c) => Some(LinearHead::from_json(&store.get_bytes(&c.artifact_key, MAX_ARTIFACT_BYTES).await?).map_err(|e| JobError::Retryable(format!("the promoted classifier's artifact is unreadable: {e}")))?),
+        None => None,
+    };
+    let opts = TrainOptions { epochs: request.epochs as usize, learning_rate: request.learning_rate, l2: 1e-4, holdout: request.holdout };
+    let started = Instant::now();
+    let (head, eval, baseline) = tokio::task::spawn_blocking(move || -> Result<_, train::TrainError> {
+        let (fit_on, held_out) = train::split_by_time(examples, opts.holdout);
+        let mut head = train::fit(&spec, &fit_on, &opts)?;
+        let eval = train::evaluate(&head, &held_out);
+        head.metrics = eval.as_metrics();
+        head.metrics.insert("train_examples".into(), fit_on.len() as f64);
+        let baseline = current_head.map(|c| train::evaluate_relabelled(&c, &held_out, &spec.labels));
+        Ok((head, eval, baseline))
+    })
+    .await
+    .map_err(|e| JobError::Retryable(format!("training thread failed: {e}")))?
+    .map_err(|e| JobError::Fatal { code: JobErrorCode::InvalidRequest, message: e.to_string() })?;
+    let fit_secs = started.elapsed().as_secs_f64();
+
+    let key = artifact_key(MODEL, version);
+    store.put_bytes(&key, head.to_json(), "application/json").await?;
+    let metrics = serde_json::to_value(&head.metrics).unwrap_or_default();
+    let train_examples = head.metrics.get("train_examples").copied().unwrap_or(0.0) as i32;
+    registry::insert_candidate(
+        pool,
+        &NewVersion {
+            model: MODEL,
+            version,
+            job_id: Some(job.id),
+            artifact_key: &key,
+            metrics: metrics.clone(),
+            baseline_version: current.as_ref().map(|c| c.version.as_str()),
+            baseline_metrics: baseline.map(|b| serde_json::to_value(b.as_metrics()).unwrap_or_default()),
+            data_from: window.0,
+            data_to: window.1,
+            train_examples,
+            eval_examples: i32::try_from(eval.examples).unwrap_or(i32::MAX),
+        },
+    )
+    .await?;
+    let promote = train::should_promote(&eval, baseline.as_ref(), request.margin);
+    let decision = decide(MODEL, "mAP", eval.map, baseline.as_ref().map(|b| b.map), current.as_ref().map(|c| c.version.as_str()), request.margin, promote);
+    let status = settle(pool, MODEL, version, promote, &decision).await?;
+    reelq_shared::metrics::get().model_versions.with_label_values(&[MODEL, status]).inc();
+    tracing::info!(model = MODEL, version, status, map = eval.map, baseline = baseline.map(|b| b.map), "hashtag classifier trained");
+    Ok(json!({
+        "version": version,
+        "status": status,
+        "decision": decision,
+        "metrics": metrics,
+        "baseline": baseline.map(|b: Evaluation| json!({ "version": current.as_ref().map(|c| c.version.clone()), "metrics": b.as_metrics() })),
+        "labels": head.labels.len(),
+        "artifact_key": key,
+        "fit_seconds": round3(fit_secs),
+    }))
+}
+
+/// Trains, judges and registers the virality regressor.
+#[allow(clippy::too_many_arguments)]
+async fn train_virality(
+    pool: &PgPool,
+    store: &Store,
+    job: &JobRecord,
+    version: &str,
+    feature_model: &str,
+    raw: Vec<(i64, Vec<f32>, reelq_shared::engagement::Counts)>,
+    request: &TrainingRequest,
+    window: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+) -> Result<Value, JobError> {
+    const MODEL: &str = "virality";
+    if raw.len() < 10 {
+        return Ok(json!({ "status": "skipped", "reason": format!("{} pulled videos; at least 10 are needed", raw.len()) }));
+    }
+    let current = registry::promoted(pool, MODEL).await?;
+    let current_model = match &current {
+        Some(c) => Some(ViralityRegressor::from_json(&store.get_bytes(&c.artifact_key, MAX_ARTIFACT_BYTES).await?).map_err(|e| JobError::Retryable(format!("the promoted regressor's artifact is unreadable: {e}")))?),
+        None => None,
+    };
+    let samples: Vec<Sample> = raw.into_iter().map(|(at, features, counts)| Sample { at, features, counts }).collect();
+    let opts = RegressorOptions { holdout: request.holdout, ..RegressorOptions::default() };
+    let (version_s, feature_model_s) = (version.to_owned(), feature_model.to_owned());
+    let started = Instant::now();
+    let (model, eval, baseline) = tokio::task::spawn_blocking(move || {
+        let (_, held_out) = virality::split_by_time(samples.clone(), opts.holdout);
+        let (model, eval) = virality::train(&version_s, &feature_model_s, samples, &opts)?;
+        // The promoted model is judged on the same held-out videos, scored with this pull's
+        // correlations, only if it reads the same features.
+        let baseline = current_model.filter(|c| c.feature_model == feature_model_s && c.dim == model.dim).map(|c| c.evaluate_against(&held_out, &model.correlations));
+        Ok::<_, virality::RegressorError>((model, eval, baseline))
+    })
+    .await
+    .map_err(|e| JobError::Retryable(format!("training thread failed: {e}")))?
+    .map_err(|e| JobError::Fatal { code: JobErrorCode::InvalidRequest, message: e.to_string() })?;
+    let fit_secs = started.elapsed().as_secs_f64();
+
+    let key = artifact_key(MODEL, version);
+    store.put_bytes(&key, model.to_json(), "application/json").await?;
+    let metrics = serde_json::to_value(&model.metrics).unwrap_or_default();
+    registry::insert_candidate(
+        pool,
+        &NewVersion {
+            model: MODEL,
+            version,
+            job_id: Some(job.id),
+            artifact_key: &key,
+            metrics: metrics.clone(),
+            baseline_version: current.as_ref().map(|c| c.version.as_str()),
+            baseline_metrics: baseline.as_ref().map(|b| json!({ "spearman": b.spearman, "spearman_views": b.spearman_views, "eval_examples": b.examples })),
+            data_from: window.0,
+            data_to: window.1,
+            train_examples: model.metrics.get("train_examples").copied().unwrap_or(0.0) as i32,
+            eval_examples: i32::try_from(eval.examples).unwrap_or(i32::MAX),
+        },
+    )
+    .await?;
+    let promote = eval.examples > 0 && baseline.as_ref().is_none_or(|b| eval.spearman >= b.spearman + request.margin);
+    let decision = decide(MODEL, "Spearman", eval.spearman, baseline.as_ref().map(|b| b.spearman), current.as_ref().map(|c| c.version.as_str()), request.margin, promote);
+    let status = settle(pool, MODEL, version, promote, &decision).await?;
+    reelq_shared::metrics::get().model_versions.with_label_values(&[MODEL, status]).inc();
+    tracing::info!(model = MODEL, version, status, spearman = eval.spearman, "virality regressor trained");
+    Ok(json!({
+        "version": version,
+        "status": status,
+        "decision": decision,
+        "metrics": metrics,
+        "baseline": baseline.map(|b| json!({ "version": current.as_ref().map(|c| c.version.clone()), "spearman": b.spearman, "spearman_views": b.spearman_views })),
+        "artifact_key": key,
+        "fit_seconds": round3(fit_secs),
+    }))
+}
+
+fn decide(model: &str, figure: &str, value: f64, baseline: Option<f64>, current: Option<&str>, margin: f64, promote: bool) -> String {
+    match (baseline, current) {
+        (Some(b), Some(c)) if promote => format!("{figure} {value:.4} beats {c}'s {b:.4} on the same held-out examples by at least {margin}"),
+        (Some(b), Some(c)) => format!("{figure} {value:.4} does not beat {c}'s {b:.4} on the same held-out examples by {margin}"),
+        (None, Some(c)) if promote => format!("{figure} {value:.4}; {c} could not be measured on these examples (other features)"),
+        _ if promote => format!("{figure} {value:.4}; no {model} version was promoted before"),
+        _ => format!("{figure} {value:.4}; no held-out examples to judge it on"),
+    }
+}
+
+async fn settle(pool: &PgPool, model: &str, version: &str, promote: bool, decision: &str) -> Result<&'static str, JobError> {
+    if promote {
+        let mut conn = pool.acquire().await.map_err(|e| JobError::Retryable(format!("database: {e}")))?;
+        if registry::promote(&mut conn, model, version, decision).await? {
+            return Ok("promoted");
+        }
+        // Already settled by an earlier attempt of this job.
+        return Ok(registry::get(pool, model, version).await?.map_or("candidate", |v| if v.status == "promoted" { "promoted" } else { "retired" }));
+    }
+    registry::reject(pool, model, version, decision).await?;
+    Ok("rejected")
+}
+
+/// Fills in `embeddings` of feedback examples that have none: from what an earlier run stored
+/// (`example_embeddings`, text hash `media`), else by decoding the job's video through the
+/// pipeline, for at most `budget` videos. Returns how many videos were decoded. A video that
+/// is gone or unreadable leaves its example to the caption.
+async fn media_embeddings(
+    trainer: &Trainer<'_>,
+    feedback: &mut [feedback::FeedbackExample],
+    text_model: &str,
+    budget: u32,
+    cancel: &CancellationToken,
+) -> Result<usize, JobError> {
+    let missing: Vec<String> = feedback.iter().filter(|f| f.embeddings.is_none() && f.video_id.is_some()).map(|f| f.job_id.to_string()).collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let stored: HashMap<String, Vec<f32>> = registry::embeddings(trainer.pool, "feedback", "text", text_model, &missing)
+        .await?
+        .into_iter()
+        .filter(|e| e.text_hash == MEDIA_HASH)
+        .map(|e| (e.item_id, e.vector))
+        .collect();
+    let models = trainer.pipeline.models().clone();
+    let image_model = tokio::task::spawn_blocking(move || models.image_encoder().map(|e| e.map(|e| e.model().to_string())))
+        .await
+        .map_err(|e| JobError::Retryable(format!("model thread failed: {e}")))??;
+    let stored_images: HashMap<String, Vec<f32>> = match &image_model {
+        Some(m) => registry::embeddings(trainer.pool, "feedback", "image", m, &missing).await?.into_iter().map(|e| (e.item_id, e.vector)).collect(),
+        None => HashMap::new(),
+    };
+    let mut decoded = 0usize;
+    for f in feedback.iter_mut().filter(|f| f.embeddings.is_none()) {
+        let (Some(video_id), id) = (f.video_id, f.job_id.to_string()) else { continue };
+        if let Some(text) = stored.get(&id) {
+            let image = image_model.as_ref().and_then(|m| stored_images.get(&id).map(|v| (m, v)));
+            f.embeddings = Some(embeddings_payload(text_model, text, image));
+            continue;
+        }
+        if decoded as u32 >= budget || cancel.is_cancelled() {
+            continue;
+        }
+        match decode_embeddings(trainer, f.tenant_id, video_id, f.caption.clone(), cancel).await {
+            Ok(Some(payload)) => {
+                decoded += 1;
+                for kind in ["text", "image"] {
+                    let part = payload.get(kind).filter(|p| !p.is_null());
+                    let (Some(model), Some(vector)) = (part.and_then(|p| p.get("model")).and_then(model_name), part.and_then(|p| serde_json::from_value::<Vec<f32>>(p.get("vector")?.clone()).ok())) else { continue };
+                    let row = StoredEmbedding { item_id: id.clone(), text_hash: MEDIA_HASH.to_owned(), vector };
+                    registry::store_embeddings(trainer.pool, "feedback", kind, &model, std::slice::from_ref(&row)).await?;
+                }
+                f.embeddings = Some(payload);
+            }
+            Ok(None) => {}
+            Err(JobError::Retryable(e)) => return Err(JobError::Retryable(e)),
+            Err(JobError::Stopped(why)) => return Err(JobError::Stopped(why)),
+            Err(JobError::Fatal { message, .. }) => tracing::warn!(job_id = %f.job_id, error = %message, "feedback video unusable; its caption stands in"),
+        }
+    }
+    Ok(decoded)
+}
+
+/// Marks stored feedback vectors computed from the video rather than a caption.
+const MEDIA_HASH: &str = "media";
+
+fn embeddings_payload(text_model: &str, text: &[f32], image: Option<(&String, &Vec<f32>)>) -> Value {
+    let id = |m: &str| {
+        let (name, version) = m.rsplit_once('@').unwrap_or((m, ""));
+        json!({ "name": name, "version": version })
+    };
+    json!({
+        "text": { "model": id(text_model), "vector": text },
+        "image": image.map(|(m, v)| json!({ "model": id(m), "vector": v })),
+    })
+}
+
+/// Downloads a feedback job's video and runs the `embeddings` analysis on it; `None` when the
+/// video is gone.
+async fn decode_embeddings(trainer: &Trainer<'_>, tenant: uuid::Uuid, video_id: uuid::Uuid, caption: Option<String>, cancel: &CancellationToken) -> Result<Option<Value>, JobError> {
+    let Some(video) = reelq_shared::db::videos::get(trainer.pool, tenant, video_id).await? else { return Ok(None) };
+    let dir = tempfile::Builder::new().prefix("reelq-train-").tempdir_in(trainer.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
+    let path = dir.path().join("input");
+    match trainer.store.download_to_file(&video.object_key, &path).await {
+        Ok(_) => {}
+        Err(reelq_shared::storage::StorageError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let (pipeline, limits, stop) = (trainer.pipeline.clone(), trainer.media.clone(), cancel.clone());
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        span.in_scope(|| {
+            let probe = crate::media::probe::probe(&path, &limits)?;
+            let input = Input { path, probe, caption, trending: Vec::new() };
+            let mut session = pipeline.start(input, &[Analysis::Embeddings], &|| stop.is_cancelled())?;
+            let out = pipeline.run(&mut session, Analysis::Embeddings)?;
+            drop(dir);
+            Ok(Some(out.payload))
+        })
+    })
+    .await
+    .map_err(|e| JobError::Retryable(format!("decode thread failed: {e}")))?
+}
+
+/// The stored `kind` vector of an `embeddings` result, if it came from `model`.
+fn stored_vector(payload: Option<&Value>, kind: &str, model: &str) -> Option<Vec<f32>> {
+    let part = payload?.get(kind)?;
+    (model_name(part.get("model")?)? == model).then(|| serde_json::from_value(part.get("vector")?.clone()).ok())?
+}
+
+/// `name@version` of a serialised model id.
+fn model_name(v: &Value) -> Option<String> {
+    Some(format!("{}@{}", v.get("name")?.as_str()?, v.get("version")?.as_str()?))
+}
+
+/// Vectors for every `(item, text)`, embedding only those with no stored vector for the same
+/// text; returns them by item with the number embedded now.
+async fn embed_missing(
+    pool: &PgPool,
+    embedder: &Arc<TextEmbedder>,
+    source: &str,
+    model: &str,
+    texts: &[(String, String)],
+    cancel: &CancellationToken,
+) -> Result<(HashMap<String, Vec<f32>>, usize), JobError> {
+    let mut out: HashMap<String, Vec<f32>> = HashMap::with_capacity(texts.len());
+    let mut embedded = 0usize;
+    for chunk in texts.chunks(EMBED_CHUNK * 8) {
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+        let stored: BTreeMap<String, StoredEmbedding> = registry::embeddings(pool, source, "text", model, &ids).await?.into_iter().map(|e| (e.item_id.clone(), e)).collect();
+        let mut missing: Vec<(String, String, String)> = Vec::new();
+        for (id, text) in chunk {
+            if text.is_empty() {
+                continue;
+            }
+            let hash = hex::encode(Sha256::digest(text.as_bytes()));
+            match stored.get(id) {
+                Some(e) if e.text_hash == hash => {
+                    out.insert(id.clone(), e.vector.clone());
+                }
+                _ => missing.push((id.clone(), text.clone(), hash)),
+            }
+        }
+        for batch in missing.chunks(EMBED_CHUNK) {
+            if cancel.is_cancelled() {
+                return Err(JobError::Stopped("cancelled"));
+            }
+            let (e, owned) = (embedder.clone(), batch.iter().map(|(_, t, _)| t.clone()).collect::<Vec<_>>());
+            let span = tracing::Span::current();
+            let vectors = tokio::task::spawn_blocking(move || span.in_scope(|| e.embed(&owned.iter().map(String::as_str).collect::<Vec<_>>())))
+                .await
+                .map_err(|e| JobError::Retryable(format!("model thread failed: {e}")))??;
+            let rows: Vec<StoredEmbedding> = batch
+                .iter()
+                .zip(vectors)
+                .map(|((id, _, hash), vector)| StoredEmbedding { item_id: id.clone(), text_hash: hash.clone(), vector })
+                .collect();
+            registry::store_embeddings(pool, source, "text", model, &rows).await?;
+            embedded += rows.len();
+            out.extend(rows.into_iter().map(|r| (r.item_id, r.vector)));
+        }
+    }
+    Ok((out, embedded))
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_text_drops_hashtags_and_mentions() {
+        assert_eq!(example_text("pasta night #cooking #fyp with @chef  tonight"), "pasta night with tonight");
+        assert_eq!(example_text("#a #b"), "");
+    }
+
+    #[test]
+    fn virality_features_append_scaled_metadata() {
+        let f = virality_features(&[3.0, 4.0], 5, 0);
+        assert_eq!(f.len(), 4);
+        assert!((f[0] - 0.6).abs() < 1e-6 && (f[1] - 0.8).abs() < 1e-6);
+        assert!((f[2] - 0.5).abs() < 1e-6);
+        assert!(f[3].abs() < 1e-6);
+    }
+
+    #[test]
+    fn stored_vectors_are_used_only_from_the_same_model() {
+        let payload = json!({ "text": { "model": { "name": "minilm", "version": "1" }, "vector": [0.5, 0.5] }, "image": null });
+        assert_eq!(stored_vector(Some(&payload), "text", "minilm@1"), Some(vec![0.5, 0.5]));
+        assert_eq!(stored_vector(Some(&payload), "text", "other@1"), None);
+        assert_eq!(stored_vector(Some(&payload), "image", "minilm@1"), None);
+    }
+}
