@@ -24,6 +24,9 @@ use reelq_shared::db::DbError;
 use crate::settings::{SchedulerSettings, TrendSettings};
 use crate::source::{PullOutcome, RunContext, Source};
 
+/// How often a leader checks that its lock's session is still alive during a run.
+const LOCK_CHECK: Duration = Duration::from_secs(2);
+
 /// One configured schedule, ready to run.
 pub struct Schedule {
     /// Its name.
@@ -180,8 +183,29 @@ impl Runner {
             let _ = conn.close().await;
             return Ok(());
         }
-        let outcome = self.run_pending(schedule, stop).await;
-        let _ = schedules::unlock(&mut conn, &schedule.name).await;
+        // The lock lives as long as this session: if the connection dies mid-run, another
+        // replica may take the schedule, so the run is stopped at its next safe point.
+        let run_stop = stop.child_token();
+        let run = self.run_pending(schedule, &run_stop);
+        tokio::pin!(run);
+        let mut check = tokio::time::interval(LOCK_CHECK);
+        check.tick().await;
+        let mut lost = false;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut run => break outcome,
+                _ = check.tick(), if !lost => {
+                    if !schedules::still_locked(&mut conn, &schedule.name).await.unwrap_or(false) {
+                        tracing::error!(schedule = %schedule.name, "lost the schedule's lock (its database session ended); stopping the run");
+                        lost = true;
+                        run_stop.cancel();
+                    }
+                }
+            }
+        };
+        if !lost {
+            let _ = schedules::unlock(&mut conn, &schedule.name).await;
+        }
         let _ = conn.close().await;
         outcome
     }

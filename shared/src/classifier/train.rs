@@ -133,45 +133,26 @@ pub fn fit(spec: &HeadSpec, examples: &[Example], opts: &TrainOptions) -> Result
         }
     }
 
-    let mut w = vec![0.0f32; labels * width];
-    // Start each bias at the label's log-odds, so rare tags begin rare.
-    let mut b: Vec<f32> = (0..labels)
-        .map(|l| {
-            let p = ((0..n).map(|i| y[i * labels + l]).sum::<f32>() + 0.5) / (n as f32 + 1.0);
-            (p / (1.0 - p)).ln()
-        })
-        .collect();
-    let mut adam_w = Adam::new(w.len());
-    let mut adam_b = Adam::new(b.len());
-    let mut gw = vec![0.0f32; w.len()];
-    let mut gb = vec![0.0f32; b.len()];
-    let mut z = vec![0.0f32; labels];
-    for _ in 0..opts.epochs {
-        gw.iter_mut().for_each(|g| *g = 0.0);
-        gb.iter_mut().for_each(|g| *g = 0.0);
-        for i in 0..n {
-            let xi = &x[i * width..(i + 1) * width];
-            for l in 0..labels {
-                let row = &w[l * width..(l + 1) * width];
-                z[l] = sigmoid(b[l] + row.iter().zip(xi).map(|(a, c)| a * c).sum::<f32>()) - y[i * labels + l];
-            }
-            for l in 0..labels {
-                let err = z[l];
-                gb[l] += err;
-                if err.abs() > 1e-6 {
-                    for (g, v) in gw[l * width..(l + 1) * width].iter_mut().zip(xi) {
-                        *g += err * v;
-                    }
-                }
-            }
-        }
-        let scale = 1.0 / n as f32;
-        for (g, wv) in gw.iter_mut().zip(&w) {
-            *g = *g * scale + opts.l2 * wv;
-        }
-        gb.iter_mut().for_each(|g| *g *= scale);
-        adam_w.step(&mut w, &gw, opts.learning_rate);
-        adam_b.step(&mut b, &gb, opts.learning_rate);
+    // Labels are independent (one-vs-rest) and Adam works element by element, so fitting them
+    // in parallel chunks gives exactly the single-threaded result, just sooner.
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(labels).max(1);
+    let per = labels.div_ceil(threads);
+    let chunks: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..labels)
+            .step_by(per)
+            .map(|first| {
+                let (x, y) = (&x, &y);
+                let range = first..(first + per).min(labels);
+                scope.spawn(move || fit_labels(x, y, n, width, labels, range, opts))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let mut w = Vec::with_capacity(labels * width);
+    let mut b = Vec::with_capacity(labels);
+    for (cw, cb) in chunks {
+        w.extend(cw);
+        b.extend(cb);
     }
 
     Ok(LinearHead {
@@ -186,6 +167,49 @@ pub fn fit(spec: &HeadSpec, examples: &[Example], opts: &TrainOptions) -> Result
         bias: b,
         metrics: BTreeMap::new(),
     })
+}
+
+/// Fits the labels in `range` (full-batch Adam): their weight rows and biases.
+fn fit_labels(x: &[f32], y: &[f32], n: usize, width: usize, labels: usize, range: std::ops::Range<usize>, opts: &TrainOptions) -> (Vec<f32>, Vec<f32>) {
+    let k = range.len();
+    let mut w = vec![0.0f32; k * width];
+    // Start each bias at the label's log-odds, so rare tags begin rare.
+    let mut b: Vec<f32> = range
+        .clone()
+        .map(|l| {
+            let p = ((0..n).map(|i| y[i * labels + l]).sum::<f32>() + 0.5) / (n as f32 + 1.0);
+            (p / (1.0 - p)).ln()
+        })
+        .collect();
+    let mut adam_w = Adam::new(w.len());
+    let mut adam_b = Adam::new(b.len());
+    let mut gw = vec![0.0f32; w.len()];
+    let mut gb = vec![0.0f32; k];
+    for _ in 0..opts.epochs {
+        gw.iter_mut().for_each(|g| *g = 0.0);
+        gb.iter_mut().for_each(|g| *g = 0.0);
+        for i in 0..n {
+            let xi = &x[i * width..(i + 1) * width];
+            for j in 0..k {
+                let row = &w[j * width..(j + 1) * width];
+                let err = sigmoid(b[j] + row.iter().zip(xi).map(|(a, c)| a * c).sum::<f32>()) - y[i * labels + range.start + j];
+                gb[j] += err;
+                if err.abs() > 1e-6 {
+                    for (g, v) in gw[j * width..(j + 1) * width].iter_mut().zip(xi) {
+                        *g += err * v;
+                    }
+                }
+            }
+        }
+        let scale = 1.0 / n as f32;
+        for (g, wv) in gw.iter_mut().zip(&w) {
+            *g = *g * scale + opts.l2 * wv;
+        }
+        gb.iter_mut().for_each(|g| *g *= scale);
+        adam_w.step(&mut w, &gw, opts.learning_rate);
+        adam_b.step(&mut b, &gb, opts.learning_rate);
+    }
+    (w, b)
 }
 
 /// P@5, R@5 and mAP of the head's rankings on `examples`.
@@ -218,8 +242,6 @@ pub fn evaluate(head: &LinearHead, examples: &[Example]) -> Evaluation {
     Evaluation { p_at_5: p5 / d, r_at_5: r5 / d, map: ap_sum / d, examples: count }
 }
 
-/// Whether a candidate replaces the current version: its held-out mAP must beat the current
-/// one's by `margin`. Without a current version any candidate with a figure is promoted.
 /// [`evaluate`] for a head with another label list: `examples` label into `labels`, which are
 /// mapped onto the head's own; a true tag the head does not know counts as a miss. This is how
 /// the promoted version is measured on a candidate's held-out examples, for a fair comparison.
@@ -243,6 +265,8 @@ pub fn split_by_time(mut examples: Vec<Example>, holdout: f64) -> (Vec<Example>,
     (examples, test)
 }
 
+/// Whether a candidate replaces the current version: its held-out mAP must beat the current
+/// one's by `margin`. Without a current version any candidate with a figure is promoted.
 pub fn should_promote(candidate: &Evaluation, current: Option<&Evaluation>, margin: f64) -> bool {
     candidate.examples > 0 && current.is_none_or(|c| candidate.map >= c.map + margin)
 }

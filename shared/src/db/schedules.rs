@@ -248,6 +248,23 @@ pub async fn unlock(conn: &mut PgConnection, schedule: &str) -> Result<bool, DbE
     .await
 }
 
+/// Whether this connection still holds the lock taken by [`try_lock`]: `false` (or an error)
+/// when its session has ended, for example after the database restarted or dropped it.
+pub async fn still_locked(conn: &mut PgConnection, schedule: &str) -> Result<bool, DbError> {
+    timed(
+        "schedules.still_locked",
+        sqlx::query_scalar::<_, bool>(
+            r#"SELECT EXISTS (SELECT 1 FROM pg_locks
+                              WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+                                AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2)"#,
+        )
+        .bind(LOCK_CLASS)
+        .bind(schedule)
+        .fetch_one(&mut *conn),
+    )
+    .await
+}
+
 /// Use of an API on one UTC day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QuotaUse {

@@ -560,3 +560,52 @@ async fn a_held_schedule_lock_keeps_every_replica_off_the_schedule() {
     stub.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_whose_lock_session_dies_stops_its_run() {
+    let env = TestEnv::new().await;
+    // Slow pages: the run lasts long enough to lose its lock in the middle.
+    let stub = StubServer::start(StubConfig { videos: 1500, days: 10, latency_ms: 600, ..StubConfig::default() }, "127.0.0.1:0")
+        .await
+        .expect("stub");
+    schedules::register(&env.pool, SCHEDULE, "0 0 30 2 *", "tiktok").await.expect("register");
+    let run = schedules::insert_pending(&env.pool, SCHEDULE, "manual", None).await.expect("insert").expect("pending");
+    let scheduler = reelq_scheduler::Scheduler::build(scheduler_settings(&env, &stub, "0 0 30 2 *")).await.expect("builds");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(scheduler.run_until_stopped(stop.clone()));
+    let started = Instant::now();
+    while schedules::get_run(&env.pool, run.id).await.expect("get").expect("run").status != "running" {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The database ends the leader's lock session (a restart, a killed backend).
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(schedules::LOCK_CLASS)
+    .bind(SCHEDULE)
+    .fetch_one(&env.pool)
+    .await
+    .expect("terminate");
+    assert_eq!(killed, 1);
+
+    // The run stops at its next page instead of running on unguarded, and keeps its place.
+    let started = Instant::now();
+    let ended = loop {
+        let r = schedules::get_run(&env.pool, run.id).await.expect("get").expect("run");
+        if r.status != "running" {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the run went on without its lock");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ended.status, "partial");
+    assert!(stub.stats().queries < 30, "stopped early: {:?}", stub.stats());
+    stop.cancel();
+    task.await.expect("joined").expect("clean stop");
+    stub.stop().await;
+    env.cleanup().await;
+}

@@ -242,3 +242,88 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     stub.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn virality_uses_the_correlations_of_the_pull_it_was_trained_on() {
+    // Twelve pulled videos, counters chosen so that the seed formula's correlations are known:
+    //   views    = 100, 200, …, 1200
+    //   likes    = views / 10            → exactly proportional: ρ(views, likes) = 1
+    //   comments = 1300 − views          → exactly anti-proportional: ρ(views, comments) = −1
+    //   shares   = 7 for every video     → constant: unmeasurable, counts as 0
+    // so virality = views + (1−1)·likes + (1+1)·comments + (1−0)·shares = 2607 − views:
+    // 100 + 2·1200 + 7 = 2507 for the first video, and 1200 + 2·100 + 7 = 1407 for the last.
+    let env = TestEnv::new().await;
+    let topics = ["pasta recipe in my kitchen", "puppy at the dog park", "guitar cover of a song", "beach sunset on holiday"];
+    let videos: Vec<reelq_shared::db::scraped::PulledVideo> = (1..=12i64)
+        .map(|i| reelq_shared::db::scraped::PulledVideo {
+            id: format!("v{i}"),
+            description: format!("{} #tag{}", topics[(i % 4) as usize], i % 4),
+            region: Some("US".into()),
+            create_time: chrono::Utc::now() - chrono::Duration::hours(24 - i),
+            hashtags: vec![format!("tag{}", i % 4)],
+            music: None,
+            counts: reelq_shared::engagement::Counts { views: 100 * i, likes: 10 * i, comments: 1300 - 100 * i, shares: 7 },
+        })
+        .collect();
+    let mut conn = env.pool.acquire().await.expect("conn");
+    reelq_shared::db::scraped::upsert_batch(&mut conn, &videos, "dump", chrono::Utc::now()).await.expect("stored");
+    drop(conn);
+    let mut settings = env.worker_settings();
+    settings.inference.registry_refresh_ms = 0;
+    let worker = TestWorker::spawn(settings).await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let tenant = tenants::by_name(&env.pool, "acme").await.expect("query").expect("tenant");
+    let admin_key = tenants::create_key(&env.pool, tenant.id, "ml").await.expect("key");
+    assert!(admin::set_admin(&env.pool, &admin_key.hash, true).await.expect("flag"));
+    let admin_key = secrecy::ExposeSecret::expose_secret(&admin_key.key).to_owned();
+
+    // Training on demand, with a request the api validates.
+    let bad = app.http.post(app.url("/v1/admin/training")).bearer_auth(&admin_key).json(&json!({ "holdout": 2.0 })).send().await.expect("sent");
+    assert_eq!(bad.status(), 422);
+    let refused = app.http.post(app.url("/v1/admin/training")).bearer_auth(&app.key).json(&json!({})).send().await.expect("sent");
+    assert_eq!(refused.status(), 403);
+    let queued = app.http.post(app.url("/v1/admin/training")).bearer_auth(&admin_key).json(&json!({ "min_label_count": 1 })).send().await.expect("sent");
+    assert_eq!(queued.status(), 202);
+    let id = queued.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned();
+    let started = Instant::now();
+    let training = loop {
+        let t: Value = app.http.get(app.url(&format!("/v1/admin/training/{id}"))).bearer_auth(&admin_key).send().await.expect("sent").json().await.expect("json");
+        if t["status"] != "queued" && t["status"] != "running" {
+            break t;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "training did not end: {t}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(training["status"], "succeeded", "{training:#}");
+    let virality = &training["results"]["train"]["payload"]["virality"];
+    assert_eq!(virality["status"], "promoted", "the first version has nothing to beat: {virality}");
+    // 12 videos, the newest 20 % (round(2.4) = 2) held out.
+    assert_eq!((virality["metrics"]["train_examples"].as_f64(), virality["metrics"]["eval_examples"].as_f64()), (Some(10.0), Some(2.0)), "{virality}");
+
+    // A job's estimate carries the correlations of that pull.
+    let clip = tokio::task::spawn_blocking(|| {
+        make_clip(&["-f", "lavfi", "-i", "color=white:s=320x240:r=10:d=2", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], "mp4")
+    })
+    .await
+    .expect("clip");
+    let video = app.upload_clip(clip).await;
+    let job = app.submit_ok(json!({ "video_id": video, "analyses": ["virality"], "options": { "caption": "my puppy at the dog park #dogs" } })).await;
+    let job = app.wait_terminal(job, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let payload = &job["results"]["virality"]["payload"];
+    let close = |v: &Value, want: f64| v.as_f64().is_some_and(|x| (x - want).abs() < 1e-9);
+    assert!(close(&payload["correlations"]["corr_likes"], 1.0), "{payload}");
+    assert!(close(&payload["correlations"]["corr_comments"], -1.0), "{payload}");
+    assert!(close(&payload["correlations"]["corr_shares"], 0.0), "{payload}");
+    let estimate = &payload["estimate"];
+    // A prediction of the log-virality lies within (or at the edge of) what the pull spans:
+    // ln(1 + 1407) … ln(1 + 2507), since ridge regression shrinks towards the mean.
+    let log_v = estimate["log_virality"].as_f64().expect("log virality");
+    assert!((1408f64.ln() - 0.5..=2508f64.ln() + 0.5).contains(&log_v), "{estimate}");
+    let v = estimate["virality"].as_f64().expect("virality");
+    assert!((v - log_v.exp_m1()).abs() < 1e-6 * v, "virality is exp(log virality) − 1: {estimate}");
+
+    app.stop().await;
+    worker.stop().await;
+    env.cleanup().await;
+}
