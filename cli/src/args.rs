@@ -41,6 +41,33 @@ pub enum Command {
     Cancel(JobArgs),
     /// Wait for a job to end and show its result.
     Wait(WaitArgs),
+    /// List trained model versions (hashtag classifier, virality regressor) and their figures.
+    Models(ModelsArgs),
+    /// Roll a model back to the version promoted before it (admin keys).
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Only this model: `hashtags` or `virality`.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// How many versions, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// `hashtags` or `virality`.
+    pub model: String,
+    /// The version to return to (it must have been promoted before); by default the previous one.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

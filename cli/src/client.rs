@@ -161,6 +161,22 @@ impl ApiClient {
         JobPage::from_json(self.send(req).await?).context("the API's answer is not a page of jobs")
     }
 
+    /// `GET /v1/models`.
+    pub async fn models(&self, model: Option<&str>, limit: u32) -> Result<Value> {
+        let mut params: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        if let Some(m) = model {
+            params.push(("model", m.to_owned()));
+        }
+        self.send(self.http.get(self.url("/v1/models")).query(&params).timeout(REQUEST_TIMEOUT)).await
+    }
+
+    /// `POST /v1/admin/models/{model}/rollback`.
+    pub async fn rollback(&self, model: &str, to: Option<&str>) -> Result<Value> {
+        let body = serde_json::json!({ "version": to });
+        let path = format!("/v1/admin/models/{model}/rollback");
+        self.send(self.http.post(self.url(&path)).json(&body).timeout(REQUEST_TIMEOUT)).await
+    }
+
     /// Sends a request and returns its JSON body, or the API's error.
     async fn send(&self, req: RequestBuilder) -> Result<Value> {
         let resp = req.send().await.with_context(|| format!("could not reach the reelq API at {}", self.base))?;

@@ -33,6 +33,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jobs(args) => jobs(&client, args).await,
         Command::Cancel(args) => cancel(&client, args).await,
         Command::Wait(args) => wait(&client, args).await,
+        Command::Models(args) => {
+            let raw = client.models(args.model.as_deref(), args.limit).await?;
+            print_out(&if args.output.json { render::pretty_json(&raw) } else { render::model_list(&raw) })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback(args) => {
+            let raw = client.rollback(&args.model, args.to.as_deref()).await?;
+            let text = format!("{} rolled back: {} → {}\n", args.model, raw["from"].as_str().unwrap_or("?"), raw["to"].as_str().unwrap_or("?"));
+            print_out(&if args.output.json { render::pretty_json(&raw) } else { text })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Analyze(_) => unreachable!("handled above"),
     }
 }

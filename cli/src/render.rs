@@ -310,6 +310,33 @@ pub fn job_list(page: &JobPage, next_page_command: &dyn Fn(&str) -> String) -> S
     out
 }
 
+/// The model registry as a table: one row per version, the promoted ones marked.
+pub fn model_list(raw: &Value) -> String {
+    let versions = raw["versions"].as_array().cloned().unwrap_or_default();
+    if versions.is_empty() {
+        return "no trained model versions yet\n".to_owned();
+    }
+    let figure = |m: &Value, k: &str| m.get(k).and_then(Value::as_f64).map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    let mut rows = vec![["MODEL", "VERSION", "STATUS", "FIGURES", "TRAIN/EVAL", "CREATED"].map(str::to_owned)];
+    for v in &versions {
+        let m = &v["metrics"];
+        let figures = if v["model"] == "hashtags" {
+            format!("P@5 {} R@5 {} mAP {}", figure(m, "p_at_5"), figure(m, "r_at_5"), figure(m, "map"))
+        } else {
+            format!("Spearman {}", figure(m, "spearman"))
+        };
+        rows.push([
+            v["model"].as_str().unwrap_or("?").to_owned(),
+            v["version"].as_str().unwrap_or("?").to_owned(),
+            v["status"].as_str().unwrap_or("?").to_owned(),
+            figures,
+            format!("{}/{}", v["train_examples"].as_i64().unwrap_or(0), v["eval_examples"].as_i64().unwrap_or(0)),
+            v["created_at"].as_str().map(timestamp).unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    table(&rows)
+}
+
 /// Left-aligned columns two spaces apart.
 fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
@@ -602,5 +629,16 @@ more jobs: reelq jobs --cursor CUR
         assert_eq!(bit_rate(1_500_000), "1.5 Mb/s");
         assert_eq!(decimal(29.97002997, 3), "29.97");
         assert_eq!(decimal(25.0, 3), "25");
+    }
+    #[test]
+    fn model_list_shows_the_figures_each_model_is_judged_by() {
+        let raw = serde_json::json!({ "versions": [
+            { "model": "hashtags", "version": "v2", "status": "promoted", "metrics": { "p_at_5": 0.4, "r_at_5": 0.9, "map": 0.8512 }, "train_examples": 480, "eval_examples": 120, "created_at": "2026-11-23T20:00:00Z" },
+            { "model": "virality", "version": "v2", "status": "rejected", "metrics": { "spearman": 0.25 }, "train_examples": 480, "eval_examples": 120 }
+        ]});
+        let out = model_list(&raw);
+        assert!(out.contains("P@5 0.400 R@5 0.900 mAP 0.851"), "{out}");
+        assert!(out.contains("Spearman 0.250") && out.contains("rejected") && out.contains("480/120"), "{out}");
+        assert_eq!(model_list(&serde_json::json!({ "versions": [] })), "no trained model versions yet\n");
     }
 }
