@@ -6,6 +6,11 @@
 //!
 //! JSON lines are read line by line, so memory stays flat however large the file; a line that
 //! does not parse is skipped and counted, and a dump with no usable line fails the run.
+//!
+//! A video's own file may lie beside the dump, named by its id (`<id>.mp4`, `.mov`, `.webm`,
+//! `.mkv`): in the dump's folder, or under the same S3 prefix. Local files are copied to
+//! `scraped/<id>.<ext>` in the bucket; either way the video row records the key, and the trainer
+//! embeds the video's frames.
 
 use std::path::{Path, PathBuf};
 
@@ -55,9 +60,10 @@ impl DumpSource {
             Location::File(path) => self.import_file(ctx, path, &mut tally).await?,
             Location::S3Prefix(prefix) => {
                 let store = self.store.as_ref().ok_or_else(|| SourceError::failed("dump_unavailable", "no object storage configured"))?;
-                let keys = store.list_keys(prefix).await.map_err(|e| SourceError::failed("dump_unavailable", e.to_string()))?;
+                let all = store.list_keys(prefix).await.map_err(|e| SourceError::failed("dump_unavailable", e.to_string()))?;
+                let (videos, keys): (Vec<String>, Vec<String>) = all.into_iter().partition(|k| video_id_of(k).is_some());
                 if keys.is_empty() {
-                    return Err(SourceError::failed("dump_not_found", format!("no objects under s3://{prefix}")));
+                    return Err(SourceError::failed("dump_not_found", format!("no dump objects under s3://{prefix}")));
                 }
                 let dir = tempfile_dir()?;
                 for key in keys {
@@ -71,7 +77,12 @@ impl DumpSource {
                     result?;
                 }
                 let _ = tokio::fs::remove_dir_all(&dir).await;
+                let pairs: Vec<(String, String)> = videos.iter().filter_map(|k| video_id_of(k).map(|id| (id.to_owned(), k.clone()))).collect();
+                tally.videos += reelq_shared::db::scraped::set_video_keys(&ctx.pool, &pairs).await?;
             }
+        }
+        if tally.videos > 0 {
+            tracing::info!(videos = tally.videos, "video files found beside the dump");
         }
         if tally.skipped > 0 {
             tracing::warn!(skipped = tally.skipped, imported = tally.imported, first_error = %tally.first_error, "dump lines skipped");
@@ -83,6 +94,30 @@ impl DumpSource {
             ));
         }
         Ok(PullOutcome::Complete)
+    }
+
+    /// Stores a batch, then, for a local dump, the video files beside it.
+    async fn flush(&self, ctx: &mut RunContext, batch: &mut Vec<PulledVideo>, tally: &mut Tally) -> Result<(), SourceError> {
+        ctx.store("dump", batch).await?;
+        if let (Location::File(path), Some(store)) = (&self.location, &self.store) {
+            let dir = path.parent().unwrap_or_else(|| Path::new("."));
+            let mut pairs = Vec::new();
+            for v in batch.iter() {
+                let Some(file) = beside(dir, &v.id).await else { continue };
+                let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("mp4").to_ascii_lowercase();
+                let key = format!("scraped/{}.{ext}", v.id);
+                let size = tokio::fs::metadata(&file).await.map(|m| m.len()).unwrap_or(0);
+                // Already copied by an earlier import: the bucket's copy stands.
+                if store.size(&key).await.ok().flatten() != Some(size) {
+                    let content_type = format!("video/{}", if ext == "mov" { "quicktime" } else if ext == "mkv" { "x-matroska" } else { ext.as_str() });
+                    store.upload_file(&key, &file, &content_type).await.map_err(|e| SourceError::failed("dump_unavailable", format!("copying {}: {e}", file.display())))?;
+                }
+                pairs.push((v.id.clone(), key));
+            }
+            tally.videos += reelq_shared::db::scraped::set_video_keys(&ctx.pool, &pairs).await?;
+        }
+        batch.clear();
+        Ok(())
     }
 
     async fn import_file(&self, ctx: &mut RunContext, path: &Path, tally: &mut Tally) -> Result<(), SourceError> {
@@ -131,8 +166,7 @@ impl DumpSource {
                     for item in items {
                         self.take(item, tally, &mut batch);
                         if batch.len() >= BATCH {
-                            ctx.store("dump", &batch).await?;
-                            batch.clear();
+                            self.flush(ctx, &mut batch, tally).await?;
                         }
                     }
                     break;
@@ -143,11 +177,10 @@ impl DumpSource {
                 Err(e) => tally.skip(format!("not JSON: {e}")),
             }
             if batch.len() >= BATCH {
-                ctx.store("dump", &batch).await?;
-                batch.clear();
+                self.flush(ctx, &mut batch, tally).await?;
             }
         }
-        ctx.store("dump", &batch).await
+        self.flush(ctx, &mut batch, tally).await
     }
 
     fn take(&self, v: Value, tally: &mut Tally, batch: &mut Vec<PulledVideo>) {
@@ -167,8 +200,34 @@ fn tempfile_dir() -> Result<PathBuf, SourceError> {
     Ok(dir)
 }
 
+/// Extensions of video files a dump may carry.
+const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mov", "webm", "mkv"];
+
+/// The video id a key or file name `…/<id>.<video extension>` stands for.
+fn video_id_of(key: &str) -> Option<&str> {
+    let name = key.rsplit('/').next()?;
+    let (stem, ext) = name.rsplit_once('.')?;
+    (VIDEO_EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e)) && !stem.is_empty()).then_some(stem)
+}
+
+/// The video file of `id` in `dir`, if there is one. Ids with path characters have none.
+async fn beside(dir: &Path, id: &str) -> Option<PathBuf> {
+    if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+        return None;
+    }
+    for ext in VIDEO_EXTENSIONS {
+        let p = dir.join(format!("{id}.{ext}"));
+        if tokio::fs::metadata(&p).await.is_ok_and(|m| m.is_file()) {
+            return Some(p);
+        }
+    }
+    None
+}
+
 #[derive(Default)]
 struct Tally {
+    /// Videos whose own file was found.
+    videos: u64,
     imported: u64,
     skipped: u64,
     first_error: String,
@@ -321,6 +380,15 @@ fn tags<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn video_files_are_named_by_their_id() {
+        assert_eq!(video_id_of("dumps/2026/7301.mp4"), Some("7301"));
+        assert_eq!(video_id_of("7301.MOV"), Some("7301"));
+        assert_eq!(video_id_of("dumps/part-1.jsonl"), None);
+        assert_eq!(video_id_of("dumps/.mp4"), None);
+        assert_eq!(video_id_of("noextension"), None);
+    }
     use serde_json::json;
 
     #[test]

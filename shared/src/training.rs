@@ -37,7 +37,9 @@ pub struct TrainingRequest {
     /// A candidate is promoted only if its held-out figure (mAP for hashtags, Spearman for
     /// virality) beats the promoted version's on the same examples by at least this much.
     pub margin: f64,
-    /// Feedback jobs without stored embeddings whose video is decoded to compute them, at most.
+    /// Videos decoded per run to compute missing embeddings, at most this many of each kind:
+    /// pulled videos whose file a dump brought (image embedding), and feedback jobs that stored
+    /// no embeddings (text and image, as the job would have). Later runs reuse what was stored.
     pub max_media_examples: u32,
 }
 

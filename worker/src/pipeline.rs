@@ -362,31 +362,29 @@ impl Pipeline {
                 metrics::get().inference_seconds.with_label_values(&["text_embedding"]).observe(started.elapsed().as_secs_f64());
                 Some(EmbeddingVector { model: embedder.model(), dim: v.len(), vector: v, sources, items: text.chars().count() })
             };
-            let image_vec = match (self.models.image_encoder()?, self.models.image_batcher()?) {
-                (Some(encoder), Some(batcher)) => {
-                    let samples = &session.decoded()?.samples;
-                    // An even spread of at most IMAGE_FRAMES frames: the mean embedding
-                    // settles long before every sampled second is in it.
-                    let step = samples.len().div_ceil(IMAGE_FRAMES).max(1);
-                    let frames: Vec<RgbImage> = samples
-                        .iter()
-                        .step_by(step)
-                        .map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| v.to_owned()))
-                        .collect::<Result<_, _>>()?;
-                    if frames.is_empty() {
-                        None
-                    } else {
-                        let count = frames.len();
-                        let per_frame = batcher.submit_all_blocking(frames)?;
-                        let mean = mean_direction(&per_frame);
-                        Some(EmbeddingVector { model: encoder.model(), dim: mean.len(), vector: mean, sources: vec!["frames"], items: count })
-                    }
-                }
-                _ => None,
-            };
+            let image_vec = self.image_embedding(session)?;
             session.embeddings = Some(Embeddings { text: text_vec, image: image_vec });
         }
         Ok(session.embeddings.as_ref().expect("set above"))
+    }
+
+    /// The mean image embedding of an even spread of the decoded frames, when an image encoder
+    /// is configured. Blocking.
+    pub fn image_embedding(&self, session: &Session) -> Result<Option<EmbeddingVector>, JobError> {
+        let (Some(encoder), Some(batcher)) = (self.models.image_encoder()?, self.models.image_batcher()?) else { return Ok(None) };
+        let samples = &session.decoded()?.samples;
+        // At most IMAGE_FRAMES frames: the mean embedding settles long before every sampled
+        // second is in it.
+        let step = samples.len().div_ceil(IMAGE_FRAMES).max(1);
+        let frames: Vec<RgbImage> =
+            samples.iter().step_by(step).map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| v.to_owned())).collect::<Result<_, _>>()?;
+        if frames.is_empty() {
+            return Ok(None);
+        }
+        let count = frames.len();
+        let per_frame = batcher.submit_all_blocking(frames)?;
+        let mean = mean_direction(&per_frame);
+        Ok(Some(EmbeddingVector { model: encoder.model(), dim: mean.len(), vector: mean, sources: vec!["frames"], items: count }))
     }
 
     fn hashtags(&self, session: &mut Session) -> Result<AnalysisOutput, JobError> {

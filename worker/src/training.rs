@@ -34,6 +34,9 @@ use crate::settings::MediaSettings;
 
 /// Texts embedded per model call and stored per statement.
 const EMBED_CHUNK: usize = 256;
+/// Fewer labelled examples with an image than this teach image weights nothing: the head
+/// stays text-only.
+const MIN_IMAGE_EXAMPLES: usize = 5;
 /// Feedback examples read per run.
 const MAX_FEEDBACK: i64 = 50_000;
 /// Largest artifact read back for a comparison.
@@ -99,6 +102,9 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
     // Text embeddings of pulled videos, reusing what earlier runs stored.
     let texts: Vec<(String, String)> = scraped.iter().map(|v| (v.id.clone(), example_text(&v.description))).collect();
     let (vectors, embedded_now) = embed_missing(pool, &embedder, "scraped", &text_model, &texts, cancel).await?;
+    // Image embeddings of pulled videos whose own file a dump brought.
+    let ids: Vec<String> = scraped.iter().map(|v| v.id.clone()).collect();
+    let (scraped_images, image_model_scraped, scraped_decoded) = scraped_media(trainer, &ids, request.max_media_examples, cancel).await?;
     let embed_secs = started.elapsed().as_secs_f64();
 
     // Labelled examples: pulled videos, then feedback (with its image embedding when the job
@@ -112,14 +118,14 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         let tags: Vec<String> = v.hashtags.iter().map(|t| format!("#{t}")).collect();
         samples_raw.push((v.create_time.timestamp(), virality_features(vec, tags.len(), text.chars().count()), v.counts));
         if !tags.is_empty() {
-            labelled.push((v.create_time, vec.clone(), Vec::new(), tags));
+            labelled.push((v.create_time, vec.clone(), scraped_images.get(&v.id).cloned().unwrap_or_default(), tags));
         }
     }
     // Feedback whose job never computed embeddings: decode its video (once: the result is
     // stored) for full text and image features, up to `max_media_examples` per run.
     let media_computed = media_embeddings(trainer, &mut feedback, &text_model, request.max_media_examples, cancel).await?;
     let mut feedback_used = 0usize;
-    let mut image_model: Option<String> = None;
+    let mut image_model: Option<String> = image_model_scraped.filter(|_| !scraped_images.is_empty());
     let captions: Vec<(String, String)> = feedback
         .iter()
         .filter(|f| stored_vector(f.embeddings.as_ref(), "text", &text_model).is_none())
@@ -184,7 +190,7 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         store,
         job,
         &version,
-        HeadSpec { version: version.clone(), text_model: text_model.clone(), image_model: image_model.filter(|_| with_images >= 10), labels },
+        HeadSpec { version: version.clone(), text_model: text_model.clone(), image_model: image_model.filter(|_| with_images >= MIN_IMAGE_EXAMPLES), labels },
         examples,
         &request,
         window,
@@ -196,7 +202,7 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         "version": version,
         "hashtags": hashtags,
         "virality": virality,
-        "examples": { "pulled": scraped.len(), "feedback": feedback_used, "embedded_now": embedded_now, "feedback_videos_decoded": media_computed },
+        "examples": { "pulled": scraped.len(), "feedback": feedback_used, "embedded_now": embedded_now, "feedback_videos_decoded": media_computed, "pulled_videos_decoded": scraped_decoded, "pulled_with_images": scraped_images.len() },
         "seconds": { "embed": round3(embed_secs), "total": round3(started.elapsed().as_secs_f64()) },
     });
     Ok(AnalysisOutput { payload, models: json!([{ "name": embedder.model().name, "version": embedder.model().version }]) })
@@ -225,14 +231,17 @@ async fn train_hashtags(
     };
     let opts = TrainOptions { epochs: request.epochs as usize, learning_rate: request.learning_rate, l2: 1e-4, holdout: request.holdout };
     let started = Instant::now();
-    let (head, eval, baseline) = tokio::task::spawn_blocking(move || -> Result<_, train::TrainError> {
+    let (head, eval, baseline, frequencies) = tokio::task::spawn_blocking(move || -> Result<_, train::TrainError> {
         let (fit_on, held_out) = train::split_by_time(examples, opts.holdout);
         let mut head = train::fit(&spec, &fit_on, &opts)?;
         let eval = train::evaluate(&head, &held_out);
         head.metrics = eval.as_metrics();
         head.metrics.insert("train_examples".into(), fit_on.len() as f64);
-        let baseline = current_head.map(|c| train::evaluate_relabelled(&c, &held_out, &spec.labels));
-        Ok((head, eval, baseline))
+        // The promoted version on the same held-out videos (unless it cannot read them), and
+        // the trivial ranking by label frequency that any model must beat.
+        let baseline = current_head.map(|c| train::evaluate_relabelled(&c, &held_out, &spec.labels)).filter(|e| e.examples > 0);
+        let frequencies = train::evaluate(&train::fit(&spec, &fit_on, &TrainOptions { epochs: 0, ..opts })?, &held_out);
+        Ok((head, eval, baseline, frequencies))
     })
     .await
     .map_err(|e| JobError::Retryable(format!("training thread failed: {e}")))?
@@ -251,7 +260,7 @@ async fn train_hashtags(
             job_id: Some(job.id),
             artifact_key: &key,
             metrics: metrics.clone(),
-            baseline_version: current.as_ref().map(|c| c.version.as_str()),
+            baseline_version: baseline.and(current.as_ref()).map(|c| c.version.as_str()),
             baseline_metrics: baseline.map(|b| serde_json::to_value(b.as_metrics()).unwrap_or_default()),
             data_from: window.0,
             data_to: window.1,
@@ -260,8 +269,12 @@ async fn train_hashtags(
         },
     )
     .await?;
-    let promote = train::should_promote(&eval, baseline.as_ref(), request.margin);
-    let decision = decide(MODEL, "mAP", eval.map, baseline.as_ref().map(|b| b.map), current.as_ref().map(|c| c.version.as_str()), request.margin, promote);
+    let against = match (baseline, &current) {
+        (Some(b), Some(c)) => (c.version.clone(), b),
+        _ => ("ranking by label frequency".to_owned(), frequencies),
+    };
+    let promote = eval.examples > 0 && eval.map >= against.1.map + request.margin;
+    let decision = decide("mAP", eval.map, &against.0, against.1.map, request.margin, promote);
     let status = settle(pool, MODEL, version, promote, &decision).await?;
     reelq_shared::metrics::get().model_versions.with_label_values(&[MODEL, status]).inc();
     tracing::info!(model = MODEL, version, status, map = eval.map, baseline = baseline.map(|b| b.map), "hashtag classifier trained");
@@ -271,7 +284,10 @@ async fn train_hashtags(
         "decision": decision,
         "metrics": metrics,
         "baseline": baseline.map(|b: Evaluation| json!({ "version": current.as_ref().map(|c| c.version.clone()), "metrics": b.as_metrics() })),
+        "label_frequency_baseline": frequencies.as_metrics(),
         "labels": head.labels.len(),
+        "image_model": head.image_model,
+        "image_dim": head.image_dim,
         "artifact_key": key,
         "fit_seconds": round3(fit_secs),
     }))
@@ -335,8 +351,13 @@ async fn train_virality(
         },
     )
     .await?;
-    let promote = eval.examples > 0 && baseline.as_ref().is_none_or(|b| eval.spearman >= b.spearman + request.margin);
-    let decision = decide(MODEL, "Spearman", eval.spearman, baseline.as_ref().map(|b| b.spearman), current.as_ref().map(|c| c.version.as_str()), request.margin, promote);
+    // A constant prediction ranks nothing (Spearman 0): the first version must beat that.
+    let against = match (&baseline, &current) {
+        (Some(b), Some(c)) => (c.version.clone(), b.spearman),
+        _ => ("a constant prediction".to_owned(), 0.0),
+    };
+    let promote = eval.examples > 0 && eval.spearman > 0.0 && eval.spearman >= against.1 + request.margin;
+    let decision = decide("Spearman", eval.spearman, &against.0, against.1, request.margin, promote);
     let status = settle(pool, MODEL, version, promote, &decision).await?;
     reelq_shared::metrics::get().model_versions.with_label_values(&[MODEL, status]).inc();
     tracing::info!(model = MODEL, version, status, spearman = eval.spearman, "virality regressor trained");
@@ -351,13 +372,11 @@ async fn train_virality(
     }))
 }
 
-fn decide(model: &str, figure: &str, value: f64, baseline: Option<f64>, current: Option<&str>, margin: f64, promote: bool) -> String {
-    match (baseline, current) {
-        (Some(b), Some(c)) if promote => format!("{figure} {value:.4} beats {c}'s {b:.4} on the same held-out examples by at least {margin}"),
-        (Some(b), Some(c)) => format!("{figure} {value:.4} does not beat {c}'s {b:.4} on the same held-out examples by {margin}"),
-        (None, Some(c)) if promote => format!("{figure} {value:.4}; {c} could not be measured on these examples (other features)"),
-        _ if promote => format!("{figure} {value:.4}; no {model} version was promoted before"),
-        _ => format!("{figure} {value:.4}; no held-out examples to judge it on"),
+fn decide(figure: &str, value: f64, against: &str, baseline: f64, margin: f64, promote: bool) -> String {
+    if promote {
+        format!("{figure} {value:.4} beats {against} ({baseline:.4}) on the same held-out examples by at least {margin}")
+    } else {
+        format!("{figure} {value:.4} does not beat {against} ({baseline:.4}) on the same held-out examples by {margin}")
     }
 }
 
@@ -432,6 +451,75 @@ async fn media_embeddings(
         }
     }
     Ok(decoded)
+}
+
+/// Image embeddings of the pulled videos among `ids` that have their own file: those stored
+/// by earlier runs, plus up to `budget` computed now. Returns them by id with the image model
+/// and how many videos were decoded. Without an image encoder there are none.
+async fn scraped_media(
+    trainer: &Trainer<'_>,
+    ids: &[String],
+    budget: u32,
+    cancel: &CancellationToken,
+) -> Result<(HashMap<String, Vec<f32>>, Option<String>, usize), JobError> {
+    let models = trainer.pipeline.models().clone();
+    let image_model = tokio::task::spawn_blocking(move || models.image_encoder().map(|e| e.map(|e| e.model().to_string())))
+        .await
+        .map_err(|e| JobError::Retryable(format!("model thread failed: {e}")))??;
+    let Some(model) = image_model else { return Ok((HashMap::new(), None, 0)) };
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for chunk in ids.chunks(10_000) {
+        keys.extend(reelq_shared::db::scraped::video_keys(trainer.pool, chunk).await?);
+    }
+    let mut out: HashMap<String, Vec<f32>> = HashMap::new();
+    let with_files: Vec<String> = keys.iter().map(|(id, _)| id.clone()).collect();
+    for chunk in with_files.chunks(10_000) {
+        out.extend(registry::embeddings(trainer.pool, "scraped", "image", &model, chunk).await?.into_iter().map(|e| (e.item_id, e.vector)));
+    }
+    let mut decoded = 0usize;
+    let missing: Vec<&(String, String)> = keys.iter().filter(|(id, _)| !out.contains_key(id)).collect();
+    for (id, key) in missing {
+        if decoded as u32 >= budget || cancel.is_cancelled() {
+            break;
+        }
+        match decode_image(trainer, key, cancel).await {
+            Ok(Some(v)) => {
+                decoded += 1;
+                let row = StoredEmbedding { item_id: id.clone(), text_hash: MEDIA_HASH.to_owned(), vector: v.vector };
+                registry::store_embeddings(trainer.pool, "scraped", "image", &v.model.to_string(), std::slice::from_ref(&row)).await?;
+                out.insert(row.item_id, row.vector);
+            }
+            Ok(None) => {}
+            Err(JobError::Fatal { message, .. }) => tracing::warn!(video = %id, error = %message, "pulled video unusable; trained on its text alone"),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok((out, Some(model), decoded))
+}
+
+/// Downloads a pulled video's file and embeds its frames; `None` when the file is gone.
+async fn decode_image(trainer: &Trainer<'_>, key: &str, cancel: &CancellationToken) -> Result<Option<crate::pipeline::EmbeddingVector>, JobError> {
+    let dir = tempfile::Builder::new().prefix("reelq-train-").tempdir_in(trainer.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
+    let path = dir.path().join("input");
+    match trainer.store.download_to_file(key, &path).await {
+        Ok(_) => {}
+        Err(reelq_shared::storage::StorageError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let (pipeline, limits, stop) = (trainer.pipeline.clone(), trainer.media.clone(), cancel.clone());
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        span.in_scope(|| {
+            let probe = crate::media::probe::probe(&path, &limits)?;
+            let input = Input { path, probe, caption: None, trending: Vec::new() };
+            let session = pipeline.start(input, &[Analysis::Embeddings], &|| stop.is_cancelled())?;
+            let image = pipeline.image_embedding(&session)?;
+            drop(dir);
+            Ok(image)
+        })
+    })
+    .await
+    .map_err(|e| JobError::Retryable(format!("decode thread failed: {e}")))?
 }
 
 /// Marks stored feedback vectors computed from the video rather than a caption.

@@ -111,6 +111,35 @@ pub async fn upsert_batch(conn: &mut PgConnection, videos: &[PulledVideo], sourc
     timed("scraped.commit", tx.commit()).await
 }
 
+/// Records the object keys of pulled videos' own files (`(video id, key)` pairs); ids not
+/// stored are ignored. Returns how many videos were updated.
+pub async fn set_video_keys(db: impl PgExecutor<'_>, pairs: &[(String, String)]) -> Result<u64, DbError> {
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let (ids, keys): (Vec<String>, Vec<String>) = pairs.iter().cloned().unzip();
+    timed(
+        "scraped_videos.set_video_keys",
+        sqlx::query("UPDATE scraped_videos v SET video_key = u.key FROM unnest($1::text[], $2::text[]) AS u(id, key) WHERE v.id = u.id")
+            .bind(&ids)
+            .bind(&keys)
+            .execute(db),
+    )
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// The object keys of those of `ids` that have their own file.
+pub async fn video_keys(db: impl PgExecutor<'_>, ids: &[String]) -> Result<Vec<(String, String)>, DbError> {
+    timed(
+        "scraped_videos.video_keys",
+        sqlx::query_as::<_, (String, String)>("SELECT id, video_key FROM scraped_videos WHERE id = ANY($1) AND video_key IS NOT NULL")
+            .bind(ids)
+            .fetch_all(db),
+    )
+    .await
+}
+
 /// Number of pulled videos.
 pub async fn count_videos(db: impl PgExecutor<'_>) -> Result<i64, DbError> {
     timed("scraped_videos.count", sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM scraped_videos"#).fetch_one(db)).await

@@ -138,6 +138,7 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     let v1 = listing["promoted"]["hashtags"].as_str().expect("a promoted classifier").to_owned();
     let first = listing["versions"].as_array().expect("versions").iter().find(|v| v["version"] == v1.as_str()).cloned().expect("listed");
     assert_eq!(first["status"], "promoted");
+    assert!(first["decision"].as_str().is_some_and(|d| d.contains("beats ranking by label frequency")), "the first version beats the trivial ranking: {first}");
     let map = first["metrics"]["map"].as_f64().expect("mAP");
     assert!(map > 0.6, "held-out mAP of a model over topical text: {first}");
     assert!(first["metrics"]["p_at_5"].as_f64().is_some() && first["metrics"]["r_at_5"].as_f64().is_some());
@@ -323,6 +324,85 @@ async fn virality_uses_the_correlations_of_the_pull_it_was_trained_on() {
     let v = estimate["virality"].as_f64().expect("virality");
     assert!((v - log_v.exp_m1()).abs() < 1e-6 * v, "virality is exp(log virality) − 1: {estimate}");
 
+    app.stop().await;
+    worker.stop().await;
+    env.cleanup().await;
+}
+
+fn coloured_clip(colour: &str) -> Vec<u8> {
+    make_clip(
+        &["-f", "lavfi", "-i", &format!("color={colour}:s=160x120:r=5:d=1"), "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+        "mp4",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn video_files_beside_a_dump_give_the_classifier_image_features() {
+    // A local dump of twelve videos, six with their file beside it, and an S3 dump of one more
+    // with its file under the same prefix.
+    let env = TestEnv::new().await;
+    let store = reelq_shared::storage::Store::new(&env.storage);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = chrono::Utc::now().timestamp();
+    let topics = [("cooking", "pasta recipe in my kitchen", "orange"), ("pets", "puppy at the dog park", "green"), ("travel", "beach sunset on holiday", "blue")];
+    let line = |i: i64| {
+        let (tag, text, _) = topics[(i % 3) as usize];
+        json!({ "id": format!("d{i}"), "video_description": format!("{text} #{tag}"), "create_time": now - 3_600 * (20 - i),
+                "hashtag_names": [tag], "view_count": 1_000 * i, "like_count": 10 * i, "comment_count": i, "share_count": 1, "region_code": "US" })
+        .to_string()
+    };
+    let lines: Vec<String> = (1..=12).map(line).collect();
+    std::fs::write(dir.path().join("dump.jsonl"), lines.join("\n")).expect("write");
+    for i in 1..=6i64 {
+        let colour = topics[(i % 3) as usize].2;
+        let clip = tokio::task::spawn_blocking(move || coloured_clip(colour)).await.expect("clip");
+        std::fs::write(dir.path().join(format!("d{i}.mp4")), clip).expect("write");
+    }
+    let http = reqwest::Client::new();
+    let clip = tokio::task::spawn_blocking(|| coloured_clip("orange")).await.expect("clip");
+    for (key, body, ct) in [("dumps/extra/part.jsonl", line(13).into_bytes(), "application/json"), ("dumps/extra/d13.mp4", clip, "video/mp4")] {
+        let url = store.presign_put(key, Some(ct)).await.expect("presign");
+        assert!(http.put(url).header("content-type", ct).body(body).send().await.expect("put").status().is_success());
+    }
+    schedules::register(&env.pool, "dump", "0 0 30 2 *", "dump").await.expect("register");
+    for path in [dir.path().join("dump.jsonl").display().to_string(), "s3://dumps/extra/".to_owned()] {
+        let source = reelq_scheduler::dump::DumpSource::new(&path, DumpFormat::Jsonl, Some(store.clone()));
+        let mut ctx = reelq_scheduler::source::RunContext::new(env.pool.clone(), "dump", CancellationToken::new());
+        let outcome = reelq_scheduler::source::Source::pull(&source, &mut ctx).await.map_err(|e| e.to_string());
+        assert_eq!(outcome, Ok(reelq_scheduler::source::PullOutcome::Complete), "{path}");
+    }
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM scraped_videos").await, 13, "the video files are not dump entries");
+    let keys: Vec<(String, String)> = sqlx::query_as("SELECT id, video_key FROM scraped_videos WHERE video_key IS NOT NULL ORDER BY id")
+        .fetch_all(&env.pool)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    assert!(keys.contains(&("d1".to_owned(), "scraped/d1.mp4".to_owned())) && keys.contains(&("d13".to_owned(), "dumps/extra/d13.mp4".to_owned())), "{keys:?}");
+    assert!(store.size("scraped/d6.mp4").await.expect("head").is_some(), "local files are copied to the bucket");
+
+    // A worker with an image encoder trains on them.
+    let mut settings = env.worker_settings();
+    settings.inference.clip_model = Some("clip-tiny".into());
+    let worker = TestWorker::spawn(settings).await;
+    // The api's outbox relay dispatches the job.
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let request = TrainingRequest { min_label_count: 1, ..TrainingRequest::default() };
+    let job = reelq_shared::training::enqueue(&env.pool, &request, None, &Default::default()).await.expect("enqueued");
+    let started = Instant::now();
+    let result = loop {
+        let j = reelq_shared::db::jobs::get(&env.pool, reelq_shared::db::models::SYSTEM_TENANT, job.id).await.expect("get").expect("job");
+        if j.status == "succeeded" {
+            break reelq_shared::db::results::for_job(&env.pool, job.id).await.expect("results").remove(0).payload;
+        }
+        assert!(j.status != "failed", "{:?}", j.error_message);
+        assert!(started.elapsed() < Duration::from_secs(120), "training did not end: {} {:?} attempt {} {:?}", j.status, j.stage, j.attempt, j.error_message);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(result["examples"]["pulled_videos_decoded"], 7, "{result:#}");
+    assert_eq!(result["examples"]["pulled_with_images"], 7, "{result:#}");
+    assert_eq!(result["hashtags"]["image_model"].as_str().map(|m| m.starts_with("clip-tiny-image")), Some(true), "{result:#}");
+    assert!(result["hashtags"]["image_dim"].as_u64().is_some_and(|d| d > 0), "{result:#}");
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM example_embeddings WHERE source = 'scraped' AND kind = 'image'").await, 7);
     app.stop().await;
     worker.stop().await;
     env.cleanup().await;
