@@ -29,7 +29,7 @@ use reelq_shared::storage::Store;
 use reelq_shared::training::TrainingRequest;
 
 use crate::inference::embedding::TextEmbedder;
-use crate::pipeline::{AnalysisOutput, Input, JobError, Pipeline};
+use crate::pipeline::{AnalysisOutput, Input, JobError, Pipeline, Session};
 use crate::settings::MediaSettings;
 
 /// Texts embedded per model call and stored per statement.
@@ -499,6 +499,18 @@ async fn scraped_media(
 
 /// Downloads a pulled video's file and embeds its frames; `None` when the file is gone.
 async fn decode_image(trainer: &Trainer<'_>, key: &str, cancel: &CancellationToken) -> Result<Option<crate::pipeline::EmbeddingVector>, JobError> {
+    with_video(trainer, key, None, cancel, |pipeline, session| pipeline.image_embedding(&session)).await.map(Option::flatten)
+}
+
+/// Downloads `key`, probes it against the limits, decodes it for `embeddings`, and runs `f`
+/// on the session, all off the async threads; `None` when the object is gone.
+async fn with_video<T: Send + 'static>(
+    trainer: &Trainer<'_>,
+    key: &str,
+    caption: Option<String>,
+    cancel: &CancellationToken,
+    f: impl FnOnce(&Pipeline, Session) -> Result<T, JobError> + Send + 'static,
+) -> Result<Option<T>, JobError> {
     let dir = tempfile::Builder::new().prefix("reelq-train-").tempdir_in(trainer.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
     let path = dir.path().join("input");
     match trainer.store.download_to_file(key, &path).await {
@@ -511,11 +523,11 @@ async fn decode_image(trainer: &Trainer<'_>, key: &str, cancel: &CancellationTok
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
             let probe = crate::media::probe::probe(&path, &limits)?;
-            let input = Input { path, probe, caption: None, trending: Vec::new() };
+            let input = Input { path, probe, caption, trending: Vec::new() };
             let session = pipeline.start(input, &[Analysis::Embeddings], &|| stop.is_cancelled())?;
-            let image = pipeline.image_embedding(&session)?;
+            let out = f(&pipeline, session);
             drop(dir);
-            Ok(image)
+            out.map(Some)
         })
     })
     .await
@@ -540,27 +552,7 @@ fn embeddings_payload(text_model: &str, text: &[f32], image: Option<(&String, &V
 /// video is gone.
 async fn decode_embeddings(trainer: &Trainer<'_>, tenant: uuid::Uuid, video_id: uuid::Uuid, caption: Option<String>, cancel: &CancellationToken) -> Result<Option<Value>, JobError> {
     let Some(video) = reelq_shared::db::videos::get(trainer.pool, tenant, video_id).await? else { return Ok(None) };
-    let dir = tempfile::Builder::new().prefix("reelq-train-").tempdir_in(trainer.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
-    let path = dir.path().join("input");
-    match trainer.store.download_to_file(&video.object_key, &path).await {
-        Ok(_) => {}
-        Err(reelq_shared::storage::StorageError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let (pipeline, limits, stop) = (trainer.pipeline.clone(), trainer.media.clone(), cancel.clone());
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        span.in_scope(|| {
-            let probe = crate::media::probe::probe(&path, &limits)?;
-            let input = Input { path, probe, caption, trending: Vec::new() };
-            let mut session = pipeline.start(input, &[Analysis::Embeddings], &|| stop.is_cancelled())?;
-            let out = pipeline.run(&mut session, Analysis::Embeddings)?;
-            drop(dir);
-            Ok(Some(out.payload))
-        })
-    })
-    .await
-    .map_err(|e| JobError::Retryable(format!("decode thread failed: {e}")))?
+    with_video(trainer, &video.object_key, caption, cancel, |pipeline, mut session| Ok(pipeline.run(&mut session, Analysis::Embeddings)?.payload)).await
 }
 
 /// The stored `kind` vector of an `embeddings` result, if it came from `model`.
