@@ -577,8 +577,8 @@ async fn embed_missing(
     cancel: &CancellationToken,
 ) -> Result<(HashMap<String, Vec<f32>>, usize), JobError> {
     let mut out: HashMap<String, Vec<f32>> = HashMap::with_capacity(texts.len());
-    let mut embedded = 0usize;
-    for chunk in texts.chunks(EMBED_CHUNK * 8) {
+    let (mut embedded, mut unique_embedded) = (0usize, 0usize);
+    for chunk in texts.chunks(EMBED_CHUNK * 40) {
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
         let stored: BTreeMap<String, StoredEmbedding> = registry::embeddings(pool, source, "text", model, &ids).await?.into_iter().map(|e| (e.item_id.clone(), e)).collect();
         let mut missing: Vec<(String, String, String)> = Vec::new();
@@ -594,25 +594,40 @@ async fn embed_missing(
                 _ => missing.push((id.clone(), text.clone(), hash)),
             }
         }
-        for batch in missing.chunks(EMBED_CHUNK) {
+        // Each distinct text is embedded once (reposts and template captions repeat), and
+        // texts of similar length share a model call, so little of it is padding.
+        let mut unique: Vec<(&str, &str)> = Vec::new();
+        let mut seen: HashMap<&str, ()> = HashMap::new();
+        for (_, text, hash) in &missing {
+            if seen.insert(hash.as_str(), ()).is_none() {
+                unique.push((hash.as_str(), text.as_str()));
+            }
+        }
+        unique.sort_by_key(|(_, t)| t.len());
+        let mut by_hash: HashMap<String, Vec<f32>> = HashMap::with_capacity(unique.len());
+        for batch in unique.chunks(EMBED_CHUNK) {
             if cancel.is_cancelled() {
                 return Err(JobError::Stopped("cancelled"));
             }
-            let (e, owned) = (embedder.clone(), batch.iter().map(|(_, t, _)| t.clone()).collect::<Vec<_>>());
+            let (e, owned) = (embedder.clone(), batch.iter().map(|(_, t)| (*t).to_owned()).collect::<Vec<_>>());
             let span = tracing::Span::current();
             let vectors = tokio::task::spawn_blocking(move || span.in_scope(|| e.embed(&owned.iter().map(String::as_str).collect::<Vec<_>>())))
                 .await
                 .map_err(|e| JobError::Retryable(format!("model thread failed: {e}")))??;
-            let rows: Vec<StoredEmbedding> = batch
+            by_hash.extend(batch.iter().map(|(h, _)| (*h).to_owned()).zip(vectors));
+        }
+        for rows in missing.chunks(EMBED_CHUNK) {
+            let rows: Vec<StoredEmbedding> = rows
                 .iter()
-                .zip(vectors)
-                .map(|((id, _, hash), vector)| StoredEmbedding { item_id: id.clone(), text_hash: hash.clone(), vector })
+                .filter_map(|(id, _, hash)| by_hash.get(hash).map(|v| StoredEmbedding { item_id: id.clone(), text_hash: hash.clone(), vector: v.clone() }))
                 .collect();
             registry::store_embeddings(pool, source, "text", model, &rows).await?;
             embedded += rows.len();
             out.extend(rows.into_iter().map(|r| (r.item_id, r.vector)));
         }
+        unique_embedded += by_hash.len();
     }
+    tracing::info!(source, embedded, distinct_texts = unique_embedded, "examples embedded");
     Ok((out, embedded))
 }
 
