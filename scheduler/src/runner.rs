@@ -186,7 +186,7 @@ impl Runner {
         // The lock lives as long as this session: if the connection dies mid-run, another
         // replica may take the schedule, so the run is stopped at its next safe point.
         let run_stop = stop.child_token();
-        let run = self.run_pending(schedule, &run_stop);
+        let run = self.run_pending(schedule, &run_stop, stop);
         tokio::pin!(run);
         let mut check = tokio::time::interval(LOCK_CHECK);
         check.tick().await;
@@ -210,7 +210,9 @@ impl Runner {
         outcome
     }
 
-    async fn run_pending(&self, schedule: &Schedule, stop: &CancellationToken) -> Result<(), DbError> {
+    /// Runs the schedule's pending runs until none is left or `stop` (the run's token, cancelled
+    /// at shutdown, which is `shutdown`, or when the lock is lost) is cancelled.
+    async fn run_pending(&self, schedule: &Schedule, stop: &CancellationToken, shutdown: &CancellationToken) -> Result<(), DbError> {
         let abandoned = schedules::abandon_running(&self.pool, &schedule.name).await?;
         if abandoned > 0 {
             tracing::warn!(schedule = %schedule.name, runs = abandoned, "marked runs of a vanished scheduler abandoned");
@@ -218,7 +220,7 @@ impl Runner {
         while !stop.is_cancelled() {
             let Some(run) = schedules::start_pending(&self.pool, &schedule.name, &self.runner_id).await? else { break };
             let span = tracing::info_span!("schedule_run", schedule = %schedule.name, run_id = %run.id, trigger = %run.trigger);
-            self.execute(schedule, run.id, stop).instrument(span).await?;
+            self.execute(schedule, run.id, stop, shutdown).instrument(span).await?;
         }
         Ok(())
     }
@@ -226,7 +228,7 @@ impl Runner {
 
 impl Runner {
     /// Runs one started run to its end and records how it ended.
-    async fn execute(&self, schedule: &Schedule, run_id: uuid::Uuid, stop: &CancellationToken) -> Result<(), DbError> {
+    async fn execute(&self, schedule: &Schedule, run_id: uuid::Uuid, stop: &CancellationToken, shutdown: &CancellationToken) -> Result<(), DbError> {
         tracing::info!("run started");
         let started = std::time::Instant::now();
         let mut ctx = RunContext::new(self.pool.clone(), schedule.name.clone(), stop.clone());
@@ -236,6 +238,12 @@ impl Runner {
         let requests = i32::try_from(ctx.requests).unwrap_or(i32::MAX);
         let (status, code, message) = match &result {
             Ok(PullOutcome::Complete) => ("succeeded", None, None),
+            // Stopped by the run's own token while the process goes on: the lock was lost.
+            Ok(PullOutcome::Stopped { .. }) if stop.is_cancelled() && !shutdown.is_cancelled() => (
+                "partial",
+                Some("lock_lost"),
+                Some("the schedule's lock session ended, so the run stopped rather than risk running beside another replica".to_owned()),
+            ),
             Ok(PullOutcome::Stopped { code, reason }) => ("partial", Some(*code), Some(reason.clone())),
             Err(e) => ("failed", Some(e.code()), Some(e.to_string())),
         };

@@ -602,7 +602,7 @@ async fn a_leader_whose_lock_session_dies_stops_its_run() {
         assert!(started.elapsed() < Duration::from_secs(10), "the run went on without its lock");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(ended.status, "partial");
+    assert_eq!((ended.status.as_str(), ended.error_code.as_deref()), ("partial", Some("lock_lost")));
     assert!(stub.stats().queries < 30, "stopped early: {:?}", stub.stats());
     stop.cancel();
     task.await.expect("joined").expect("clean stop");
