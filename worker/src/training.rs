@@ -101,7 +101,7 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
 
     // Text embeddings of pulled videos, reusing what earlier runs stored.
     let texts: Vec<(String, String)> = scraped.iter().map(|v| (v.id.clone(), example_text(&v.description))).collect();
-    let (vectors, embedded_now) = embed_missing(pool, &embedder, "scraped", &text_model, &texts, cancel).await?;
+    let (mut vectors, embedded_now) = embed_missing(pool, &embedder, "scraped", &text_model, &texts, cancel).await?;
     // Image embeddings of pulled videos whose own file a dump brought.
     let ids: Vec<String> = scraped.iter().map(|v| v.id.clone()).collect();
     let (scraped_images, image_model_scraped, scraped_decoded) = scraped_media(trainer, &ids, request.max_media_examples, cancel).await?;
@@ -114,13 +114,15 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
     let mut labelled: Vec<Labelled> = Vec::new();
     let mut samples_raw: Vec<(i64, Vec<f32>, reelq_shared::engagement::Counts)> = Vec::new();
     for (v, (_, text)) in scraped.iter().zip(&texts) {
-        let Some(vec) = vectors.get(&v.id) else { continue };
+        // Moved, not copied: at 100,000 videos each copy of the vectors is 150 MB.
+        let Some(vec) = vectors.remove(&v.id) else { continue };
         let tags: Vec<String> = v.hashtags.iter().map(|t| format!("#{t}")).collect();
-        samples_raw.push((v.create_time.timestamp(), virality_features(vec, tags.len(), text.chars().count()), v.counts));
+        samples_raw.push((v.create_time.timestamp(), virality_features(&vec, tags.len(), text.chars().count()), v.counts));
         if !tags.is_empty() {
-            labelled.push((v.create_time, vec.clone(), scraped_images.get(&v.id).cloned().unwrap_or_default(), tags));
+            labelled.push((v.create_time, vec, scraped_images.get(&v.id).cloned().unwrap_or_default(), tags));
         }
     }
+    drop(vectors);
     // Feedback whose job never computed embeddings: decode its video (once: the result is
     // stored) for full text and image features, up to `max_media_examples` per run.
     let media_computed = media_embeddings(trainer, &mut feedback, &text_model, request.max_media_examples, cancel).await?;
@@ -173,17 +175,17 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
     let labels: Vec<String> = labels.into_iter().map(|(t, _)| t.to_owned()).collect();
     let index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
     let with_images = labelled.iter().filter(|e| !e.2.is_empty()).count();
+    let window = (labelled.iter().map(|e| e.0).min(), labelled.iter().map(|e| e.0).max());
     let examples: Vec<Example> = labelled
-        .iter()
+        .into_iter()
         .map(|(at, text, image, tags)| Example {
             at: at.timestamp(),
-            text: text.clone(),
-            image: image.clone(),
+            text,
+            image,
             labels: tags.iter().filter_map(|t| index.get(t.as_str()).copied()).collect(),
         })
         .filter(|e| !e.labels.is_empty())
         .collect();
-    let window = (labelled.iter().map(|e| e.0).min(), labelled.iter().map(|e| e.0).max());
 
     let hashtags = train_hashtags(
         pool,
