@@ -275,7 +275,7 @@ async fn train_hashtags(
         (Some(b), Some(c)) => (c.version.clone(), b),
         _ => ("ranking by label frequency".to_owned(), frequencies),
     };
-    let promote = eval.examples > 0 && eval.map >= against.1.map + request.margin;
+    let promote = train::should_promote(&eval, Some(&against.1), request.margin);
     let decision = decide("mAP", eval.map, &against.0, against.1.map, request.margin, promote);
     let status = settle(pool, MODEL, version, promote, &decision).await?;
     reelq_shared::metrics::get().model_versions.with_label_values(&[MODEL, status]).inc();
@@ -321,7 +321,10 @@ async fn train_virality(
     let (version_s, feature_model_s) = (version.to_owned(), feature_model.to_owned());
     let started = Instant::now();
     let (model, eval, baseline) = tokio::task::spawn_blocking(move || {
-        let (_, held_out) = virality::split_by_time(samples.clone(), opts.holdout);
+        // Only the held-out part is copied, for judging the promoted model; `train` splits the
+        // re-joined (still time-ordered) samples the same way.
+        let (mut samples, held_out) = virality::split_by_time(samples, opts.holdout);
+        samples.extend(held_out.iter().cloned());
         let (model, eval) = virality::train(&version_s, &feature_model_s, samples, &opts)?;
         // The promoted model is judged on the same held-out videos, scored with this pull's
         // correlations, only if it reads the same features.
@@ -599,9 +602,9 @@ async fn embed_missing(
         // Each distinct text is embedded once (reposts and template captions repeat), and
         // texts of similar length share a model call, so little of it is padding.
         let mut unique: Vec<(&str, &str)> = Vec::new();
-        let mut seen: HashMap<&str, ()> = HashMap::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (_, text, hash) in &missing {
-            if seen.insert(hash.as_str(), ()).is_none() {
+            if seen.insert(hash.as_str()) {
                 unique.push((hash.as_str(), text.as_str()));
             }
         }

@@ -86,13 +86,11 @@ pub struct HeadSpec {
 
 /// Splits by time (newest `holdout` share held out), fits on the rest, evaluates on the held-out
 /// part, and returns the head (with its figures in `metrics`) and the evaluation.
-pub fn train_and_evaluate(spec: &HeadSpec, mut examples: Vec<Example>, opts: &TrainOptions) -> Result<(LinearHead, Evaluation), TrainError> {
+pub fn train_and_evaluate(spec: &HeadSpec, examples: Vec<Example>, opts: &TrainOptions) -> Result<(LinearHead, Evaluation), TrainError> {
     if examples.len() < 10 {
         return Err(TrainError::TooFew(examples.len()));
     }
-    examples.sort_by_key(|e| e.at);
-    let held = ((examples.len() as f64) * opts.holdout).round().max(1.0) as usize;
-    let test = examples.split_off(examples.len() - held);
+    let (examples, test) = split_by_time(examples, opts.holdout);
     let mut head = fit(spec, &examples, opts)?;
     let eval = evaluate(&head, &test);
     head.metrics = eval.as_metrics();
