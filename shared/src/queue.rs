@@ -5,9 +5,14 @@
 //! - `p.jobs` (direct, durable) routes by lane to the quorum queues `p.jobs.interactive` and
 //!   `p.jobs.batch`. They dead-letter to `p.dead` after `delivery_limit` deliveries, which
 //!   catches a message that crashes every worker before it can be settled.
-//! - `p.retry` (headers) routes on `x-reelq-delay` to `p.retry.<ms>ms` classic queues whose
-//!   messages expire after that delay and dead-letter back to `p.jobs` with their lane as the
-//!   routing key: exponential backoff without a plugin.
+//! - `p.delay` (headers) routes on the `reelq-delay` header to `p.retry.<ms>ms` classic queues
+//!   whose messages expire after that delay and dead-letter back to `p.jobs` with their lane as
+//!   the routing key: exponential backoff without a plugin. The header name must not start with
+//!   `x-`: RabbitMQ's headers exchange ignores such headers and binding arguments when it
+//!   matches, so a binding on an `x-` header alone matches every message.
+//! - `p.retry` is the exchange of earlier versions, whose bindings used `x-reelq-delay` and so
+//!   copied every retry into every delay queue. Declaring the topology deletes it, which removes
+//!   those bindings whatever delays they were made for.
 //! - `p.dead` (fanout) feeds `p.dead`, the dead-letter queue operators inspect.
 
 use std::collections::{BTreeSet, HashMap};
@@ -15,7 +20,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -25,8 +30,9 @@ use tokio::sync::Mutex;
 use crate::config::AmqpSettings;
 use crate::domain::Priority;
 
-/// Header naming the delay queue a retried message goes through.
-pub const DELAY_HEADER: &str = "x-reelq-delay";
+/// Header naming the delay queue a retried message goes through. It must not start with `x-`,
+/// or the headers exchange would ignore it and route to every delay queue.
+pub const DELAY_HEADER: &str = "reelq-delay";
 /// Header counting how often a message was sent round a delay queue (for any reason).
 pub const ROUNDS_HEADER: &str = "x-reelq-rounds";
 
@@ -80,7 +86,22 @@ impl Topology {
 
     /// Exchange of the delay queues.
     pub fn retry_exchange(&self) -> String {
+        format!("{}.delay", self.prefix)
+    }
+
+    /// The delay exchange of earlier versions, removed by [`Topology::declare`].
+    pub fn legacy_retry_exchange(&self) -> String {
         format!("{}.retry", self.prefix)
+    }
+
+    /// Every delay (retries and deferrals), shortest first: one delay queue each.
+    pub fn delays_ms(&self) -> impl Iterator<Item = u64> + '_ {
+        self.delays_ms.iter().copied()
+    }
+
+    /// Every exchange this topology declares, for tools and tests that tear it down.
+    pub fn exchanges(&self) -> [String; 3] {
+        [self.jobs_exchange(), self.retry_exchange(), self.dead_exchange()]
     }
 
     /// Delay queue of a given delay.
@@ -109,7 +130,10 @@ impl Topology {
         self.defer_delay_ms
     }
 
-    /// Declares everything. Idempotent: every process calls it at start.
+    /// Declares everything. Idempotent: every process calls it at start. It also deletes the
+    /// fan-out delay exchange of earlier versions; a process of such a version that is still
+    /// running during an upgrade then fails to publish its retry, returns the message to its
+    /// queue, and a current worker takes it.
     pub async fn declare(&self, ch: &Channel) -> Result<(), QueueError> {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         ch.exchange_declare(self.jobs_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
@@ -143,6 +167,8 @@ impl Topology {
             bind.insert(DELAY_HEADER.into(), AMQPValue::LongString(ms.to_string().into()));
             ch.queue_bind(q.into(), self.retry_exchange().into(), "".into(), QueueBindOptions::default(), bind).await?;
         }
+        // Deleting an exchange that does not exist succeeds, so this stays idempotent.
+        ch.exchange_delete(self.legacy_retry_exchange().into(), ExchangeDeleteOptions::default()).await?;
         Ok(())
     }
 }
@@ -316,11 +342,18 @@ mod tests {
     }
 
     #[test]
+    fn delay_header_is_one_the_headers_exchange_matches() {
+        assert!(!DELAY_HEADER.to_ascii_lowercase().starts_with("x-"));
+    }
+
+    #[test]
     fn names_carry_the_prefix() {
         let settings = AmqpSettings { prefix: "t1".into(), ..AmqpSettings::default() };
         let t = Topology::new(&settings);
         assert_eq!(t.lane_queue(Priority::Batch), "t1.jobs.batch");
         assert_eq!(t.delay_queue(500), "t1.retry.500ms");
+        assert_eq!(t.retry_exchange(), "t1.delay");
+        assert_ne!(t.retry_exchange(), t.legacy_retry_exchange());
         assert_eq!(t.dead_queue(), "t1.dead");
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use lapin::options::QueueDeleteOptions;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -166,9 +166,12 @@ impl TestEnv {
             if let Ok(ch) = conn.create_channel().await {
                 let mut names = vec![topology.dead_queue()];
                 names.extend(Priority::ALL.iter().map(|l| topology.lane_queue(*l)));
-                names.extend([100u64, 200, 400].iter().map(|d| topology.delay_queue(*d)));
+                names.extend(topology.delays_ms().map(|d| topology.delay_queue(d)));
                 for n in names {
                     let _ = ch.queue_delete(n.into(), QueueDeleteOptions::default()).await;
+                }
+                for x in topology.exchanges() {
+                    let _ = ch.exchange_delete(x.into(), ExchangeDeleteOptions::default()).await;
                 }
             }
             let _ = conn.close(200, "done".into()).await;

@@ -21,6 +21,7 @@ use reelq_shared::domain::{JobMessage, Priority};
 use reelq_shared::metrics;
 use reelq_shared::queue::{self, DELAY_HEADER, OutgoingMessage, Publisher, Topology};
 
+use crate::dependencies::Dependencies;
 use crate::runner::{Disposition, JobRunner};
 
 /// Everything one lane's consumer needs.
@@ -98,6 +99,8 @@ impl LaneConsumer {
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
                         let job = Job {
+                            deps: self.runner.dependencies(),
+                            stop: self.stop.clone(),
                             runner: self.runner.clone(),
                             publisher: self.publisher.clone(),
                             slots: self.slots.clone(),
@@ -131,6 +134,8 @@ impl LaneConsumer {
 }
 
 struct Job {
+    deps: Arc<Dependencies>,
+    stop: CancellationToken,
     runner: Arc<JobRunner>,
     publisher: Arc<Publisher>,
     slots: Arc<Semaphore>,
@@ -140,6 +145,13 @@ struct Job {
 
 impl Job {
     async fn process(self, delivery: Delivery) {
+        // While PostgreSQL or storage is down, deliveries wait here unsettled instead of
+        // failing one after another; prefetch bounds how many. On shutdown they go back to the
+        // queue with the channel.
+        tokio::select! {
+            () = self.deps.wait_until_up() => {}
+            () = self.stop.cancelled() => return,
+        }
         let Ok(_slot) = self.slots.clone().acquire_owned().await else { return };
         let msg: JobMessage = match serde_json::from_slice(&delivery.data) {
             Ok(m) => m,

@@ -2,6 +2,7 @@
 //! PostgreSQL, delivers webhooks, and re-dispatches jobs whose worker vanished.
 
 pub mod consumer;
+pub mod dependencies;
 pub mod inference;
 pub mod media;
 pub mod models;
@@ -33,6 +34,7 @@ use reelq_shared::storage::Store;
 use reelq_shared::telemetry::spawn_named;
 use reelq_shared::metrics;
 
+use dependencies::Dependencies;
 pub use runner::{Disposition, JobRunner};
 pub use settings::Settings;
 
@@ -120,15 +122,16 @@ impl Worker {
         }
         let background = stop.child_token();
         if w.run_webhooks {
-            let sender = webhooks::WebhookSender::new(self.pool.clone(), self.settings.webhooks.clone())
+            let sender = webhooks::WebhookSender::new(self.pool.clone(), self.settings.webhooks.clone(), self.runner.dependencies())
                 .map_err(std::io::Error::other)?;
             spawn_named("webhooks", sender.run(Duration::from_millis(w.webhook_poll_ms), background.clone()));
         }
+        let deps = self.runner.dependencies();
         spawn_named(
             "reaper",
-            reap(self.pool.clone(), self.publisher.clone(), Topology::new(&self.settings.amqp), self.settings.clone(), background.clone()),
+            reap(self.pool.clone(), self.publisher.clone(), Topology::new(&self.settings.amqp), self.settings.clone(), deps.clone(), background.clone()),
         );
-        let health = HealthState { pool: self.pool.clone(), consumers: Arc::new(flags) };
+        let health = HealthState { pool: self.pool.clone(), consumers: Arc::new(flags), deps };
         let app = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(readyz))
@@ -160,26 +163,46 @@ impl Worker {
 struct HealthState {
     pool: PgPool,
     consumers: Arc<Vec<Arc<AtomicBool>>>,
+    deps: Arc<Dependencies>,
 }
 
-async fn readyz(State(h): State<HealthState>) -> (StatusCode, &'static str) {
+async fn readyz(State(h): State<HealthState>) -> (StatusCode, String) {
+    if let Some(down) = h.deps.down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("unready: {} down; jobs wait for it", down.as_str()));
+    }
     let db_ok = matches!(tokio::time::timeout(Duration::from_secs(2), db::ping(&h.pool)).await, Ok(Ok(())));
     let consuming = h.consumers.iter().all(|c| c.load(Ordering::Relaxed));
-    if db_ok && consuming { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "unready") }
+    if db_ok && consuming { (StatusCode::OK, "ready".to_owned()) } else { (StatusCode::SERVICE_UNAVAILABLE, "unready".to_owned()) }
 }
 
-/// Re-dispatches running jobs whose lease lapsed long ago: their worker died after its message
-/// was settled (or the broker lost it). Duplicates are harmless: the claim decides.
-async fn reap(pool: PgPool, publisher: Arc<Publisher>, topology: Topology, settings: Arc<Settings>, cancel: CancellationToken) {
+/// Re-dispatches running jobs whose lease lapsed long ago (their worker died after its message
+/// was settled, or the broker lost it), and jobs waiting for a retry whose delayed message
+/// never came back. Duplicates are harmless: the claim decides. It pauses while a dependency is
+/// down, when waiting jobs are expected and their messages are held by the consumers.
+async fn reap(pool: PgPool, publisher: Arc<Publisher>, topology: Topology, settings: Arc<Settings>, deps: Arc<Dependencies>, cancel: CancellationToken) {
     let every = Duration::from_secs(settings.worker.reaper_interval_secs.max(1));
     let grace = Duration::from_millis(settings.worker.lease_ttl_ms) * 2;
+    // The longest a released job waits for its delayed message, with room for a slow broker.
+    let retry_grace = Duration::from_millis(topology.delays_ms().max().unwrap_or(0)) * 2 + grace;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
+        if !deps.is_up() {
+            continue;
+        }
         let stale = match jobs::stale_leases(&pool, grace, 100).await {
-            Ok(s) => s,
+            Ok(mut s) => match jobs::lost_retries(&pool, retry_grace, 100).await {
+                Ok(lost) => {
+                    s.extend(lost);
+                    s
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "reaper pass failed");
+                    s
+                }
+            },
             Err(e) => {
                 tracing::debug!(error = %e, "reaper pass failed");
                 continue;

@@ -20,6 +20,7 @@ use reelq_shared::metrics;
 use reelq_shared::queue::Topology;
 use reelq_shared::storage::{StorageError, Store};
 
+use crate::dependencies::Dependencies;
 use crate::media::probe::{self, Probe};
 use crate::pipeline::{AnalysisOutput, Input, Pipeline, Session, to_json};
 use crate::settings::Settings;
@@ -86,6 +87,8 @@ pub struct JobRunner {
     trending: tokio::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
     /// The promoted model versions, refreshed before the jobs that use them.
     registry: crate::registry::Registry,
+    /// Whether PostgreSQL and storage are up; outcome writes wait for them.
+    deps: Arc<Dependencies>,
 }
 
 impl JobRunner {
@@ -94,6 +97,7 @@ impl JobRunner {
         let scratch = settings.worker.scratch_dir.clone().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         let pipeline = Arc::new(Pipeline::from_settings(&settings));
         let registry = crate::registry::Registry::new(pool.clone(), store.clone(), Duration::from_millis(settings.inference.registry_refresh_ms));
+        let deps = Dependencies::new(pool.clone(), store.clone(), Duration::from_millis(settings.worker.dependency_probe_ms));
         Self {
             pool,
             store,
@@ -104,7 +108,14 @@ impl JobRunner {
             models_synced: tokio::sync::OnceCell::new(),
             trending: tokio::sync::Mutex::new(None),
             registry,
+            deps,
         }
+    }
+
+    /// What the runner knows about PostgreSQL and storage; the consumers wait on it before
+    /// starting a job.
+    pub fn dependencies(&self) -> Arc<Dependencies> {
+        self.deps.clone()
     }
 
     fn lease_ttl(&self) -> Duration {
@@ -132,6 +143,8 @@ impl JobRunner {
                 // The database is the source of truth; without it nothing can be decided, so
                 // the message waits and comes back.
                 tracing::warn!(job_id = %msg.job_id, error = %e, "cannot claim job; retrying later");
+                self.deps.check_after_fault().await;
+                metrics::get().job_deferrals.with_label_values(&["dependency_down"]).inc();
                 return Disposition::Delay { delay_ms: self.topology.retry_delay_ms(3), reason: "database" };
             }
         };
@@ -184,10 +197,10 @@ impl JobRunner {
         let outcome = tokio::time::timeout(deadline, self.execute(&job, &lease, &progress, &cancel)).await;
         m.jobs_in_flight.dec();
         let lost = cancel.is_cancelled();
-        cancel.cancel();
-        heartbeat.abort();
 
-        match outcome {
+        // The heartbeat keeps the lease while the outcome is written, which may wait out a
+        // database outage; the job's own work is over, so nothing else watches `cancel` now.
+        let disposition = match outcome {
             Ok(Ok(last)) => self.complete(&job, &lease, last).await,
             Ok(Err(JobError::Stopped(why))) => {
                 tracing::info!(why, "job stopped; nothing more written");
@@ -203,7 +216,10 @@ impl JobRunner {
                 let message = format!("processing took longer than {} s", deadline.as_secs());
                 self.fail(&job, &lease, JobErrorCode::Timeout, &message, false).await
             }
-        }
+        };
+        cancel.cancel();
+        heartbeat.abort();
+        disposition
     }
 
     /// Runs the analyses not yet done; returns the last result, which is written together with
@@ -404,7 +420,8 @@ impl JobRunner {
     }
 
     async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>) -> Disposition {
-        match jobs::complete(&self.pool, lease, &last).await {
+        // A failed write is retried, not the analysis: the results are in hand.
+        match self.deps.persist("jobs.complete", || jobs::complete(&self.pool, lease, &last)).await {
             Ok(true) => {
                 metrics::get().jobs_finished.with_label_values(&["succeeded", ""]).inc();
                 tracing::info!("job succeeded");
@@ -419,7 +436,7 @@ impl JobRunner {
     }
 
     async fn fail(&self, job: &JobRecord, lease: &Lease, code: JobErrorCode, message: &str, dead_letter: bool) -> Disposition {
-        match jobs::fail(&self.pool, lease, code, message).await {
+        match self.deps.persist("jobs.fail", || jobs::fail(&self.pool, lease, code, message)).await {
             Ok(true) => {
                 metrics::get().jobs_finished.with_label_values(&["failed", code.as_str()]).inc();
                 tracing::info!(code = code.as_str(), message, "job failed");
@@ -440,13 +457,24 @@ impl JobRunner {
     }
 
     async fn retry(&self, job: &JobRecord, lease: &Lease, message: &str) -> Disposition {
+        if let Some(down) = self.deps.check_after_fault().await {
+            // The job is not at fault: give its attempt back and let it wait out the outage.
+            // The consumers start nothing new until the dependency answers again.
+            metrics::get().job_deferrals.with_label_values(&["dependency_down"]).inc();
+            tracing::warn!(error = message, dependency = down.as_str(), "dependency down; the attempt does not count");
+            let message = format!("waiting for {} to come back: {message}", down.as_str());
+            if let Err(e) = self.deps.persist("jobs.release_for_retry", || jobs::release_for_retry(&self.pool, lease, &message, true)).await {
+                tracing::warn!(error = %e, "could not release the lease after an outage");
+            }
+            return Disposition::Delay { delay_ms: self.topology.retry_delay_ms(lease.attempt), reason: "dependency_down" };
+        }
         if lease.attempt >= job.max_attempts {
             let message = format!("gave up after {} attempts; last error: {message}", lease.attempt);
             return self.fail(job, lease, JobErrorCode::RetriesExhausted, &message, true).await;
         }
         metrics::get().job_retries.with_label_values(&["transient"]).inc();
         tracing::warn!(error = message, "transient fault; the job will be retried");
-        if let Err(e) = jobs::release_for_retry(&self.pool, lease, message).await {
+        if let Err(e) = self.deps.persist("jobs.release_for_retry", || jobs::release_for_retry(&self.pool, lease, message, false)).await {
             // The lease then lapses on its own and the retry claims it after that.
             tracing::warn!(error = %e, "could not release the lease for the retry");
         }

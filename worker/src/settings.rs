@@ -114,6 +114,9 @@ pub struct WorkerSettings {
     pub run_webhooks: bool,
     /// Webhook poll interval.
     pub webhook_poll_ms: u64,
+    /// While PostgreSQL or storage is down, how often the worker probes it; no job starts
+    /// until a probe succeeds, and no attempt is spent on the outage.
+    pub dependency_probe_ms: u64,
 }
 
 impl Default for WorkerSettings {
@@ -130,6 +133,7 @@ impl Default for WorkerSettings {
             reaper_interval_secs: 15,
             run_webhooks: true,
             webhook_poll_ms: 500,
+            dependency_probe_ms: 2_000,
         }
     }
 }
@@ -170,6 +174,9 @@ impl Validate for Settings {
         }
         if w.interactive_reserved >= w.concurrency && w.concurrency > 1 {
             return Err(ConfigError::invalid("worker.interactive_reserved", "must be below worker.concurrency"));
+        }
+        if w.dependency_probe_ms == 0 {
+            return Err(ConfigError::invalid("worker.dependency_probe_ms", "must be positive"));
         }
         if w.heartbeat_interval_ms == 0 || w.heartbeat_interval_ms * 2 > w.lease_ttl_ms {
             return Err(ConfigError::invalid("worker.heartbeat_interval_ms", "must be positive and at most half of worker.lease_ttl_ms"));

@@ -1,5 +1,10 @@
 //! Delivering completion callbacks: signed, retried with exponential backoff, and re-checked
 //! against the address policy at delivery time (a host may resolve elsewhere by then).
+//!
+//! Delivery is at least once: a receiver can see the same delivery again (after a timeout, or
+//! when a worker dies between the receiver's answer and the record of it) and deduplicates on
+//! the `Reelq-Delivery` header, which is also the body's `delivery_id`. Recording a delivery
+//! waits out a database outage instead of leaving it to be sent again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,24 +18,27 @@ use reelq_shared::db::{jobs, webhooks};
 use reelq_shared::domain::JobStatus;
 use reelq_shared::{metrics, webhook};
 
+use crate::dependencies::Dependencies;
+
 /// Sends due webhooks.
 pub struct WebhookSender {
     pool: PgPool,
     http: reqwest::Client,
     settings: Arc<WebhookSettings>,
+    deps: Arc<Dependencies>,
 }
 
 impl WebhookSender {
     /// A sender with its own HTTP client. Redirects are not followed: a redirect could point
     /// at an address the policy forbids.
-    pub fn new(pool: PgPool, settings: WebhookSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(pool: PgPool, settings: WebhookSettings, deps: Arc<Dependencies>) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("reelq-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { pool, http, settings: Arc::new(settings) })
+        Ok(Self { pool, http, settings: Arc::new(settings), deps })
     }
 
     /// Delivers what is due; returns how many deliveries were attempted.
@@ -43,7 +51,7 @@ impl WebhookSender {
             match outcome {
                 Ok(status) => {
                     m.webhook_deliveries.with_label_values(&["delivered"]).inc();
-                    webhooks::delivered(&self.pool, d.id, status).await?;
+                    self.deps.persist("webhooks.delivered", || webhooks::delivered(&self.pool, d.id, status)).await?;
                 }
                 Err((status, error)) => {
                     let retry = (d.attempts < i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX)).then(|| {

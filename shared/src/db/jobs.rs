@@ -340,22 +340,49 @@ pub async fn heartbeat(
 }
 
 /// Gives a lease back after a transient fault so that the retry can claim at once, keeping the
-/// job `running` (it is still being worked on) and recording the fault.
-pub async fn release_for_retry(db: impl PgExecutor<'_>, lease: &Lease, message: &str) -> Result<bool, DbError> {
+/// job `running` (it is still being worked on) and recording the fault. With `refund`, the
+/// attempt does not count: the fault was a dependency's outage, not the job's.
+pub async fn release_for_retry(db: impl PgExecutor<'_>, lease: &Lease, message: &str, refund: bool) -> Result<bool, DbError> {
     let r = timed(
         "jobs.release_for_retry",
         sqlx::query!(
             r#"UPDATE jobs SET lease_token = NULL, lease_expires_at = NULL, stage = 'waiting_to_retry',
-                              error_message = $3, updated_at = now()
+                              error_message = $3, updated_at = now(),
+                              attempt = CASE WHEN $4 THEN GREATEST(attempt - 1, 0) ELSE attempt END
                WHERE id = $1 AND lease_token = $2 AND status = 'running'"#,
             lease.job_id,
             lease.token,
-            message
+            message,
+            refund
         )
         .execute(db),
     )
     .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Jobs released for a retry whose delayed message has not brought them back within `grace`
+/// (a message lost with a broker's disk, or refused during an upgrade): they are marked as
+/// re-dispatched (so one pass takes each) and returned as (id, tenant_id, priority) for the
+/// reaper to publish again. Safe with several reapers.
+pub async fn lost_retries(db: impl PgExecutor<'_>, grace: Duration, limit: i64) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let rows = timed(
+        "jobs.lost_retries",
+        sqlx::query!(
+            r#"UPDATE jobs SET updated_at = now()
+               WHERE id IN (SELECT id FROM jobs
+                            WHERE status = 'running' AND lease_token IS NULL
+                              AND updated_at < now() - make_interval(secs => $1::float8 / 1000.0)
+                            ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+               RETURNING id, tenant_id, priority"#,
+            grace_ms as f64,
+            limit
+        )
+        .fetch_all(db),
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.tenant_id, r.priority)).collect())
 }
 
 /// Marks a job succeeded, writing its last results and scheduling its webhook, all in one

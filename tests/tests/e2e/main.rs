@@ -10,5 +10,6 @@ mod lifecycle;
 mod models;
 mod mux;
 mod observability;
+mod retries;
 mod scheduler;
 mod training;
