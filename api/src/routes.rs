@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(page::router())
     .fallback(|| async { crate::error::ApiError::NotFound("route") })
+    .layer(middleware::from_fn_with_state(crate::ingest::UploadGuard::new(state.clone()), crate::ingest::guard_uploads))
     .layer(middleware::from_fn_with_state(timeout, track))
     .with_state(state)
 }

@@ -53,6 +53,16 @@ pub struct ApiSettings {
     pub event_poll_ms: u64,
     /// Job event streams open at once in this process; more are refused with 429.
     pub max_event_streams: usize,
+    /// An upload body that sends nothing for this long is cut off with 408.
+    pub upload_idle_timeout_secs: u64,
+    /// An upload body still arriving this long after it began is cut off with 408.
+    pub upload_body_timeout_secs: u64,
+    /// Uploads one tenant may stream through this process at once; more are refused with 429.
+    pub max_concurrent_uploads: usize,
+    /// A presigned upload not completed within this many seconds is removed with its bytes.
+    pub pending_upload_ttl_secs: u64,
+    /// How often expired pending uploads are swept.
+    pub upload_sweep_interval_secs: u64,
 }
 
 impl Default for ApiSettings {
@@ -72,6 +82,11 @@ impl Default for ApiSettings {
             run_relay: true,
             event_poll_ms: 300,
             max_event_streams: 512,
+            upload_idle_timeout_secs: 30,
+            upload_body_timeout_secs: 3_600,
+            max_concurrent_uploads: 4,
+            pending_upload_ttl_secs: 86_400,
+            upload_sweep_interval_secs: 300,
         }
     }
 }
@@ -112,6 +127,23 @@ impl Validate for Settings {
         }
         if self.api.max_event_streams == 0 {
             return Err(ConfigError::invalid("api.max_event_streams", "must be at least 1"));
+        }
+        if self.api.upload_idle_timeout_secs == 0 {
+            return Err(ConfigError::invalid("api.upload_idle_timeout_secs", "must be at least 1"));
+        }
+        if self.api.upload_body_timeout_secs < self.api.upload_idle_timeout_secs {
+            return Err(ConfigError::invalid("api.upload_body_timeout_secs", "must be at least api.upload_idle_timeout_secs"));
+        }
+        if self.api.max_concurrent_uploads == 0 {
+            return Err(ConfigError::invalid("api.max_concurrent_uploads", "must be at least 1"));
+        }
+        // An upload slot must outlive its URL, or a PUT could land after the sweep removed the
+        // slot and leave bytes nothing refers to.
+        if self.api.pending_upload_ttl_secs <= self.storage.presign_ttl_secs {
+            return Err(ConfigError::invalid("api.pending_upload_ttl_secs", "must be longer than storage.presign_ttl_secs"));
+        }
+        if self.api.upload_sweep_interval_secs == 0 {
+            return Err(ConfigError::invalid("api.upload_sweep_interval_secs", "must be at least 1"));
         }
         if let Some(key) = &self.api.dev_api_key {
             if reelq_shared::auth::key_prefix(key).is_none() {

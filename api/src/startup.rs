@@ -88,6 +88,7 @@ impl Application {
             );
             spawn_named("outbox-relay", relay.run(shutdown.clone()))
         });
+        let sweeper = spawn_named("upload-sweeper", crate::ingest::run_upload_sweeper(state.clone(), shutdown.clone()));
         tracing::info!(addr = %self.local_addr(), "api listening");
         let app = crate::routes::router(state.clone());
         // Event streams last as long as their job: end them when shutdown begins, or the
@@ -101,6 +102,7 @@ impl Application {
             })
             .await;
         shutdown.cancel();
+        let _ = sweeper.await;
         if let Some(r) = relay {
             let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
         }

@@ -64,7 +64,10 @@ export function client(key) {
         return JSON.parse(text);
       }
       const slot = await call('POST', '/v1/uploads', { content_type: type, size_bytes: file.size });
-      await send(slot.method || 'PUT', slot.upload_url, slot.headers || {}, file, onProgress);
+      // The URL is signed for the file's exact length; the browser sends that Content-Length
+      // itself and refuses to let a script set it.
+      const { 'content-length': _length, ...headers } = slot.headers || {};
+      await send(slot.method || 'PUT', slot.upload_url, headers, file, onProgress);
       return call('POST', slot.complete_url);
     },
 

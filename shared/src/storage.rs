@@ -517,8 +517,20 @@ impl Store {
         .await
     }
 
-    /// A presigned PUT URL for a direct upload.
+    /// A presigned PUT URL for a direct upload of any size.
     pub async fn presign_put(&self, key: &str, content_type: Option<&str>) -> Result<String, StorageError> {
+        self.presign_put_with_length(key, content_type, None).await
+    }
+
+    /// A presigned PUT URL for a direct upload of exactly `content_length` bytes. The length
+    /// is one of the signed headers, so the storage service refuses a PUT of any other size
+    /// (the signature no longer matches) and a client cannot store more than it declared.
+    pub async fn presign_put_sized(&self, key: &str, content_type: Option<&str>, content_length: u64) -> Result<String, StorageError> {
+        let length = i64::try_from(content_length).map_err(|_| StorageError::Service { op: "presign", message: "length out of range".into() })?;
+        self.presign_put_with_length(key, content_type, Some(length)).await
+    }
+
+    async fn presign_put_with_length(&self, key: &str, content_type: Option<&str>, length: Option<i64>) -> Result<String, StorageError> {
         let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(|e| StorageError::Service { op: "presign", message: e.to_string() })?;
         let req = self
             .client
@@ -526,6 +538,7 @@ impl Store {
             .bucket(&self.bucket)
             .key(key)
             .set_content_type(content_type.map(str::to_owned))
+            .set_content_length(length)
             .presigned(cfg)
             .await
             .map_err(|e| StorageError::service("presign_put", e))?;

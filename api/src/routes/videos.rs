@@ -105,12 +105,13 @@ pub async fn get_video(State(state): State<AppState>, AuthTenant(tenant): AuthTe
 }
 
 /// Request for a presigned upload.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PresignRequest {
     /// Content type the client will send with the PUT.
     pub content_type: Option<String>,
-    /// Size the client will upload, checked against the limit up front.
+    /// Size in bytes of the file the client will PUT (required, at least 1). The URL is
+    /// signed for exactly this `Content-Length`: storage refuses a PUT of any other size.
     pub size_bytes: Option<u64>,
 }
 
@@ -134,25 +135,34 @@ pub struct PresignedUpload {
 
 /// Get a presigned URL for a large upload.
 ///
-/// PUT the file to `upload_url`, then call `POST /v1/videos/{id}/complete`, which checks the
-/// size and container before the video can be used.
+/// Declare the file's `size_bytes`; PUT exactly that many bytes to `upload_url` with the
+/// returned `headers`, then call `POST /v1/videos/{id}/complete`, which checks the size and
+/// container before the video can be used. A slot never completed expires with its bytes
+/// (`api.pending_upload_ttl_secs`).
 #[utoipa::path(
     post, path = "/v1/uploads", tag = "videos",
     request_body = PresignRequest,
     responses(
         (status = 201, body = PresignedUpload),
         (status = 413, description = "Declared size over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not a video or audio content type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No body, or no positive `size_bytes`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn presign(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
-    body: Option<Json<PresignRequest>>,
+    body: Result<Json<PresignRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<PresignedUpload>), ApiError> {
-    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let Json(req) = body.map_err(|e| ApiError::invalid("invalid_json", e.body_text()))?;
+    // The size is signed into the URL, so without one there is nothing to bind the PUT to.
+    let size = match req.size_bytes {
+        Some(n) if n > 0 => n,
+        _ => return Err(ApiError::invalid("size_required", "declare the file's size_bytes (at least 1): the upload URL is bound to it")),
+    };
     let limit = state.settings.api.max_upload_bytes;
-    if req.size_bytes.is_some_and(|n| n > limit) {
+    if size > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     if let Some(ct) = &req.content_type {
@@ -162,12 +172,13 @@ pub async fn presign(
     }
     let id = Uuid::now_v7();
     let key = video_object_key(tenant.id, id);
-    let url = state.store.presign_put(&key, req.content_type.as_deref()).await?;
-    videos::insert_pending(&state.pool, id, tenant.id, &key, req.content_type.as_deref()).await?;
-    let headers = match &req.content_type {
-        Some(ct) => serde_json::json!({ "content-type": ct }),
-        None => serde_json::json!({}),
-    };
+    let url = state.store.presign_put_sized(&key, req.content_type.as_deref(), size).await?;
+    let declared = i64::try_from(size).map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    videos::insert_pending(&state.pool, id, tenant.id, &key, req.content_type.as_deref(), declared).await?;
+    let mut headers = serde_json::json!({ "content-length": size.to_string() });
+    if let Some(ct) = &req.content_type {
+        headers["content-type"] = serde_json::json!(ct);
+    }
     let ttl = chrono::Duration::from_std(state.store.presign_ttl()).unwrap_or_else(|_| chrono::Duration::hours(1));
     Ok((
         StatusCode::CREATED,
@@ -194,7 +205,7 @@ pub async fn presign(
         (status = 404, description = "No such pending video", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Nothing was uploaded", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing was uploaded, or not the declared size", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -204,10 +215,22 @@ pub async fn complete(State(state): State<AppState>, AuthTenant(tenant): AuthTen
         return Ok(Json(video));
     }
     let limit = state.settings.api.max_upload_bytes;
+    let declared = videos::declared_size(&state.pool, tenant.id, id).await?;
     match state.store.size(&video.object_key).await? {
         None => return Err(ApiError::invalid("upload_missing", "no bytes were uploaded for this video")),
         Some(n) if n > limit => {
             return Err(ingest::reject_object(&state, &video.object_key, reelq_shared::storage::StorageError::TooLarge { limit }).await);
+        }
+        // Storage that does not check the signed length would let another size through: the
+        // declared size is checked here as well.
+        Some(n) if declared.is_some_and(|d| u64::try_from(d).ok() != Some(n)) => {
+            if let Err(e) = state.store.delete(&video.object_key).await {
+                tracing::warn!(error = %e, key = video.object_key, "could not remove an upload of the wrong size");
+            }
+            return Err(ApiError::invalid(
+                "size_mismatch",
+                format!("{n} bytes were uploaded but {} were declared; upload again with the declared size", declared.unwrap_or_default()),
+            ));
         }
         Some(_) => {}
     }

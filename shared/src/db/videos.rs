@@ -1,8 +1,10 @@
 //! Uploaded videos.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -10,7 +12,7 @@ use super::{DbError, timed};
 use crate::domain::MediaKind;
 
 /// A video row.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Video {
     /// Video id.
     pub id: Uuid,
@@ -85,28 +87,83 @@ pub async fn insert_stored(
     .await
 }
 
-/// Inserts a video awaiting a presigned upload.
+/// Inserts a video awaiting a presigned upload of `declared_size` bytes.
 pub async fn insert_pending(
     db: impl PgExecutor<'_>,
     id: Uuid,
     tenant_id: Uuid,
     object_key: &str,
     content_type: Option<&str>,
+    declared_size: i64,
 ) -> Result<Video, DbError> {
+    // Checked at run time: the column is newer than the committed offline query data.
     timed(
         "videos.insert_pending",
-        sqlx::query_as!(
-            Video,
-            r#"INSERT INTO videos (id, tenant_id, object_key, status, content_type) VALUES ($1, $2, $3, 'pending', $4)
+        sqlx::query_as::<_, Video>(
+            r#"INSERT INTO videos (id, tenant_id, object_key, status, content_type, declared_size)
+               VALUES ($1, $2, $3, 'pending', $4, $5)
                RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at"#,
-            id,
-            tenant_id,
-            object_key,
-            content_type
         )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(object_key)
+        .bind(content_type)
+        .bind(declared_size)
         .fetch_one(db),
     )
     .await
+}
+
+/// The size declared for a tenant's presigned upload; `None` for streamed uploads (and
+/// unknown ids).
+pub async fn declared_size(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<i64>, DbError> {
+    let size = timed(
+        "videos.declared_size",
+        sqlx::query_scalar::<_, Option<i64>>("SELECT declared_size FROM videos WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(db),
+    )
+    .await?;
+    Ok(size.flatten())
+}
+
+/// A pending upload past its time to live.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExpiredUpload {
+    /// Video id.
+    pub id: Uuid,
+    /// Where its bytes would be.
+    pub object_key: String,
+}
+
+/// Locks up to `limit` uploads that have been pending for longer than `ttl`, oldest first,
+/// skipping rows another sweeper (or a completion) holds, so replicas sweeping at once split
+/// the work instead of colliding. The locks last until `conn`'s transaction ends.
+pub async fn lock_expired_pending(conn: &mut PgConnection, ttl: Duration, limit: i64) -> Result<Vec<ExpiredUpload>, DbError> {
+    timed(
+        "videos.lock_expired_pending",
+        sqlx::query_as::<_, ExpiredUpload>(
+            r#"SELECT id, object_key FROM videos
+               WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+               ORDER BY created_at LIMIT $2
+               FOR UPDATE SKIP LOCKED"#,
+        )
+        .bind(ttl.as_secs_f64())
+        .bind(limit)
+        .fetch_all(conn),
+    )
+    .await
+}
+
+/// Deletes pending uploads by id; a row completed meanwhile is kept.
+pub async fn delete_pending(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<u64, DbError> {
+    let r = timed(
+        "videos.delete_pending",
+        sqlx::query("DELETE FROM videos WHERE id = ANY($1) AND status = 'pending'").bind(ids).execute(db),
+    )
+    .await?;
+    Ok(r.rows_affected())
 }
 
 /// Marks a pending video stored. Returns `None` when it was not pending.

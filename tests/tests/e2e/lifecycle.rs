@@ -82,7 +82,7 @@ async fn presigned_upload_then_complete_makes_a_usable_video() {
         .http
         .post(app.url("/v1/uploads"))
         .bearer_auth(&app.key)
-        .json(&json!({ "content_type": "video/mp4" }))
+        .json(&json!({ "content_type": "video/mp4", "size_bytes": sample_clip().len() }))
         .send()
         .await
         .expect("sent")
@@ -107,9 +107,19 @@ async fn presigned_upload_then_complete_makes_a_usable_video() {
     assert_eq!(video["size_bytes"], sample_clip().len());
 
     // A presigned upload of something that is not a video is refused and deleted.
-    let slot: serde_json::Value =
-        app.http.post(app.url("/v1/uploads")).bearer_auth(&app.key).send().await.expect("sent").json().await.expect("json");
-    app.http.put(slot["upload_url"].as_str().expect("url")).body("just some text, not a video at all; long enough to sniff.....").send().await.expect("sent");
+    let text = "just some text, not a video at all; long enough to sniff.....";
+    let slot: serde_json::Value = app
+        .http
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(&app.key)
+        .json(&json!({ "size_bytes": text.len() }))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    app.http.put(slot["upload_url"].as_str().expect("url")).body(text).send().await.expect("sent");
     let bad = app.http.post(app.url(&format!("/v1/videos/{}/complete", slot["video_id"].as_str().expect("id")))).bearer_auth(&app.key).send().await.expect("sent");
     assert_eq!(bad.status(), 415);
     assert_eq!(env.stored_objects().len(), 1, "only the real video stays stored");

@@ -13,3 +13,4 @@ mod observability;
 mod retries;
 mod scheduler;
 mod training;
+mod uploads;
