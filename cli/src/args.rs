@@ -45,6 +45,34 @@ pub enum Command {
     Models(ModelsArgs),
     /// Roll a model back to the version promoted before it (admin keys).
     Rollback(RollbackArgs),
+    /// List jobs that used up their attempts on transient faults (admin keys).
+    DeadLetters(DeadLettersArgs),
+    /// Run dead-lettered jobs again once their cause is fixed, keeping their history (admin keys).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLettersArgs {
+    /// Jobs per page, most recently failed first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub limit: u32,
+    /// Page cursor printed by a previous listing.
+    #[arg(long, value_name = "JOB_ID")]
+    pub before: Option<Uuid>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["id", "all"]))]
+pub struct ReplayArgs {
+    /// The dead-lettered job to replay.
+    pub id: Option<Uuid>,
+    /// Replay every dead-lettered job.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +246,21 @@ mod tests {
         let Command::Submit(s) = cli.command else { panic!("not submit") };
         assert_eq!(s.analyses, ["probe", "noop"]);
         assert_eq!(s.priority.as_str(), "batch");
+    }
+
+    #[test]
+    fn replay_takes_one_job_or_all_but_not_both() {
+        let id = "0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e6f";
+        let cli = Cli::try_parse_from(["reelq", "replay", id]).expect("parses");
+        let Command::Replay(r) = cli.command else { panic!("not replay") };
+        assert_eq!(r.id.map(|u| u.to_string()).as_deref(), Some(id));
+        assert!(!r.all);
+        let cli = Cli::try_parse_from(["reelq", "replay", "--all"]).expect("parses");
+        let Command::Replay(r) = cli.command else { panic!("not replay") };
+        assert!(r.all && r.id.is_none());
+        assert!(Cli::try_parse_from(["reelq", "replay"]).is_err(), "one of JOB_ID and --all is required");
+        assert!(Cli::try_parse_from(["reelq", "replay", id, "--all"]).is_err(), "not both");
+        assert!(Cli::try_parse_from(["reelq", "dead-letters", "--limit", "201"]).is_err());
     }
 
     #[test]

@@ -177,6 +177,34 @@ impl ApiClient {
         self.send(self.http.post(self.url(&path)).json(&body).timeout(REQUEST_TIMEOUT)).await
     }
 
+    /// `GET /v1/admin/dead-letters`.
+    pub async fn dead_letters(&self, limit: u32, before: Option<Uuid>) -> Result<Value> {
+        let mut params: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+        if let Some(b) = before {
+            params.push(("before", b.to_string()));
+        }
+        self.send(self.http.get(self.url("/v1/admin/dead-letters")).query(&params).timeout(REQUEST_TIMEOUT)).await
+    }
+
+    /// `POST /v1/admin/jobs/{id}/replay`.
+    pub async fn replay(&self, id: Uuid) -> Result<Value> {
+        self.send(self.http.post(self.url(&format!("/v1/admin/jobs/{id}/replay"))).timeout(REQUEST_TIMEOUT)).await
+    }
+
+    /// `POST /v1/admin/dead-letters/replay`, once per batch until none is left.
+    pub async fn replay_all(&self) -> Result<Vec<Uuid>> {
+        let mut replayed = Vec::new();
+        loop {
+            let page = self.send(self.http.post(self.url("/v1/admin/dead-letters/replay")).timeout(REQUEST_TIMEOUT)).await?;
+            let ids: Vec<Uuid> = serde_json::from_value(page["replayed"].clone()).context("the API's answer lists no replayed jobs")?;
+            let done = ids.is_empty() || page["more"] != Value::Bool(true);
+            replayed.extend(ids);
+            if done {
+                return Ok(replayed);
+            }
+        }
+    }
+
     /// Sends a request and returns its JSON body, or the API's error.
     async fn send(&self, req: RequestBuilder) -> Result<Value> {
         let resp = req.send().await.with_context(|| format!("could not reach the reelq API at {}", self.base))?;

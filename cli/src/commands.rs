@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use uuid::Uuid;
 
-use crate::args::{Cli, Command, JobArgs, JobsArgs, SubmitArgs, WaitArgs};
+use crate::args::{Cli, Command, JobArgs, JobsArgs, ReplayArgs, SubmitArgs, WaitArgs};
 use crate::client::{ApiClient, ListQuery};
 use crate::model::{Job, JobRequest, JobStatus};
 use crate::render;
@@ -44,6 +44,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             print_out(&if args.output.json { render::pretty_json(&raw) } else { text })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::DeadLetters(args) => {
+            let raw = client.dead_letters(args.limit, args.before).await?;
+            print_out(&if args.output.json { render::pretty_json(&raw) } else { render::dead_letter_list(&raw) })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => replay(&client, args).await,
         Command::Analyze(_) => unreachable!("handled above"),
     }
 }
@@ -115,6 +121,27 @@ async fn jobs(client: &ApiClient, args: JobsArgs) -> Result<ExitCode> {
             cmd
         };
         print_out(&render::job_list(&page, &next))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay(client: &ApiClient, args: ReplayArgs) -> Result<ExitCode> {
+    if let Some(id) = args.id {
+        let raw = client.replay(id).await?;
+        let rounds = raw["replays"].as_array().map_or(0, Vec::len);
+        let text = format!("job {id} queued again (replay {rounds}; follow it with `reelq wait {id}`)\n");
+        print_out(&if args.output.json { render::pretty_json(&raw) } else { text })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let replayed = client.replay_all().await?;
+    if args.output.json {
+        print_out(&render::pretty_json(&serde_json::json!({ "replayed": replayed })))?;
+    } else if replayed.is_empty() {
+        print_out("no dead-lettered jobs to replay\n")?;
+    } else {
+        let ids: String = replayed.iter().map(|id| format!("{id}\n")).collect();
+        eprintln!("{} jobs queued again", replayed.len());
+        print_out(&ids)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -337,6 +337,33 @@ pub fn model_list(raw: &Value) -> String {
     table(&rows)
 }
 
+/// Dead-lettered jobs, one per line, with the cursor of the next page.
+pub fn dead_letter_list(raw: &Value) -> String {
+    let jobs = raw["dead_letters"].as_array().cloned().unwrap_or_default();
+    if jobs.is_empty() {
+        return "no dead-lettered jobs\n".to_owned();
+    }
+    let mut rows = vec![["JOB", "TENANT", "ANALYSES", "ATTEMPTS", "REPLAYS", "FAILED", "LAST FAULT"].map(str::to_owned)];
+    for j in &jobs {
+        let analyses: Vec<&str> = j["analyses"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let fault: String = j["error_message"].as_str().unwrap_or("-").chars().take(80).collect();
+        rows.push([
+            j["job_id"].as_str().unwrap_or("?").to_owned(),
+            j["tenant"].as_str().unwrap_or("?").to_owned(),
+            analyses.join(","),
+            j["attempts"].as_i64().map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            j["replays"].as_i64().map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            j["failed_at"].as_str().map(timestamp).unwrap_or_else(|| "-".to_owned()),
+            fault,
+        ]);
+    }
+    let mut out = table(&rows);
+    if let Some(next) = raw["next_before"].as_str() {
+        let _ = writeln!(out, "more: reelq dead-letters --before {next}");
+    }
+    out
+}
+
 /// Left-aligned columns two spaces apart.
 fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
@@ -640,5 +667,19 @@ more jobs: reelq jobs --cursor CUR
         assert!(out.contains("P@5 0.400 R@5 0.900 mAP 0.851"), "{out}");
         assert!(out.contains("Spearman 0.250") && out.contains("rejected") && out.contains("480/120"), "{out}");
         assert_eq!(model_list(&serde_json::json!({ "versions": [] })), "no trained model versions yet\n");
+    }
+
+    #[test]
+    fn dead_letter_list_shows_each_job_and_the_next_page() {
+        let raw = json!({ "dead_letters": [
+            { "job_id": "0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e6f", "tenant": "acme", "analyses": ["probe", "quality"], "attempts": 5, "replays": 1,
+              "error_code": "retries_exhausted", "error_message": "gave up after 5 attempts; last error: scratch space: not a directory", "failed_at": "2026-12-03T12:00:00Z" }
+        ], "next_before": "0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e6f" });
+        let out = dead_letter_list(&raw);
+        let line = out.lines().nth(1).expect("one row");
+        assert!(line.contains("acme") && line.contains("probe,quality") && line.contains("scratch space"), "{out}");
+        assert!(out.lines().next().is_some_and(|h| h.starts_with("JOB") && h.contains("REPLAYS")), "{out}");
+        assert!(out.ends_with("more: reelq dead-letters --before 0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e6f\n"), "{out}");
+        assert_eq!(dead_letter_list(&json!({ "dead_letters": [] })), "no dead-lettered jobs\n");
     }
 }

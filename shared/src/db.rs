@@ -12,6 +12,7 @@ use crate::config::DatabaseSettings;
 use crate::metrics;
 
 pub mod admin;
+pub mod dead_letters;
 pub mod feedback;
 pub mod jobs;
 pub mod models;

@@ -3,6 +3,7 @@
 
 mod api;
 mod browser;
+mod dead_letters;
 mod events;
 mod failures;
 mod hostile;
