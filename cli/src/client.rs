@@ -224,7 +224,33 @@ fn parse_job(raw: Value) -> Result<Job> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
+    use crate::fake_api::{fake_api, problem};
+
+    #[tokio::test]
+    async fn replay_all_asks_again_while_more_are_waiting() {
+        let (a, b) = ("0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e6f", "0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e70");
+        let (url, hits) = fake_api(vec![
+            (202, format!(r#"{{"replayed":["{a}"],"more":true}}"#)),
+            (202, format!(r#"{{"replayed":["{b}"],"more":false}}"#)),
+            (202, r#"{"replayed":[],"more":false}"#.to_owned()),
+        ])
+        .await;
+        let client = ApiClient::new(&url, "k").expect("client");
+        let replayed = client.replay_all().await.expect("replays");
+        assert_eq!(replayed, [a.parse::<Uuid>().expect("uuid"), b.parse().expect("uuid")]);
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "stops once the API says no more are waiting");
+    }
+
+    #[tokio::test]
+    async fn a_tenant_key_is_told_it_needs_an_admin_key() {
+        let (url, _) = fake_api(vec![problem(403, "Forbidden", "forbidden", "this route needs an admin API key")]).await;
+        let client = ApiClient::new(&url, "k").expect("client");
+        let err = client.dead_letters(50, None).await.expect_err("refused");
+        assert_eq!(format!("{err:#}"), "Forbidden (forbidden): this route needs an admin API key");
+    }
 
     #[test]
     fn problem_bodies_render_title_code_and_detail() {

@@ -5,6 +5,8 @@ mod analyze;
 mod args;
 mod client;
 mod commands;
+#[cfg(test)]
+mod fake_api;
 mod model;
 mod progress;
 mod render;
