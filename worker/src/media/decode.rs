@@ -347,6 +347,38 @@ pub struct DecodeReport {
     /// Timestamps that went backwards or jumped absurdly and were repaired.
     pub timestamp_repairs: u64,
     pub elapsed_ms: u64,
+    /// Presentation times of the video packets read, seconds (at most [`MAX_PACKET_TIMES`]).
+    /// Every packet is read whichever frames are decoded, so the frame rate measured from them
+    /// does not depend on what else the decode serves.
+    #[serde(skip)]
+    pub packet_times: Vec<f64>,
+}
+
+/// Packet times kept for the frame-rate measurement: minutes of 60 fps video.
+const MAX_PACKET_TIMES: usize = 20_000;
+
+impl DecodeReport {
+    /// Counts a video packet and keeps its presentation time.
+    fn note_video_packet(&mut self, packet: &Packet, info: &VideoInfo) {
+        self.video_packets += 1;
+        self.video_bytes += packet.size() as u64;
+        if let Some(pts) = packet.pts()
+            && self.packet_times.len() < MAX_PACKET_TIMES
+        {
+            self.packet_times.push(info.secs(pts));
+        }
+    }
+
+    /// Frame rate from the median interval between distinct packet times, in presentation
+    /// order; `None` with fewer than two.
+    fn packet_frame_rate(&self) -> Option<f64> {
+        let mut times = self.packet_times.clone();
+        times.sort_by(f64::total_cmp);
+        times.dedup();
+        let mut intervals: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0.0).collect();
+        intervals.sort_by(f64::total_cmp);
+        intervals.get(intervals.len() / 2).map(|m| 1.0 / m)
+    }
 }
 
 /// Everything one decode produced.
@@ -362,7 +394,8 @@ pub struct DecodeOutput {
     pub pixel_aspect: f64,
     /// Seconds: the last frame's end, or the container's duration when larger.
     pub duration_secs: f64,
-    /// Frame rate from the median interval between decoded frames.
+    /// Frame rate from the median interval between video packets' presentation times (between
+    /// decoded frames when packets carry none).
     pub measured_frame_rate: Option<f64>,
     /// Uniformly sampled frames, in time order.
     pub samples: Vec<SampledFrame>,
@@ -406,6 +439,7 @@ pub fn decode(path: &Path, probe: &Probe, opts: &DecodeOptions, should_stop: &dy
         interlaced_frames: 0,
         timestamp_repairs: 0,
         elapsed_ms: 0,
+        packet_times: Vec::new(),
     };
 
     let targets = plan_targets(opts.sampling, info.duration, opts.limits.max_samples);
@@ -452,6 +486,7 @@ pub fn decode(path: &Path, probe: &Probe, opts: &DecodeOptions, should_stop: &dy
             // This pass reads every packet, so it also gives the video stream's true size.
             report.video_packets = 0;
             report.video_bytes = 0;
+            report.packet_times.clear();
             report.video_complete = run_sequential(&mut actx, &info, opts, None, pipe.as_mut(), VecDeque::new(), &clock, &mut report)?;
             audio = pipe;
         }
@@ -768,8 +803,7 @@ fn run_sequential(
         let Some(packet) = pending.pop_front().or_else(|| read_packet(ictx, report)) else { break };
         let stream = packet.stream();
         if stream == info.index {
-            report.video_packets += 1;
-            report.video_bytes += packet.size() as u64;
+            report.note_video_packet(&packet, info);
             let (Some(dec), Some(sink)) = (vdec.as_mut(), video.as_deref_mut()) else { continue };
             if may_skip {
                 let t = packet.pts().map(|ts| info.secs(ts));
@@ -915,8 +949,7 @@ fn run_seek(
                 if packet.stream() != info.index {
                     continue;
                 }
-                report.video_packets += 1;
-                report.video_bytes += packet.size() as u64;
+                report.note_video_packet(&packet, info);
                 if !keyed {
                     if !packet.is_key() {
                         continue;
@@ -937,8 +970,7 @@ fn run_seek(
                 if packet.stream() != info.index {
                     continue;
                 }
-                report.video_packets += 1;
-                report.video_bytes += packet.size() as u64;
+                report.note_video_packet(&packet, info);
                 if packet.is_key() {
                     last_key = packet.pts().map(|ts| info.secs(ts));
                 }
@@ -1338,7 +1370,9 @@ impl VideoSink {
         let mut intervals = self.intervals;
         intervals.sort_by(f64::total_cmp);
         let median = intervals.get(intervals.len() / 2).copied();
-        let measured_frame_rate = median.filter(|m| *m > 0.0).map(|m| 1.0 / m);
+        // Decoded frames depend on what was skipped for the other analyses sharing the decode;
+        // packets do not. Frame intervals serve only when the packets carry no times.
+        let measured_frame_rate = report.packet_frame_rate().or_else(|| median.filter(|m| *m > 0.0).map(|m| 1.0 / m));
         let frame_end = self.max_t + median.unwrap_or(self.frame_secs);
         let duration_secs = if self.frames > 0 { frame_end.max(info.duration) } else { info.duration };
         let mut samples = self.samples;
@@ -2090,6 +2124,37 @@ mod tests {
         assert_eq!(out.rotation, 270);
         let column_mean = |x: usize| (0..160).map(|y| f64::from(frame.rgb[(y * 90 + x) * 3])).sum::<f64>() / 160.0;
         assert!(column_mean(5) > 200.0 && column_mean(85) < 50.0);
+    }
+
+    #[test]
+    fn measured_frame_rate_is_the_real_one_whatever_else_the_decode_serves() {
+        let d = dir();
+        // Quality alone, and quality sharing the decode with the frame models (OCR's one frame
+        // a second at a larger size), which lets the codec skip frames between samples.
+        let alone = DecodeOptions::default();
+        let shared = DecodeOptions {
+            sampling: Sampling::EverySecs(1.0),
+            frame_size: FrameSize::ShortSide(540),
+            limits: DecodeLimits { max_samples: 120, ..DecodeLimits::default() },
+            ..DecodeOptions::default()
+        };
+        for fps in [24, 30, 60] {
+            // B-frames and sparse keyframes, as phones and editors export.
+            let clip = make(d.path(), &format!("f{fps}.mp4"), &format!("testsrc2=s=320x240:r={fps}:d=4"), None, None, &["-x264-params", "bframes=2:keyint=250"]);
+            let probe = clips::probe(&clip);
+            let a = decode(&clip, &probe, &alone, &never).expect("decodes").measured_frame_rate.expect("measured");
+            let b = decode(&clip, &probe, &shared, &never).expect("decodes").measured_frame_rate.expect("measured");
+            assert!((a - f64::from(fps)).abs() < 0.1, "{fps} fps measured {a} alone");
+            assert_eq!(a, b, "{fps} fps: {a} alone, {b} with frame sampling");
+        }
+        // Variable frame rate: 30 fps for three seconds, then 10 fps for one. The measure is the
+        // prevailing rate, the same either way.
+        let vfr = make(d.path(), "vfr.mp4", "testsrc2=s=160x120:r=30:d=4", None, Some("select='lt(n\\,90)+not(mod(n\\,3))'"), &["-vsync", "vfr"]);
+        let probe = clips::probe(&vfr);
+        let a = decode(&vfr, &probe, &alone, &never).expect("decodes").measured_frame_rate.expect("measured");
+        let b = decode(&vfr, &probe, &shared, &never).expect("decodes").measured_frame_rate.expect("measured");
+        assert!((a - 30.0).abs() < 0.1, "vfr measured {a}");
+        assert_eq!(a, b);
     }
 
     #[test]
