@@ -24,6 +24,15 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("the upload exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    /// A request body (not an upload) larger than its route accepts.
+    #[error("{0}")]
+    BodyTooLarge(String),
+    /// A request target longer than the server accepts.
+    #[error("the URI is longer than {0} bytes")]
+    UriTooLong(usize),
+    /// A path parameter that cannot name anything (an id that is not a UUID).
+    #[error("no such resource: {0}")]
+    MalformedPath(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{detail}")]
@@ -34,9 +43,20 @@ pub enum ApiError {
     TooManyRequests { code: &'static str, detail: String },
     #[error("{0}")]
     Unavailable(String),
+    /// A database call failed; [`ApiError::status`] tells the client's fault (text PostgreSQL
+    /// cannot store), a transient fault (503) and a defect (500) apart.
+    #[error(transparent)]
+    Database(#[from] DbError),
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Seconds a client is told to wait (`Retry-After`) after a transient fault: a pool
+/// reconnects and a restarted dependency answers again within about that long.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// What the client is told when its text cannot be stored.
+const INVALID_TEXT_DETAIL: &str = "text must not contain the NUL character (U+0000)";
 
 impl ApiError {
     /// A 422 with a stable code.
@@ -49,12 +69,15 @@ impl ApiError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::NotFound(_) | Self::MalformedPath(_) => "not_found",
+            Self::PayloadTooLarge { .. } | Self::BodyTooLarge(_) => "payload_too_large",
+            Self::UriTooLong(_) => "uri_too_long",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Invalid { code, .. } | Self::Conflict { code, .. } | Self::TooManyRequests { code, .. } => code,
             Self::Unavailable(_) => "service_unavailable",
-            Self::Internal(_) => "internal_error",
+            Self::Database(e) if e.is_invalid_text() => INVALID_TEXT,
+            Self::Database(e) if e.is_transient() => "service_unavailable",
+            Self::Database(_) | Self::Internal(_) => "internal_error",
         }
     }
 
@@ -63,15 +86,25 @@ impl ApiError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound(_) | Self::MalformedPath(_) => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge { .. } | Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Database(e) if e.is_invalid_text() => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Database(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Whether the failure was a database fault that a second try on a fresh connection may
+    /// not meet again: the connection died under the statement, or PostgreSQL aborted the
+    /// transaction to resolve a conflict. A timeout is not one: the deadline is already spent.
+    pub fn is_retryable_db_fault(&self) -> bool {
+        matches!(self, Self::Database(e) if e.is_connection_fault())
     }
 
     /// Whether the client is at fault.
@@ -99,37 +132,69 @@ pub struct Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let detail = if status.is_server_error() {
+        let detail = if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, code = self.code(), "request failed on a dependency");
+            "a dependency is unavailable; try again shortly".to_owned()
+        } else if status.is_server_error() {
             tracing::error!(error = %self, code = self.code(), "request failed");
-            match &self {
-                Self::Unavailable(_) => "a dependency is unavailable; try again shortly".to_owned(),
-                _ => "an internal error occurred; it has been logged".to_owned(),
-            }
+            "an internal error occurred; it has been logged".to_owned()
+        } else if let Self::Database(e) = &self {
+            // The driver's message names queries and columns: the client needs only its fault.
+            tracing::info!(error = %e, "text refused by the database");
+            INVALID_TEXT_DETAIL.to_owned()
         } else {
             self.to_string()
         };
-        let body = Problem {
-            kind: format!("https://reelq.dev/problems/{}", self.code().replace('_', "-")),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: status.as_u16(),
-            detail,
-            code: self.code().to_owned(),
-        };
-        let mut resp = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"reelq\""));
-        }
-        resp
+        let body = Problem::new(status, self.code(), detail);
+        problem_response(body)
     }
 }
 
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        match e {
-            DbError::Timeout { .. } => Self::Unavailable(e.to_string()),
-            DbError::Query { source: sqlx::Error::PoolTimedOut | sqlx::Error::Io(_), .. } => Self::Unavailable(e.to_string()),
-            other => Self::Internal(other.to_string()),
+/// Code of text that PostgreSQL cannot store (a NUL character), wherever it was sent.
+pub const INVALID_TEXT: &str = "invalid_text";
+
+/// The 422 for text PostgreSQL cannot store, naming where it was found.
+pub fn invalid_text(place: &str) -> ApiError {
+    ApiError::invalid(INVALID_TEXT, format!("{place}: {INVALID_TEXT_DETAIL}"))
+}
+
+/// Whether a JSON value holds a string or an object key, at any depth, that PostgreSQL cannot
+/// store: `text` and `jsonb` both refuse U+0000, and a request that carries one would otherwise
+/// fail inside its statement.
+pub fn json_has_unstorable_text(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_unstorable_text),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_unstorable_text(v)),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => false,
+    }
+}
+
+/// Builds the response of a problem: its JSON body, its content type, and the headers its
+/// status calls for (a challenge with 401, how long to wait with 429 and 503).
+pub fn problem_response(body: Problem) -> Response {
+    let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"reelq\""));
+    }
+    if matches!(status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
+}
+
+impl Problem {
+    /// A problem of `status` with a stable `code`.
+    pub fn new(status: StatusCode, code: &str, detail: String) -> Self {
+        Self {
+            kind: format!("https://reelq.dev/problems/{}", code.replace('_', "-")),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! job status, health and metrics.
 
 pub mod error;
+pub mod extract;
 pub mod ingest;
+pub mod retry;
 pub mod routes;
 pub mod settings;
 pub mod startup;

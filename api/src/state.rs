@@ -74,7 +74,10 @@ impl FromRequestParts<AppState> for AuthTenant {
         if let Some(t) = state.auth_cache.get(&hash) {
             return Ok(Self(t));
         }
-        let tenant = tenants::authenticate(&state.pool, &hash).await?.ok_or(ApiError::Unauthorized)?;
+        let pool = &state.pool;
+        let tenant = crate::retry::idempotent("tenants.authenticate", move || async move { Ok(tenants::authenticate(pool, &hash).await?) })
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         state.auth_cache.put(hash, tenant.clone());
         Ok(Self(tenant))
     }
@@ -99,7 +102,9 @@ impl FromRequestParts<AppState> for AdminKey {
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        if !reelq_shared::db::admin::is_admin(&state.pool, &reelq_shared::auth::hash_key(key)).await? {
+        let (pool, hash) = (&state.pool, reelq_shared::auth::hash_key(key));
+        let admin = crate::retry::idempotent("admin.is_admin", move || async move { Ok(reelq_shared::db::admin::is_admin(pool, &hash).await?) }).await?;
+        if !admin {
             return Err(ApiError::Forbidden("this route needs an admin API key"));
         }
         Ok(Self(tenant))

@@ -61,6 +61,48 @@ impl DbError {
             _ => false,
         }
     }
+
+    /// The SQLSTATE of a failure PostgreSQL reported, such as `57P01`.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            Self::Query { source: sqlx::Error::Database(e), .. } => e.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure says nothing about the request: the database, the connection or the
+    /// pool failed, and the same call may succeed in a moment. Callers answer such failures
+    /// with "try again" rather than as a defect.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Timeout { .. } => true,
+            Self::Query { source: sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed, .. } => true,
+            Self::Query { .. } => self.is_connection_fault(),
+            Self::Migrate(_) => false,
+        }
+    }
+
+    /// Whether the statement failed because its connection died (a network fault, or the
+    /// server ending the session: administrator command, crash, shutdown, any `08` connection
+    /// exception) or because PostgreSQL aborted the transaction to resolve a conflict
+    /// (serialization failure, deadlock). The transaction was rolled back in every one of these
+    /// cases except a network fault while a commit was under way, so running it once more on a
+    /// fresh connection is safe for work that is idempotent.
+    pub fn is_connection_fault(&self) -> bool {
+        match self {
+            Self::Query { source: sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed, .. } => true,
+            Self::Query { source: sqlx::Error::Database(_), .. } => {
+                self.sqlstate().is_some_and(|c| matches!(c.as_str(), "57P01" | "57P02" | "57P03" | "40001" | "40P01") || c.starts_with("08"))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether PostgreSQL refused text it cannot store: a NUL character in `text` (`22021`) or
+    /// a `\u0000` escape in `jsonb` (`22P05`). That is the caller's input, not a fault.
+    pub fn is_invalid_text(&self) -> bool {
+        self.sqlstate().is_some_and(|c| c == "22021" || c == "22P05")
+    }
 }
 
 /// Client-side deadline on every query, on top of the server's `statement_timeout`, so that a

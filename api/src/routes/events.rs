@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +30,13 @@ use reelq_shared::db::jobs::{self, JobRecord};
 use reelq_shared::domain::JobStatus;
 
 use crate::error::{ApiError, Problem};
+use crate::extract::Path;
+use crate::retry;
 use crate::state::{AppState, AuthTenant};
+
+/// How long a client should wait before reconnecting after a stream drops, sent with the first
+/// event as the SSE `retry` field.
+const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 
 /// How often an idle stream sends a comment, so that proxies and clients keep it open and a
 /// vanished client is noticed by a failed write.
@@ -96,12 +102,57 @@ pub struct DoneError {
     pub message: String,
 }
 
-/// The `data` of an event: a `progress` event's or the `done` event's. Documentation only.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub enum JobEvent {
-    Progress(ProgressEvent),
-    Done(DoneEvent),
+/// One Server-Sent Event of a job's stream, as a client's SSE parser sees it: its name, its
+/// `data` (JSON: a [`ProgressEvent`] or a [`DoneEvent`]), and on the first event the `retry`
+/// field. Documentation only; the stream is written by axum's SSE encoder.
+pub struct JobStreamEvent;
+
+impl utoipa::PartialSchema for JobStreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        use utoipa::openapi::{Ref, extensions::Extensions};
+        let data_schema = OneOfBuilder::new()
+            .item(Ref::from_schema_name(<ProgressEvent as ToSchema>::name()))
+            .item(Ref::from_schema_name(<DoneEvent as ToSchema>::name()))
+            .build();
+        // JSON Schema's `contentSchema` says what the `data` string holds once parsed; utoipa
+        // has no builder for it, so it goes in as a raw keyword.
+        let mut content_schema = Extensions::default();
+        content_schema.insert("contentSchema".into(), serde_json::to_value(&data_schema).unwrap_or_default());
+        ObjectBuilder::new()
+            .description(Some("One event of the stream: `progress` events, then one `done` event."))
+            .property(
+                "event",
+                ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["progress", "done"])).description(Some("The event's name.")),
+            )
+            .required("event")
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .content_media_type("application/json")
+                    .extensions(Some(content_schema))
+                    .description(Some("JSON: a ProgressEvent for `progress`, a DoneEvent for `done`.")),
+            )
+            .required("data")
+            .property(
+                "retry",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .description(Some("Milliseconds to wait before reconnecting after a drop; sent with the first event.")),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for JobStreamEvent {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push((<ProgressEvent as ToSchema>::name().into_owned(), <ProgressEvent as utoipa::PartialSchema>::schema()));
+        <ProgressEvent as ToSchema>::schemas(schemas);
+        schemas.push((<DoneEvent as ToSchema>::name().into_owned(), <DoneEvent as utoipa::PartialSchema>::schema()));
+        <DoneEvent as ToSchema>::schemas(schemas);
+    }
 }
 
 /// Follow a job's progress live.
@@ -109,7 +160,8 @@ pub enum JobEvent {
 /// A `text/event-stream` (Server-Sent Events). Sends `event: progress` with
 /// `{"status", "stage", "progress"}` at once and again whenever one of them changes, then one
 /// `event: done` with `{"status", "error"}` (the terminal status, and the error code and message
-/// when the job failed), then ends. Idle streams carry a keep-alive comment every 15 seconds.
+/// when the job failed), then ends. The first event carries `retry: 2000`, the milliseconds to
+/// wait before reconnecting after a drop. Idle streams carry a keep-alive comment every 15 seconds.
 /// Send the key in `Authorization` as for every call (read the stream with `fetch`; the
 /// browser's `EventSource` cannot send headers). A stream that drops can be reopened at any
 /// time: it starts with the current state. When too many streams are open, `429`: poll
@@ -119,8 +171,8 @@ pub enum JobEvent {
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "Server-Sent Events; each event's `data` is JSON: `progress` events, then one `done` event",
-            body = JobEvent, content_type = "text/event-stream",
-            example = "event: progress\ndata: {\"status\":\"running\",\"stage\":\"quality\",\"progress\":0.4}\n\nevent: done\ndata: {\"status\":\"succeeded\"}\n\n"),
+            body = JobStreamEvent, content_type = "text/event-stream",
+            example = "retry: 2000\nevent: progress\ndata: {\"status\":\"running\",\"stage\":\"quality\",\"progress\":0.4}\n\nevent: done\ndata: {\"status\":\"succeeded\"}\n\n"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many open streams on this server", body = Problem, content_type = "application/problem+json"),
@@ -128,7 +180,8 @@ pub enum JobEvent {
     security(("api_key" = []))
 )]
 pub async fn job_events(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
-    let job = jobs::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("job"))?;
+    let pool = &state.pool;
+    let job = retry::idempotent("jobs.get", move || async move { Ok(jobs::get(pool, tenant.id, id).await?) }).await?.ok_or(ApiError::NotFound("job"))?;
     let streams = &state.events;
     let permit = streams.permits.clone().try_acquire_owned().map_err(|_| ApiError::TooManyRequests {
         code: "too_many_streams",
@@ -149,7 +202,7 @@ pub async fn job_events(State(state): State<AppState>, AuthTenant(tenant): AuthT
     tail.observe(&job);
     if let Some(first) = tail.pending.pop_front() {
         // Tells EventSource-style clients how soon to reconnect after a drop.
-        tail.pending.push_front(first.retry(Duration::from_secs(2)));
+        tail.pending.push_front(first.retry(RECONNECT_AFTER));
     }
     let stream = futures::stream::unfold(tail, |mut t| async move {
         loop {

@@ -4,8 +4,7 @@
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,6 +14,8 @@ use reelq_shared::db::feedback::{self, FeedbackRecord};
 use reelq_shared::db::jobs;
 
 use crate::error::{ApiError, Problem};
+use crate::extract::{self, Path};
+use crate::retry;
 use crate::state::{AppState, AuthTenant};
 
 /// Most tags one piece of feedback may hold (platforms cap captions well below this).
@@ -75,19 +76,18 @@ pub async fn save_feedback(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
     Path(id): Path<Uuid>,
-    body: Result<Json<FeedbackRequest>, JsonRejection>,
+    extract::Json(req): extract::Json<FeedbackRequest>,
 ) -> Result<Json<FeedbackView>, ApiError> {
-    let Json(req) = body.map_err(|e| match e {
-        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType("send application/json".into()),
-        other => ApiError::invalid("invalid_json", other.body_text()),
-    })?;
     let tags = normalise(&req.hashtags).map_err(|detail| ApiError::invalid("invalid_hashtags", detail))?;
-    if let Some(saved) = feedback::upsert(&state.pool, tenant.id, id, &tags).await? {
+    // Saving the same tags twice leaves the same row, so a lost connection can be retried.
+    let (pool, tags) = (&state.pool, &tags);
+    let saved = retry::idempotent("feedback.upsert", move || async move { Ok(feedback::upsert(pool, tenant.id, id, tags).await?) }).await?;
+    if let Some(saved) = saved {
         tracing::info!(job_id = %id, tags = saved.hashtags.len(), "feedback saved");
         return Ok(Json(saved.into()));
     }
     // Nothing written: find out why only now, on the rare refusal.
-    match jobs::get(&state.pool, tenant.id, id).await? {
+    match retry::idempotent("jobs.get", move || async move { Ok(jobs::get(pool, tenant.id, id).await?) }).await? {
         None => Err(ApiError::NotFound("job")),
         Some(job) => Err(ApiError::Conflict {
             code: "job_not_succeeded",
@@ -108,7 +108,8 @@ pub async fn save_feedback(
     security(("api_key" = []))
 )]
 pub async fn get_feedback(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<FeedbackView>, ApiError> {
-    let saved = feedback::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("feedback"))?;
+    let pool = &state.pool;
+    let saved = retry::idempotent("feedback.get", move || async move { Ok(feedback::get(pool, tenant.id, id).await?) }).await?.ok_or(ApiError::NotFound("feedback"))?;
     Ok(Json(saved.into()))
 }
 

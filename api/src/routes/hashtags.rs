@@ -2,13 +2,15 @@
 //! as the scheduler last computed them.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use reelq_shared::db::scraped::{self, TrendingTag};
 
 use crate::error::{ApiError, Problem};
+use crate::extract::Query;
+use crate::retry;
 use crate::state::{AppState, AuthTenant};
 
 /// Filters.
@@ -53,14 +55,14 @@ pub fn parse_region(region: Option<&str>) -> Result<Option<String>, ApiError> {
 pub async fn trending(
     State(state): State<AppState>,
     _tenant: AuthTenant,
-    query: Result<Query<TrendingQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<TrendingQuery>,
 ) -> Result<Json<TrendingPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let region = parse_region(q.region.as_deref())?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit must be between 1 and 200"));
     }
-    let hashtags = scraped::trending(&state.pool, region.as_deref(), limit).await?;
+    let (pool, r) = (&state.pool, region.as_deref());
+    let hashtags = retry::idempotent("scraped.trending", move || async move { Ok(scraped::trending(pool, r, limit).await?) }).await?;
     Ok(Json(TrendingPage { region: region.unwrap_or_default(), hashtags }))
 }

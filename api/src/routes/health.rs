@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use reelq_shared::{db, metrics};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 /// Liveness.
@@ -64,7 +64,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 /// Prometheus metrics of this process. Protected by `api.metrics_token` when one is set.
 #[utoipa::path(
     get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+        (status = 401, description = "`api.metrics_token` is set and the request does not carry it", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = &state.settings.api.metrics_token {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -18,8 +18,9 @@ use reelq_shared::db::{self, results, videos, webhooks};
 use reelq_shared::domain::{Analysis, JobMessage, JobStatus, MediaKind, MuxOptions, Priority};
 use reelq_shared::{metrics, telemetry, webhook};
 
-use crate::error::{ApiError, Problem};
-use crate::ingest;
+use crate::error::{ApiError, Problem, invalid_text, json_has_unstorable_text};
+use crate::extract::{Path, Query};
+use crate::{extract, ingest, retry};
 use crate::routes::videos::{content_length, content_type, is_multipart};
 use crate::state::{AppState, AuthTenant};
 
@@ -51,6 +52,10 @@ pub struct JobRequest {
 
 /// Longest caption accepted, TikTok's own limit.
 const MAX_CAPTION_CHARS: usize = 2200;
+
+/// Largest JSON job request. The route takes uploads too, so it has no general body limit; a
+/// job request is a few hundred bytes, and the largest option (a caption) a few kilobytes.
+const MAX_JSON_BYTES: usize = 256 * 1024;
 
 /// Multipart form of a job submission: the file plus the job's options.
 #[derive(ToSchema)]
@@ -85,7 +90,8 @@ pub struct JobForm {
         (status = 409, description = "Idempotency key reused with a different request", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request; `invalid_text` when a string holds a NUL character", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many uploads of this tenant in progress (multipart only)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -115,18 +121,19 @@ pub async fn submit(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
         let hash = request_hash(&request, video.sha256.as_deref());
         (request, video.id, hash, Some(video))
     } else {
-        let Json(request) = Json::<JobRequest>::from_request(req, &state).await.map_err(|e| match e {
-            axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => {
-                ApiError::UnsupportedMediaType("send application/json, or multipart/form-data with the file".into())
-            }
-            other => ApiError::invalid("invalid_json", other.body_text()),
-        })?;
+        let request: JobRequest = extract::json_limited(req, MAX_JSON_BYTES).await?;
         let video_id = request.video_id.ok_or_else(|| ApiError::invalid("missing_video_id", "video_id is required"))?;
         let hash = request_hash(&request, None);
         (request, video_id, hash, None)
     };
 
-    let outcome = create_job(&state, tenant.id, video_id, request, idem, request_hash).await;
+    // The job's id is chosen once, so that a second try after a lost connection finds the
+    // first one's job if its insert did commit.
+    let job_id = Uuid::now_v7();
+    let outcome = retry::idempotent("jobs.submit", || {
+        create_job(&state, tenant.id, video_id, job_id, &request, idem.as_deref(), &request_hash)
+    })
+    .await;
     // A multipart replay or refusal must not leave a second copy of the file behind.
     let replay = matches!(outcome, Ok((_, false)));
     if let Some(v) = uploaded.filter(|_| outcome.is_err() || replay) {
@@ -202,23 +209,32 @@ impl FormFields {
             None | Some("") => serde_json::Map::new(),
             Some(o) => serde_json::from_str(o).map_err(|e| ApiError::invalid("invalid_options", format!("options must be a JSON object: {e}")))?,
         };
+        // Form fields skip the JSON extractor, which refuses text PostgreSQL cannot store.
+        if json_has_unstorable_text(&serde_json::Value::Object(options.clone())) {
+            return Err(invalid_text("the `options` field"));
+        }
+        if self.callback_url.as_deref().is_some_and(|u| u.contains('\0')) {
+            return Err(invalid_text("the `callback_url` field"));
+        }
         Ok(JobRequest { video_id: None, analyses, priority, callback_url: self.callback_url.filter(|u| !u.is_empty()), options })
     }
 }
 
-/// Validates and records a job with its outbox message in one transaction. Returns the job and
-/// whether it was created (false: an idempotent replay).
+/// Validates and records job `job_id` with its outbox message in one transaction. Returns the
+/// job and whether it was created (false: an idempotent replay). Safe to run again after a
+/// failure: a job that was in fact recorded is found by its key or its id.
 async fn create_job(
     state: &AppState,
     tenant_id: Uuid,
     video_id: Uuid,
-    request: JobRequest,
-    idem: Option<String>,
-    request_hash: String,
+    job_id: Uuid,
+    request: &JobRequest,
+    idem: Option<&str>,
+    request_hash: &str,
 ) -> Result<(JobView, bool), ApiError> {
-    if let Some(key) = &idem {
+    if let Some(key) = idem {
         if let Some(existing) = jobs::by_idempotency_key(&state.pool, tenant_id, key).await? {
-            return replay(state, existing, &request_hash).await;
+            return replay(state, existing, request_hash).await;
         }
     }
     let analyses: BTreeSet<Analysis> = request.analyses.iter().copied().collect();
@@ -262,7 +278,7 @@ async fn create_job(
 
     let trace = telemetry::current_context();
     let job = NewJob {
-        id: Uuid::now_v7(),
+        id: job_id,
         tenant_id,
         video_id: Some(video_id),
         analyses: analyses.iter().map(|a| a.as_str().to_owned()).collect(),
@@ -270,8 +286,8 @@ async fn create_job(
         priority: request.priority.as_str().to_owned(),
         max_attempts: state.settings.api.max_attempts,
         callback_url: request.callback_url.clone(),
-        idempotency_key: idem.clone(),
-        request_hash: Some(request_hash.clone()),
+        idempotency_key: idem.map(str::to_owned),
+        request_hash: Some(request_hash.to_owned()),
         trace_context: serde_json::to_value(&trace).unwrap_or_default(),
     };
     let message = serde_json::to_value(JobMessage { job_id: job.id, tenant_id }).unwrap_or_default();
@@ -286,11 +302,15 @@ async fn create_job(
                 Some(_) => ApiError::invalid("video_not_ready", "the video's upload has not been completed"),
             });
         }
-        Err(e) if e.is_unique_violation() && idem.is_some() => {
-            // Lost a race with a concurrent request carrying the same key.
-            let key = idem.as_deref().unwrap_or_default();
-            let existing = jobs::by_idempotency_key(&state.pool, tenant_id, key).await?.ok_or(ApiError::Internal("idempotent job vanished".into()))?;
-            return replay(state, existing, &request_hash).await;
+        Err(e) if e.is_unique_violation() => {
+            if let Some(key) = idem {
+                // Lost a race with a concurrent request carrying the same key.
+                let existing = jobs::by_idempotency_key(&state.pool, tenant_id, key).await?.ok_or(ApiError::Internal("idempotent job vanished".into()))?;
+                return replay(state, existing, request_hash).await;
+            }
+            // A first try whose commit went through before its connection was lost.
+            let existing = jobs::get(&state.pool, tenant_id, job_id).await?.ok_or(ApiError::Database(e))?;
+            return Ok((JobView::new(existing, Vec::new()), true));
         }
         Err(e) => return Err(e.into()),
     };
@@ -342,11 +362,15 @@ async fn replay(state: &AppState, existing: jobs::JobRecord, request_hash: &str)
     security(("api_key" = []))
 )]
 pub async fn get_job(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<JobView>, ApiError> {
-    let job = jobs::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("job"))?;
-    let results = if job.status() == JobStatus::Succeeded { results::for_job(&state.pool, id).await? } else { Vec::new() };
-    let mut view = JobView::new(job, results);
-    add_output_url(&state, &mut view).await?;
-    Ok(Json(view))
+    let state = &state;
+    retry::idempotent("jobs.get", move || async move {
+        let job = jobs::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("job"))?;
+        let results = if job.status() == JobStatus::Succeeded { results::for_job(&state.pool, id).await? } else { Vec::new() };
+        let mut view = JobView::new(job, results);
+        add_output_url(state, &mut view).await?;
+        Ok(Json(view))
+    })
+    .await
 }
 
 /// Gives a `mux` result a fresh presigned download link (`url`, `url_expires_at`). Links
@@ -378,7 +402,8 @@ async fn add_output_url(state: &AppState, view: &mut JobView) -> Result<(), ApiE
     security(("api_key" = []))
 )]
 pub async fn get_output(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
-    let job = jobs::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("job"))?;
+    let pool = &state.pool;
+    let job = retry::idempotent("jobs.get", move || async move { Ok(jobs::get(pool, tenant.id, id).await?) }).await?.ok_or(ApiError::NotFound("job"))?;
     if !job.analyses.iter().any(|a| a == Analysis::Mux.as_str()) {
         return Err(ApiError::NotFound("output"));
     }
@@ -388,7 +413,7 @@ pub async fn get_output(State(state): State<AppState>, AuthTenant(tenant): AuthT
             detail: format!("the job is {}; its output exists once it has succeeded", job.status()),
         });
     }
-    let results = results::for_job(&state.pool, id).await?;
+    let results = retry::idempotent("results.for_job", move || async move { Ok(results::for_job(pool, id).await?) }).await?;
     let key = results
         .iter()
         .find(|r| r.analysis == Analysis::Mux.as_str())
@@ -441,8 +466,7 @@ fn decode_cursor(s: &str) -> Option<Cursor> {
     ),
     security(("api_key" = []))
 )]
-pub async fn list_jobs(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<JobPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
+pub async fn list_jobs(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Query(q): Query<ListQuery>) -> Result<Json<JobPage>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=state.settings.api.max_page_size).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {}", state.settings.api.max_page_size)));
@@ -451,7 +475,8 @@ pub async fn list_jobs(State(state): State<AppState>, AuthTenant(tenant): AuthTe
         None | Some("") => None,
         Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::invalid("invalid_cursor", "cursor is not one this API issued"))?),
     };
-    let mut rows = jobs::list(&state.pool, tenant.id, q.status, cursor, limit + 1).await?;
+    let pool = &state.pool;
+    let mut rows = retry::idempotent("jobs.list", move || async move { Ok(jobs::list(pool, tenant.id, q.status, cursor, limit + 1).await?) }).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|j| encode_cursor(Cursor { created_at: j.created_at, id: j.id })) } else { None };
@@ -473,8 +498,17 @@ pub async fn list_jobs(State(state): State<AppState>, AuthTenant(tenant): AuthTe
     security(("api_key" = []))
 )]
 pub async fn cancel(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<JobView>, ApiError> {
-    let mut tx = db::timed("jobs.cancel.begin", state.pool.begin()).await?;
-    let outcome = jobs::cancel(&mut tx, tenant.id, id).await?;
+    // The transaction rolls back whole when its connection dies, so it can run once more.
+    let pool = &state.pool;
+    let job = retry::idempotent("jobs.cancel", move || cancel_in_transaction(pool, tenant.id, id)).await?;
+    metrics::get().jobs_finished.with_label_values(&["cancelled", ""]).inc();
+    tracing::info!(job_id = %id, "job cancelled");
+    Ok(Json(JobView::new(job, Vec::new())))
+}
+
+async fn cancel_in_transaction(pool: &sqlx::PgPool, tenant_id: Uuid, id: Uuid) -> Result<jobs::JobRecord, ApiError> {
+    let mut tx = db::timed("jobs.cancel.begin", pool.begin()).await?;
+    let outcome = jobs::cancel(&mut tx, tenant_id, id).await?;
     let job = match outcome {
         CancelOutcome::NotFound => return Err(ApiError::NotFound("job")),
         CancelOutcome::AlreadyFinished(j) => {
@@ -486,9 +520,7 @@ pub async fn cancel(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
         webhooks::schedule(&mut tx, job.id, url, "job.cancelled").await?;
     }
     db::timed("jobs.cancel.commit", tx.commit()).await?;
-    metrics::get().jobs_finished.with_label_values(&["cancelled", ""]).inc();
-    tracing::info!(job_id = %id, "job cancelled");
-    Ok(Json(JobView::new(job, Vec::new())))
+    Ok(job)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,11 +13,13 @@ use uuid::Uuid;
 
 use reelq_shared::db::jobs::{self, JobView};
 use reelq_shared::db::models::{self as registry, MODELS, ModelVersion, Rollback, RollbackRefused, SYSTEM_TENANT};
-use reelq_shared::db::results;
+use reelq_shared::db::{self, results};
 use reelq_shared::domain::JobStatus;
 use reelq_shared::training::{self, TrainingRequest};
 
 use crate::error::{ApiError, Problem};
+use crate::extract::{self, Path, Query};
+use crate::retry;
 use crate::state::{AdminKey, AppState, AuthTenant};
 
 /// Listing filters.
@@ -62,22 +64,25 @@ fn known_model(name: &str) -> Result<&'static str, ApiError> {
 pub async fn list_models(
     State(state): State<AppState>,
     _tenant: AuthTenant,
-    query: Result<Query<ModelsQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<ModelsQuery>,
 ) -> Result<Json<ModelList>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit must be between 1 and 500"));
     }
     let model = q.model.as_deref().filter(|m| !m.is_empty()).map(known_model).transpose()?;
-    let versions = registry::list(&state.pool, model, limit).await?;
-    let mut promoted = BTreeMap::new();
-    for m in MODELS.iter().filter(|m| model.is_none_or(|x| x == **m)) {
-        if let Some(v) = registry::promoted(&state.pool, m).await? {
-            promoted.insert((*m).to_owned(), v.version);
+    let pool = &state.pool;
+    retry::idempotent("models.list", move || async move {
+        let versions = registry::list(pool, model, limit).await?;
+        let mut promoted = BTreeMap::new();
+        for m in MODELS.iter().filter(|m| model.is_none_or(|x| x == **m)) {
+            if let Some(v) = registry::promoted(pool, m).await? {
+                promoted.insert((*m).to_owned(), v.version);
+            }
         }
-    }
-    Ok(Json(ModelList { promoted, versions }))
+        Ok(Json(ModelList { promoted, versions }))
+    })
+    .await
 }
 
 /// Where to roll back to.
@@ -111,15 +116,13 @@ pub async fn rollback(
     State(state): State<AppState>,
     AdminKey(tenant): AdminKey,
     Path(model): Path<String>,
-    body: Result<Json<RollbackRequest>, axum::extract::rejection::JsonRejection>,
+    body: Option<extract::Json<RollbackRequest>>,
 ) -> Result<Json<Rollback>, ApiError> {
     let model = known_model(&model)?;
-    let req = match body {
-        Ok(Json(r)) => r,
-        Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) => RollbackRequest::default(),
-        Err(e) => return Err(ApiError::invalid("invalid_json", e.body_text())),
-    };
-    let mut conn = state.pool.acquire().await.map_err(|e| ApiError::Internal(format!("database: {e}")))?;
+    let req = body.map(|extract::Json(r)| r).unwrap_or_default();
+    // Not retried: a rollback that committed before its connection died would move the
+    // registry back a second time.
+    let mut conn = db::timed("models.rollback.acquire", state.pool.acquire()).await?;
     match registry::rollback(&mut conn, model, req.version.as_deref()).await? {
         Ok(done) => {
             tracing::info!(model, from = %done.from, to = %done.to, tenant = %tenant.name, "model rolled back");
@@ -156,13 +159,9 @@ pub async fn rollback(
 pub async fn start_training(
     State(state): State<AppState>,
     AdminKey(tenant): AdminKey,
-    body: Result<Json<TrainingRequest>, axum::extract::rejection::JsonRejection>,
+    body: Option<extract::Json<TrainingRequest>>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let req = match body {
-        Ok(Json(r)) => r,
-        Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) => TrainingRequest::default(),
-        Err(e) => return Err(ApiError::invalid("invalid_json", e.body_text())),
-    };
+    let req = body.map(|extract::Json(r)| r).unwrap_or_default();
     req.validate().map_err(|m| ApiError::invalid("invalid_training_request", m))?;
     let trace = reelq_shared::telemetry::current_context();
     let job = training::enqueue(&state.pool, &req, None, &trace).await?;
@@ -183,7 +182,11 @@ pub async fn start_training(
     security(("api_key" = []))
 )]
 pub async fn get_training(State(state): State<AppState>, _admin: AdminKey, Path(id): Path<Uuid>) -> Result<Json<JobView>, ApiError> {
-    let job = jobs::get(&state.pool, SYSTEM_TENANT, id).await?.ok_or(ApiError::NotFound("training job"))?;
-    let results = if job.status() == JobStatus::Succeeded { results::for_job(&state.pool, id).await? } else { Vec::new() };
-    Ok(Json(JobView::new(job, results)))
+    let pool = &state.pool;
+    retry::idempotent("jobs.get", move || async move {
+        let job = jobs::get(pool, SYSTEM_TENANT, id).await?.ok_or(ApiError::NotFound("training job"))?;
+        let results = if job.status() == JobStatus::Succeeded { results::for_job(pool, id).await? } else { Vec::new() };
+        Ok(Json(JobView::new(job, results)))
+    })
+    .await
 }

@@ -2,7 +2,7 @@
 //! by the engagement those videos earned.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -10,6 +10,8 @@ use reelq_shared::db::scraped;
 use reelq_shared::engagement::music::{self, MusicScore};
 
 use crate::error::{ApiError, Problem};
+use crate::extract::Query;
+use crate::retry;
 use crate::routes::hashtags::parse_region;
 use crate::state::{AppState, AuthTenant};
 
@@ -58,9 +60,8 @@ pub struct Recommendations {
 pub async fn recommendations(
     State(state): State<AppState>,
     _tenant: AuthTenant,
-    query: Result<Query<RecommendationQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<RecommendationQuery>,
 ) -> Result<Json<Recommendations>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
     let mut hashtags: Vec<String> = q
         .hashtags
         .as_deref()
@@ -87,7 +88,8 @@ pub async fn recommendations(
         Some(d) if d.is_finite() && d > 0.0 && d <= 3_650.0 => Some(chrono::Duration::seconds((d * 86_400.0) as i64)),
         Some(_) => return Err(ApiError::invalid("invalid_half_life", "half_life_days must be a positive number of days up to 3650")),
     };
-    let uses = scraped::music_uses(&state.pool, &hashtags, region.as_deref(), MAX_VIDEOS).await?;
+    let (pool, tags, r) = (&state.pool, &hashtags, region.as_deref());
+    let uses = retry::idempotent("scraped.music_uses", move || async move { Ok(scraped::music_uses(pool, tags, r, MAX_VIDEOS).await?) }).await?;
     let music = music::rank(&uses, half_life, chrono::Utc::now(), limit);
     Ok(Json(Recommendations { hashtags, music }))
 }

@@ -3,7 +3,9 @@
 
 mod api;
 mod browser;
+mod db_faults;
 mod dead_letters;
+mod errors;
 mod events;
 mod failures;
 mod hostile;
