@@ -41,10 +41,25 @@ impl SlowUpload {
 /// POSTs a video over a raw socket, declaring `declared` bytes but sending `first` at once and
 /// then one byte of `rest` per `interval`, until the server answers.
 async fn slow_upload(addr: SocketAddr, key: &str, declared: usize, first: Vec<u8>, rest: Vec<u8>, interval: Duration) -> SlowUpload {
+    slow_post(addr, key, "/v1/videos", "video/mp4", declared, first, rest, interval).await
+}
+
+/// [`slow_upload`] to any path with any content type.
+#[allow(clippy::too_many_arguments)]
+async fn slow_post(
+    addr: SocketAddr,
+    key: &str,
+    path: &str,
+    content_type: &str,
+    declared: usize,
+    first: Vec<u8>,
+    rest: Vec<u8>,
+    interval: Duration,
+) -> SlowUpload {
     let stream = TcpStream::connect(addr).await.expect("connects");
     let (mut read, mut write) = stream.into_split();
     let head = format!(
-        "POST /v1/videos HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: video/mp4\r\nContent-Length: {declared}\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: {content_type}\r\nContent-Length: {declared}\r\n\r\n"
     );
     write.write_all(head.as_bytes()).await.expect("headers written");
     let started = Instant::now();
@@ -131,6 +146,22 @@ async fn stalled_uploads_are_cut_off_after_the_idle_timeout_and_leave_nothing() 
     let (addr, key) = (app.addr, app.key.clone());
     let stalled = tokio::spawn(async move { slow_upload(addr, &key, 8 * 1024 * 1024, big, Vec::new(), Duration::from_secs(1)).await });
     clients.push(stalled);
+    // Multipart bodies too: a job submission whose `file` field stops halfway, and a
+    // multipart upload whose form stops before its file field begins.
+    for (path, stop_at) in [("/v1/jobs", 300), ("/v1/videos", 20)] {
+        let boundary = "reelq-test-boundary";
+        let mut form = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"analyses\"\r\n\r\nprobe\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\nContent-Type: video/mp4\r\n\r\n"
+        )
+        .into_bytes();
+        form.extend_from_slice(&clip);
+        form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let (addr, key) = (app.addr, app.key.clone());
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        clients.push(tokio::spawn(async move {
+            slow_post(addr, &key, path, &ct, form.len(), form[..stop_at].to_vec(), Vec::new(), Duration::from_secs(1)).await
+        }));
+    }
 
     for c in clients {
         let up = c.await.expect("client ran");
@@ -145,6 +176,7 @@ async fn stalled_uploads_are_cut_off_after_the_idle_timeout_and_leave_nothing() 
     }
 
     assert_eq!(count(&env.pool, "SELECT count(*) FROM videos").await, 0);
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM jobs").await, 0);
     let left = upload_files(env.s3_root.path());
     assert!(left.is_empty(), "stalled uploads left files in storage (the multipart upload was not aborted?): {left:?}");
     // The api still takes uploads.
