@@ -172,6 +172,7 @@ pub async fn guard_uploads(State(guard): State<UploadGuard>, req: Request, next:
         Err(e) => return e.into_response(),
     };
     let Some(_slot) = guard.try_acquire(tenant.id) else {
+        metrics::get().upload_refusals.with_label_values(&["busy"]).inc();
         let cap = guard.state.settings.api.max_concurrent_uploads;
         let mut resp = ApiError::TooManyRequests {
             code: "too_many_uploads",
@@ -192,7 +193,12 @@ pub async fn guard_uploads(State(guard): State<UploadGuard>, req: Request, next:
     let resp = next.run(Request::from_parts(parts, body)).await;
     match fired.get() {
         Some(why) => {
-            tracing::info!(tenant = %tenant.name, reason = ?why, "upload body timed out");
+            let reason = match why {
+                BodyTimeout::Idle(_) => "idle_timeout",
+                BodyTimeout::Deadline(_) => "body_timeout",
+            };
+            metrics::get().upload_refusals.with_label_values(&[reason]).inc();
+            tracing::info!(tenant = %tenant.name, reason, "upload body timed out");
             timeout_response(*why)
         }
         None => resp,
@@ -278,6 +284,7 @@ pub async fn sweep_expired_uploads(state: &AppState) -> Result<usize, SweepError
     let ids: Vec<Uuid> = expired.iter().map(|u| u.id).collect();
     videos::delete_pending(&mut *tx, &ids).await?;
     reelq_shared::db::timed("videos.sweep_commit", tx.commit()).await?;
+    metrics::get().pending_uploads_expired.with_label_values::<&str>(&[]).inc_by(expired.len() as u64);
     Ok(expired.len())
 }
 

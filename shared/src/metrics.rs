@@ -37,6 +37,13 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// `reelq_upload_bytes_total{outcome}`.
     pub upload_bytes: IntCounterVec,
+    /// `reelq_upload_refusals_total{reason}`: upload bodies cut off (`idle_timeout`,
+    /// `body_timeout`) or turned away because the tenant had too many in flight (`busy`).
+    pub upload_refusals: IntCounterVec,
+    /// `reelq_pending_uploads_expired_total`: presigned uploads never completed, swept.
+    pub pending_uploads_expired: IntCounterVec,
+    /// `reelq_job_replays_total`: dead-lettered jobs queued again by an operator.
+    pub job_replays: IntCounterVec,
     /// `reelq_jobs_in_flight`: jobs this worker is processing now.
     pub jobs_in_flight: IntGauge,
     /// `reelq_s3_call_duration_seconds{op,outcome}`: object storage calls, whole streams
@@ -96,6 +103,9 @@ impl Metrics {
             outbox_pending: gauge(&r, "reelq_outbox_pending", "Outbox rows waiting at the last relay pass"),
             webhook_deliveries: counter(&r, "reelq_webhook_deliveries_total", "Webhook delivery attempts", &["outcome"]),
             upload_bytes: counter(&r, "reelq_upload_bytes_total", "Bytes received in uploads", &["outcome"]),
+            upload_refusals: counter(&r, "reelq_upload_refusals_total", "Uploads cut off or turned away", &["reason"]),
+            pending_uploads_expired: counter(&r, "reelq_pending_uploads_expired_total", "Presigned uploads never completed and swept", &[]),
+            job_replays: counter(&r, "reelq_job_replays_total", "Dead-lettered jobs queued again", &[]),
             jobs_in_flight: gauge(&r, "reelq_jobs_in_flight", "Jobs being processed by this worker"),
             inference_seconds: histogram(&r, "reelq_inference_duration_seconds", "Time spent in model calls per analysis", &["model"], SLOW.to_vec()),
             inference_batch_size: histogram(&r, "reelq_inference_batch_size", "Inputs per model call", &["model"], vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),

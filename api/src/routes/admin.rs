@@ -309,6 +309,7 @@ async fn replay(state: &AppState, id: Uuid, by: &str) -> Result<ReplayOutcome, A
     let outcome = dead_letters::replay(&mut tx, id, state.settings.api.max_attempts, by, message, &headers).await?;
     db::timed("dead_letters.commit", tx.commit()).await?;
     if let ReplayOutcome::Replayed(job) = &outcome {
+        reelq_shared::metrics::get().job_replays.with_label_values::<&str>(&[]).inc();
         tracing::info!(job_id = %job.id, attempts_made = job.attempt, by, "dead-lettered job replayed");
     }
     Ok(outcome)

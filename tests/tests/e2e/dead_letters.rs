@@ -105,6 +105,11 @@ async fn dead_lettered_jobs_are_listed_and_replayed_after_the_cause_is_fixed() {
     let page: Value = as_admin(app.http.get(app.url("/v1/admin/dead-letters"))).await.expect("sent").json().await.expect("json");
     assert_eq!(page["dead_letters"], json!([]), "nothing is dead-lettered any more");
     assert_eq!(count(&env.pool, "SELECT count(*) FROM job_replays").await, 2);
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    assert!(
+        metrics.lines().any(|l| l.strip_prefix("reelq_job_replays_total ").and_then(|v| v.trim().parse::<f64>().ok()).is_some_and(|v| v >= 2.0)),
+        "replays are counted"
+    );
     assert_eq!(count(&env.pool, "SELECT count(*) FROM outbox").await, 0, "the replays went out through the outbox");
     worker.stop().await;
     app.stop().await;

@@ -105,6 +105,11 @@ fn slow_clients(app: &TestApp, n: usize, sent: usize, trickled: usize, interval:
         .collect()
 }
 
+/// The value of one sample in a Prometheus text exposition (0 when absent).
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
 /// Bytes under the S3 root that belong to uploads: objects under `uploads/` and the parts of
 /// multipart uploads (s3s-fs keeps them as `.upload_id-…` files; its small bookkeeping files
 /// hold no upload data and are left out).
@@ -179,6 +184,9 @@ async fn stalled_uploads_are_cut_off_after_the_idle_timeout_and_leave_nothing() 
     assert_eq!(count(&env.pool, "SELECT count(*) FROM jobs").await, 0);
     let left = upload_files(env.s3_root.path());
     assert!(left.is_empty(), "stalled uploads left files in storage (the multipart upload was not aborted?): {left:?}");
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    let cut: f64 = metric(&metrics, "reelq_upload_refusals_total{reason=\"idle_timeout\"}");
+    assert!(cut >= 13.0, "cut-off uploads are counted: {cut}");
     // The api still takes uploads.
     app.upload_clip(sample_clip()).await;
     app.stop().await;
@@ -232,6 +240,8 @@ async fn a_tenant_may_stream_only_so_many_uploads_at_once() {
     assert_eq!(third.headers()["content-type"], "application/problem+json");
     let problem: Value = third.json().await.expect("json");
     assert_eq!(problem["code"], "too_many_uploads");
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    assert!(metric(&metrics, "reelq_upload_refusals_total{reason=\"busy\"}") >= 1.0, "turned-away uploads are counted");
     // Multipart job submissions stream a file too, and share the cap.
     let form = reqwest::multipart::Form::new()
         .text("analyses", "probe")
@@ -396,6 +406,8 @@ async fn pending_uploads_expire_with_their_bytes() {
     assert_eq!(rows_of(completed["video_id"].clone()).await, 1);
     assert!(store.size(&key_of(&completed["video_id"])).await.expect("head").is_some());
     assert!(store.size(&format!("uploads/{}/{streamed}", app.tenant_id)).await.expect("head").is_some());
+    let metrics = app.http.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    assert!(metric(&metrics, "reelq_pending_uploads_expired_total") >= 2.0, "swept uploads are counted");
     app.stop().await;
     env.cleanup().await;
 }
