@@ -172,7 +172,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     );
     // Last: `ApiDoc`'s own modifiers run before the routes' operations exist.
     ErrorResponses.modify(&mut doc);
+    document_job_error_codes(&mut doc);
     doc
+}
+
+/// Lists the stable codes of failed jobs on the schemas that carry one, from the enum itself,
+/// so the document names every code the worker can store.
+fn document_job_error_codes(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+    let codes: Vec<String> = reelq_shared::domain::JobErrorCode::ALL.iter().map(|c| format!("`{c}`")).collect();
+    let Some(components) = doc.components.as_mut() else { return };
+    for name in ["JobErrorView", "DoneError"] {
+        if let Some(RefOr::T(Schema::Object(schema))) = components.schemas.get_mut(name) {
+            if let Some(RefOr::T(Schema::Object(code))) = schema.properties.get_mut("code") {
+                let said = code.description.take().unwrap_or_default();
+                code.description = Some(format!("{said} One of: {}.", codes.join(", ")).trim().to_owned());
+            }
+        }
+    }
 }
 
 /// The full application router with middleware.

@@ -207,6 +207,8 @@ pub enum JobErrorCode {
     VideoTooLong,
     /// More pixels per frame than the configured limit.
     ResolutionTooHigh,
+    /// More streams (video, audio, subtitle, data) than the configured limit.
+    TooManyStreams,
     /// The job references a video that is gone.
     VideoMissing,
     /// The job's stored request cannot be understood by this worker.
@@ -227,6 +229,23 @@ pub enum JobErrorCode {
 }
 
 impl JobErrorCode {
+    /// Every code, in the order the documentation lists them.
+    pub const ALL: [Self; 13] = [
+        Self::InvalidMedia,
+        Self::NoVideoStream,
+        Self::VideoTooLong,
+        Self::ResolutionTooHigh,
+        Self::TooManyStreams,
+        Self::VideoMissing,
+        Self::InvalidRequest,
+        Self::RetriesExhausted,
+        Self::Timeout,
+        Self::NotAVideo,
+        Self::AudioMissing,
+        Self::InvalidAudio,
+        Self::UnsupportedVideoCodec,
+    ];
+
     /// The code as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -234,6 +253,7 @@ impl JobErrorCode {
             Self::NoVideoStream => "no_video_stream",
             Self::VideoTooLong => "video_too_long",
             Self::ResolutionTooHigh => "resolution_too_high",
+            Self::TooManyStreams => "too_many_streams",
             Self::VideoMissing => "video_missing",
             Self::InvalidRequest => "invalid_request",
             Self::RetriesExhausted => "retries_exhausted",
@@ -277,6 +297,36 @@ mod tests {
             assert_eq!(s.as_str().parse::<JobStatus>().expect("parses"), s);
         }
         assert!("done".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn error_codes_are_distinct_snake_case_and_all_listed() {
+        // Exhaustive: a new code does not compile until it has a place here, and `ALL` has a
+        // fixed length, so it must be listed there too.
+        fn position(c: JobErrorCode) -> usize {
+            use JobErrorCode::*;
+            match c {
+                InvalidMedia => 0,
+                NoVideoStream => 1,
+                VideoTooLong => 2,
+                ResolutionTooHigh => 3,
+                TooManyStreams => 4,
+                VideoMissing => 5,
+                InvalidRequest => 6,
+                RetriesExhausted => 7,
+                Timeout => 8,
+                NotAVideo => 9,
+                AudioMissing => 10,
+                InvalidAudio => 11,
+                UnsupportedVideoCodec => 12,
+            }
+        }
+        for (i, c) in JobErrorCode::ALL.iter().enumerate() {
+            assert_eq!(position(*c), i, "{c}");
+        }
+        let names: std::collections::BTreeSet<&str> = JobErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), JobErrorCode::ALL.len(), "distinct");
+        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')), "{names:?}");
     }
 
     #[test]

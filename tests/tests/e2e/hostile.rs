@@ -118,7 +118,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, &'static str, Expect)> {
         ("10-bit", lavfi("testsrc2=size=320x240:rate=25", None, "1", &["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le"], "mkv"), "video/x-matroska", Expect::Succeeds),
         ("interlaced", lavfi("testsrc2=size=320x240:rate=25", None, "1", &[X264, &["-flags", "+ilme+ildct", "-x264opts", "tff=1"]].concat(), "mp4"), "video/mp4", Expect::Succeeds),
         ("variable frame rate", make_clip(&["-f", "lavfi", "-i", "testsrc2=s=160x120:r=30:d=2", "-vf", "select='lt(n\\,20)+not(mod(n\\,4))'", "-vsync", "vfr", "-c:v", "libx264", "-preset", "ultrafast"], "mp4"), "video/mp4", Expect::Succeeds),
-        ("21 streams", many_streams, "video/mp4", Expect::Fails("invalid_media")),
+        ("21 streams", many_streams, "video/mp4", Expect::Fails("too_many_streams")),
     ]
 }
 

@@ -111,7 +111,7 @@ pub fn probe(path: &Path, limits: &MediaSettings) -> Result<Probe, MediaError> {
     let stream_count = ctx.streams().count();
     if stream_count > limits.max_streams {
         return Err(MediaError::new(
-            JobErrorCode::InvalidMedia,
+            JobErrorCode::TooManyStreams,
             format!("the file has {stream_count} streams; at most {} are accepted", limits.max_streams),
         ));
     }
@@ -222,6 +222,17 @@ mod tests {
         assert_eq!(clockwise_rotation(&matrix([0, -one, 0, one, 0, 0, 0, 0, 1 << 30])), Some(270));
         assert_eq!(clockwise_rotation(&matrix([-one, 0, 0, 0, -one, 0, 0, 0, 1 << 30])), Some(180));
         assert_eq!(clockwise_rotation(&[0u8; 10]), None);
+    }
+
+    #[test]
+    fn more_streams_than_the_limit_have_their_own_code() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clip = super::super::decode::clips::make(dir.path(), "two.mp4", "testsrc2=size=64x48:rate=5", Some("sine=sample_rate=8000"), None, &["-t", "1"]);
+        let limits = MediaSettings { max_streams: 1, ..MediaSettings::default() };
+        let err = probe(&clip, &limits).expect_err("two streams over a limit of one");
+        assert_eq!(err.code, JobErrorCode::TooManyStreams);
+        assert!(err.to_string().contains("2 streams"), "{err}");
+        assert!(probe(&clip, &MediaSettings { max_streams: 2, ..MediaSettings::default() }).is_ok(), "at the limit");
     }
 
     #[test]
