@@ -5,14 +5,17 @@
 //! - `p.jobs` (direct, durable) routes by lane to the quorum queues `p.jobs.interactive` and
 //!   `p.jobs.batch`. They dead-letter to `p.dead` after `delivery_limit` deliveries, which
 //!   catches a message that crashes every worker before it can be settled.
-//! - `p.delay` (headers) routes on the `reelq-delay` header to `p.retry.<ms>ms` classic queues
+//! - `p.delay` (headers) routes on the `reelq-delay` header to `p.delay.<ms>ms` quorum queues
 //!   whose messages expire after that delay and dead-letter back to `p.jobs` with their lane as
 //!   the routing key: exponential backoff without a plugin. The header name must not start with
 //!   `x-`: RabbitMQ's headers exchange ignores such headers and binding arguments when it
-//!   matches, so a binding on an `x-` header alone matches every message.
-//! - `p.retry` is the exchange of earlier versions, whose bindings used `x-reelq-delay` and so
-//!   copied every retry into every delay queue. Declaring the topology deletes it, which removes
-//!   those bindings whatever delays they were made for.
+//!   matches, so a binding on an `x-` header alone matches every message. Dead-lettering is
+//!   at least once: a classic queue drops what it dead-letters while the target queue is not
+//!   available (a broker restarting), which lost deferred jobs.
+//! - `p.retry` and the classic `p.retry.<ms>ms` queues belong to earlier versions (whose bindings
+//!   used `x-reelq-delay` and so copied every retry into every delay queue). Declaring the
+//!   topology deletes the exchange, which removes those bindings whatever delays they were made
+//!   for; [`Topology::retire_legacy`] deletes the old queues once they are empty.
 //! - `p.dead` (fanout) feeds `p.dead`, the dead-letter queue operators inspect.
 
 use std::collections::{BTreeSet, HashMap};
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -106,6 +109,11 @@ impl Topology {
 
     /// Delay queue of a given delay.
     pub fn delay_queue(&self, delay_ms: u64) -> String {
+        format!("{}.delay.{delay_ms}ms", self.prefix)
+    }
+
+    /// The classic delay queue of earlier versions for a given delay.
+    pub fn legacy_delay_queue(&self, delay_ms: u64) -> String {
         format!("{}.retry.{delay_ms}ms", self.prefix)
     }
 
@@ -158,8 +166,13 @@ impl Topology {
 
         for &ms in &self.delays_ms {
             let mut args = FieldTable::default();
+            args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
             args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX)));
             args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(self.jobs_exchange().into()));
+            // An expired message leaves only once the lane queue has confirmed it, so a broker
+            // restart cannot drop it; at-least-once dead-lettering requires reject-publish.
+            args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+            args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
             let q = self.delay_queue(ms);
             ch.queue_declare(q.clone().into(), durable_q, args).await?;
             let mut bind = FieldTable::default();
@@ -170,6 +183,33 @@ impl Topology {
         // Deleting an exchange that does not exist succeeds, so this stays idempotent.
         ch.exchange_delete(self.legacy_retry_exchange().into(), ExchangeDeleteOptions::default()).await?;
         Ok(())
+    }
+
+    /// Removes what earlier versions declared and this one no longer uses: each classic delay
+    /// queue is unbound from the delay exchange (so a retry is never copied into it) and deleted
+    /// once empty; one still holding retries keeps dead-lettering them to the lanes and goes at
+    /// a later start. Every step runs on its own channel, because the broker closes a channel
+    /// on any refusal (a queue that is absent or not empty). Failures are only logged.
+    pub async fn retire_legacy(&self, conn: &Connection) {
+        for &ms in &self.delays_ms {
+            let q = self.legacy_delay_queue(ms);
+            let Ok(ch) = conn.create_channel().await else { return };
+            // Absent queues answer NOT_FOUND; nothing else needs doing for them.
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            if ch.queue_declare(q.clone().into(), passive, FieldTable::default()).await.is_err() {
+                continue;
+            }
+            let mut bind = FieldTable::default();
+            bind.insert("x-match".into(), AMQPValue::LongString("all".into()));
+            bind.insert(DELAY_HEADER.into(), AMQPValue::LongString(ms.to_string().into()));
+            let _ = ch.queue_unbind(q.clone().into(), self.retry_exchange().into(), "".into(), bind).await;
+            let Ok(ch) = conn.create_channel().await else { return };
+            match ch.queue_delete(q.clone().into(), QueueDeleteOptions { if_empty: true, ..Default::default() }).await {
+                Ok(_) => tracing::info!(queue = q, "removed an empty delay queue of an earlier version"),
+                Err(e) => tracing::info!(queue = q, error = %e, "a delay queue of an earlier version still holds retries; it goes once empty"),
+            }
+            let _ = ch.close(200, "done".into()).await;
+        }
     }
 }
 
@@ -265,6 +305,7 @@ impl Publisher {
         let conn = connect(&self.settings, &self.name).await?;
         let ch = conn.create_channel().await?;
         self.topology.declare(&ch).await?;
+        self.topology.retire_legacy(&conn).await;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
         *state = Some((conn, ch.clone()));
         Ok(ch)
@@ -351,7 +392,8 @@ mod tests {
         let settings = AmqpSettings { prefix: "t1".into(), ..AmqpSettings::default() };
         let t = Topology::new(&settings);
         assert_eq!(t.lane_queue(Priority::Batch), "t1.jobs.batch");
-        assert_eq!(t.delay_queue(500), "t1.retry.500ms");
+        assert_eq!(t.delay_queue(500), "t1.delay.500ms");
+        assert_ne!(t.delay_queue(500), t.legacy_delay_queue(500));
         assert_eq!(t.retry_exchange(), "t1.delay");
         assert_ne!(t.retry_exchange(), t.legacy_retry_exchange());
         assert_eq!(t.dead_queue(), "t1.dead");

@@ -83,12 +83,23 @@ async fn a_retry_waits_in_exactly_one_delay_queue_for_its_delay() {
     tokio::time::sleep(Duration::from_millis(1_800)).await;
     assert_eq!(drain(&ch, &lane).await, 4, "the legacy bindings fan out to every delay queue");
 
+    // A classic delay queue of an earlier version, bound on the delay header.
+    let old_queue = t.legacy_delay_queue(300);
+    ch.queue_declare(old_queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("old queue");
+    let mut bind = FieldTable::default();
+    bind.insert("x-match".into(), AMQPValue::LongString("all".into()));
+    bind.insert(DELAY_HEADER.into(), AMQPValue::LongString("300".into()));
+    ch.queue_bind(old_queue.as_str().into(), t.retry_exchange().into(), "".into(), QueueBindOptions::default(), bind).await.expect("old bind");
+
     // Act: an upgraded process declares the topology, then a retry is published.
     t.declare(&ch).await.expect("declare again");
+    t.retire_legacy(&conn).await;
     let probe = conn.create_channel().await.expect("channel");
     let gone = probe
         .exchange_declare(legacy.as_str().into(), ExchangeKind::Headers, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
         .await;
+    let probe = conn.create_channel().await.expect("channel");
+    let old_gone = probe.queue_declare(old_queue.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await;
     let started = Instant::now();
     publish(&ch, &t.retry_exchange(), "interactive", headers(DELAY_HEADER, "900")).await;
     let depths = delay_depths(&ch, &t).await;
@@ -106,6 +117,7 @@ async fn a_retry_waits_in_exactly_one_delay_queue_for_its_delay() {
 
     // Assert
     assert!(gone.is_err(), "the legacy exchange and its bindings are deleted");
+    assert!(old_gone.is_err(), "the empty legacy delay queue is deleted");
     assert_eq!(depths, vec![0, 0, 1, 0], "one copy, in the 900 ms queue (delays {:?})", t.delays_ms().collect::<Vec<_>>());
     let back_after = back_after.expect("the message came back to its lane");
     assert!(back_after >= Duration::from_millis(900), "came back after {back_after:?}, before its 900 ms delay");
