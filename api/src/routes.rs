@@ -114,6 +114,7 @@ fn document_errors(path: &str, op: &mut Operation) {
         add("422", "A parameter is invalid (`invalid_query`, `invalid_text` for a NUL character, or a code naming the parameter)");
     }
     if op.request_body.is_some() {
+        add("400", "The body could not be read as JSON (`bad_request`); most routes answer 422 `invalid_json` instead");
         add("413", "The body is larger than this route accepts (`payload_too_large`)");
         add("415", "The body's Content-Type is not one this route accepts (`unsupported_media_type`)");
         add("422", "The body is invalid (`invalid_json`, `invalid_text` for a NUL character, or a code naming the field)");

@@ -109,9 +109,11 @@ pub struct JobStreamEvent;
 
 impl utoipa::PartialSchema for JobStreamEvent {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
         use utoipa::openapi::{Ref, extensions::Extensions};
-        let data_schema = OneOfBuilder::new()
+        // anyOf, not oneOf: a progress event's data also fits DoneEvent's looser shape, and
+        // the event's name, not its data, tells them apart.
+        let data_schema = AnyOfBuilder::new()
             .item(Ref::from_schema_name(<ProgressEvent as ToSchema>::name()))
             .item(Ref::from_schema_name(<DoneEvent as ToSchema>::name()))
             .build();

@@ -15,5 +15,6 @@ mod mux;
 mod observability;
 mod retries;
 mod scheduler;
+mod schemathesis;
 mod training;
 mod uploads;
