@@ -8,7 +8,8 @@ pub mod auth;
 pub mod classifier;
 pub mod config;
 pub mod db;
-pub mod domain;
+/// The vocabulary lives in `reelq-core`; re-exported so `reelq_shared::domain` paths keep working.
+pub use reelq_core::domain;
 pub mod engagement;
 pub mod metrics;
 pub mod outbox;

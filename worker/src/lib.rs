@@ -4,7 +4,8 @@
 pub mod consumer;
 pub mod dependencies;
 pub mod inference;
-pub mod media;
+/// The media layer lives in `reelq-media`; re-exported so `crate::media` paths keep working.
+pub use reelq_media as media;
 pub mod models;
 pub mod pipeline;
 pub mod registry;

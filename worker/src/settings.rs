@@ -138,25 +138,7 @@ impl Default for WorkerSettings {
     }
 }
 
-/// The `[media]` section: limits on what a video may be.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MediaSettings {
-    /// Longest accepted video, in seconds.
-    pub max_duration_secs: f64,
-    /// Largest accepted frame, in pixels (width × height).
-    pub max_pixels: u64,
-    /// Most streams a file may have.
-    pub max_streams: usize,
-    /// Longest a decode may take before the job fails with `timeout`.
-    pub max_decode_secs: u64,
-}
-
-impl Default for MediaSettings {
-    fn default() -> Self {
-        Self { max_duration_secs: 600.0, max_pixels: 3840 * 2160, max_streams: 16, max_decode_secs: 300 }
-    }
-}
+pub use reelq_media::MediaSettings;
 
 impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {

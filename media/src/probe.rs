@@ -5,9 +5,9 @@ use std::path::Path;
 use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
-use reelq_shared::domain::JobErrorCode;
+use reelq_core::domain::JobErrorCode;
 
-use crate::settings::MediaSettings;
+use crate::MediaSettings;
 
 /// Why a file was refused. Every variant is the user's input, never retried.
 #[derive(Debug, thiserror::Error)]

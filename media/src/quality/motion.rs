@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::media::decode::FrameStats;
+use crate::decode::FrameStats;
 
 use super::{Context, SubScore, curve, is_black, mean, median, r1, r2, sub};
 

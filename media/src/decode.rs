@@ -40,7 +40,7 @@ use ffmpeg::software::{resampling, scaling};
 use ffmpeg::{ChannelLayout, Packet, Rational, codec, frame};
 use serde::Serialize;
 
-use reelq_shared::domain::JobErrorCode;
+use reelq_core::domain::JobErrorCode;
 
 use super::audio::{ANALYSIS_RATE, AudioLevels, LevelMeter};
 use super::probe::Probe;
@@ -1944,8 +1944,8 @@ pub(crate) mod clips {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    use crate::media::probe::{self, Probe};
-    use crate::settings::MediaSettings;
+    use crate::probe::{self, Probe};
+    use crate::MediaSettings;
 
     /// Runs the ffmpeg CLI quietly, overwriting its output.
     pub fn ffmpeg(args: &[&str]) {

@@ -29,7 +29,7 @@ use ffmpeg::software::resampling;
 use ffmpeg::{ChannelLayout, Packet, Rational, codec, frame, media};
 use serde::Serialize;
 
-use reelq_shared::domain::{JobErrorCode, MuxMode, MuxOptions};
+use reelq_core::domain::{JobErrorCode, MuxMode, MuxOptions};
 
 /// Sample rate of the new audio track.
 pub const OUTPUT_RATE: u32 = 48_000;
@@ -621,7 +621,7 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::media::decode::clips::{self, s};
+    use crate::decode::clips::{self, s};
 
     const RATE: usize = 48_000;
 
@@ -686,7 +686,7 @@ mod tests {
     }
 
     fn video_packets(path: &Path) -> usize {
-        crate::media::init();
+        crate::init();
         let mut ictx = ffmpeg::format::input(&path).expect("opens");
         let index = ictx.streams().best(media::Type::Video).expect("video").index();
         ictx.packets().filter(|(st, _)| st.index() == index).count()

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::media::decode::clips::{self, make, never};
-use crate::media::decode::{DecodeOptions, decode};
+use crate::decode::clips::{self, make, never};
+use crate::decode::{DecodeOptions, decode};
 
 /// 9:16 at 270×480, 3 s, a moving test pattern with a tone at about −14 LUFS.
 const VIDEO: &str = "testsrc2=s=270x480:r=25:d=3";
