@@ -1,6 +1,6 @@
 //! The crate layering, checked on the real dependency graph (`cargo tree -e normal`): the
-//! vocabulary links no IO crate, and the media layer knows nothing of ONNX Runtime or of the
-//! services' infrastructure.
+//! vocabulary links no IO crate, the media layer knows nothing of ONNX Runtime, the model
+//! runtime nothing of FFmpeg, and neither anything of the services' infrastructure.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -39,8 +39,13 @@ fn media_knows_nothing_of_onnx_runtime_or_the_services() {
 }
 
 #[test]
-fn only_the_media_layer_links_ffmpeg_directly() {
-    // The other crates reach FFmpeg through reelq-media; a direct dependency would bypass it.
+fn inference_knows_nothing_of_ffmpeg_or_the_services() {
+    assert_links_none("reelq-inference", &["ffmpeg-next", "reelq-media", "reelq-shared", "reelq-worker", "sqlx", "lapin", "aws-sdk-s3", "axum"]);
+    assert!(normal_dependencies("reelq-inference").contains("ort"), "the model runtime is where ONNX Runtime is linked");
+}
+
+/// The workspace packages that name `dependency` in their own manifest.
+fn direct_dependents(dependency: &str) -> Vec<String> {
     let metadata = Command::new(env!("CARGO"))
         .args(["metadata", "--offline", "--no-deps", "--format-version", "1"])
         .current_dir(reelq_tests::workspace_root())
@@ -48,12 +53,20 @@ fn only_the_media_layer_links_ffmpeg_directly() {
         .expect("cargo runs");
     assert!(metadata.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&metadata.stdout).expect("json");
-    let direct: Vec<String> = doc["packages"]
+    doc["packages"]
         .as_array()
         .expect("packages")
         .iter()
-        .filter(|p| p["dependencies"].as_array().is_some_and(|d| d.iter().any(|d| d["name"] == "ffmpeg-next")))
+        .filter(|p| p["dependencies"].as_array().is_some_and(|d| d.iter().any(|d| d["name"] == dependency)))
         .filter_map(|p| p["name"].as_str().map(str::to_owned))
-        .collect();
-    assert_eq!(direct, vec!["reelq-media".to_owned()]);
+        .collect()
+}
+
+#[test]
+fn ffmpeg_and_onnx_runtime_are_each_linked_by_one_crate() {
+    // The other crates reach them through reelq-media and reelq-inference; a direct dependency
+    // would bypass the layer.
+    assert_eq!(direct_dependents("ffmpeg-next"), vec!["reelq-media".to_owned()]);
+    assert_eq!(direct_dependents("ort"), vec!["reelq-inference".to_owned()]);
+    assert_eq!(direct_dependents("tokenizers"), vec!["reelq-inference".to_owned()]);
 }

@@ -1,7 +1,7 @@
 """Times the pack's ONNX graphs through Python onnxruntime, and the same 60 s of speech through
 faster-whisper on the CTranslate2 weights the Whisper graphs were converted from.
 
-The counterpart of `cargo run --release -p reelq-worker --bin reelq-model-bench`: same graphs,
+The counterpart of `cargo run --release -p reelq-inference --bin reelq-model-bench`: same graphs,
 same input shapes, same thread count, same audio (`.data/bench/speech-60s.f32`, made by either
 side on first use with espeak-ng and ffmpeg). Prints figures; asserts nothing.
 
@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Must match SPEECH in worker/src/bin/reelq-model-bench.rs, so both sides hear the same words.
+# Must match SPEECH in inference/src/bin/reelq-model-bench.rs, so both sides hear the same words.
 SPEECH = ("Welcome back to the channel. Today we are cooking a simple tomato pasta. "
           "Boil the water, add salt, and cook the pasta for ten minutes. Meanwhile, chop two cloves of garlic "
           "and fry them gently in olive oil. Add the tomatoes and let the sauce simmer until it thickens. "

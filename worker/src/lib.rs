@@ -3,7 +3,9 @@
 
 pub mod consumer;
 pub mod dependencies;
-pub mod inference;
+/// The model runtime lives in `reelq-inference`; re-exported so `crate::inference` paths keep
+/// working.
+pub use reelq_inference as inference;
 /// The media layer lives in `reelq-media`; re-exported so `crate::media` paths keep working.
 pub use reelq_media as media;
 pub mod models;

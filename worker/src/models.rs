@@ -49,6 +49,7 @@ pub struct Models {
 impl Models {
     /// Nothing is loaded until a job needs it.
     pub fn new(settings: InferenceSettings) -> Self {
+        crate::inference::observe_batches(record_batch);
         Self {
             settings,
             runtime: Mutex::new(None),
@@ -260,4 +261,11 @@ impl std::ops::Deref for TextEncoderRef {
     fn deref(&self) -> &TextEncoder {
         &self.0.1
     }
+}
+
+/// Exports every batched model call to the process's metrics.
+fn record_batch(model: &str, took: std::time::Duration, batch_size: usize) {
+    let m = reelq_shared::metrics::get();
+    m.inference_seconds.with_label_values(&[model]).observe(took.as_secs_f64());
+    m.inference_batch_size.with_label_values(&[model]).observe(batch_size as f64);
 }

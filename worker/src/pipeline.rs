@@ -554,9 +554,12 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::inference::testing::repo_root;
     use crate::inference::{DirStore, RuntimeConfig};
     use crate::media::probe;
+
+    fn repo_root() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
     use crate::settings::MediaSettings;
 
     fn clip(dir: &Path, name: &str, lavfi: &str) -> PathBuf {

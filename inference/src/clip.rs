@@ -119,8 +119,8 @@ impl TextEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::embedding::cosine;
-    use crate::inference::testing;
+    use crate::embedding::cosine;
+    use crate::testing;
 
     #[tokio::test]
     async fn tiny_clip_embeds_frames_through_the_batcher_and_phrases() {

@@ -103,7 +103,7 @@ impl AudioTagger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::testing;
+    use crate::testing;
 
     #[test]
     fn the_generated_tagger_scores_every_label_in_range() {

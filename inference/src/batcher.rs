@@ -6,7 +6,7 @@
 //! runtime; callers `submit(...).await` from async code or `submit_blocking` from blocking code.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -29,6 +29,18 @@ impl Default for BatcherConfig {
     fn default() -> Self {
         Self { max_batch: 8, max_wait: Duration::from_millis(20) }
     }
+}
+
+/// Called after every model call of every batcher with the model's name, the call's duration and
+/// the batch size: how a process exports batching to its metrics without this crate knowing
+/// the metrics registry.
+pub type BatchObserver = fn(model: &str, took: Duration, batch_size: usize);
+
+static OBSERVER: OnceLock<BatchObserver> = OnceLock::new();
+
+/// Sets the process's batch observer; the first one set stays.
+pub fn observe_batches(observer: BatchObserver) {
+    let _ = OBSERVER.set(observer);
 }
 
 /// Running counters of one batcher, cheap to read at any time; the worker exports them as
@@ -219,9 +231,9 @@ where
         let outcome = catch_unwind(AssertUnwindSafe(|| run(inputs)))
             .unwrap_or_else(|_| Err(InferenceError::BatchFailed(format!("{name}: the batch function panicked"))));
         stats.run_micros.fetch_add(micros(started.elapsed()), Ordering::Relaxed);
-        let m = reelq_shared::metrics::get();
-        m.inference_seconds.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
-        m.inference_batch_size.with_label_values(&[name]).observe(n as f64);
+        if let Some(observe) = OBSERVER.get() {
+            observe(name, started.elapsed(), n);
+        }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(c) = stats.size_counts.get(n - 1) {

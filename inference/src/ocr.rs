@@ -420,7 +420,7 @@ pub fn dedup(frames: impl IntoIterator<Item = (f64, Vec<TextLine>)>) -> Vec<OnSc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::testing;
+    use crate::testing;
 
     fn line(text: &str, confidence: f32) -> TextLine {
         TextLine { text: text.into(), confidence, bbox: [0, 0, 10, 10] }

@@ -115,7 +115,7 @@ pub(crate) fn encode(tokenizer: &Tokenizer, model: &Model, texts: &[&str]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::testing;
+    use crate::testing;
 
     #[test]
     fn related_sentences_are_closer_than_unrelated_ones() {

@@ -153,7 +153,7 @@ fn segments(probs: &[f32], duration: f64, o: &VadOptions) -> Vec<SpeechSegment> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::testing;
+    use crate::testing;
 
     #[test]
     fn hysteresis_keeps_short_pauses_inside_a_segment() {

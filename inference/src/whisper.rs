@@ -530,7 +530,7 @@ fn verify(name: &str, path: &Path, file: &str, expected: &str) -> Result<(), Inf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::{DirStore, testing};
+    use crate::{DirStore, testing};
 
     /// Lower-case words without punctuation, so "Pasta," matches "pasta".
     fn words(text: &str) -> Vec<String> {

@@ -18,13 +18,14 @@ pub mod whisper;
 #[cfg(test)]
 pub(crate) mod testing;
 
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-pub use batcher::{BatchStats, Batcher, BatcherConfig};
+pub use batcher::{BatchObserver, BatchStats, Batcher, BatcherConfig, observe_batches};
 pub use manifest::{DirStore, Manifest, ModelStore};
 
 /// File name of the ONNX Runtime library that `tools/models/build-pack` fetches.

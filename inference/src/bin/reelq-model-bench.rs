@@ -2,7 +2,7 @@
 //! transcription of 60 s of espeak-ng speech. Prints figures; asserts nothing.
 //!
 //! ```text
-//! cargo run --release -p reelq-worker --bin reelq-model-bench [-- --threads 2 --runs 5 --audio FILE --only TEXT]
+//! cargo run --release -p reelq-inference --bin reelq-model-bench [-- --threads 2 --runs 5 --audio FILE --only TEXT]
 //! ```
 //!
 //! `--only TEXT` runs the measurements whose label contains TEXT (e.g. `ppocr`, `transcribe`).
@@ -19,8 +19,8 @@ use anyhow::{Context as _, bail};
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor;
 
-use reelq_worker::inference::whisper::{self, TranscribeOptions, Whisper};
-use reelq_worker::inference::{Device, DirStore, Runtime, RuntimeConfig};
+use reelq_inference::whisper::{self, TranscribeOptions, Whisper};
+use reelq_inference::{Device, DirStore, Runtime, RuntimeConfig};
 
 /// The speech both benchmarks transcribe, repeated until it lasts 60 s.
 pub const SPEECH: &str = "Welcome back to the channel. Today we are cooking a simple tomato pasta. \
@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Runs one session on fresh inputs: a warm-up, then `runs` timed runs.
 fn time(
-    session: impl FnOnce() -> Result<Session, reelq_worker::inference::InferenceError>,
+    session: impl FnOnce() -> Result<Session, reelq_inference::InferenceError>,
     label: &str,
     runs: usize,
     inputs: impl Fn() -> anyhow::Result<Vec<(&'static str, SessionInputValue<'static>)>>,
