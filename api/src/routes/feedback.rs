@@ -29,7 +29,7 @@ pub const TAG_CHARS: std::ops::RangeInclusive<usize> = 2..=100;
 pub struct FeedbackRequest {
     /// 1 to 30 hashtags such as `#cooking`. Letters, digits and underscores after an optional
     /// `#`; stored in lower case with a leading `#`, duplicates dropped, order kept.
-    #[schema(example = json!(["#cooking", "#pasta"]))]
+    #[schema(example = json!(["#cooking", "#pasta"]), min_items = 1, max_items = 30)]
     pub hashtags: Vec<String>,
 }
 

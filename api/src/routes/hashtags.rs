@@ -18,8 +18,10 @@ use crate::state::{AppState, AuthTenant};
 #[into_params(parameter_in = Query)]
 pub struct TrendingQuery {
     /// Two-letter region code; all regions together when absent.
+    #[param(pattern = "^[A-Za-z]{2}$")]
     pub region: Option<String>,
     /// How many (default 20, at most 200).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 

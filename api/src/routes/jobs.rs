@@ -33,8 +33,10 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub struct JobRequest {
     /// A stored video of this tenant (from `POST /v1/videos`). Omitted in multipart requests,
     /// where the file comes with the request.
+    #[schema(required = true)]
     pub video_id: Option<Uuid>,
     /// Analyses to run; duplicates are ignored.
+    #[schema(min_items = 1)]
     pub analyses: Vec<Analysis>,
     /// Dispatch lane; `interactive` by default.
     #[serde(default)]
@@ -431,7 +433,8 @@ pub async fn get_output(State(state): State<AppState>, AuthTenant(tenant): AuthT
 pub struct ListQuery {
     /// Only jobs in this status.
     pub status: Option<JobStatus>,
-    /// Page size (default 50).
+    /// Page size (default 50, at most `api.max_page_size`, 200 by default).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -27,8 +27,10 @@ use crate::state::{AdminKey, AppState, AuthTenant};
 #[into_params(parameter_in = Query)]
 pub struct ModelsQuery {
     /// `hashtags` or `virality`; both when absent.
+    #[param(pattern = "^(hashtags|virality)?$")]
     pub model: Option<String>,
     /// How many versions (default 50, at most 500), newest first.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

@@ -24,13 +24,19 @@ const MAX_VIDEOS: i64 = 20_000;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RecommendationQuery {
-    /// Comma-separated hashtags (with or without '#'); videos with any of them count.
+    /// Comma-separated hashtags (with or without '#'), at most 20 of at most 100 characters;
+    /// videos with any of them count.
+    #[param(required = true, pattern = "^#?[\\w]{1,100}(,#?[\\w]{1,100}){0,19}$")]
     pub hashtags: Option<String>,
     /// Two-letter region code; all regions when absent.
+    #[param(pattern = "^[A-Za-z]{2}$")]
     pub region: Option<String>,
     /// How many (default 10, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
-    /// Halves a video's weight every this many days of age; no decay when absent.
+    /// Halves a video's weight every this many days of age (more than 0, at most 3650); no
+    /// decay when absent.
+    #[param(exclusive_minimum = 0, maximum = 3650)]
     pub half_life_days: Option<f64>,
 }
 
