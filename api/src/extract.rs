@@ -97,19 +97,50 @@ pub async fn json_limited<T: DeserializeOwned>(req: Request, limit: usize) -> Re
         return Err(ApiError::UnsupportedMediaType("send application/json, or multipart/form-data with the file".into()));
     }
     let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
-        let mut over = false;
-        while let Some(c) = cause {
-            over |= c.is::<http_body_util::LengthLimitError>();
-            cause = c.source();
-        }
-        if over {
+        if is_length_limit(&e) {
             ApiError::BodyTooLarge(format!("a JSON body may have at most {limit} bytes"))
         } else {
             ApiError::invalid("invalid_json", format!("the body could not be read: {e}"))
         }
     })?;
     parse(&bytes)
+}
+
+/// Largest JSON body [`refuse_unstorable_json`] reads: axum's default body limit, which every
+/// JSON route but `POST /v1/jobs` (stricter, in its handler) keeps.
+pub const MAX_JSON_BYTES: usize = 2 * 1024 * 1024;
+
+/// Refuses a JSON body holding text PostgreSQL cannot store, whichever handler (and whichever
+/// module's extractor) would read it, and gives the request back with its body otherwise. A
+/// body that does not parse is left for the handler to refuse in its own terms.
+pub async fn refuse_unstorable_json(req: Request) -> Result<Request, ApiError> {
+    if !is_json(&req) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_JSON_BYTES).await.map_err(|e| {
+        if is_length_limit(&e) {
+            ApiError::BodyTooLarge(format!("a JSON body may have at most {MAX_JSON_BYTES} bytes"))
+        } else {
+            ApiError::invalid("invalid_json", format!("the body could not be read: {e}"))
+        }
+    })?;
+    if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| json_has_unstorable_text(&v)) {
+        return Err(invalid_text("the JSON body"));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+/// Whether reading a body failed on its size limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// `application/json`, or any `application/*+json`, as axum's own extractor accepts.

@@ -185,11 +185,11 @@ fn document_job_error_codes(doc: &mut utoipa::openapi::OpenApi) {
     let codes: Vec<String> = reelq_shared::domain::JobErrorCode::ALL.iter().map(|c| format!("`{c}`")).collect();
     let Some(components) = doc.components.as_mut() else { return };
     for name in ["JobErrorView", "DoneError"] {
-        if let Some(RefOr::T(Schema::Object(schema))) = components.schemas.get_mut(name) {
-            if let Some(RefOr::T(Schema::Object(code))) = schema.properties.get_mut("code") {
-                let said = code.description.take().unwrap_or_default();
-                code.description = Some(format!("{said} One of: {}.", codes.join(", ")).trim().to_owned());
-            }
+        if let Some(RefOr::T(Schema::Object(schema))) = components.schemas.get_mut(name)
+            && let Some(RefOr::T(Schema::Object(code))) = schema.properties.get_mut("code")
+        {
+            let said = code.description.take().unwrap_or_default();
+            code.description = Some(format!("{said} One of: {}.", codes.join(", ")).trim().to_owned());
         }
     }
 }
@@ -221,7 +221,8 @@ pub fn router(state: AppState) -> Router {
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Makes every refusal a problem document and refuses what no handler should see: an over-long
-/// URI, a path `{id}` that is not a UUID, and query text PostgreSQL cannot store. Responses
+/// URI, a path `{id}` that is not a UUID, and query or JSON body text PostgreSQL cannot store
+/// (upload bodies are not JSON and pass untouched). Responses
 /// that axum builds itself (405 for a method a route lacks, rejections of extractors in other
 /// modules) come as plain text or empty; they are rewritten here with a stable code per status.
 async fn problem_details(req: Request, next: Next) -> Response {
@@ -234,6 +235,10 @@ async fn problem_details(req: Request, next: Next) -> Response {
     if let Err(e) = crate::extract::check_query_text(req.uri().query()) {
         return e.into_response();
     }
+    let req = match crate::extract::refuse_unstorable_json(req).await {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
     let resp = next.run(req).await;
     let is_problem = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     if resp.status().as_u16() < 400 || is_problem {
