@@ -103,7 +103,7 @@ impl Priority {
 }
 
 /// An analysis a job can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Analysis {
     /// Container, streams, codecs, duration, resolution, frame rate, rotation, audio rate.
@@ -141,6 +141,27 @@ pub enum Analysis {
 }
 
 impl Analysis {
+    /// Every analysis, internal ones included, in the order documentation lists them.
+    pub const ALL: [Self; 12] = [
+        Self::Probe,
+        Self::Quality,
+        Self::Ocr,
+        Self::Audio,
+        Self::Transcript,
+        Self::Embeddings,
+        Self::Hashtags,
+        Self::Music,
+        Self::Virality,
+        Self::Mux,
+        Self::Noop,
+        Self::Train,
+    ];
+
+    /// The analyses a client may ask for: all but the internal ones.
+    pub fn requestable() -> impl Iterator<Item = Self> {
+        Self::ALL.into_iter().filter(|a| !a.is_internal())
+    }
+
     /// Name used in requests, results and the database.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -193,6 +214,20 @@ impl Analysis {
         matches!(self, Self::Noop)
     }
 }
+
+/// The documented schema lists only what clients may request: internal analyses (`train`) are
+/// refused from clients, so a client generated from the document never offers them.
+impl utoipa::PartialSchema for Analysis {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("An analysis a job can ask for."))
+            .enum_values(Some(Self::requestable().map(Self::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for Analysis {}
 
 /// Stable machine-readable codes of failed jobs. Clients may branch on them; they never change
 /// meaning.
@@ -337,8 +372,21 @@ mod tests {
     }
 
     #[test]
+    fn every_analysis_is_listed_once_and_only_internal_ones_are_not_requestable() {
+        let names: std::collections::BTreeSet<&str> = Analysis::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(names.len(), Analysis::ALL.len());
+        assert!(names.iter().all(|n| Analysis::parse(n).is_some()));
+        let requestable: Vec<Analysis> = Analysis::requestable().collect();
+        assert!(!requestable.contains(&Analysis::Train));
+        assert_eq!(requestable.len(), Analysis::ALL.iter().filter(|a| !a.is_internal()).count());
+        let schema = serde_json::to_value(<Analysis as utoipa::PartialSchema>::schema()).expect("schema");
+        let listed: Vec<&str> = schema["enum"].as_array().expect("enum").iter().filter_map(|v| v.as_str()).collect();
+        assert_eq!(listed, requestable.iter().map(|a| a.as_str()).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn analysis_names_match_serde() {
-        for a in [Analysis::Probe, Analysis::Quality, Analysis::Ocr, Analysis::Audio, Analysis::Transcript, Analysis::Embeddings, Analysis::Hashtags, Analysis::Music, Analysis::Mux, Analysis::Noop] {
+        for a in Analysis::ALL {
             let json = serde_json::to_string(&a).expect("serialize");
             assert_eq!(json, format!("\"{}\"", a.as_str()));
             assert_eq!(Analysis::parse(a.as_str()), Some(a));

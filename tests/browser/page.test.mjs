@@ -86,6 +86,7 @@ try {
   await page.locator('#analysis-list input[type=checkbox]').first().waitFor();
   const offered = await page.locator('#analysis-list input[type=checkbox]').evaluateAll((els) => els.map((e) => e.value));
   log('offered analyses:', offered.join(', '));
+  assert.ok(!offered.includes('train'), 'internal analyses are never offered');
   if (wanted.length) {
     for (const a of wanted) assert.ok(offered.includes(a), `the page offers ${a}`);
     for (const a of offered) await page.locator(`#analysis-${a}`).setChecked(wanted.includes(a));
