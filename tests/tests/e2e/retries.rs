@@ -176,6 +176,8 @@ async fn a_job_fault_retries_on_the_configured_ladder_then_dead_letters() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let attempts_later: i32 = sqlx::query_scalar("SELECT attempt FROM jobs WHERE id = $1").bind(id).fetch_one(&env.pool).await.expect("row");
 
+    println!("attempts started at {attempts:?}; most delayed messages at once: {most_delayed}");
+
     // Assert: attempts start no sooner than the ladder says, and not much later.
     assert_eq!(status, "failed");
     assert_eq!(job["error"]["code"], "retries_exhausted");
