@@ -5,12 +5,13 @@
 //! scheduler build on it, never the other way round.
 
 pub mod auth;
-pub mod classifier;
+/// Model maths and artifact formats live in `reelq-learn`; re-exported so `reelq_shared::classifier`
+/// and `reelq_shared::engagement` paths keep working.
+pub use reelq_learn::{classifier, engagement};
 pub mod config;
 pub mod db;
 /// The vocabulary lives in `reelq-core`; re-exported so `reelq_shared::domain` paths keep working.
 pub use reelq_core::domain;
-pub mod engagement;
 pub mod metrics;
 pub mod outbox;
 pub mod queue;

@@ -1,5 +1,5 @@
 //! The crate layering, checked on the real dependency graph (`cargo tree -e normal`): the
-//! vocabulary links no IO crate, the media layer knows nothing of ONNX Runtime, the model
+//! vocabulary and the model maths link no IO crate, the media layer knows nothing of ONNX Runtime, the model
 //! runtime nothing of FFmpeg, and neither anything of the services' infrastructure.
 
 use std::collections::BTreeSet;
@@ -30,6 +30,11 @@ fn assert_links_none(package: &str, forbidden: &[&str]) {
 #[test]
 fn core_links_no_io_crate() {
     assert_links_none("reelq-core", IO_CRATES);
+}
+
+#[test]
+fn learn_links_no_io_crate() {
+    assert_links_none("reelq-learn", IO_CRATES);
 }
 
 #[test]
