@@ -92,7 +92,10 @@ async fn killed_connections_never_give_a_500() {
     // One more try on a fresh connection almost always gets through: the killer would have to
     // strike the same request twice within milliseconds.
     assert_eq!(accepted, rounds, "between kills every submission is accepted: {statuses:?}");
-    assert!(accepted_during * 20 >= during * 19, "{accepted_during}/{during} accepted while sessions were being killed");
+    // While the killer runs every 50 ms a request can be struck on both tries and get a 503 (a
+    // correct answer); with a score of requests one such strike is 5 %, so this bound only
+    // guards against a collapse. The exact check is the one between kills above.
+    assert!(accepted_during * 4 >= during * 3, "{accepted_during}/{during} accepted while sessions were being killed");
     // A retry never doubles a job; a submission answered 503 may still have committed (its
     // connection died after the commit), so it may explain at most one job.
     let jobs = count(&env.pool, "SELECT count(*) FROM jobs").await;
