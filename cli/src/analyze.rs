@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
-use reelq_shared::domain::Analysis;
+use reelq_shared::domain::{Analysis, JobErrorCode, MediaKind, SNIFF_LEN, sniff_container};
 use reelq_worker::Settings;
 use reelq_worker::media::probe;
 use reelq_worker::pipeline::{Input, JobError, Pipeline};
@@ -31,6 +31,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     let pipeline = Pipeline::from_settings(&settings);
     let outcome = (|| -> Result<Vec<(&'static str, Value)>, JobError> {
         bar.set_message("probe");
+        check_container(&args.file)?;
         let found = probe::probe(&args.file, &settings.media)?;
         let input = Input { path: args.file.clone(), probe: found, caption: args.caption.clone(), trending: Vec::new() };
         bar.set_message("decode");
@@ -74,6 +75,24 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         }
         // Not the file's fault: a model pack or library missing, a disk full. Say so plainly.
         Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// The container check the api applies to uploads, so a file it would refuse (a picture renamed
+/// `.mp4`, an audio track) is refused here the same way before FFmpeg guesses at it.
+fn check_container(path: &std::path::Path) -> Result<(), JobError> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(SNIFF_LEN as u64).read_to_end(&mut head))
+        .map_err(|e| JobError::Fatal { code: JobErrorCode::InvalidMedia, message: format!("cannot read the file: {e}") })?;
+    match sniff_container(&head).map(MediaKind::of_container) {
+        Some(MediaKind::Video) => Ok(()),
+        Some(MediaKind::Audio) => Err(JobError::Fatal { code: JobErrorCode::NotAVideo, message: "the file is an audio track, not a video".into() }),
+        None => Err(JobError::Fatal {
+            code: JobErrorCode::InvalidMedia,
+            message: "the file is not a video container reelq reads (MP4, MOV, WebM or Matroska)".into(),
+        }),
     }
 }
 

@@ -75,8 +75,23 @@ impl Models {
         self
     }
 
+    /// The folder whose `.data/` holds the default model pack and ONNX Runtime, for settings
+    /// that name neither. Never the current directory alone, so that `reelq analyze` works from
+    /// anywhere: `REELQ_HOME` when set, else the first of the current directory, the folders
+    /// above the running binary (a build inside a checkout), and the checkout the binary was
+    /// built from (`cargo install --path cli`) that holds `.data/models`.
     fn root() -> PathBuf {
-        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+        if let Some(home) = std::env::var_os("REELQ_HOME") {
+            return PathBuf::from(home);
+        }
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let beside_binary = std::env::current_exe().ok().into_iter().flat_map(|exe| exe.ancestors().skip(1).map(PathBuf::from).collect::<Vec<_>>());
+        let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::iter::once(cwd.clone())
+            .chain(beside_binary)
+            .chain(std::iter::once(checkout))
+            .find(|dir| dir.join(".data/models").is_dir())
+            .unwrap_or(cwd)
     }
 
     fn store(&self) -> DirStore {

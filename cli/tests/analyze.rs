@@ -1,0 +1,58 @@
+//! `reelq analyze` as a user runs it: from a folder that is not the checkout, on files it has
+//! never seen.
+
+use std::path::Path;
+use std::process::Command;
+
+fn ffmpeg(args: &[&str], out: &Path) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .arg(out)
+        .status()
+        .expect("the ffmpeg CLI is installed (scripts/test installs it)");
+    assert!(status.success(), "ffmpeg failed");
+}
+
+fn analyze(dir: &Path, file: &str, analyses: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .current_dir(dir)
+        .env_remove("REELQ_HOME")
+        .env_remove("REELQ_MODELS_DIR")
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("REELQ_CONFIG_DIR")
+        .args(["analyze", file, "--analyses", analyses, "--json"])
+        .output()
+        .expect("reelq runs")
+}
+
+#[test]
+fn analyze_works_from_any_folder_with_the_models_it_finds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("clip.mp4");
+    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p"], &clip);
+
+    let out = analyze(dir.path(), "clip.mp4", "probe,ocr");
+
+    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["status"], "succeeded");
+    assert!(doc["results"]["ocr"]["model_versions"].as_array().is_some_and(|m| !m.is_empty()), "OCR ran on the model pack: {doc}");
+}
+
+#[test]
+fn analyze_refuses_what_the_api_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A picture renamed as a video, and an audio track.
+    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=64x64", "-frames:v", "1", "-f", "image2", "-c:v", "png"], &dir.path().join("picture.mp4"));
+    ffmpeg(&["-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac"], &dir.path().join("track.m4a"));
+
+    for (file, code) in [("picture.mp4", "invalid_media"), ("track.m4a", "not_a_video")] {
+        let out = analyze(dir.path(), file, "probe");
+
+        assert_eq!(out.status.code(), Some(2), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(doc["status"], "failed");
+        assert_eq!(doc["error"]["code"], code, "{file}: {doc}");
+    }
+}
