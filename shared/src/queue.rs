@@ -185,31 +185,22 @@ impl Topology {
         Ok(())
     }
 
-    /// Removes what earlier versions declared and this one no longer uses: each classic delay
-    /// queue is unbound from the delay exchange (so a retry is never copied into it) and deleted
-    /// once empty; one still holding retries keeps dead-lettering them to the lanes and goes at
-    /// a later start. Every step runs on its own channel, because the broker closes a channel
-    /// on any refusal (a queue that is absent or not empty). Failures are only logged.
+    /// Deletes the classic delay queues of earlier versions once they are empty. One still
+    /// holding retries keeps dead-lettering them to the lanes (nothing routes to it any more:
+    /// its exchange is gone) and goes at a later start. Deleting an absent queue succeeds; the
+    /// broker closes the channel when it refuses (a queue not empty), so a fresh one is opened
+    /// after each refusal. Failures are only logged.
     pub async fn retire_legacy(&self, conn: &Connection) {
+        let Ok(mut ch) = conn.create_channel().await else { return };
         for &ms in &self.delays_ms {
             let q = self.legacy_delay_queue(ms);
-            let Ok(ch) = conn.create_channel().await else { return };
-            // Absent queues answer NOT_FOUND; nothing else needs doing for them.
-            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            if ch.queue_declare(q.clone().into(), passive, FieldTable::default()).await.is_err() {
-                continue;
+            if let Err(e) = ch.queue_delete(q.clone().into(), QueueDeleteOptions { if_empty: true, ..Default::default() }).await {
+                tracing::info!(queue = q, error = %e, "a delay queue of an earlier version still holds retries; it goes once empty");
+                let Ok(fresh) = conn.create_channel().await else { return };
+                ch = fresh;
             }
-            let mut bind = FieldTable::default();
-            bind.insert("x-match".into(), AMQPValue::LongString("all".into()));
-            bind.insert(DELAY_HEADER.into(), AMQPValue::LongString(ms.to_string().into()));
-            let _ = ch.queue_unbind(q.clone().into(), self.retry_exchange().into(), "".into(), bind).await;
-            let Ok(ch) = conn.create_channel().await else { return };
-            match ch.queue_delete(q.clone().into(), QueueDeleteOptions { if_empty: true, ..Default::default() }).await {
-                Ok(_) => tracing::info!(queue = q, "removed an empty delay queue of an earlier version"),
-                Err(e) => tracing::info!(queue = q, error = %e, "a delay queue of an earlier version still holds retries; it goes once empty"),
-            }
-            let _ = ch.close(200, "done".into()).await;
         }
+        let _ = ch.close(200, "done".into()).await;
     }
 }
 

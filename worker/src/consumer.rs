@@ -82,7 +82,6 @@ impl LaneConsumer {
         let ch = conn.create_channel().await?;
         let topology = Topology::new(&self.amqp);
         topology.declare(&ch).await?;
-        topology.retire_legacy(&conn).await;
         ch.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
         let mut consumer = ch
             .basic_consume(topology.lane_queue(self.lane).into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())

@@ -195,22 +195,17 @@ async fn reap(pool: PgPool, publisher: Arc<Publisher>, topology: Topology, setti
         if !deps.is_up() {
             continue;
         }
-        let stale = match jobs::stale_leases(&pool, grace, 100).await {
-            Ok(mut s) => match jobs::lost_retries(&pool, retry_grace, 100).await {
-                Ok(lost) => {
-                    s.extend(lost);
-                    s
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "reaper pass failed");
-                    s
-                }
-            },
+        let mut stale = match jobs::stale_leases(&pool, grace, 100).await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, "reaper pass failed");
                 continue;
             }
         };
+        match jobs::lost_retries(&pool, retry_grace, 100).await {
+            Ok(lost) => stale.extend(lost),
+            Err(e) => tracing::debug!(error = %e, "reaper pass for lost retries failed"),
+        }
         if stale.is_empty() {
             continue;
         }

@@ -143,8 +143,9 @@ impl JobRunner {
                 // The database is the source of truth; without it nothing can be decided, so
                 // the message waits and comes back.
                 tracing::warn!(job_id = %msg.job_id, error = %e, "cannot claim job; retrying later");
-                self.deps.check_after_fault().await;
-                metrics::get().job_deferrals.with_label_values(&["dependency_down"]).inc();
+                if self.deps.check_after_fault().await.is_some() {
+                    metrics::get().job_deferrals.with_label_values(&["dependency_down"]).inc();
+                }
                 return Disposition::Delay { delay_ms: self.topology.retry_delay_ms(3), reason: "database" };
             }
         };
