@@ -201,17 +201,17 @@ impl Analysis {
 
     /// Whether the analysis reads the video at all.
     pub fn needs_media(self) -> bool {
-        !matches!(self, Self::Noop | Self::Train)
+        self.needs().video
     }
 
     /// Whether only the system enqueues it.
     pub fn is_internal(self) -> bool {
-        matches!(self, Self::Train)
+        self.visibility() == crate::catalogue::Visibility::Internal
     }
 
     /// Whether the analysis exists for operations rather than for creators.
     pub fn is_diagnostic(self) -> bool {
-        matches!(self, Self::Noop)
+        self.visibility() == crate::catalogue::Visibility::Diagnostic
     }
 }
 

@@ -5,3 +5,5 @@
 //! analysis crates can use it without pulling in the services' infrastructure.
 
 pub mod domain;
+pub mod catalogue;
+pub mod options;

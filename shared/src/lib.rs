@@ -11,7 +11,7 @@ pub use reelq_learn::{classifier, engagement};
 pub mod config;
 pub mod db;
 /// The vocabulary lives in `reelq-core`; re-exported so `reelq_shared::domain` paths keep working.
-pub use reelq_core::domain;
+pub use reelq_core::{catalogue, domain, options};
 pub mod metrics;
 pub mod outbox;
 pub mod queue;

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use reelq_core::options::JobOptions;
 use reelq_shared::db::jobs::{self, CancelOutcome, Cursor, JobView, NewJob};
 use reelq_shared::db::{self, results, videos, webhooks};
 use reelq_shared::domain::{Analysis, JobMessage, JobStatus, MediaKind, MuxOptions, Priority};
@@ -51,9 +52,6 @@ pub struct JobRequest {
     #[schema(value_type = Object)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }
-
-/// Longest caption accepted, TikTok's own limit.
-const MAX_CAPTION_CHARS: usize = 2200;
 
 /// Largest JSON job request. The route takes uploads too, so it has no general body limit; a
 /// job request is a few hundred bytes, and the largest option (a caption) a few kilobytes.
@@ -251,26 +249,9 @@ async fn create_job(
             return Err(ApiError::invalid("analysis_not_allowed", format!("the diagnostic analysis `{}` is disabled here", a.as_str())));
         }
     }
-    if let Some(ms) = request.options.get("noop_ms") {
-        if !ms.as_u64().is_some_and(|n| n <= 600_000) {
-            return Err(ApiError::invalid("invalid_options", "noop_ms must be a whole number of milliseconds up to 600000"));
-        }
-    }
-    if let Some(region) = request.options.get("region") {
-        if !region.as_str().is_some_and(|r| r.len() == 2 && r.chars().all(|c| c.is_ascii_alphabetic())) {
-            return Err(ApiError::invalid("invalid_options", "region must be a two-letter country code such as US"));
-        }
-    }
-    if let Some(caption) = request.options.get("caption") {
-        if !caption.as_str().is_some_and(|c| c.chars().count() <= MAX_CAPTION_CHARS) {
-            return Err(ApiError::invalid("invalid_options", format!("caption must be text of at most {MAX_CAPTION_CHARS} characters")));
-        }
-    }
-    let mux = if analyses.contains(&Analysis::Mux) {
-        Some(MuxOptions::from_job_options(&request.options).map_err(|m| ApiError::invalid("invalid_mux_options", m))?)
-    } else {
-        None
-    };
+    let wanted: Vec<Analysis> = analyses.iter().copied().collect();
+    let options = JobOptions::parse(&request.options, &wanted).map_err(|e| ApiError::invalid(e.code, e.message))?;
+    let mux = options.mux;
     check_media(state, tenant_id, video_id, mux.as_ref()).await?;
     if let Some(url) = &request.callback_url {
         webhook::check_callback_url(url, state.settings.webhooks.allow_private)
