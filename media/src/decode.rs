@@ -2,9 +2,9 @@
 //!
 //! - **Sampled frames**: uniformly spaced RGB24 frames at a model's input size, plus the frames
 //!   right after scene cuts, each with its timestamp. Display rotation is applied.
-//! - **Per-frame statistics** on a small luma image for every decoded frame (up to
-//!   [`DecodeOptions::stats_max_fps`] per second): tone, sharpness, noise, frame difference,
-//!   global shift, black bars.
+//! - **Per-frame statistics** on a small luma image and a colour thumbnail, on a schedule set
+//!   by the frames' own timestamps and [`DecodeOptions::stats_max_fps`]: tone, sharpness,
+//!   noise, colourfulness, frame difference, global shift, black bars.
 //! - **Audio**: the main audio stream as 16 kHz mono `f32`, plus EBU R128 levels and clipping
 //!   measured on the source signal while it streams past.
 //!
@@ -19,6 +19,16 @@
 //! threading ([`Strategy::Sequential`]) and skips scaling and conversion for frames that are not
 //! sampled; when nothing needs every frame it also lets the codec drop non-reference frames far
 //! from the next sample time.
+//!
+//! ## Statistics do not depend on the sampling
+//! One decode often serves several analyses, so the sampled frames change with what else was
+//! asked (a frame a second at 540 pixels for the models, 16 squares of 224 for quality alone).
+//! Everything measured for quality must not: whenever statistics or scene detection are on,
+//! every frame is decoded (no seeking, no dropped non-reference frames, no skipped deblocking),
+//! the statistics frames are chosen from the frames' own timestamps and the statistics options
+//! only, and nothing measured reads the sampled frames. The frame rate comes from packet times,
+//! which every strategy reads. So sampling, frame size, sample limits, strategy and audio
+//! change `samples` and `scene_frames` and nothing else that [`crate::quality::analyze`] reads.
 //!
 //! Blocking: run it on a blocking thread. It checks `should_stop` and the wall-time limit
 //! between packets and frames, so a cancelled job stops within a frame or two.
@@ -139,8 +149,8 @@ impl Default for SceneOptions {
 pub enum Strategy {
     /// Decide per file (see the module documentation).
     Auto,
-    /// Seek to each sample time. Statistics are then only computed on the frames decoded, and
-    /// there is no scene detection.
+    /// Seek to each sample time. Ignored when statistics or scene detection are on: they need
+    /// every frame, so such a decode is sequential whatever is asked.
     Seek,
     /// Decode every frame.
     Sequential,
@@ -220,6 +230,22 @@ impl DecodeOptions {
         Self { sampling, frame_size, scenes: None, frame_stats: false, audio: false, ..Self::default() }
     }
 
+    /// These options with the uniform samples replaced by frames for models: `sampling` at
+    /// `frame_size`, at most `max_frames` of them (a long video is sampled at a wider interval).
+    ///
+    /// Statistics, scene detection and audio stay as they are, and so does everything
+    /// [`crate::quality::analyze`] reports: the statistics never depend on the sampling (see
+    /// the module documentation). One decode can therefore serve quality and the frame models
+    /// together: `DecodeOptions::default().with_model_frames(Sampling::EverySecs(1.0),
+    /// FrameSize::ShortSide(540), 120)` gives the same quality report as
+    /// `DecodeOptions::default()`.
+    pub fn with_model_frames(mut self, sampling: Sampling, frame_size: FrameSize, max_frames: usize) -> Self {
+        self.sampling = sampling;
+        self.frame_size = frame_size;
+        self.limits.max_samples = self.limits.max_samples.min(max_frames);
+        self
+    }
+
     /// Whether something needs every frame.
     fn dense(&self) -> bool {
         self.frame_stats || self.scenes.is_some()
@@ -291,6 +317,9 @@ pub struct FrameStats {
     pub sharpness: f32,
     /// Noise standard deviation in flat regions (Immerkær's estimator on the flattest blocks).
     pub noise_sigma: f32,
+    /// Hasler–Süsstrunk colourfulness of the picture area, on the thumbnail in colour (0 for
+    /// grey; above 45 is "quite colourful").
+    pub colourfulness: f32,
     /// Mean absolute thumbnail difference to the previous statistics frame (0–255).
     pub difference: Option<f32>,
     /// Global shift to the previous statistics frame, as fractions of width and height
@@ -444,7 +473,8 @@ pub fn decode(path: &Path, probe: &Probe, opts: &DecodeOptions, should_stop: &dy
 
     let targets = plan_targets(opts.sampling, info.duration, opts.limits.max_samples);
     let mut pending = VecDeque::new();
-    let mut strategy = if want_video { opts.strategy } else { Strategy::Sequential };
+    // Statistics and scene detection need every frame: no seeking for them.
+    let mut strategy = if want_video && !opts.dense() { opts.strategy } else { Strategy::Sequential };
     if strategy == Strategy::Seek && targets.fixed().is_none() {
         strategy = Strategy::Sequential;
     }
@@ -785,11 +815,9 @@ fn run_sequential(
         None => None,
     };
     // The codec may drop frames no other frame refers to while the next sample time is still
-    // far ahead, when nothing needs every frame: no statistics, or statistics at a rate that
-    // skips frames anyway (15 per second of 25 fps footage or faster). A dropped frame is never
-    // needed to decode another, so this only thins the statistics frames, as the rate cap does.
-    let stats_fps = if opts.stats_max_fps.is_finite() && opts.stats_max_fps > 0.0 { opts.stats_max_fps } else { 15.0 };
-    let may_skip = !opts.dense() || 1.0 / stats_fps > 1.2 * info.frame_secs;
+    // far ahead, but only when nothing needs every frame. With statistics on, which frames were
+    // dropped would depend on the sample times, and so would the statistics frames.
+    let may_skip = !opts.dense();
     let mut skipping = false;
     if !opts.dense()
         && opts.skip_deblocking
@@ -1054,6 +1082,8 @@ struct VideoSink {
     max_t: f64,
     rgb: Option<Scaler>,
     gray: Option<Scaler>,
+    /// The colour thumbnail's scaler, apart from the samples' so neither rebuilds the other's.
+    thumb_rgb: Option<Scaler>,
     prev_thumb: Option<pixels::Gray>,
     last_stats_t: Option<f64>,
     recent_diffs: VecDeque<f32>,
@@ -1093,6 +1123,7 @@ impl VideoSink {
             max_t: 0.0,
             rgb: None,
             gray: None,
+            thumb_rgb: None,
             prev_thumb: None,
             last_stats_t: None,
             recent_diffs: VecDeque::new(),
@@ -1328,6 +1359,8 @@ impl VideoSink {
         let tone = pixels::tone(&work, &work_box);
         let sharpness = pixels::laplacian_variance(&work, &work_box);
         let noise_sigma = pixels::noise_sigma(&work, &work_box);
+        let colour = scale(&mut self.thumb_rgb, f, Pixel::RGB24, thumb.w as u32, thumb.h as u32)?;
+        let colourfulness = tight_plane(colour, thumb.w * 3).map_or(0.0, |rgb| pixels::colourfulness(&pixels::crop_area_rgb(&rgb, thumb.w, &bx)));
         let (difference, shift) = match &self.prev_thumb {
             Some(prev) => (pixels::mean_abs_diff(prev, &thumb), pixels::global_shift(prev, &thumb)),
             None => (None, None),
@@ -1357,6 +1390,7 @@ impl VideoSink {
             white_ratio: tone.white,
             sharpness,
             noise_sigma,
+            colourfulness,
             difference,
             shift: display_shift,
             picture: bx.rotated_fractions(dims, self.rotation),
@@ -1902,6 +1936,15 @@ mod pixels {
         let (m_rg, m_yb) = (s_rg / nf, s_yb / nf);
         let (v_rg, v_yb) = ((q_rg / nf - m_rg * m_rg).max(0.0), (q_yb / nf - m_yb * m_yb).max(0.0));
         ((v_rg + v_yb).sqrt() + 0.3 * (m_rg * m_rg + m_yb * m_yb).sqrt()) as f32
+    }
+
+    /// The part of an RGB24 image `w` pixels wide inside `a`.
+    pub fn crop_area_rgb(rgb: &[u8], w: usize, a: &Area) -> Vec<u8> {
+        let mut out = Vec::with_capacity((a.x1 - a.x0) * (a.y1 - a.y0) * 3);
+        for y in a.y0..a.y1 {
+            out.extend_from_slice(&rgb[(y * w + a.x0) * 3..(y * w + a.x1) * 3]);
+        }
+        out
     }
 
     /// The central `cw`×`ch` part of an RGB24 image.

@@ -17,7 +17,7 @@
 //! | `sharpness` | 1.5 | median Laplacian variance, luma at ≤480p | 20→10, 50→40, 100→70, 200→90, 400→100 (log scale) |
 //! | `exposure` | 1.5 | median luma, crushed (≤16) and blown (≥245) shares | 100 minus penalties: luma below 60 or above 190, crushed above 5 %, blown above 3 % |
 //! | `contrast` | 0.75 | median luma standard deviation | 10→10, 20→45, 35→80, 50→100 |
-//! | `colourfulness` | 0.5 | median Hasler–Süsstrunk M of the samples | 0→25, 15→50, 33→80, 45→100 |
+//! | `colourfulness` | 0.5 | median Hasler–Süsstrunk M of the picture area, thumbnails of the lit frames | 0→25, 15→50, 33→80, 45→100 |
 //! | `noise` | 0.75 | median noise σ in flat regions | 1→100, 2.5→90, 5→60, 8→30, 12→10 |
 //! | `motion` | 0.75 | mean frame difference (0–255) outside cuts | 0→45, 0.5→55, 2→90, 4→100, 20→100, 35→75, 60→40 |
 //! | `stability` | 1.0 | median frame-to-frame change of the global shift (% of frame) | 0.3→100, 0.6→90, 1→70, 2→40, 4→10 |
@@ -125,6 +125,11 @@ impl QualityReport {
 /// Scores a decoded video. `decoded` should come from a decode with frame statistics, scene
 /// detection and audio on (the default [`super::decode::DecodeOptions`]); sub-scores whose
 /// inputs are missing are marked not applicable.
+///
+/// Only the statistics, scene cuts, audio, frame size and the packet-based figures of the
+/// report are read, never the sampled frames, so the result does not depend on the sampling,
+/// frame size, sample limits or strategy of the decode (see
+/// [`super::decode::DecodeOptions::with_model_frames`]).
 pub fn analyze(probe: &Probe, decoded: &DecodeOutput) -> QualityReport {
     let features = decoded.audio.as_ref().map(|a| AudioFeatures::compute(&a.samples));
     let ctx = Context::new(probe, decoded, features.as_ref());

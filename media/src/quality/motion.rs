@@ -265,6 +265,7 @@ mod tests {
             white_ratio: 0.0,
             sharpness: 100.0,
             noise_sigma: 1.0,
+            colourfulness: 30.0,
             difference: diff,
             shift: None,
             picture: [0.0, 0.0, 1.0, 1.0],

@@ -102,11 +102,12 @@ fn contrast(ctx: &Context<'_>) -> SubScore {
 }
 
 /// Hasler–Süsstrunk: 15 is "slightly", 33 "moderately", 45 "averagely" colourful. Greyscale
-/// can be a choice, so the floor is 25.
+/// can be a choice, so the floor is 25. Measured on the statistics frames, not on the sampled
+/// ones: those change with what else the decode serves.
 fn colourfulness(ctx: &Context<'_>) -> SubScore {
     const KEY: &str = "colourfulness";
     const LABEL: &str = "Colourfulness";
-    let frames = &ctx.decoded.samples;
+    let frames = &ctx.lit;
     let Some(m) = median(frames.iter().map(|f| f64::from(f.colourfulness)).collect()) else {
         return not_measured(ctx, KEY, LABEL, 0.5);
     };
