@@ -22,6 +22,7 @@ use crate::error::{ApiError, PROBLEM_JSON, Problem, problem_response};
 use crate::state::AppState;
 
 pub mod admin;
+pub mod analyses;
 pub mod events;
 pub mod feedback;
 pub mod hashtags;
@@ -135,6 +136,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(videos::get_video))
         .routes(routes!(videos::presign))
         .routes(routes!(videos::complete))
+        .routes(routes!(analyses::list_analyses))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::cancel))

@@ -1,6 +1,7 @@
 //! End-to-end tests against real PostgreSQL, RabbitMQ and an S3-compatible server. Each test
 //! builds its own isolated environment (database, queue names, bucket folder).
 
+mod analyses;
 mod api;
 mod browser;
 mod db_faults;
