@@ -324,7 +324,7 @@ async function suggestMusic(job, ctx, cards) {
   try {
     const found = await api.get(`/v1/music/recommendations?hashtags=${encodeURIComponent(tags.join(','))}&limit=5`);
     if (shownJob !== job || !Array.isArray(found?.music) || !found.music.length) return;
-    cards.append(...renderResults({ music: { payload: { recommendations: found.music } } }, ctx));
+    cards.append(...renderResults({ music: { payload: { recommendations: found.music, hashtags: found.hashtags } } }, ctx));
   } catch { /* no trends here */ }
 }
 

@@ -29,6 +29,15 @@ export function clock(secs) {
 const pct = (x) => `${Math.round(Number(x) * 100)} %`;
 const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
 const isObj = (x) => x && typeof x === 'object' && !Array.isArray(x);
+const compact = (x) => new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 1 }).format(x);
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const tagList = (tags) => tags.map((t) => `#${String(t).replace(/^#/, '')}`).join(', ');
+
+/** `{name, version}` of a model as `name version`. */
+function modelName(m) {
+  if (!isObj(m)) return null;
+  return [m.name, m.version].filter(Boolean).join(' ') || null;
+}
 
 /** Copies text, with a fallback for browsers that refuse the async clipboard. */
 export async function copyText(text) {
@@ -191,24 +200,32 @@ function transcript(p, ctx) {
 }
 
 function ocr(p, ctx) {
-  const texts = isObj(p) && Array.isArray(p.texts) ? p.texts : Array.isArray(p) ? p : null;
+  const texts = isObj(p) && Array.isArray(p.texts) ? p.texts.filter(isObj) : Array.isArray(p) ? p.filter(isObj) : null;
   if (!texts) return null;
+  const frames = isObj(p) ? num(p.frames_read) : null;
   return card('ocr', 'On-screen text',
     texts.length
       ? h('ul', { class: 'ocr' }, texts.map((t) => {
         const first = Array.isArray(t.frames) && t.frames.length ? t.frames[0] : num(t.time_secs);
-        return h('li', {}, first !== null && first !== undefined ? seekButton(first, ctx) : null, h('span', {}, t.text ?? JSON.stringify(t)));
+        return h('li', {}, first !== null && first !== undefined ? seekButton(first, ctx) : null, h('span', {}, String(t.text ?? '')));
       }))
-      : h('p', {}, 'No text was found on screen.'));
+      : h('p', {}, 'No text was found on screen.'),
+    frames ? h('p', { class: 'help' }, `Read from ${plural(frames, 'sampled frame')}.`) : null);
 }
 
 function audio(p) {
   if (!isObj(p) || num(p.speech_ratio) === null) return null;
   if (p.has_audio === false) return card('audio', 'Speech', h('p', {}, 'This video has no audio track.'));
   const segs = Array.isArray(p.segments) ? p.segments.length : 0;
+  const profile = isObj(p.profile) ? p.profile : null;
+  const shares = profile ? [['speech', profile.speech], ['music or other sound', profile.music], ['silence', profile.silence]]
+    .filter(([, v]) => num(v) !== null) : [];
+  const tags = Array.isArray(p.tags) ? p.tags.filter((t) => isObj(t) && t.label).slice(0, 3) : [];
   return card('audio', 'Speech',
     h('p', { class: 'big' }, pct(p.speech_ratio)),
-    h('p', { class: 'help' }, `of the video has someone speaking${segs ? `, in ${segs} stretch${segs === 1 ? '' : 'es'}` : ''}.`));
+    h('p', { class: 'help' }, `of the video has someone speaking${segs ? `, in ${segs} stretch${segs === 1 ? '' : 'es'}` : ''}.`),
+    shares.length ? h('p', {}, `Sound: ${shares.map(([k, v]) => `${pct(v)} ${k}`).join(', ')}.`) : null,
+    tags.length ? h('p', { class: 'help' }, `Sounds like: ${tags.map((t) => t.label).join(', ')}.`) : null);
 }
 
 function probe(p) {
@@ -229,46 +246,117 @@ function probe(p) {
 }
 
 function virality(p) {
-  if (!isObj(p) || num(p.percentile) === null) return null;
-  const views = isObj(p.expected_views) ? p.expected_views : null;
-  const fmt = new Intl.NumberFormat(undefined, { notation: 'compact' });
+  if (!isObj(p) || !('estimate' in p)) return null;
+  const version = typeof p.model_version === 'string' && p.model_version ? p.model_version : null;
+  const reason = typeof p.reason === 'string' && p.reason ? p.reason : null;
+  const e = isObj(p.estimate) ? p.estimate : null;
+  if (!e) {
+    // No model at all means the scheduler has not pulled enough to train one; a model that
+    // could not read this video says why.
+    if (!version) {
+      return card('virality', 'Reach estimate',
+        h('p', { class: 'lead' }, 'Not enough pulled data yet: the scheduler trains this model once enough videos are pulled.'),
+        reason ? h('p', { class: 'help' }, `Why: ${reason}.`) : null);
+    }
+    return card('virality', 'Reach estimate',
+      h('p', { class: 'lead' }, `No estimate for this video${reason ? `: ${reason}` : ''}.`),
+      h('p', { class: 'help' }, `Model ${version}. A caption with the job gives it text to read.`));
+  }
+  if (num(e.percentile) === null) return null;
+  const share = Math.round(e.percentile);
+  const views = isObj(e.expected_views) ? e.expected_views : null;
+  const spearman = num(p.held_out_spearman);
   return card('virality', 'Reach estimate',
-    h('p', { class: 'big' }, `Top ${Math.max(1, 100 - Math.round(p.percentile))} %`),
-    h('p', { class: 'help' }, `Likely to do better than ${Math.round(p.percentile)} % of similar videos.`),
+    h('p', { class: 'big' }, `Higher than ${share} %`),
+    h('p', { class: 'help' }, `of pulled videos, by predicted virality (top ${Math.max(1, 100 - share)} %).`),
     views && num(views.low) !== null && num(views.high) !== null
-      ? h('p', {}, `Expected views: ${fmt.format(views.low)} to ${fmt.format(views.high)}`) : null);
+      ? h('p', {}, `Expected views: ${compact(views.low)} to ${compact(views.high)}`,
+        num(views.expected) !== null ? `, most likely about ${compact(views.expected)}` : '', '.')
+      : null,
+    h('p', { class: 'help' }, [
+      version ? `Model ${version}` : 'The promoted model',
+      spearman !== null ? `, which ranks videos it was not trained on with a Spearman correlation of ${spearman.toFixed(2)}` : '',
+      '. Eight in ten videos it was tested on landed within a range like this.',
+    ].join('')));
+}
+
+/** Why a music result has no tracks, in words, from what the worker says it looked at. */
+function noTracksReason(p) {
+  const tags = Array.isArray(p.hashtags) ? p.hashtags.filter(Boolean) : [];
+  const where = typeof p.region === 'string' && p.region ? ` in ${p.region}` : '';
+  if (!tags.length) {
+    return 'No track suggestions: this video has no specific hashtags to match music by (generic tags such as #fyp are left out). A caption or clearer speech or on-screen text helps.';
+  }
+  if (num(p.videos_considered) === 0) {
+    return `No track suggestions yet: no pulled videos with ${tagList(tags)}${where} so far. The scheduler pulls TikTok data; suggestions appear once videos with these hashtags are pulled.`;
+  }
+  return `No track suggestions among the videos pulled with ${tagList(tags)}${where}.`;
 }
 
 function music(p, ctx) {
-  const recs = isObj(p) && Array.isArray(p.recommendations) ? p.recommendations : null;
+  const recs = isObj(p) && Array.isArray(p.recommendations) ? p.recommendations.filter(isObj) : null;
   if (!recs) return null;
+  if (!recs.length) return card('music', 'Music that fits', h('p', {}, noTracksReason(p)));
+  const tags = Array.isArray(p.hashtags) ? p.hashtags.filter(Boolean) : [];
+  const considered = num(p.videos_considered);
   const items = recs.map((r) => {
     const out = h('div', { class: 'mux-out', role: 'status', 'aria-live': 'polite' });
+    const title = r.name || r.music_id || 'Untitled';
     const make = h('button', {
       type: 'button', class: 'secondary small', disabled: !ctx.hasAudio(),
-      'aria-label': `Make it with ${r.name || r.music_id}`,
+      'aria-label': `Make it with ${title}`,
       onclick: () => ctx.makeIt(r, out, make),
     }, 'Make it');
+    const why = [
+      num(r.videos) !== null ? `used by ${plural(r.videos, 'pulled video')}` : null,
+      num(r.score) !== null ? `engagement ${compact(r.score)}` : null,
+    ].filter(Boolean);
     return h('li', { class: 'track' },
-      h('div', { class: 'row' },
-        h('span', {}, h('strong', {}, r.name || r.music_id || 'Untitled'), r.author ? ` · ${r.author}` : ''),
-        num(r.score) !== null && r.score <= 1 ? h('span', { class: 'tag-score' }, `${Math.round(r.score * 100)}`)
-          : num(r.videos) !== null ? h('span', { class: 'tag-score' }, `${r.videos} video${r.videos === 1 ? '' : 's'}`) : null),
-      make, out);
+      h('div', { class: 'row' }, h('span', {}, h('strong', {}, title), r.author ? ` · ${r.author}` : ''), make),
+      why.length ? h('p', { class: 'why' }, why.join(' · ')) : null,
+      out);
   });
   return card('music', 'Music that fits',
-    recs.length ? h('ol', { class: 'tracks' }, items) : h('p', {}, 'No track suggestions for this video.'),
-    recs.length && !ctx.hasAudio() ? h('p', { class: 'help' }, 'To make a version with a track, choose its audio file under “Soundtrack” above.') : null);
+    h('p', { class: 'help' },
+      `Sounds of pulled videos${tags.length ? ` tagged ${tagList(tags)}` : ''}${typeof p.region === 'string' && p.region ? ` in ${p.region}` : ''}`,
+      considered ? ` (${plural(considered, 'video')} looked at)` : '',
+      ', best first. Engagement counts views, and likes, comments and shares at 2, 3 and 4 times.'),
+    h('ol', { class: 'tracks' }, items),
+    !ctx.hasAudio() ? h('p', { class: 'help' }, 'To make a version with a track, choose its audio file under “Soundtrack” above.') : null);
+}
+
+function embeddings(p) {
+  if (!isObj(p) || !('text' in p || 'image' in p)) return null;
+  const SOURCES = { transcript: 'the transcript', on_screen_text: 'on-screen text', caption: 'the caption', frames: 'frames' };
+  const line = (label, v) => {
+    if (!isObj(v) || num(v.dim) === null) return null;
+    const from = Array.isArray(v.sources) ? v.sources.map((s) => SOURCES[s] || String(s).replaceAll('_', ' ')) : [];
+    const items = num(v.items) !== null && from.includes('frames') ? ` (${plural(v.items, 'frame')})` : '';
+    const model = modelName(v.model);
+    return h('li', {}, `${label}: ${v.dim} numbers from ${from.join(', ') || 'the video'}${items}${model ? `, by ${model}` : ''}.`);
+  };
+  const lines = [line('Text', p.text), line('Picture', p.image)].filter(Boolean);
+  return card('embeddings', 'Embeddings',
+    lines.length ? h('ul', { class: 'plain' }, lines) : h('p', {}, 'Nothing to embed: no speech, on-screen text or caption was found.'),
+    h('p', { class: 'help' }, 'Kept for search and to train reelq’s models; there is nothing here to act on.'));
 }
 
 function mux(p) {
-  if (!isObj(p) || typeof p.url !== 'string' || !/^https?:\/\//.test(p.url)) return null;
+  if (!isObj(p)) return null;
+  const link = typeof p.url === 'string' && /^https?:\/\//.test(p.url) ? p.url : null;
+  if (!link && typeof p.output_key !== 'string') return null;
+  const size = [
+    num(p.duration_secs) !== null ? `${p.duration_secs.toFixed(1)} s` : null,
+    num(p.bytes) !== null ? `${(p.bytes / 1048576).toFixed(1)} MB` : null,
+    p.mode === 'mix' ? 'the track mixed under your sound' : p.mode === 'replace' ? 'the track replacing your sound' : null,
+  ].filter(Boolean).join(' · ');
   return card('mux', 'Your video with a new soundtrack',
-    h('p', {}, h('a', { href: p.url, rel: 'noopener' }, 'Download the MP4')),
-    num(p.duration_secs) !== null ? h('p', { class: 'help' }, `${p.duration_secs.toFixed(1)} s${num(p.bytes) !== null ? ` · ${(p.bytes / 1048576).toFixed(1)} MB` : ''}. The link works for a limited time; reopen the job for a fresh one.`) : null);
+    link ? h('p', {}, h('a', { href: link, rel: 'noopener' }, 'Download the MP4'))
+      : h('p', {}, 'Your video is ready, but no download link could be made just now. Open the job again for one.'),
+    size ? h('p', { class: 'help' }, `${size}.${link ? ' The link works for a limited time; reopen the job for a fresh one.' : ''}`) : null);
 }
 
-const RENDERERS = { quality, hashtags, transcript, virality, music, mux, ocr, audio, probe };
+const RENDERERS = { quality, hashtags, transcript, virality, music, mux, ocr, audio, probe, embeddings };
 
 /** Cards for every result of a job, known kinds first, the rest as formatted JSON. */
 export function renderResults(results, ctx) {

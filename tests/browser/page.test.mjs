@@ -194,25 +194,54 @@ try {
   await page.screenshot({ path: phone, fullPage: true });
   summary.screenshots.push(phone);
 
-  // Results the worker here may not produce render from their documented shapes, and anything
-  // unrecognised falls back to formatted JSON.
+  // Results the worker here does not produce (a trained regressor, pulled music, a soundtrack)
+  // render from the shapes the worker writes, and only what no renderer recognises falls back
+  // to formatted JSON.
   const assets = await page.locator('link[rel=stylesheet]').getAttribute('href');
   const rendered = await page.evaluate(async (src) => {
     const { renderResults } = await import(src);
-    const cards = renderResults({
-      virality: { payload: { percentile: 80, expected_views: { low: 1000, high: 5000 } } },
-      music: { payload: { recommendations: [{ music_id: 'm1', name: 'Song', author: 'Someone', score: 0.8 }] } },
-      quality: { payload: 'not a report' },
-      surprise: { payload: { answer: 42 } },
-    }, { player: null, savedTags: [], hasAudio: () => false, saveFeedback: async () => ({}), makeIt: () => {} });
-    return cards.map((c) => ({ key: c.dataset.analysis, text: c.textContent, json: Boolean(c.querySelector('pre.json')), make: c.querySelector('button')?.disabled }));
+    const ctx = { player: null, savedTags: [], hasAudio: () => false, saveFeedback: async () => ({}), makeIt: () => {} };
+    const show = (results) => renderResults(results, ctx).map((c) => ({
+      key: c.dataset.analysis, text: c.textContent, json: Boolean(c.querySelector('pre.json')), make: c.querySelector('button')?.disabled,
+    }));
+    return {
+      found: show({
+        virality: { payload: {
+          estimate: { virality: 3.2, log_virality: 1.4, percentile: 80, expected_views: { low: 1000, expected: 2500, high: 5000 } },
+          model_version: 'virality-7', correlations: { corr_likes: 0.8, corr_comments: 0.5, corr_shares: 0.4 }, held_out_spearman: 0.41,
+        } },
+        music: { payload: {
+          hashtags: ['pasta', 'cooking'], region: 'US', videos_considered: 12,
+          recommendations: [{ music_id: 'm1', name: 'Song', author: 'Someone', score: 123456, videos: 3 }],
+        } },
+        embeddings: { payload: {
+          text: { model: { name: 'minilm-l6-v2', version: '1', sha256: 'x' }, dim: 384, vector: [0.1, 0.2], sources: ['transcript', 'caption'], items: 80 },
+          image: null,
+        } },
+        mux: { payload: { output_key: 'outputs/t/j.mp4', url: 'http://127.0.0.1:9/o.mp4', bytes: 2097152, duration_secs: 6, mode: 'mix' } },
+        quality: { payload: 'not a report' },
+        surprise: { payload: { answer: 42 } },
+      }),
+      unreadable: show({ virality: { payload: { estimate: null, model_version: 'virality-7', reason: 'the video has no speech, on-screen text or caption to estimate from' } } }),
+      untagged: show({ music: { payload: { hashtags: [], region: null, recommendations: [], videos_considered: 0 } } }),
+      unpulled: show({ music: { payload: { hashtags: ['pasta'], region: 'GB', recommendations: [], videos_considered: 0 } } }),
+    };
   }, assets.replace('style.css', 'render.js'));
-  const byKey = Object.fromEntries(rendered.map((c) => [c.key, c]));
-  assert.match(byKey.virality.text, /Top 20 %/);
+  const byKey = Object.fromEntries(rendered.found.map((c) => [c.key, c]));
+  assert.match(byKey.virality.text, /Higher than 80 %/);
   assert.match(byKey.virality.text, /1K to 5K/);
+  assert.match(byKey.virality.text, /virality-7/);
   assert.match(byKey.music.text, /Song · Someone/);
+  assert.match(byKey.music.text, /used by 3 pulled videos · engagement 123\.5K/);
   assert.equal(byKey.music.make, true, '"Make it" waits for a soundtrack');
+  assert.match(byKey.embeddings.text, /Text: 384 numbers from the transcript, the caption/);
+  assert.match(byKey.mux.text, /Download the MP4/);
+  for (const k of ['virality', 'music', 'embeddings', 'mux']) assert.equal(byKey[k].json, false, `${k} as a card`);
   assert.ok(byKey.quality.json && byKey.surprise.json, 'unrecognised results as JSON');
+  assert.match(rendered.unreadable[0].text, /No estimate for this video: the video has no speech/);
+  assert.match(rendered.untagged[0].text, /no specific hashtags to match music by/);
+  assert.match(rendered.unpulled[0].text, /no pulled videos with #pasta in GB so far\. The scheduler pulls TikTok data; suggestions appear once videos with these hashtags are pulled/);
+  assert.ok([...rendered.unreadable, ...rendered.untagged, ...rendered.unpulled].every((c) => !c.json));
 
   // When the event stream cannot be had, the page falls back to polling the job.
   await page.route('**/v1/jobs/*/events', (route) => route.abort());
