@@ -5,21 +5,6 @@ import { client } from './api.js';
 import { h, renderResults } from './render.js';
 
 const KEY_STORAGE = 'reelq.apiKey';
-const KNOWN = ['probe', 'quality', 'ocr', 'audio', 'transcript', 'embeddings', 'hashtags', 'music', 'virality'];
-// Diagnostic, or started from a result card rather than chosen up front.
-const NOT_OFFERED = new Set(['noop', 'mux']);
-const OFF_BY_DEFAULT = new Set(['embeddings']);
-const LABELS = {
-  probe: 'File details',
-  quality: 'Quality score and advice',
-  ocr: 'On-screen text',
-  audio: 'Speech',
-  transcript: 'Transcript',
-  embeddings: 'Embeddings (for search, nothing to show)',
-  hashtags: 'Hashtag suggestions',
-  music: 'Music that fits',
-  virality: 'Reach estimate',
-};
 const STAGES = {
   starting: 'Starting',
   downloading: 'Fetching your video',
@@ -45,6 +30,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 });
 
 let api = null;
+// The analyses the server lists (`GET /v1/analyses`), by name, once signed in.
+let catalogue = new Map();
 let chosen = null;
 let following = null;
 let shownJob = null;
@@ -74,11 +61,15 @@ async function signIn(key, { quiet = false } = {}) {
   renderHistory(page.jobs);
   $('new-job-title').setAttribute('tabindex', '-1');
   $('new-job-title').focus();
+  // History names analyses by their titles once the server has listed them.
+  if (await loadAnalyses()) renderHistory(page.jobs);
 }
 
 function signOut() {
   following?.abort();
   api = null;
+  catalogue = new Map();
+  $('analysis-list').replaceChildren();
   shownJob = null;
   sessionStorage.removeItem(KEY_STORAGE);
   $('workspace').hidden = true;
@@ -91,20 +82,43 @@ function signOut() {
 
 // --- choosing what to run --------------------------------------------------------------------
 
+/**
+ * The checkboxes, from the analyses this server lists: those the page offers (`ticked` or
+ * `unticked`), ticked as the server says. The rest are never chosen here (`from_result` ones
+ * start from a result card). Returns whether the list came.
+ */
 async function loadAnalyses() {
-  let names = KNOWN;
-  try {
-    const doc = await (await fetch('/openapi.json')).json();
-    const listed = doc?.components?.schemas?.Analysis?.enum;
-    if (Array.isArray(listed) && listed.length) names = listed;
-  } catch { /* keep the known list: the api names any it refuses */ }
   const box = $('analysis-list');
-  box.replaceChildren(...names.filter((n) => !NOT_OFFERED.has(n)).map((n) => {
-    const id = `analysis-${n}`;
-    return h('div', { class: 'check' },
-      h('input', { type: 'checkbox', id, name: 'analyses', value: n, checked: !OFF_BY_DEFAULT.has(n) }),
-      h('label', { for: id }, LABELS[n] || n));
+  box.replaceChildren(h('p', { class: 'help' }, 'Loading what this server can look at…'));
+  let listed;
+  try {
+    listed = (await api.get('/v1/analyses')).analyses;
+    if (!Array.isArray(listed)) throw new Error('the server sent no list');
+  } catch (e) {
+    catalogue = new Map();
+    box.replaceChildren(
+      h('p', { class: 'error', role: 'alert' }, `Could not load what this server can look at: ${e.message}`),
+      h('button', { type: 'button', class: 'secondary small', onclick: loadAnalyses }, 'Try again'));
+    return false;
+  }
+  catalogue = new Map(listed.map((a) => [a.name, a]));
+  const offered = listed.filter((a) => a.offer === 'ticked' || a.offer === 'unticked');
+  if (!offered.length) {
+    box.replaceChildren(h('p', { class: 'help' }, 'This server offers nothing to choose here.'));
+    return true;
+  }
+  box.replaceChildren(...offered.map((a) => {
+    const id = `analysis-${a.name}`;
+    return h('div', { class: 'check', title: a.summary },
+      h('input', { type: 'checkbox', id, name: 'analyses', value: a.name, checked: a.offer === 'ticked' }),
+      h('label', { for: id }, a.title || a.name));
   }));
+  return true;
+}
+
+/** The names of `analyses` as people read them, where the server gave a title. */
+function titled(analyses) {
+  return analyses.map((n) => catalogue.get(n)?.title || n).join(', ');
 }
 
 function chooseFile(file) {
@@ -273,7 +287,7 @@ async function showJob(job, { focus = true } = {}) {
   section.dataset.jobId = job.id;
   section.dataset.status = job.status;
   const when = new Date(job.created_at).toLocaleString();
-  $('results-meta').textContent = `${when} · ${job.analyses.join(', ')} · ${job.status}`;
+  $('results-meta').textContent = `${when} · ${titled(job.analyses)} · ${job.status}`;
 
   const player = $('player');
   const url = localVideos.get(job.video_id);
@@ -379,7 +393,7 @@ function renderHistory(jobs) {
       onclick: () => openJob(j.id),
     },
       h('span', { class: 'when' }, new Date(j.created_at).toLocaleString()),
-      h('span', { class: 'what' }, j.analyses.join(', ')),
+      h('span', { class: 'what' }, titled(j.analyses)),
       h('span', { class: `badge status-${j.status}` }, j.status)))));
 }
 
@@ -417,7 +431,6 @@ function start() {
   $('refresh-history').addEventListener('click', refreshHistory);
   $('audio-file').addEventListener('change', () => { if (shownJob?.results?.music) showJob(shownJob, { focus: false }); });
   wireDropZone();
-  loadAnalyses();
   const saved = sessionStorage.getItem(KEY_STORAGE);
   if (saved) signIn(saved, { quiet: true });
   else $('api-key').focus();

@@ -4,7 +4,8 @@
 //   REELQ_BASE_URL   the api, e.g. http://127.0.0.1:41234
 //   REELQ_API_KEY    a key of the tenant to sign in as
 //   REELQ_CLIP       a video file to upload
-//   REELQ_ANALYSES   comma-separated analyses to tick (the page's defaults when unset)
+//   REELQ_OFFERED    JSON: the checkboxes the page must show, in order, as the catalogue has
+//                    them ([{name, title, summary, offer}]); the job runs with their defaults
 //   REELQ_ARTIFACTS  folder for screenshots (default: target/browser-artifacts)
 //   CHROMIUM         the browser (default: /usr/bin/chromium)
 // Exits non-zero, with the reason, on the first failed check.
@@ -20,7 +21,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const base = required('REELQ_BASE_URL').replace(/\/$/, '');
 const key = required('REELQ_API_KEY');
 const clip = required('REELQ_CLIP');
-const wanted = (process.env.REELQ_ANALYSES || '').split(',').map((s) => s.trim()).filter(Boolean);
+const expected = JSON.parse(required('REELQ_OFFERED'));
 const artifacts = resolve(process.env.REELQ_ARTIFACTS || join(here, '..', '..', 'target', 'browser-artifacts'));
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const JOB_TIMEOUT_MS = Number(process.env.REELQ_JOB_TIMEOUT_MS || 240_000);
@@ -75,23 +76,31 @@ try {
   await page.getByRole('alert').filter({ hasText: 'not accepted' }).waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.getItem('reelq.apiKey')), null);
 
-  // The right key signs in and lives in session storage only.
+  // The right key signs in and lives in session storage only. The list of analyses cannot be
+  // had at first: the page says so and offers to try again.
+  await page.route('**/v1/analyses', (route) => route.abort());
   await page.getByLabel('API key').fill(key);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Analyse a video' }).waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.getItem('reelq.apiKey')), key);
   assert.equal(await page.evaluate(() => Object.keys(localStorage).length), 0, 'nothing in local storage');
+  await page.locator('#analysis-list [role=alert]').filter({ hasText: 'Could not load what this server can look at' }).waitFor();
+  await page.unroute('**/v1/analyses');
+  await page.locator('#analysis-list').getByRole('button', { name: 'Try again' }).click();
 
-  // Choose analyses.
+  // The checkboxes come from the server's catalogue: labels, hints and default ticks as it
+  // says. They are left as they are: the job runs with the page's defaults.
   await page.locator('#analysis-list input[type=checkbox]').first().waitFor();
-  const offered = await page.locator('#analysis-list input[type=checkbox]').evaluateAll((els) => els.map((e) => e.value));
-  log('offered analyses:', offered.join(', '));
+  const boxes = await page.locator('#analysis-list .check').evaluateAll((els) => els.map((e) => {
+    const input = e.querySelector('input[type=checkbox]');
+    return { name: input.value, title: input.labels[0]?.textContent, summary: e.getAttribute('title'), ticked: input.checked };
+  }));
+  const offered = boxes.map((b) => b.name);
+  log('offered analyses:', boxes.map((b) => `${b.name}${b.ticked ? ' (ticked)' : ''}`).join(', '));
+  assert.deepEqual(boxes, expected.map((a) => ({ name: a.name, title: a.title, summary: a.summary, ticked: a.offer === 'ticked' })),
+    'the checkboxes are the catalogue\'s offered analyses, labelled and ticked as it says');
   assert.ok(!offered.includes('train'), 'internal analyses are never offered');
-  if (wanted.length) {
-    for (const a of wanted) assert.ok(offered.includes(a), `the page offers ${a}`);
-    for (const a of offered) await page.locator(`#analysis-${a}`).setChecked(wanted.includes(a));
-  }
-  const ticked = await page.locator('#analysis-list input:checked').evaluateAll((els) => els.map((e) => e.value));
+  const ticked = boxes.filter((b) => b.ticked).map((b) => b.name);
   summary.analyses = ticked;
 
   // Upload with a progress bar, then follow the live progress.
@@ -121,7 +130,24 @@ try {
   assert.equal(live, 'polite', 'progress is announced');
   const jobId = await page.locator('#results').getAttribute('data-job-id');
 
-  // Results.
+  // Results: a card made for people for every ticked analysis, and no raw JSON anywhere.
+  for (const a of ticked) await page.locator(`#cards .card-${a}`).waitFor();
+  const raw = await page.locator('#cards pre.json').evaluateAll((els) => els.map((e) => e.closest('.card')?.dataset.analysis));
+  assert.deepEqual(raw, [], 'no result is shown as raw JSON');
+  summary.cards = await page.locator('#cards .card').evaluateAll((els) => els.map((e) => e.dataset.analysis));
+  if (ticked.includes('virality')) {
+    // The test's registry has no promoted regressor: nothing has been pulled to train one.
+    const text = await page.locator('.card-virality').innerText();
+    assert.match(text, /Not enough pulled data yet: the scheduler trains this model once enough videos are pulled/);
+    summary.virality = text;
+  }
+  if (ticked.includes('music')) {
+    // Nor are there pulled videos to take sounds from: the card says why there are no tracks.
+    const text = await page.locator('.card-music').innerText();
+    assert.match(text, /no specific hashtags to match music by|suggestions appear once videos with these hashtags are pulled/);
+    summary.music = text;
+  }
+
   const quality = page.locator('.card-quality');
   await quality.waitFor();
   const overall = Number(await quality.locator('.score-num').textContent());

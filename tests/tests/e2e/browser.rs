@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reelq_shared::domain::Analysis;
+use reelq_shared::catalogue::{CATALOGUE, Offer, Visibility};
 use reelq_tests::{TestApp, TestEnv, TestWorker, count, make_clip, workspace_root};
 
 /// A vertical clip with on-screen text and spoken English (espeak-ng), so that text, speech and
@@ -63,7 +63,7 @@ async fn page_and_assets_are_public_cached_and_locked_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn creators_page_runs_a_job_in_chromium_with_live_progress_and_feedback() {
+async fn creators_page_runs_a_job_with_its_default_analyses_in_chromium_with_live_progress_and_feedback() {
     // Arrange
     let root = workspace_root();
     let script = root.join("tests/browser/page.test.mjs");
@@ -79,9 +79,14 @@ async fn creators_page_runs_a_job_in_chromium_with_live_progress_and_feedback() 
     api.api.event_poll_ms = 100;
     let app = TestApp::spawn(&env, api).await;
     let worker = TestWorker::spawn(env.worker_settings()).await;
-    // The creators' analyses this build knows; model-backed ones run on the default pack.
-    let analyses: Vec<&str> =
-        ["probe", "quality", "ocr", "audio", "transcript", "hashtags"].into_iter().filter(|a| Analysis::parse(a).is_some()).collect();
+    // The checkboxes the page must show: the catalogue's public analyses it offers up front.
+    // The job runs with their default ticks; model-backed ones run on the default pack.
+    let offered: Vec<_> = CATALOGUE
+        .iter()
+        .filter(|s| s.visibility == Visibility::Public && matches!(s.offer, Offer::Ticked | Offer::Unticked))
+        .collect();
+    let ticked: Vec<&str> = offered.iter().filter(|s| s.offer == Offer::Ticked).map(|s| s.name.as_str()).collect();
+    let expected = serde_json::to_string(&offered).expect("serialises");
     let clip_dir = tempfile::tempdir().expect("tempdir");
     let clip = clip_dir.path().join("pasta.mp4");
     std::fs::write(&clip, tokio::task::spawn_blocking(spoken_clip).await.expect("clip")).expect("clip written");
@@ -97,7 +102,7 @@ async fn creators_page_runs_a_job_in_chromium_with_live_progress_and_feedback() 
         .env("REELQ_BASE_URL", app.url(""))
         .env("REELQ_API_KEY", &app.key)
         .env("REELQ_CLIP", &clip)
-        .env("REELQ_ANALYSES", analyses.join(","))
+        .env("REELQ_OFFERED", &expected)
         .env("REELQ_ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .kill_on_drop(true)
@@ -115,7 +120,13 @@ async fn creators_page_runs_a_job_in_chromium_with_live_progress_and_feedback() 
     }
     // The full job, and a second one followed by polling while the event stream was blocked.
     assert_eq!(count(&env.pool, "SELECT count(*) FROM jobs WHERE status = 'succeeded'").await, 2);
-    if analyses.contains(&"hashtags") {
+    let mut first: Vec<String> =
+        sqlx::query_scalar("SELECT analyses FROM jobs ORDER BY created_at LIMIT 1").fetch_one(&env.pool).await.expect("the first job");
+    first.sort();
+    let mut defaults: Vec<String> = ticked.iter().map(|a| (*a).to_owned()).collect();
+    defaults.sort();
+    assert_eq!(first, defaults, "the first job ran exactly the page's default analyses");
+    if ticked.contains(&"hashtags") {
         let tags: Vec<String> = sqlx::query_scalar("SELECT unnest(hashtags) FROM feedback").fetch_all(&env.pool).await.expect("feedback");
         assert_eq!(tags.len(), 3, "two ticked suggestions and one tag of the creator's own: {tags:?}");
         assert!(tags.contains(&"#myowntag".to_owned()), "{tags:?}");
