@@ -226,7 +226,7 @@ async fn openapi_document_matches_the_routes() {
     documented.sort();
     let expected = [
         "GET /healthz", "GET /metrics", "GET /openapi.json", "GET /readyz", "GET /v1/admin/dead-letters", "GET /v1/admin/jobs/{id}/replays", "GET /v1/admin/runs", "GET /v1/admin/training/{id}",
-        "GET /v1/hashtags/trending", "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/events", "GET /v1/jobs/{id}/feedback",
+        "GET /v1/analyses", "GET /v1/hashtags/trending", "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/events", "GET /v1/jobs/{id}/feedback",
         "GET /v1/jobs/{id}/output", "GET /v1/models", "GET /v1/music/recommendations",
         "GET /v1/videos/{id}", "POST /v1/admin/dead-letters/replay", "POST /v1/admin/jobs/{id}/replay", "POST /v1/admin/models/{model}/rollback", "POST /v1/admin/runs", "POST /v1/admin/training", "POST /v1/jobs",
         "POST /v1/jobs/{id}/cancel", "POST /v1/jobs/{id}/feedback", "POST /v1/uploads", "POST /v1/videos",
