@@ -102,8 +102,7 @@ pub struct RollbackArgs {
 pub struct AnalyzeArgs {
     /// The video file.
     pub file: PathBuf,
-    /// Analyses to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "probe,quality,ocr,audio,transcript,hashtags", value_name = "LIST")]
+    #[arg(long, value_delimiter = ',', default_value = "probe,quality,ocr,audio,transcript,hashtags", value_name = "LIST", help = local_analyses_help())]
     pub analyses: Vec<String>,
     /// The caption the video will be posted with (more evidence for hashtags).
     #[arg(long, value_name = "TEXT")]
@@ -116,8 +115,7 @@ pub struct AnalyzeArgs {
 pub struct SubmitArgs {
     /// The video file to upload.
     pub file: PathBuf,
-    /// Analyses to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "probe", value_name = "LIST")]
+    #[arg(long, value_delimiter = ',', default_value = "probe", value_name = "LIST", help = queued_analyses_help())]
     pub analyses: Vec<String>,
     /// Dispatch lane.
     #[arg(long, value_enum, default_value_t = Priority::Interactive)]
@@ -215,6 +213,20 @@ impl StatusFilter {
             Self::Cancelled => "cancelled",
         }
     }
+}
+
+/// `analyze --analyses` help: the analyses that run locally, from the catalogue.
+fn local_analyses_help() -> String {
+    format!("Analyses to run, comma-separated: {}", crate::analyze::local_names().join(", "))
+}
+
+/// `submit --analyses` help: the analyses a client may ask for, from the catalogue (internal
+/// ones are never listed).
+fn queued_analyses_help() -> String {
+    use reelq_core::catalogue::{CATALOGUE, Visibility};
+    let public: Vec<&str> = CATALOGUE.iter().filter(|s| s.visibility == Visibility::Public).map(|s| s.name.as_str()).collect();
+    let diagnostic: Vec<&str> = CATALOGUE.iter().filter(|s| s.visibility == Visibility::Diagnostic).map(|s| s.name.as_str()).collect();
+    format!("Analyses to run, comma-separated: {} (diagnostic, where the server allows it: {})", public.join(", "), diagnostic.join(", "))
 }
 
 #[cfg(test)]

@@ -56,3 +56,35 @@ fn analyze_refuses_what_the_api_refuses() {
         assert_eq!(doc["error"]["code"], code, "{file}: {doc}");
     }
 }
+
+#[test]
+fn the_help_lists_the_catalogue_and_never_an_internal_analysis() {
+    use reelq_core::catalogue::{CATALOGUE, Visibility};
+    let help = |cmd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reelq")).args([cmd, "--help"]).output().expect("reelq runs");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let (analyze, submit) = (help("analyze"), help("submit"));
+
+    for spec in &CATALOGUE {
+        let name = spec.name.as_str();
+        let listed = |text: &str| text.contains(&format!(" {name},")) || text.contains(&format!(" {name} ")) || text.contains(&format!(" {name})"));
+        assert_eq!(listed(&analyze), spec.name.runs_locally(), "analyze --help and `{name}`: {analyze}");
+        assert_eq!(listed(&submit), spec.visibility != Visibility::Internal, "submit --help and `{name}`: {submit}");
+    }
+}
+
+#[test]
+fn analyze_names_the_analyses_it_runs_when_asked_for_one_it_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("clip.mp4");
+    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=64x64:r=30:d=1", "-c:v", "libx264", "-pix_fmt", "yuv420p"], &clip);
+
+    for asked in ["music", "train", "noop"] {
+        let out = analyze(dir.path(), "clip.mp4", asked);
+
+        assert!(!out.status.success(), "{asked}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("it runs probe, quality"), "{asked}: {err}");
+    }
+}

@@ -7,3 +7,4 @@
 
 pub mod classifier;
 pub mod engagement;
+pub mod features;

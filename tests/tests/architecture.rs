@@ -1,6 +1,8 @@
 //! The crate layering, checked on the real dependency graph (`cargo tree -e normal`): the
-//! vocabulary and the model maths link no IO crate, the media layer knows nothing of ONNX Runtime, the model
-//! runtime nothing of FFmpeg, and neither anything of the services' infrastructure.
+//! vocabulary, the configuration loader and the model maths link no IO crate, the media layer
+//! knows nothing of ONNX Runtime, the model runtime nothing of FFmpeg, the analysis of one video
+//! nothing of the services' infrastructure or the worker, and the CLI neither the worker nor
+//! the infrastructure clients.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -35,6 +37,28 @@ fn core_links_no_io_crate() {
 #[test]
 fn learn_links_no_io_crate() {
     assert_links_none("reelq-learn", IO_CRATES);
+}
+
+#[test]
+fn settings_loader_links_no_io_crate() {
+    assert_links_none("reelq-settings", IO_CRATES);
+}
+
+/// The services' infrastructure: what the analysis of one video and the CLI's local run must
+/// not link.
+const INFRASTRUCTURE: &[&str] = &["reelq-shared", "reelq-worker", "reelq-api", "reelq-scheduler", "sqlx", "lapin", "aws-sdk-s3", "axum", "prometheus"];
+
+#[test]
+fn analysis_never_depends_on_shared_or_the_worker() {
+    assert_links_none("reelq-analysis", INFRASTRUCTURE);
+    let deps = normal_dependencies("reelq-analysis");
+    assert!(deps.contains("reelq-media") && deps.contains("reelq-inference"), "the pipeline runs on both layers: {deps:?}");
+}
+
+#[test]
+fn the_cli_runs_the_analysis_crate_never_the_worker_or_the_infrastructure_clients() {
+    assert_links_none("reelq-cli", INFRASTRUCTURE);
+    assert!(normal_dependencies("reelq-cli").contains("reelq-analysis"));
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The reelq worker: consumes jobs from RabbitMQ, runs their analyses under a fenced lease in
-//! PostgreSQL, delivers webhooks, and re-dispatches jobs whose worker vanished.
+//! The reelq worker, the job service: consumes jobs from RabbitMQ, runs their analyses (the
+//! pipeline of `reelq-analysis`) under a fenced lease in PostgreSQL, writes results, delivers
+//! webhooks, and re-dispatches jobs whose worker vanished.
 
 pub mod consumer;
 pub mod dependencies;
@@ -8,8 +9,7 @@ pub mod dependencies;
 pub use reelq_inference as inference;
 /// The media layer lives in `reelq-media`; re-exported so `crate::media` paths keep working.
 pub use reelq_media as media;
-pub mod models;
-pub mod pipeline;
+pub mod model_pack;
 pub mod registry;
 pub mod runner;
 pub mod settings;
@@ -41,6 +41,25 @@ use dependencies::Dependencies;
 pub use runner::{Disposition, JobRunner};
 pub use settings::Settings;
 
+/// Exports the pipeline's timings and every batched model call to the process's metrics.
+pub(crate) struct Metrics;
+
+impl reelq_analysis::Observer for Metrics {
+    fn stage(&self, stage: &str, took: Duration) {
+        metrics::get().stage_seconds.with_label_values(&[stage]).observe(took.as_secs_f64());
+    }
+
+    fn inference(&self, model: &str, took: Duration) {
+        metrics::get().inference_seconds.with_label_values(&[model]).observe(took.as_secs_f64());
+    }
+}
+
+fn record_batch(model: &str, took: Duration, batch_size: usize) {
+    let m = metrics::get();
+    m.inference_seconds.with_label_values(&[model]).observe(took.as_secs_f64());
+    m.inference_batch_size.with_label_values(&[model]).observe(batch_size as f64);
+}
+
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -66,6 +85,7 @@ impl Worker {
     /// Connects lazily to PostgreSQL, storage and RabbitMQ and binds the health server.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         media::init();
+        inference::observe_batches(record_batch);
         let pool = db::connect(&settings.database)?;
         let store = Store::new(&settings.storage);
         let publisher = Arc::new(Publisher::new(&settings.amqp, "reelq-worker-publisher"));

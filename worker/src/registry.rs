@@ -13,7 +13,7 @@ use reelq_shared::db::models as registry;
 use reelq_shared::engagement::virality::ViralityRegressor;
 use reelq_shared::storage::Store;
 
-use crate::models::Models;
+use reelq_analysis::models::Models;
 use crate::training::MAX_ARTIFACT_BYTES;
 
 #[derive(Default)]

@@ -20,19 +20,16 @@ use reelq_shared::metrics;
 use reelq_shared::queue::Topology;
 use reelq_shared::storage::{StorageError, Store};
 
+use reelq_analysis::{AnalysisError, Input, Pipeline, PulledData, Session};
+use reelq_core::catalogue::Plan;
+use reelq_core::options::JobOptions;
+use reelq_learn::engagement::music::MusicUse;
+
 use crate::dependencies::Dependencies;
 use crate::media::probe::{self, Probe};
-use crate::pipeline::{AnalysisOutput, Input, Pipeline, Session, to_json};
 use crate::settings::Settings;
 
 mod mux;
-
-/// Suggested hashtags (specific ones, best first) that choose the music.
-const MUSIC_TAGS: usize = 5;
-/// Most pulled videos read for one music recommendation.
-const MUSIC_VIDEOS: i64 = 5_000;
-/// Sounds recommended per job.
-const MUSIC_RESULTS: usize = 10;
 
 /// Most trending hashtags added to the suggestion vocabulary.
 const TRENDING_TAGS: i64 = 200;
@@ -49,7 +46,69 @@ pub enum Disposition {
     DeadLetter { reason: String },
 }
 
-pub use crate::pipeline::JobError;
+/// A job's failure, decided where it happens.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The input is at fault: fail now, never retry.
+    #[error("{message}")]
+    Fatal { code: JobErrorCode, message: String },
+    /// The system is at fault (storage, database, broker, a model that did not load): retry
+    /// with backoff.
+    #[error("{0}")]
+    Retryable(String),
+    /// The job was cancelled or its lease was lost: stop and write nothing.
+    #[error("stopped: {0}")]
+    Stopped(&'static str),
+}
+
+impl From<AnalysisError> for JobError {
+    fn from(e: AnalysisError) -> Self {
+        match e {
+            AnalysisError::Refused { code, message } => Self::Fatal { code, message },
+            AnalysisError::Unavailable(message) => Self::Retryable(message),
+            AnalysisError::Stopped => Self::Stopped("cancelled"),
+        }
+    }
+}
+
+impl From<crate::media::probe::MediaError> for JobError {
+    fn from(e: crate::media::probe::MediaError) -> Self {
+        AnalysisError::from(e).into()
+    }
+}
+
+impl From<crate::inference::InferenceError> for JobError {
+    fn from(e: crate::inference::InferenceError) -> Self {
+        AnalysisError::from(e).into()
+    }
+}
+
+/// What one analysis of a job produced, as stored: its payload and `model_versions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub payload: serde_json::Value,
+    pub models: serde_json::Value,
+}
+
+impl Output {
+    /// A payload no model contributed to.
+    pub fn plain(payload: serde_json::Value) -> Self {
+        Self { payload, models: serde_json::json!([]) }
+    }
+}
+
+impl TryFrom<reelq_analysis::AnalysisOutput> for Output {
+    type Error = JobError;
+
+    fn try_from(out: reelq_analysis::AnalysisOutput) -> Result<Self, JobError> {
+        Ok(Self { payload: out.payload()?, models: out.model_versions()? })
+    }
+}
+
+/// The job's value serialised, or a retry when it cannot be.
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<serde_json::Value, JobError> {
+    serde_json::to_value(value).map_err(|e| JobError::Retryable(format!("result could not be encoded: {e}")))
+}
 
 impl From<DbError> for JobError {
     fn from(e: DbError) -> Self {
@@ -95,7 +154,11 @@ impl JobRunner {
     /// A runner over the given connections.
     pub fn new(pool: PgPool, store: Store, settings: Arc<Settings>) -> Self {
         let scratch = settings.worker.scratch_dir.clone().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        let pipeline = Arc::new(Pipeline::from_settings(&settings));
+        let pipeline = Arc::new(
+            Pipeline::from_settings(&settings.media, &settings.inference, &settings.hashtags)
+                .with_observer(Arc::new(crate::Metrics))
+                .with_pulled_data(Arc::new(PulledFromDb { pool: pool.clone() })),
+        );
         let registry = crate::registry::Registry::new(pool.clone(), store.clone(), Duration::from_millis(settings.inference.registry_refresh_ms));
         let deps = Dependencies::new(pool.clone(), store.clone(), Duration::from_millis(settings.worker.dependency_probe_ms));
         Self {
@@ -238,11 +301,15 @@ impl JobRunner {
                 .ok_or_else(|| JobError::Fatal { code: JobErrorCode::InvalidRequest, message: format!("this worker does not know the analysis `{name}`") })?;
             analyses.push(a);
         }
+        // The api validated the options with the same parser; rows written otherwise fail here.
+        let stored = job.options.as_object().cloned().unwrap_or_default();
+        let options = JobOptions::parse(&stored, &analyses).map_err(|e| JobError::Fatal { code: JobErrorCode::InvalidRequest, message: e.message })?;
         let done = if lease.attempt > 1 { results::done_analyses(&self.pool, job.id).await? } else { Vec::new() };
         let todo: Vec<Analysis> = analyses.into_iter().filter(|a| !done.iter().any(|d| d == a.as_str())).collect();
+        let plan = Plan::of(&todo);
 
         let mut media: Option<Media> = None;
-        if todo.iter().any(|a| a.needs_media()) {
+        if plan.video {
             set_progress(progress, 0.05, "downloading");
             let video_id = job.video_id.ok_or_else(|| JobError::Fatal { code: JobErrorCode::VideoMissing, message: "the job has no video".into() })?;
             let video = videos::get(&self.pool, job.tenant_id, video_id)
@@ -266,10 +333,10 @@ impl JobRunner {
             media = Some(Media { _dir: dir, path, probe: found });
         }
 
-        if todo.iter().any(|a| !matches!(a, Analysis::Probe | Analysis::Quality | Analysis::Mux | Analysis::Noop)) {
+        if plan.models {
             self.ensure_model_pack().await?;
         }
-        if todo.iter().any(|a| matches!(a, Analysis::Hashtags | Analysis::Music | Analysis::Virality)) {
+        if plan.registry {
             self.registry.refresh(self.pipeline.models()).await;
         }
         let mut session: Option<Session> = None;
@@ -278,8 +345,8 @@ impl JobRunner {
             let input = Input {
                 path: m.path.clone(),
                 probe: m.probe.clone(),
-                caption: job.options.get("caption").and_then(serde_json::Value::as_str).map(str::to_owned),
-                trending: if todo.iter().any(|a| matches!(a, Analysis::Hashtags | Analysis::Music)) { self.trending().await.to_vec() } else { Vec::new() },
+                options: options.clone(),
+                trending: if plan.trending { self.trending().await.to_vec() } else { Vec::new() },
             };
             let (pipeline, stop, wanted) = (self.pipeline.clone(), cancel.clone(), todo.clone());
             let started = run_blocking(move || pipeline.start(input, &wanted, &|| stop.is_cancelled()))
@@ -305,7 +372,7 @@ impl JobRunner {
             }
             set_progress(progress, 0.25 + 0.7 * (i as f32 / total), analysis.as_str());
             let stage_span = tracing::info_span!("stage", stage = analysis.as_str());
-            let out = self.run_analysis(*analysis, job, &mut session, cancel).instrument(stage_span).await?;
+            let out = self.run_analysis(*analysis, job, &options, &mut session, cancel).instrument(stage_span).await?;
             pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload: out.payload, model_versions: out.models });
         }
         drop(session);
@@ -319,7 +386,7 @@ impl JobRunner {
         let dir = self.pipeline.models().models_dir();
         self.models_synced
             .get_or_try_init(|| async {
-                crate::models::sync::sync_pack(&self.store, prefix, &dir).await.map(|_| ()).map_err(|e| JobError::Retryable(e.to_string()))
+                crate::model_pack::sync_pack(&self.store, prefix, &dir).await.map(|_| ()).map_err(|e| JobError::Retryable(e.to_string()))
             })
             .await
             .map(|_| ())
@@ -346,72 +413,45 @@ impl JobRunner {
         tags
     }
 
+    /// The one dispatcher of a job's analyses: the service's own jobs (`noop`, `mux`, `train`)
+    /// run here; every analysis of the video runs in the pipeline, off the async runtime.
     async fn run_analysis(
         &self,
         analysis: Analysis,
         job: &JobRecord,
+        options: &JobOptions,
         session: &mut Option<Session>,
         cancel: &CancellationToken,
-    ) -> Result<AnalysisOutput, JobError> {
+    ) -> Result<Output, JobError> {
         match analysis {
             Analysis::Noop => {
                 let started = Instant::now();
-                let ms = job.options.get("noop_ms").and_then(serde_json::Value::as_u64).unwrap_or(0);
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    () = tokio::time::sleep(Duration::from_millis(options.noop_ms)) => {}
                     () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
                 }
                 metrics::get().stage_seconds.with_label_values(&["noop"]).observe(started.elapsed().as_secs_f64());
-                Ok(AnalysisOutput { payload: serde_json::json!({ "waited_ms": ms }), models: serde_json::json!([]) })
+                Ok(Output::plain(to_json(&NoopFinding { waited_ms: options.noop_ms })?))
             }
             Analysis::Mux => {
                 let fetched = session.as_ref().map(|s| s.path().to_path_buf());
-                Ok(AnalysisOutput { payload: mux::run(self, job, fetched.as_deref(), cancel).await?, models: serde_json::json!([]) })
+                Ok(Output::plain(mux::run(self, job, options, fetched.as_deref(), cancel).await?))
             }
             Analysis::Train => {
                 let trainer = crate::training::Trainer { pool: &self.pool, store: &self.store, pipeline: &self.pipeline, media: &self.settings.media, scratch: &self.scratch };
                 crate::training::run(&trainer, job, cancel).await
             }
-            Analysis::Music => {
-                // The job's own suggestions (already computed if `hashtags` ran: the pipeline
-                // keeps what it found) choose the sounds.
+            of_the_video => {
                 let mut s = session.take().ok_or_else(|| JobError::Retryable("the video was not fetched".into()))?;
                 let pipeline = self.pipeline.clone();
                 let (s, out) = run_blocking(move || {
-                    let out = pipeline.run(&mut s, Analysis::Hashtags);
+                    let out = pipeline.run(&mut s, of_the_video);
                     (s, out)
                 })
                 .await?;
+                let probe = (of_the_video == Analysis::Probe).then(|| s.probe().clone());
                 *session = Some(s);
-                let tags: Vec<String> = out?.payload["suggestions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| t["generic"] != serde_json::Value::Bool(true))
-                    .filter_map(|t| t["tag"].as_str().map(|t| t.trim_start_matches('#').to_owned()))
-                    .take(MUSIC_TAGS)
-                    .collect();
-                let region = job.options.get("region").and_then(serde_json::Value::as_str).map(str::to_uppercase);
-                let uses = if tags.is_empty() {
-                    Vec::new()
-                } else {
-                    reelq_shared::db::scraped::music_uses(&self.pool, &tags, region.as_deref(), MUSIC_VIDEOS).await?
-                };
-                let ranked = reelq_shared::engagement::music::rank(&uses, None, Utc::now(), MUSIC_RESULTS);
-                let payload = serde_json::json!({ "hashtags": tags, "region": region, "recommendations": ranked, "videos_considered": uses.len() });
-                Ok(AnalysisOutput { payload, models: serde_json::json!([]) })
-            }
-            media_analysis => {
-                let mut s = session.take().ok_or_else(|| JobError::Retryable("the video was not fetched".into()))?;
-                let pipeline = self.pipeline.clone();
-                let (s, out) = run_blocking(move || {
-                    let out = pipeline.run(&mut s, media_analysis);
-                    (s, out)
-                })
-                .await?;
-                let probe = (media_analysis == Analysis::Probe).then(|| s.probe().clone());
-                *session = Some(s);
-                let out = out?;
+                let out = Output::try_from(out?)?;
                 if let (Some(probe), Some(video_id)) = (probe, job.video_id) {
                     videos::set_probe(&self.pool, video_id, &to_json(&probe)?).await?;
                 }
@@ -480,6 +520,27 @@ impl JobRunner {
             tracing::warn!(error = %e, "could not release the lease for the retry");
         }
         Disposition::Delay { delay_ms: self.topology.retry_delay_ms(lease.attempt + 1), reason: "transient" }
+    }
+}
+
+/// `noop`: how long it waited.
+#[derive(Debug, serde::Serialize)]
+struct NoopFinding {
+    waited_ms: u64,
+}
+
+/// Pulled TikTok data from PostgreSQL, for the pipeline's `music`. The pipeline runs on the
+/// blocking pool, where this waits on the runtime for the query.
+struct PulledFromDb {
+    pool: PgPool,
+}
+
+impl PulledData for PulledFromDb {
+    fn music_uses(&self, tags: &[String], region: Option<&str>, limit: usize) -> Result<Vec<MusicUse>, AnalysisError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        tokio::runtime::Handle::current()
+            .block_on(reelq_shared::db::scraped::music_uses(&self.pool, tags, region, limit))
+            .map_err(|e| AnalysisError::Unavailable(e.to_string()))
     }
 }
 

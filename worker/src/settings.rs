@@ -1,4 +1,5 @@
-//! The worker's settings: the shared sections plus `[worker]` and `[media]`.
+//! The worker's settings: the shared sections, `[worker]`, and the analysis sections
+//! (`[media]`, `[inference]`, `[hashtags]`) from `reelq-analysis`.
 
 use serde::Deserialize;
 
@@ -20,71 +21,6 @@ pub struct Settings {
     pub media: MediaSettings,
     pub inference: InferenceSettings,
     pub hashtags: HashtagSettings,
-}
-
-/// The `[hashtags]` section: how suggestions are ranked.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HashtagSettings {
-    /// Suggestions per video.
-    pub count: usize,
-    /// Most generic tags (#fyp, #viral) among them; they only fill slots no specific tag wants.
-    pub max_generic: usize,
-    /// Least fused score (0–1) a suggestion needs.
-    pub min_score: f32,
-    /// A trained classifier artifact (`reelq-hashtag-linear/1` JSON) to use until the model
-    /// registry promotes one. Re-read when the file changes.
-    pub classifier: Option<String>,
-}
-
-impl Default for HashtagSettings {
-    fn default() -> Self {
-        Self { count: 10, max_generic: 1, min_score: 0.3, classifier: None }
-    }
-}
-
-/// The `[inference]` section: ONNX Runtime and the model pack.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct InferenceSettings {
-    /// Path of `libonnxruntime.so.1.31.1` (`ORT_DYLIB_PATH` when unset, else the copy
-    /// `tools/models/build-pack` puts in `.data/onnxruntime`).
-    pub library: Option<String>,
-    /// Folder of the model pack (`REELQ_MODELS_DIR` when unset, else `.data/models`).
-    pub models_dir: Option<String>,
-    /// A model pack in the storage bucket (for example `models/pack-2026-11`): copied into
-    /// `models_dir` before the first job that needs a model. Unset: the folder alone.
-    pub models_s3_prefix: Option<String>,
-    /// Threads each model call may use.
-    pub intra_threads: usize,
-    /// `cpu`, or `cuda` (needs the `cuda` build and the GPU library; never falls back silently).
-    pub device: String,
-    /// GPU used when `device = "cuda"`.
-    pub cuda_device_id: i32,
-    /// Seconds between frames read for on-screen text (and embedded by the image encoder).
-    pub ocr_interval_secs: f64,
-    /// Image/text encoder pair for image embeddings and zero-shot visual hashtags: the prefix
-    /// of the pack's `<name>-image` and `<name>-text` models (for example `clip-vit-b32`).
-    /// Unset: no image embeddings.
-    pub clip_model: Option<String>,
-    /// Speech recognition model of the pack: `whisper-tiny-en` (English), or `whisper-base`
-    /// (multilingual, with language detection; `build-pack --with whisper-base`).
-    pub speech_model: String,
-    /// Audio tagger of the pack (AudioSet-style labels) for the `audio` analysis. Unset: none.
-    pub audio_tagger: Option<String>,
-    /// Most frames in one image-encoder or OCR call; frames of concurrent jobs share calls.
-    pub batch_max_size: usize,
-    /// Longest a frame waits for others to fill its batch, in milliseconds.
-    pub batch_max_wait_ms: u64,
-    /// How often the worker asks the model registry for newly promoted (or rolled back)
-    /// versions, in milliseconds; a promotion takes effect within this time, without a restart.
-    pub registry_refresh_ms: u64,
-}
-
-impl Default for InferenceSettings {
-    fn default() -> Self {
-        Self { library: None, models_dir: None, models_s3_prefix: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0, clip_model: None, speech_model: "whisper-tiny-en".to_owned(), audio_tagger: None, batch_max_size: 16, batch_max_wait_ms: 20, registry_refresh_ms: 10_000 }
-    }
 }
 
 /// The `[worker]` section.
@@ -138,7 +74,7 @@ impl Default for WorkerSettings {
     }
 }
 
-pub use reelq_media::MediaSettings;
+pub use reelq_analysis::settings::{HashtagSettings, InferenceSettings, MediaSettings};
 
 impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
@@ -166,36 +102,7 @@ impl Validate for Settings {
         if w.health_bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::invalid("worker.health_bind", "must be an address such as 0.0.0.0:8081"));
         }
-        if !(self.media.max_duration_secs > 0.0) {
-            return Err(ConfigError::invalid("media.max_duration_secs", "must be positive"));
-        }
-        if !matches!(self.inference.device.as_str(), "cpu" | "cuda") {
-            return Err(ConfigError::invalid("inference.device", "must be cpu or cuda"));
-        }
-        if self.inference.speech_model.trim().is_empty() {
-            return Err(ConfigError::invalid("inference.speech_model", "must name a model of the pack"));
-        }
-        if self.inference.batch_max_size == 0 {
-            return Err(ConfigError::invalid("inference.batch_max_size", "must be at least 1"));
-        }
-        if self.hashtags.count == 0 || self.hashtags.count > 50 {
-            return Err(ConfigError::invalid("hashtags.count", "must be between 1 and 50"));
-        }
-        if !(0.0..1.0).contains(&self.hashtags.min_score) {
-            return Err(ConfigError::invalid("hashtags.min_score", "must be at least 0 and below 1"));
-        }
-        if self.inference.intra_threads == 0 {
-            return Err(ConfigError::invalid("inference.intra_threads", "must be at least 1"));
-        }
-        if !(self.inference.ocr_interval_secs > 0.0) {
-            return Err(ConfigError::invalid("inference.ocr_interval_secs", "must be positive"));
-        }
-        if self.media.max_decode_secs == 0 {
-            return Err(ConfigError::invalid("media.max_decode_secs", "must be positive"));
-        }
-        if self.media.max_pixels == 0 {
-            return Err(ConfigError::invalid("media.max_pixels", "must be positive"));
-        }
+        reelq_analysis::settings::validate(&self.media, &self.inference, &self.hashtags)?;
         Ok(())
     }
 }

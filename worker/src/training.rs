@@ -28,8 +28,14 @@ use reelq_shared::engagement::virality::{self, RegressorOptions, Sample, Viralit
 use reelq_shared::storage::Store;
 use reelq_shared::training::TrainingRequest;
 
+use reelq_learn::features::{example_text, virality_feature_model, virality_features};
+
 use crate::inference::embedding::TextEmbedder;
-use crate::pipeline::{AnalysisOutput, Input, JobError, Pipeline, Session};
+use reelq_analysis::findings::EmbeddingVector;
+use reelq_analysis::{Input, Pipeline, Session};
+use reelq_core::options::JobOptions;
+
+use crate::runner::{JobError, Output};
 use crate::settings::MediaSettings;
 
 /// Texts embedded per model call and stored per statement.
@@ -41,30 +47,6 @@ const MIN_IMAGE_EXAMPLES: usize = 5;
 const MAX_FEEDBACK: i64 = 50_000;
 /// Largest artifact read back for a comparison.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
-
-/// The text a pulled video is embedded from: its description without hashtags and mentions,
-/// which are the labels (or noise), not evidence.
-pub fn example_text(description: &str) -> String {
-    description
-        .split_whitespace()
-        .filter(|w| !w.starts_with('#') && !w.starts_with('@'))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The regressor's features: the unit text embedding, then the hashtag count and the text
-/// length on small scales. The worker's `virality` analysis builds the same vector for a job.
-pub fn virality_features(text: &[f32], hashtags: usize, chars: usize) -> Vec<f32> {
-    let mut f = reelq_shared::classifier::normalised(text);
-    f.push((hashtags.min(30) as f32) / 10.0);
-    f.push(((chars as f32) + 1.0).ln() / 10.0);
-    f
-}
-
-/// Names the feature layout of [`virality_features`] for a text model.
-pub fn virality_feature_model(text_model: &str) -> String {
-    format!("{text_model}+meta/1")
-}
 
 /// Object key of a version's artifact.
 pub fn artifact_key(model: &str, version: &str) -> String {
@@ -83,7 +65,7 @@ pub struct Trainer<'a> {
 }
 
 /// Runs a training job to its end.
-pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationToken) -> Result<AnalysisOutput, JobError> {
+pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationToken) -> Result<Output, JobError> {
     let (pool, store, pipeline) = (trainer.pool, trainer.store, trainer.pipeline);
     let request = TrainingRequest::from_options(&job.options).map_err(|message| JobError::Fatal { code: JobErrorCode::InvalidRequest, message })?;
     // Stable across retries of the job, so a retry re-registers the same candidate.
@@ -207,7 +189,7 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         "examples": { "pulled": scraped.len(), "feedback": feedback_used, "embedded_now": embedded_now, "feedback_videos_decoded": media_computed, "pulled_videos_decoded": scraped_decoded, "pulled_with_images": scraped_images.len() },
         "seconds": { "embed": round3(embed_secs), "total": round3(started.elapsed().as_secs_f64()) },
     });
-    Ok(AnalysisOutput { payload, models: json!([{ "name": embedder.model().name, "version": embedder.model().version }]) })
+    Ok(Output { payload, models: json!([{ "name": embedder.model().name, "version": embedder.model().version }]) })
 }
 
 /// Trains, judges and registers the hashtag classifier; the returned value describes it.
@@ -503,8 +485,8 @@ async fn scraped_media(
 }
 
 /// Downloads a pulled video's file and embeds its frames; `None` when the file is gone.
-async fn decode_image(trainer: &Trainer<'_>, key: &str, cancel: &CancellationToken) -> Result<Option<crate::pipeline::EmbeddingVector>, JobError> {
-    with_video(trainer, key, None, cancel, |pipeline, session| pipeline.image_embedding(&session)).await.map(Option::flatten)
+async fn decode_image(trainer: &Trainer<'_>, key: &str, cancel: &CancellationToken) -> Result<Option<EmbeddingVector>, JobError> {
+    with_video(trainer, key, None, cancel, |pipeline, session| Ok(pipeline.image_embedding(&session)?)).await.map(Option::flatten)
 }
 
 /// Downloads `key`, probes it against the limits, decodes it for `embeddings`, and runs `f`
@@ -528,7 +510,7 @@ async fn with_video<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
             let probe = crate::media::probe::probe(&path, &limits)?;
-            let input = Input { path, probe, caption, trending: Vec::new() };
+            let input = Input { path, probe, options: JobOptions { caption, ..JobOptions::default() }, trending: Vec::new() };
             let session = pipeline.start(input, &[Analysis::Embeddings], &|| stop.is_cancelled())?;
             let out = f(&pipeline, session);
             drop(dir);
@@ -557,7 +539,7 @@ fn embeddings_payload(text_model: &str, text: &[f32], image: Option<(&String, &V
 /// video is gone.
 async fn decode_embeddings(trainer: &Trainer<'_>, tenant: uuid::Uuid, video_id: uuid::Uuid, caption: Option<String>, cancel: &CancellationToken) -> Result<Option<Value>, JobError> {
     let Some(video) = reelq_shared::db::videos::get(trainer.pool, tenant, video_id).await? else { return Ok(None) };
-    with_video(trainer, &video.object_key, caption, cancel, |pipeline, mut session| Ok(pipeline.run(&mut session, Analysis::Embeddings)?.payload)).await
+    with_video(trainer, &video.object_key, caption, cancel, |pipeline, mut session| Ok(pipeline.run(&mut session, Analysis::Embeddings)?.payload()?)).await
 }
 
 /// The stored `kind` vector of an `embeddings` result, if it came from `model`.
@@ -643,21 +625,6 @@ fn round3(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn example_text_drops_hashtags_and_mentions() {
-        assert_eq!(example_text("pasta night #cooking #fyp with @chef  tonight"), "pasta night with tonight");
-        assert_eq!(example_text("#a #b"), "");
-    }
-
-    #[test]
-    fn virality_features_append_scaled_metadata() {
-        let f = virality_features(&[3.0, 4.0], 5, 0);
-        assert_eq!(f.len(), 4);
-        assert!((f[0] - 0.6).abs() < 1e-6 && (f[1] - 0.8).abs() < 1e-6);
-        assert!((f[2] - 0.5).abs() < 1e-6);
-        assert!(f[3].abs() < 1e-6);
-    }
 
     #[test]
     fn stored_vectors_are_used_only_from_the_same_model() {

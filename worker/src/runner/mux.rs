@@ -14,7 +14,8 @@ use tracing::Instrument as _;
 
 use reelq_shared::db::jobs::JobRecord;
 use reelq_shared::db::videos;
-use reelq_shared::domain::{JobErrorCode, MediaKind, MuxOptions, mux_output_key};
+use reelq_core::options::JobOptions;
+use reelq_shared::domain::{JobErrorCode, MediaKind, mux_output_key};
 use reelq_shared::storage::{StorageError, Store};
 
 use super::{JobError, JobRunner};
@@ -41,9 +42,8 @@ async fn fetch(store: &Store, key: &str, path: &Path, missing: JobErrorCode, can
 
 /// Runs `mux` for `job`; returns the result payload.
 /// `fetched` is the video the runner already downloaded for the job, when it did.
-pub(super) async fn run(runner: &JobRunner, job: &JobRecord, fetched: Option<&Path>, cancel: &CancellationToken) -> Result<serde_json::Value, JobError> {
-    let options = job.options.as_object().cloned().unwrap_or_default();
-    let opts = MuxOptions::from_job_options(&options).map_err(|m| fatal(JobErrorCode::InvalidRequest, m))?;
+pub(super) async fn run(runner: &JobRunner, job: &JobRecord, options: &JobOptions, fetched: Option<&Path>, cancel: &CancellationToken) -> Result<serde_json::Value, JobError> {
+    let opts = options.mux.clone().ok_or_else(|| fatal(JobErrorCode::InvalidRequest, "the mux analysis needs options.mux"))?;
 
     // The api refuses an audio upload as the video at submission; the rows may have changed.
     let video_id = job.video_id.ok_or_else(|| fatal(JobErrorCode::VideoMissing, "the job has no video"))?;

@@ -1,26 +1,24 @@
-//! The models a worker uses, loaded on first use and shared by every job. A model that fails to
+//! The models a pipeline uses, loaded on first use and shared by every job. A model that fails to
 //! load (a missing pack, a bad checksum) is tried again on the next job rather than cached as
 //! broken, so fixing the deployment needs no restart.
-
-pub mod sync;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use reelq_shared::classifier::LinearHead;
-use reelq_shared::engagement::virality::ViralityRegressor;
+use reelq_learn::classifier::LinearHead;
+use reelq_learn::engagement::virality::ViralityRegressor;
 
-use crate::inference::batcher::{Batcher, BatcherConfig};
-use crate::inference::clip::{ImageEncoder, TextEncoder};
-use crate::inference::image::RgbImage;
-use crate::inference::embedding::TextEmbedder;
-use crate::inference::ocr::{Ocr, OcrOptions, TextLine};
-use crate::inference::tagger::AudioTagger;
-use crate::inference::vad::Vad;
-use crate::inference::whisper::Whisper;
-use crate::inference::{Device, DirStore, InferenceError, Runtime, RuntimeConfig};
+use reelq_inference::batcher::{Batcher, BatcherConfig};
+use reelq_inference::clip::{ImageEncoder, TextEncoder};
+use reelq_inference::image::RgbImage;
+use reelq_inference::embedding::TextEmbedder;
+use reelq_inference::ocr::{Ocr, OcrOptions, TextLine};
+use reelq_inference::tagger::AudioTagger;
+use reelq_inference::vad::Vad;
+use reelq_inference::whisper::Whisper;
+use reelq_inference::{Device, DirStore, InferenceError, Runtime, RuntimeConfig};
 use crate::settings::InferenceSettings;
 
 /// Lazily loaded models.
@@ -40,7 +38,7 @@ pub struct Models {
     classifier_path: Option<PathBuf>,
     /// The loaded classifier and the modification time of the file it came from.
     classifier: Mutex<Option<(SystemTime, Arc<LinearHead>)>>,
-    /// The promoted versions from the model registry, set by [`crate::registry::Registry`];
+    /// The promoted versions from the model registry, set by the worker's registry watcher;
     /// a promoted classifier takes precedence over the configured file.
     promoted_head: Mutex<Option<Arc<LinearHead>>>,
     promoted_virality: Mutex<Option<Arc<ViralityRegressor>>>,
@@ -49,7 +47,6 @@ pub struct Models {
 impl Models {
     /// Nothing is loaded until a job needs it.
     pub fn new(settings: InferenceSettings) -> Self {
-        crate::inference::observe_batches(record_batch);
         Self {
             settings,
             runtime: Mutex::new(None),
@@ -276,11 +273,4 @@ impl std::ops::Deref for TextEncoderRef {
     fn deref(&self) -> &TextEncoder {
         &self.0.1
     }
-}
-
-/// Exports every batched model call to the process's metrics.
-fn record_batch(model: &str, took: std::time::Duration, batch_size: usize) {
-    let m = reelq_shared::metrics::get();
-    m.inference_seconds.with_label_values(&[model]).observe(took.as_secs_f64());
-    m.inference_batch_size.with_label_values(&[model]).observe(batch_size as f64);
 }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-const CURATED: &str = include_str!("../../assets/hashtags.tsv");
+const CURATED: &str = include_str!("../assets/hashtags.tsv");
 
 const W_CLASSIFIER: f32 = 0.85;
 const W_KEYWORDS: f32 = 0.75;

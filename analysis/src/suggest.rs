@@ -1,0 +1,146 @@
+//! The analyses that suggest: hashtags (from the video's text, frames, the classifier and the
+//! trending list), music (from the suggested hashtags and pulled data) and the reach estimate.
+
+use std::collections::BTreeMap;
+
+use reelq_learn::engagement::music;
+use reelq_learn::features::{virality_feature_model, virality_features};
+
+use crate::AnalysisError;
+use crate::findings::{AnalysisOutput, Finding, HashtagFinding, ModelRef, MusicFinding, ViralityFinding};
+use crate::hashtags::{self, RankOptions, Signals, VocabSource};
+use crate::pipeline::{Pipeline, Session};
+
+/// Suggested hashtags (specific ones, best first) that choose the music.
+const MUSIC_TAGS: usize = 5;
+/// Most pulled videos read for one music recommendation.
+const MUSIC_VIDEOS: usize = 5_000;
+/// Sounds recommended per video.
+const MUSIC_RESULTS: usize = 10;
+
+impl Pipeline {
+    /// The hashtag suggestions, ranked once per session.
+    pub(crate) fn hashtags<'s>(&self, session: &'s mut Session) -> Result<&'s (HashtagFinding, Vec<ModelRef>), AnalysisError> {
+        if session.hashtags.is_none() {
+            let found = self.rank_hashtags(session)?;
+            session.hashtags = Some(found);
+        }
+        Ok(session.hashtags.as_ref().expect("set above"))
+    }
+
+    fn rank_hashtags(&self, session: &mut Session) -> Result<(HashtagFinding, Vec<ModelRef>), AnalysisError> {
+        let spans = self.spans(session)?;
+        let mut vocab = self.vocabulary.clone();
+        vocab.extend_tags(session.input.trending.iter().map(String::as_str), VocabSource::Trending);
+        let head = self.models.hashtag_head()?;
+        if let Some(head) = &head {
+            vocab.extend_tags(head.labels.iter().map(String::as_str), VocabSource::Classifier);
+        }
+        let embeddings = self.embeddings(session)?.clone();
+        let mut used: Vec<ModelRef> = Vec::new();
+        let mut signals = Signals::default();
+
+        if let Some(text) = &embeddings.text {
+            let embedder = self.models.text_embedder()?;
+            let descriptions: Vec<String> = vocab.entries().iter().map(|e| e.description()).collect();
+            let tags = self.models.cached_embeddings(&text.model.to_string(), &descriptions, |t| embedder.embed(t))?;
+            signals.text_similarity = Some((tags.iter().map(|t| dot(t, &text.vector)).collect(), text.model.to_string()));
+            used.push(ModelRef::from(&text.model));
+        }
+        if let Some(head) = &head {
+            let text = embeddings.text.as_ref().map(|t| t.vector.clone()).unwrap_or_else(|| vec![0.0; head.text_dim]);
+            let image = embeddings.image.as_ref().map(|i| i.vector.as_slice());
+            match head.predict(&text, image) {
+                Ok(probs) => {
+                    let by_label: BTreeMap<&str, f32> = head.labels.iter().map(String::as_str).zip(probs).collect();
+                    let per_entry = vocab.entries().iter().map(|e| by_label.get(e.tag.as_str()).copied()).collect();
+                    signals.classifier = Some((per_entry, head.version.clone()));
+                    used.push(ModelRef::trained("hashtag-classifier", &head.version));
+                }
+                // A head trained on another embedding model is unusable, not fatal: the other
+                // signals still suggest, and the log says why the head was skipped.
+                Err(e) => tracing::warn!(error = %e, version = %head.version, "hashtag classifier skipped"),
+            }
+        }
+        if let (Some(image), Some(encoder)) = (&embeddings.image, self.models.image_encoder()?)
+            && let Some(text_encoder) = self.models.clip_text_encoder()?
+        {
+            let prompts: Vec<String> = vocab.entries().iter().map(|e| format!("a video about {}", e.tag.trim_start_matches('#'))).collect();
+            let tag_vecs = self.models.cached_embeddings(&text_encoder.model().to_string(), &prompts, |t| text_encoder.embed(t))?;
+            let best_frame = session.decoded()?.samples.first().map(|f| f.time_secs).unwrap_or(0.0);
+            signals.visual = Some((tag_vecs.iter().map(|t| (dot(t, &image.vector), best_frame)).collect(), encoder.model().to_string()));
+            used.push(ModelRef::from(&encoder.model()));
+            used.push(ModelRef::from(&text_encoder.model()));
+        }
+
+        let hs = &self.settings.hashtags;
+        let opts = RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score };
+        let suggestions = hashtags::rank(&vocab, &spans, &signals, &opts);
+        let finding = HashtagFinding { suggestions, classifier_version: head.as_ref().map(|h| h.version.clone()), vocabulary_size: vocab.len() };
+        Ok((finding, used))
+    }
+
+    /// Sounds of pulled videos that carry the video's specific suggested hashtags.
+    pub(crate) fn music(&self, session: &mut Session) -> Result<AnalysisOutput, AnalysisError> {
+        let pulled = self.pulled.clone().ok_or_else(|| AnalysisError::Unavailable("music reads pulled data, which only the service has".into()))?;
+        let tags: Vec<String> = self
+            .hashtags(session)?
+            .0
+            .suggestions
+            .iter()
+            .filter(|s| !s.generic)
+            .map(|s| s.tag.trim_start_matches('#').to_owned())
+            .take(MUSIC_TAGS)
+            .collect();
+        let region = session.input.options.region.clone();
+        let uses = if tags.is_empty() { Vec::new() } else { pulled.music_uses(&tags, region.as_deref(), MUSIC_VIDEOS)? };
+        let recommendations = music::rank(&uses, None, chrono::Utc::now(), MUSIC_RESULTS);
+        Ok(AnalysisOutput::plain(Finding::Music(MusicFinding { hashtags: tags, region, recommendations, videos_considered: uses.len() })))
+    }
+
+    /// The promoted regressor's estimate from the video's text embedding and caption: predicted
+    /// virality, its percentile among pulled videos and an expected view range.
+    pub(crate) fn virality(&self, session: &mut Session) -> Result<AnalysisOutput, AnalysisError> {
+        let Some(model) = self.models.virality() else {
+            return Ok(AnalysisOutput::plain(Finding::Virality(ViralityFinding {
+                estimate: None,
+                model_version: None,
+                reason: Some("no virality model has been trained and promoted yet".into()),
+                correlations: None,
+                held_out_spearman: None,
+            })));
+        };
+        let regressor = ModelRef::trained("virality-regressor", &model.version);
+        let caption = session.input.options.caption.clone().unwrap_or_default();
+        let embeddings = self.embeddings(session)?.clone();
+        let Some(text) = embeddings.text else {
+            let finding = ViralityFinding {
+                estimate: None,
+                model_version: Some(model.version.clone()),
+                reason: Some("the video has no speech, on-screen text or caption to estimate from".into()),
+                correlations: None,
+                held_out_spearman: None,
+            };
+            return Ok(AnalysisOutput { finding: Finding::Virality(finding), models: vec![regressor] });
+        };
+        let feature_model = virality_feature_model(&text.model.to_string());
+        if feature_model != model.feature_model {
+            return Err(AnalysisError::Unavailable(format!("the promoted virality model reads `{}`, this worker makes `{feature_model}`", model.feature_model)));
+        }
+        let tags = caption.split_whitespace().filter(|w| w.starts_with('#') && w.len() > 1).count();
+        let features = virality_features(&text.vector, tags, text.items);
+        let estimate = model.predict(&features).map_err(|e| AnalysisError::Unavailable(format!("virality model: {e}")))?;
+        let finding = ViralityFinding {
+            estimate: Some(estimate),
+            model_version: Some(model.version.clone()),
+            reason: None,
+            correlations: Some(model.correlations.clone()),
+            held_out_spearman: Some(model.metrics.get("spearman").copied()),
+        };
+        Ok(AnalysisOutput { finding: Finding::Virality(finding), models: vec![regressor, ModelRef::from(&text.model)] })
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
