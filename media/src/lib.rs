@@ -4,6 +4,7 @@
 pub mod audio;
 pub mod decode;
 pub mod mux;
+mod pcm;
 pub mod probe;
 pub mod quality;
 

@@ -146,7 +146,7 @@ pub fn probe(path: &Path, limits: &MediaSettings) -> Result<Probe, MediaError> {
         .side_data()
         .find(|sd| sd.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix)
         .and_then(|sd| super::decode::clockwise_rotation(sd.data()))
-        .or_else(|| vstream.metadata().get("rotate").and_then(|r| r.parse::<i32>().ok()).map(|r| ((r % 360) + 360) % 360))
+        .or_else(|| vstream.metadata().get("rotate").and_then(|r| r.parse::<i32>().ok()).map(|r| r.rem_euclid(360)))
         .unwrap_or(0);
     let (display_width, display_height) = if rotation == 90 || rotation == 270 { (height, width) } else { (width, height) };
 
