@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn predicts_the_label_whose_direction_the_embedding_points_in() {
-        let p = head().predict(&[3.0, 0.0], None).unwrap();
+        let p = head().predict(&[3.0, 0.0], None).expect("dimensions match");
         assert!((p[0] - sigmoid(2.0)).abs() < 1e-6, "{p:?}");
         assert!((p[1] - sigmoid(-2.0)).abs() < 1e-6, "{p:?}");
     }
@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn round_trips_through_json_and_rejects_bad_shapes() {
         let h = head();
-        assert_eq!(LinearHead::from_json(&h.to_json()).unwrap(), h);
+        assert_eq!(LinearHead::from_json(&h.to_json()).expect("round trip"), h);
         let mut bad = h.clone();
         bad.weights[1].push(1.0);
         assert!(matches!(LinearHead::from_json(&bad.to_json()), Err(ClassifierError::Shape(_))));

@@ -322,23 +322,23 @@ mod tests {
 
     #[test]
     fn learns_separable_tags_and_ranks_the_true_one_first() {
-        let (head, eval) = train_and_evaluate(&spec(8), data(400, 8, 0.3, 7), &TrainOptions::default()).unwrap();
+        let (head, eval) = train_and_evaluate(&spec(8), data(400, 8, 0.3, 7), &TrainOptions::default()).expect("enough examples");
         assert!(eval.map > 0.95 && eval.r_at_5 > 0.99, "{eval:?}");
         assert!((eval.p_at_5 - 0.2).abs() < 0.01, "one true tag of five: {eval:?}");
         assert_eq!(eval.examples, 80);
         assert_eq!(head.metrics["map"], eval.map);
-        head.check().unwrap();
+        head.check().expect("a consistent head");
     }
 
     #[test]
     fn a_model_trained_on_noise_measures_worse_and_is_not_promoted() {
-        let good = train_and_evaluate(&spec(8), data(400, 8, 0.3, 7), &TrainOptions::default()).unwrap().1;
+        let good = train_and_evaluate(&spec(8), data(400, 8, 0.3, 7), &TrainOptions::default()).expect("enough examples").1;
         // Labels shuffled away from the embeddings: nothing to learn.
         let mut noisy = data(400, 8, 0.3, 7);
         for (i, e) in noisy.iter_mut().enumerate() {
             e.labels = vec![(i * 5 + i / 3) % 8];
         }
-        let bad = train_and_evaluate(&spec(8), noisy, &TrainOptions::default()).unwrap().1;
+        let bad = train_and_evaluate(&spec(8), noisy, &TrainOptions::default()).expect("enough examples").1;
         assert!(bad.map < good.map - 0.3, "{bad:?} vs {good:?}");
         assert!(!should_promote(&bad, Some(&good), 0.01));
         assert!(should_promote(&good, Some(&bad), 0.01));
@@ -369,6 +369,6 @@ mod tests {
 
     #[test]
     fn too_few_examples_is_an_error() {
-        assert_eq!(train_and_evaluate(&spec(2), data(5, 2, 0.1, 1), &TrainOptions::default()).unwrap_err(), TrainError::TooFew(5));
+        assert_eq!(train_and_evaluate(&spec(2), data(5, 2, 0.1, 1), &TrainOptions::default()).expect_err("five examples"), TrainError::TooFew(5));
     }
 }
