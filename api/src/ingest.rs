@@ -83,10 +83,10 @@ where
 /// Maps a storage error of a completed presigned upload, deleting the object when it is the
 /// client's fault so nothing unusable stays stored.
 pub async fn reject_object(state: &AppState, key: &str, err: StorageError) -> ApiError {
-    if err.is_client_error() {
-        if let Err(del) = state.store.delete(key).await {
-            tracing::warn!(error = %del, key, "could not remove a rejected upload");
-        }
+    if err.is_client_error()
+        && let Err(del) = state.store.delete(key).await
+    {
+        tracing::warn!(error = %del, key, "could not remove a rejected upload");
     }
     ApiError::from(err)
 }

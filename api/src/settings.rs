@@ -145,10 +145,10 @@ impl Validate for Settings {
         if self.api.upload_sweep_interval_secs == 0 {
             return Err(ConfigError::invalid("api.upload_sweep_interval_secs", "must be at least 1"));
         }
-        if let Some(key) = &self.api.dev_api_key {
-            if reelq_shared::auth::key_prefix(key).is_none() {
-                return Err(ConfigError::invalid("api.dev_api_key", "must look like rq_<prefix>_<secret>"));
-            }
+        if let Some(key) = &self.api.dev_api_key
+            && reelq_shared::auth::key_prefix(key).is_none()
+        {
+            return Err(ConfigError::invalid("api.dev_api_key", "must look like rq_<prefix>_<secret>"));
         }
         Ok(())
     }

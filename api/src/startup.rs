@@ -45,10 +45,10 @@ impl Application {
             seed_dev_key(&pool, key).await?;
         }
         let store = Store::new(&settings.storage);
-        if settings.storage.create_bucket {
-            if let Err(e) = store.ensure_bucket().await {
-                tracing::warn!(error = %e, bucket = store.bucket(), "cannot ensure the bucket exists yet");
-            }
+        if settings.storage.create_bucket
+            && let Err(e) = store.ensure_bucket().await
+        {
+            tracing::warn!(error = %e, bucket = store.bucket(), "cannot ensure the bucket exists yet");
         }
         let publisher = Arc::new(Publisher::new(&settings.amqp, "reelq-api"));
         let listener = TcpListener::bind(&settings.api.bind)

@@ -165,10 +165,10 @@ pub async fn presign(
     if size > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    if let Some(ct) = &req.content_type {
-        if !acceptable_raw_content_type(ct) {
-            return Err(ApiError::UnsupportedMediaType(format!("content type `{ct}` is not a video or audio type")));
-        }
+    if let Some(ct) = &req.content_type
+        && !acceptable_raw_content_type(ct)
+    {
+        return Err(ApiError::UnsupportedMediaType(format!("content type `{ct}` is not a video or audio type")));
     }
     let id = Uuid::now_v7();
     let key = video_object_key(tenant.id, id);
