@@ -204,10 +204,10 @@ impl TelemetrySettings {
         if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
             return Err(ConfigError::invalid("telemetry.trace_sample_ratio", "must be between 0.0 and 1.0"));
         }
-        if let Some(e) = self.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
-            if url::Url::parse(e).is_err() {
-                return Err(ConfigError::invalid("telemetry.otlp_endpoint", "must be a URL"));
-            }
+        if let Some(e) = self.otlp_endpoint.as_deref().filter(|e| !e.is_empty())
+            && url::Url::parse(e).is_err()
+        {
+            return Err(ConfigError::invalid("telemetry.otlp_endpoint", "must be a URL"));
         }
         Ok(())
     }

@@ -287,10 +287,11 @@ impl Publisher {
     }
 
     async fn channel(&self, state: &mut Option<(Connection, Channel)>) -> Result<Channel, QueueError> {
-        if let Some((conn, ch)) = state.as_ref() {
-            if conn.status().connected() && ch.status().connected() {
-                return Ok(ch.clone());
-            }
+        if let Some((conn, ch)) = state.as_ref()
+            && conn.status().connected()
+            && ch.status().connected()
+        {
+            return Ok(ch.clone());
         }
         *state = None;
         let conn = connect(&self.settings, &self.name).await?;
@@ -317,10 +318,10 @@ impl Publisher {
         }
         let mut state = self.state.lock().await;
         let result = self.publish_on(&mut state, messages).await;
-        if result.is_err() {
-            if let Some((conn, _)) = state.take() {
-                let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(320, "publish failed".into())).await;
-            }
+        if result.is_err()
+            && let Some((conn, _)) = state.take()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(320, "publish failed".into())).await;
         }
         result
     }
