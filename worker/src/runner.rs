@@ -215,7 +215,7 @@ impl JobRunner {
         match claim {
             ClaimOutcome::Claimed(job, lease) => {
                 tracing::Span::current().record("attempt", lease.attempt);
-                self.run_claimed(job, lease).await
+                self.run_claimed(*job, lease).await
             }
             ClaimOutcome::Finished(status) => {
                 tracing::info!(job_id = %msg.job_id, %status, "duplicate delivery of an ended job; skipped");

@@ -232,10 +232,10 @@ async fn create_job(
     idem: Option<&str>,
     request_hash: &str,
 ) -> Result<(JobView, bool), ApiError> {
-    if let Some(key) = idem {
-        if let Some(existing) = jobs::by_idempotency_key(&state.pool, tenant_id, key).await? {
-            return replay(state, existing, request_hash).await;
-        }
+    if let Some(key) = idem
+        && let Some(existing) = jobs::by_idempotency_key(&state.pool, tenant_id, key).await?
+    {
+        return replay(state, existing, request_hash).await;
     }
     let analyses: BTreeSet<Analysis> = request.analyses.iter().copied().collect();
     if analyses.is_empty() {
@@ -244,10 +244,10 @@ async fn create_job(
     if let Some(a) = analyses.iter().find(|a| a.is_internal()) {
         return Err(ApiError::invalid("analysis_not_allowed", format!("the analysis `{}` is internal; operators start it with POST /v1/admin/training", a.as_str())));
     }
-    if !state.settings.api.allow_diagnostics {
-        if let Some(a) = analyses.iter().find(|a| a.is_diagnostic()) {
-            return Err(ApiError::invalid("analysis_not_allowed", format!("the diagnostic analysis `{}` is disabled here", a.as_str())));
-        }
+    if !state.settings.api.allow_diagnostics
+        && let Some(a) = analyses.iter().find(|a| a.is_diagnostic())
+    {
+        return Err(ApiError::invalid("analysis_not_allowed", format!("the diagnostic analysis `{}` is disabled here", a.as_str())));
     }
     let wanted: Vec<Analysis> = analyses.iter().copied().collect();
     let options = JobOptions::parse(&request.options, &wanted).map_err(|e| ApiError::invalid(e.code, e.message))?;
@@ -306,13 +306,13 @@ async fn create_job(
 /// is not a stored upload of the same tenant (another tenant's id is simply not found).
 async fn check_media(state: &AppState, tenant_id: Uuid, video_id: Uuid, mux: Option<&MuxOptions>) -> Result<(), ApiError> {
     // A missing video is refused by the insert itself, with a 404.
-    if let Some(video) = videos::get(&state.pool, tenant_id, video_id).await? {
-        if video.kind() == Some(MediaKind::Audio) {
-            return Err(ApiError::invalid(
-                "not_a_video",
-                "this upload is an audio track: analyses need a video (an audio track can be options.mux.audio_id)",
-            ));
-        }
+    if let Some(video) = videos::get(&state.pool, tenant_id, video_id).await?
+        && video.kind() == Some(MediaKind::Audio)
+    {
+        return Err(ApiError::invalid(
+            "not_a_video",
+            "this upload is an audio track: analyses need a video (an audio track can be options.mux.audio_id)",
+        ));
     }
     if let Some(m) = mux {
         let track = videos::get(&state.pool, tenant_id, m.audio_id).await?.ok_or(ApiError::NotFound("audio track"))?;

@@ -265,8 +265,8 @@ pub struct Lease {
 /// Result of trying to take a job.
 #[derive(Debug)]
 pub enum ClaimOutcome {
-    /// The caller now holds the job.
-    Claimed(JobRecord, Lease),
+    /// The caller now holds the job. Boxed: a job row is large beside the other outcomes.
+    Claimed(Box<JobRecord>, Lease),
     /// The job has ended; the message is a duplicate.
     Finished(JobStatus),
     /// Another worker holds a live lease; try again after it expires.
@@ -298,7 +298,7 @@ pub async fn claim(pool: &PgPool, job_id: Uuid, tenant_id: Uuid, lease_ttl: Dura
     .await?;
     if let Some(job) = claimed {
         let lease = Lease { job_id, token, attempt: job.attempt };
-        return Ok(ClaimOutcome::Claimed(job, lease));
+        return Ok(ClaimOutcome::Claimed(Box::new(job), lease));
     }
     Ok(match get_by_id(pool, job_id).await? {
         None => ClaimOutcome::NotFound,
