@@ -126,26 +126,19 @@ impl Pipeline {
         if !plan.decodes() {
             return None;
         }
-        let mut opts = DecodeOptions {
-            sampling: Sampling::Off,
-            scenes: None,
-            frame_stats: false,
-            audio: plan.audio,
-            limits: self.settings.limits.clone(),
-            ..DecodeOptions::default()
+        let limits = self.settings.limits.clone();
+        // Statistics (and scene cuts) come from every frame on the video's own timestamps, so
+        // adding frames for the models never changes what quality measures.
+        let mut opts = if plan.statistics {
+            DecodeOptions { audio: plan.audio, limits, ..DecodeOptions::default() }
+        } else {
+            DecodeOptions { sampling: Sampling::Off, scenes: None, frame_stats: false, audio: plan.audio, limits, ..DecodeOptions::default() }
         };
-        if plan.statistics {
-            let full = DecodeOptions::default();
-            (opts.sampling, opts.frame_size, opts.scenes, opts.frame_stats) = (full.sampling, full.frame_size, full.scenes, full.frame_stats);
-        }
         if plan.model_samples {
-            // Text needs detail: the short side at 540 reads captions a 224 square would blur.
-            // The image encoder resizes these itself.
-            opts.sampling = Sampling::EverySecs(self.settings.inference.ocr_interval_secs);
-            opts.frame_size = FrameSize::ShortSide(540);
-            // Frames are held until the models have read them: bound how many (a longer video
-            // is read at a wider interval) so memory does not grow with the video's length.
-            opts.limits.max_samples = opts.limits.max_samples.min(MODEL_FRAMES);
+            // Text needs detail: the short side at 540 reads captions a 224 square would blur
+            // (the image encoder resizes these itself). Frames are held until the models have
+            // read them, so their number is bounded: a longer video is read at a wider interval.
+            opts = opts.with_model_frames(Sampling::EverySecs(self.settings.inference.ocr_interval_secs), FrameSize::ShortSide(540), MODEL_FRAMES);
         }
         Some(opts)
     }

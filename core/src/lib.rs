@@ -7,3 +7,4 @@
 pub mod domain;
 pub mod catalogue;
 pub mod options;
+pub mod views;

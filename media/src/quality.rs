@@ -52,9 +52,10 @@ use super::audio::AudioFeatures;
 use super::decode::{DecodeOutput, FrameStats};
 use super::probe::Probe;
 
-/// Version of the rubric above; bump it when anchors change so stored results can be told
-/// apart.
-pub const RUBRIC_VERSION: u32 = 1;
+/// Version of the rubric above; bump it when anchors or measurements change so stored results
+/// can be told apart. 2: every frame is measured whenever statistics are on (no frames skipped
+/// near sample times), and colourfulness is measured on every statistics frame.
+pub const RUBRIC_VERSION: u32 = 2;
 
 /// A coarse verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -293,13 +293,13 @@ async fn create_job(
             }
             // A first try whose commit went through before its connection was lost.
             let existing = jobs::get(&state.pool, tenant_id, job_id).await?.ok_or(ApiError::Database(e))?;
-            return Ok((JobView::new(existing, Vec::new()), true));
+            return Ok((jobs::view(existing, Vec::new()), true));
         }
         Err(e) => return Err(e.into()),
     };
     metrics::get().jobs_submitted.with_label_values(&[request.priority.as_str()]).inc();
     tracing::info!(job_id = %inserted.id, video_id = %video_id, priority = request.priority.as_str(), "job submitted");
-    Ok((JobView::new(inserted, Vec::new()), true))
+    Ok((jobs::view(inserted, Vec::new()), true))
 }
 
 /// Refuses a job on an audio upload (only a `mux` track may be audio), and a `mux` whose track
@@ -331,7 +331,7 @@ async fn replay(state: &AppState, existing: jobs::JobRecord, request_hash: &str)
         });
     }
     let results = results::for_job(&state.pool, existing.id).await?;
-    Ok((JobView::new(existing, results), false))
+    Ok((jobs::view(existing, results), false))
 }
 
 /// A job, with its results once it has succeeded.
@@ -349,7 +349,7 @@ pub async fn get_job(State(state): State<AppState>, AuthTenant(tenant): AuthTena
     retry::idempotent("jobs.get", move || async move {
         let job = jobs::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("job"))?;
         let results = if job.status() == JobStatus::Succeeded { results::for_job(&state.pool, id).await? } else { Vec::new() };
-        let mut view = JobView::new(job, results);
+        let mut view = jobs::view(job, results);
         add_output_url(state, &mut view).await?;
         Ok(Json(view))
     })
@@ -464,7 +464,7 @@ pub async fn list_jobs(State(state): State<AppState>, AuthTenant(tenant): AuthTe
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|j| encode_cursor(Cursor { created_at: j.created_at, id: j.id })) } else { None };
-    Ok(Json(JobPage { jobs: rows.into_iter().map(|j| JobView::new(j, Vec::new())).collect(), next_cursor }))
+    Ok(Json(JobPage { jobs: rows.into_iter().map(|j| jobs::view(j, Vec::new())).collect(), next_cursor }))
 }
 
 /// Cancel a queued or running job.
@@ -487,7 +487,7 @@ pub async fn cancel(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
     let job = retry::idempotent("jobs.cancel", move || cancel_in_transaction(pool, tenant.id, id)).await?;
     metrics::get().jobs_finished.with_label_values(&["cancelled", ""]).inc();
     tracing::info!(job_id = %id, "job cancelled");
-    Ok(Json(JobView::new(job, Vec::new())))
+    Ok(Json(jobs::view(job, Vec::new())))
 }
 
 async fn cancel_in_transaction(pool: &sqlx::PgPool, tenant_id: Uuid, id: Uuid) -> Result<jobs::JobRecord, ApiError> {

@@ -168,7 +168,7 @@ pub async fn start_training(
     let trace = reelq_shared::telemetry::current_context();
     let job = training::enqueue(&state.pool, &req, None, &trace).await?;
     tracing::info!(job_id = %job.id, tenant = %tenant.name, "training requested");
-    Ok((StatusCode::ACCEPTED, Json(JobView::new(job, Vec::new()))))
+    Ok((StatusCode::ACCEPTED, Json(jobs::view(job, Vec::new()))))
 }
 
 /// A training job, with its result once it succeeded.
@@ -188,7 +188,7 @@ pub async fn get_training(State(state): State<AppState>, _admin: AdminKey, Path(
     retry::idempotent("jobs.get", move || async move {
         let job = jobs::get(pool, SYSTEM_TENANT, id).await?.ok_or(ApiError::NotFound("training job"))?;
         let results = if job.status() == JobStatus::Succeeded { results::for_job(pool, id).await? } else { Vec::new() };
-        Ok(Json(JobView::new(job, results)))
+        Ok(Json(jobs::view(job, results)))
     })
     .await
 }

@@ -99,7 +99,7 @@ fn quiet_audio_gets_gain_advice_and_the_report_serialises() {
     assert!(!quiet.top_advice.is_empty());
 
     let json = serde_json::to_value(&quiet).expect("serialises");
-    assert_eq!(json["rubric_version"], 1);
+    assert_eq!(json["rubric_version"], 2);
     assert!(json["overall"].as_u64().is_some_and(|o| o <= 100));
     assert_eq!(json["audio_features"]["mfcc_mean"].as_array().map(Vec::len), Some(13));
     let keys: Vec<&str> = quiet.scores.iter().map(|s| s.key).collect();

@@ -4,18 +4,17 @@
 //! that worker is conditional on `status = 'running' AND lease_token = $token`, so a worker whose
 //! lease expired and was taken over (or whose job was cancelled) can no longer change the job.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor, PgPool};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::results::{NewResult, ResultRecord};
 use super::{DbError, timed};
 use crate::domain::{JobErrorCode, JobStatus};
+/// The views live in `reelq-core`; re-exported so `db::jobs::JobView` paths keep working.
+pub use reelq_core::views::{JobErrorView, JobView, ResultView};
 
 /// A job row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -475,90 +474,29 @@ pub async fn stale_leases(db: impl PgExecutor<'_>, grace: Duration, limit: i64) 
     Ok(rows.into_iter().map(|r| (r.id, r.tenant_id, r.priority)).collect())
 }
 
-/// The public representation of a job, in API responses and webhook bodies.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct JobView {
-    /// Job id.
-    pub id: Uuid,
-    /// The video analysed.
-    pub video_id: Option<Uuid>,
-    /// Current status.
-    pub status: JobStatus,
-    /// Requested analyses.
-    pub analyses: Vec<String>,
-    /// Dispatch lane.
-    pub priority: String,
-    /// 0.0 to 1.0.
-    pub progress: f32,
-    /// What the worker is doing now.
-    pub stage: Option<String>,
-    /// Attempts started so far.
-    pub attempts: i32,
-    /// Attempts allowed for transient faults.
-    pub max_attempts: i32,
-    /// Why the job failed (or the last transient fault while it is retried).
-    pub error: Option<JobErrorView>,
-    /// Callback URL, if one was given.
-    pub callback_url: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    /// Results by analysis, once the job succeeded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub results: Option<BTreeMap<String, ResultView>>,
-}
-
-/// A job's error.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct JobErrorView {
-    /// Stable code (absent while a transient fault is being retried).
-    pub code: Option<String>,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
-/// One analysis result.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ResultView {
-    /// The analysis output.
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
-    /// Versions of the models that produced it.
-    #[schema(value_type = Object)]
-    pub model_versions: serde_json::Value,
-}
-
-impl JobView {
-    /// Builds the view; `results` are attached only to succeeded jobs.
-    pub fn new(job: JobRecord, results: Vec<ResultRecord>) -> Self {
-        let status = job.status();
-        let error = job.error_message.map(|message| JobErrorView { code: job.error_code, message });
-        let results = (status == JobStatus::Succeeded).then(|| {
-            results
-                .into_iter()
-                .map(|r| (r.analysis, ResultView { payload: r.payload, model_versions: r.model_versions }))
-                .collect()
-        });
-        Self {
-            id: job.id,
-            video_id: job.video_id,
-            status,
-            analyses: job.analyses,
-            priority: job.priority,
-            progress: job.progress,
-            stage: job.stage,
-            attempts: job.attempt,
-            max_attempts: job.max_attempts,
-            error,
-            callback_url: job.callback_url,
-            created_at: job.created_at,
-            updated_at: job.updated_at,
-            started_at: job.started_at,
-            finished_at: job.finished_at,
-            results,
-        }
+/// The view of a job with its results; `results` are attached only to succeeded jobs.
+pub fn view(job: JobRecord, results: Vec<ResultRecord>) -> JobView {
+    let status = job.status();
+    let error = job.error_message.map(|message| JobErrorView { code: job.error_code, message });
+    let results = (status == JobStatus::Succeeded)
+        .then(|| results.into_iter().map(|r| (r.analysis, ResultView { payload: r.payload, model_versions: r.model_versions })).collect());
+    JobView {
+        id: job.id,
+        video_id: job.video_id,
+        status,
+        analyses: job.analyses,
+        priority: job.priority,
+        progress: job.progress,
+        stage: job.stage,
+        attempts: job.attempt,
+        max_attempts: job.max_attempts,
+        error,
+        callback_url: job.callback_url,
+        created_at: job.created_at,
+        updated_at: job.updated_at,
+        started_at: job.started_at,
+        finished_at: job.finished_at,
+        results,
     }
 }
 
@@ -566,5 +504,5 @@ impl JobView {
 pub async fn view_by_id(pool: &PgPool, id: Uuid) -> Result<Option<JobView>, DbError> {
     let Some(job) = get_by_id(pool, id).await? else { return Ok(None) };
     let results = super::results::for_job(pool, id).await?;
-    Ok(Some(JobView::new(job, results)))
+    Ok(Some(view(job, results)))
 }
