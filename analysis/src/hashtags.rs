@@ -338,9 +338,9 @@ mod tests {
     fn the_curated_list_parses_and_marks_generic_tags() {
         let v = Vocabulary::curated();
         assert!(v.len() > 80, "{}", v.len());
-        let fyp = v.entries().iter().find(|e| e.tag == "#fyp").unwrap();
+        let fyp = v.entries().iter().find(|e| e.tag == "#fyp").expect("#fyp is listed");
         assert!(fyp.generic);
-        let cooking = v.entries().iter().find(|e| e.tag == "#cooking").unwrap();
+        let cooking = v.entries().iter().find(|e| e.tag == "#cooking").expect("#cooking is listed");
         assert!(!cooking.generic && cooking.keywords.contains(&"recipe".to_owned()));
     }
 
@@ -367,7 +367,7 @@ mod tests {
         assert!(out.iter().all(|s| !s.generic), "{out:?}");
         let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.1 });
         assert_eq!(out.iter().filter(|s| s.generic).count(), 1, "{out:?}");
-        assert!(out.last().unwrap().generic);
+        assert!(out.last().expect("suggestions").generic);
     }
 
     #[test]

@@ -21,6 +21,12 @@ use reelq_inference::whisper::Whisper;
 use reelq_inference::{Device, DirStore, InferenceError, Runtime, RuntimeConfig};
 use crate::settings::InferenceSettings;
 
+/// The queue in front of the image encoder: frames in, embeddings out.
+pub type ImageBatcher = Batcher<RgbImage, Vec<f32>>;
+
+/// The queue in front of the text reader: frames in, text lines out.
+pub type OcrBatcher = Batcher<RgbImage, Vec<TextLine>>;
+
 /// Lazily loaded models.
 pub struct Models {
     settings: InferenceSettings,
@@ -30,9 +36,9 @@ pub struct Models {
     whisper: Mutex<Option<Arc<Whisper>>>,
     text_embedder: Mutex<Option<Arc<TextEmbedder>>>,
     clip: Mutex<Option<Arc<(ImageEncoder, TextEncoder)>>>,
-    image_batcher: Mutex<Option<Arc<Batcher<RgbImage, Vec<f32>>>>>,
+    image_batcher: Mutex<Option<Arc<ImageBatcher>>>,
     tagger: Mutex<Option<Arc<AudioTagger>>>,
-    ocr_batcher: Mutex<Option<Arc<Batcher<RgbImage, Vec<TextLine>>>>>,
+    ocr_batcher: Mutex<Option<Arc<OcrBatcher>>>,
     /// Embeddings of hashtag descriptions and prompts, by model and text.
     tag_vectors: Mutex<HashMap<String, Arc<Vec<f32>>>>,
     classifier_path: Option<PathBuf>,
@@ -73,22 +79,20 @@ impl Models {
     }
 
     /// The folder whose `.data/` holds the default model pack and ONNX Runtime, for settings
-    /// that name neither. Never the current directory alone, so that `reelq analyze` works from
-    /// anywhere: `REELQ_HOME` when set, else the first of the current directory, the folders
-    /// above the running binary (a build inside a checkout), and the checkout the binary was
-    /// built from (`cargo install --path cli`) that holds `.data/models`.
-    fn root() -> PathBuf {
+    /// that name neither; never the current directory, so `reelq analyze` behaves the same from
+    /// any folder. `REELQ_HOME` when set, else the first that holds `.data/models` of: the
+    /// folders above the running binary (a build inside a checkout), the checkout the binary was
+    /// built from (`cargo install --path cli`), and the user's data folder
+    /// (`$XDG_DATA_HOME/reelq`, by default `~/.local/share/reelq`), which is also where an error
+    /// says to put the pack when none is found.
+    pub fn root() -> PathBuf {
         if let Some(home) = std::env::var_os("REELQ_HOME") {
             return PathBuf::from(home);
         }
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let beside_binary = std::env::current_exe().ok().into_iter().flat_map(|exe| exe.ancestors().skip(1).map(PathBuf::from).collect::<Vec<_>>());
         let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        std::iter::once(cwd.clone())
-            .chain(beside_binary)
-            .chain(std::iter::once(checkout))
-            .find(|dir| dir.join(".data/models").is_dir())
-            .unwrap_or(cwd)
+        let data = user_data_dir();
+        beside_binary.chain([checkout]).chain(data.clone()).find(|dir| dir.join(".data/models").is_dir()).or(data).unwrap_or_else(|| PathBuf::from("/usr/local/share/reelq"))
     }
 
     fn store(&self) -> DirStore {
@@ -115,7 +119,7 @@ impl Models {
 
     /// The queue in front of the text reader that merges frames of concurrent jobs into
     /// shared detector and recogniser calls. Blocking.
-    pub fn ocr_batcher(&self) -> Result<Arc<Batcher<RgbImage, Vec<TextLine>>>, InferenceError> {
+    pub fn ocr_batcher(&self) -> Result<Arc<OcrBatcher>, InferenceError> {
         let config = self.batcher_config();
         load(&self.ocr_batcher, || self.ocr()?.batcher(config))
     }
@@ -157,7 +161,7 @@ impl Models {
 
     /// The queue in front of the image encoder that merges frames of concurrent jobs into
     /// shared model calls, when an encoder is configured. Blocking.
-    pub fn image_batcher(&self) -> Result<Option<Arc<Batcher<RgbImage, Vec<f32>>>>, InferenceError> {
+    pub fn image_batcher(&self) -> Result<Option<Arc<ImageBatcher>>, InferenceError> {
         let Some(pair) = self.clip()? else { return Ok(None) };
         let config = self.batcher_config();
         load(&self.image_batcher, || ImageEncoderRef(pair).batcher(config))
@@ -240,6 +244,12 @@ impl Models {
     pub fn models_dir(&self) -> PathBuf {
         self.store().root().to_path_buf()
     }
+}
+
+/// `$XDG_DATA_HOME/reelq`, else `~/.local/share/reelq`.
+fn user_data_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+    xdg.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share"))).map(|d| d.join("reelq"))
 }
 
 fn load<T>(slot: &Mutex<Option<Arc<T>>>, make: impl FnOnce() -> Result<T, InferenceError>) -> Result<Arc<T>, InferenceError> {

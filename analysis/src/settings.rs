@@ -23,9 +23,14 @@ impl Validate for AnalysisSettings {
     }
 }
 
+/// Above zero (NaN is not).
+fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
 /// Checks the analysis sections, naming the first key at fault.
 pub fn validate(media: &MediaSettings, inference: &InferenceSettings, hashtags: &HashtagSettings) -> Result<(), ConfigError> {
-        if !(media.max_duration_secs > 0.0) {
+        if !positive(media.max_duration_secs) {
             return Err(ConfigError::invalid("media.max_duration_secs", "must be positive"));
         }
         if !matches!(inference.device.as_str(), "cpu" | "cuda") {
@@ -46,7 +51,7 @@ pub fn validate(media: &MediaSettings, inference: &InferenceSettings, hashtags: 
         if inference.intra_threads == 0 {
             return Err(ConfigError::invalid("inference.intra_threads", "must be at least 1"));
         }
-        if !(inference.ocr_interval_secs > 0.0) {
+        if !positive(inference.ocr_interval_secs) {
             return Err(ConfigError::invalid("inference.ocr_interval_secs", "must be positive"));
         }
         if media.max_decode_secs == 0 {

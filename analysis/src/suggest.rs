@@ -134,7 +134,7 @@ impl Pipeline {
             estimate: Some(estimate),
             model_version: Some(model.version.clone()),
             reason: None,
-            correlations: Some(model.correlations.clone()),
+            correlations: Some(model.correlations),
             held_out_spearman: Some(model.metrics.get("spearman").copied()),
         };
         Ok(AnalysisOutput { finding: Finding::Virality(finding), models: vec![regressor, ModelRef::from(&text.model)] })
