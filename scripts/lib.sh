@@ -47,6 +47,14 @@ install_deps() {
     fi
 }
 
+# rustfmt and clippy, which a minimal rustup profile leaves out.
+ensure_lint_tools() {
+    if { ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; } && command -v rustup >/dev/null 2>&1; then
+        log "adding rustfmt and clippy to the Rust toolchain"
+        rustup component add rustfmt clippy
+    fi
+}
+
 start_postgres() {
     if ! pg_isready -q -h 127.0.0.1 -p 5432; then
         log "starting PostgreSQL"

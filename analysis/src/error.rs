@@ -46,6 +46,10 @@ impl From<DecodeError> for AnalysisError {
 
 impl From<InferenceError> for AnalysisError {
     fn from(e: InferenceError) -> Self {
-        if e.is_retryable() { Self::Unavailable(format!("model: {e}")) } else { Self::Refused { code: JobErrorCode::InvalidMedia, message: e.to_string() } }
+        if e.is_retryable() {
+            Self::Unavailable(format!("model: {e}"))
+        } else {
+            Self::Refused { code: JobErrorCode::InvalidMedia, message: e.to_string() }
+        }
     }
 }

@@ -235,7 +235,11 @@ pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &Ra
             let s = ((cos - 0.15) / 0.45).clamp(0.0, 1.0);
             if s > 0.0 {
                 parts.push(("text_embedding", W_TEXT * s));
-                evidence.push(Evidence { kind: "model", text: format!("{model}: similarity {cos:.2} with the transcript and on-screen text"), time_secs: None });
+                evidence.push(Evidence {
+                    kind: "model",
+                    text: format!("{model}: similarity {cos:.2} with the transcript and on-screen text"),
+                    time_secs: None,
+                });
             }
         }
 
@@ -347,7 +351,10 @@ mod tests {
     #[test]
     fn words_in_the_transcript_and_on_screen_text_rank_their_topics_first() {
         let v = Vocabulary::curated();
-        let spans = [span(SpanSource::Transcript, "Tonight I am cooking pasta with a simple tomato sauce"), span(SpanSource::OnScreenText, "Cooking pasta tonight")];
+        let spans = [
+            span(SpanSource::Transcript, "Tonight I am cooking pasta with a simple tomato sauce"),
+            span(SpanSource::OnScreenText, "Cooking pasta tonight"),
+        ];
         let tags: Vec<String> = rank(&v, &spans, &Signals::default(), &OPTS).into_iter().map(|s| s.tag).collect();
         assert!(tags[..2].contains(&"#cooking".to_owned()) && tags[..2].contains(&"#pasta".to_owned()), "{tags:?}");
 

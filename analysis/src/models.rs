@@ -10,16 +10,16 @@ use std::time::SystemTime;
 use reelq_learn::classifier::LinearHead;
 use reelq_learn::engagement::virality::ViralityRegressor;
 
+use crate::settings::InferenceSettings;
 use reelq_inference::batcher::{Batcher, BatcherConfig};
 use reelq_inference::clip::{ImageEncoder, TextEncoder};
-use reelq_inference::image::RgbImage;
 use reelq_inference::embedding::TextEmbedder;
+use reelq_inference::image::RgbImage;
 use reelq_inference::ocr::{Ocr, OcrOptions, TextLine};
 use reelq_inference::tagger::AudioTagger;
 use reelq_inference::vad::Vad;
 use reelq_inference::whisper::Whisper;
 use reelq_inference::{Device, DirStore, InferenceError, Runtime, RuntimeConfig};
-use crate::settings::InferenceSettings;
 
 /// The queue in front of the image encoder: frames in, embeddings out.
 pub type ImageBatcher = Batcher<RgbImage, Vec<f32>>;
@@ -92,7 +92,12 @@ impl Models {
         let beside_binary = std::env::current_exe().ok().into_iter().flat_map(|exe| exe.ancestors().skip(1).map(PathBuf::from).collect::<Vec<_>>());
         let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let data = user_data_dir();
-        beside_binary.chain([checkout]).chain(data.clone()).find(|dir| dir.join(".data/models").is_dir()).or(data).unwrap_or_else(|| PathBuf::from("/usr/local/share/reelq"))
+        beside_binary
+            .chain([checkout])
+            .chain(data.clone())
+            .find(|dir| dir.join(".data/models").is_dir())
+            .or(data)
+            .unwrap_or_else(|| PathBuf::from("/usr/local/share/reelq"))
     }
 
     fn store(&self) -> DirStore {
@@ -164,8 +169,7 @@ impl Models {
     pub fn image_batcher(&self) -> Result<Option<Arc<ImageBatcher>>, InferenceError> {
         let Some(pair) = self.clip()? else { return Ok(None) };
         let config = self.batcher_config();
-        load(&self.image_batcher, || ImageEncoderRef(pair).batcher(config))
-        .map(Some)
+        load(&self.image_batcher, || ImageEncoderRef(pair).batcher(config)).map(Some)
     }
 
     /// The text side of the image encoder's pair, for zero-shot matching. Blocking.
@@ -261,7 +265,6 @@ fn load<T>(slot: &Mutex<Option<Arc<T>>>, make: impl FnOnce() -> Result<T, Infere
     *slot = Some(m.clone());
     Ok(m)
 }
-
 
 /// The image half of a loaded encoder pair.
 #[derive(Clone)]

@@ -206,11 +206,8 @@ impl Pipeline {
     fn ocr<'s>(&self, session: &'s mut Session) -> Result<&'s (Vec<OnScreenText>, Vec<ModelRef>), AnalysisError> {
         if session.ocr.is_none() {
             let decoded = session.decoded()?;
-            let frames = decoded
-                .samples
-                .iter()
-                .map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| (f.time_secs, v)))
-                .collect::<Result<Vec<_>, _>>()?;
+            let frames =
+                decoded.samples.iter().map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| (f.time_secs, v))).collect::<Result<Vec<_>, _>>()?;
             let ocr = self.models.ocr()?;
             // Frames go through the batcher shared by every video of this process, which times
             // each model call and records its batch size.

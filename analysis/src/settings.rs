@@ -30,37 +30,37 @@ fn positive(x: f64) -> bool {
 
 /// Checks the analysis sections, naming the first key at fault.
 pub fn validate(media: &MediaSettings, inference: &InferenceSettings, hashtags: &HashtagSettings) -> Result<(), ConfigError> {
-        if !positive(media.max_duration_secs) {
-            return Err(ConfigError::invalid("media.max_duration_secs", "must be positive"));
-        }
-        if !matches!(inference.device.as_str(), "cpu" | "cuda") {
-            return Err(ConfigError::invalid("inference.device", "must be cpu or cuda"));
-        }
-        if inference.speech_model.trim().is_empty() {
-            return Err(ConfigError::invalid("inference.speech_model", "must name a model of the pack"));
-        }
-        if inference.batch_max_size == 0 {
-            return Err(ConfigError::invalid("inference.batch_max_size", "must be at least 1"));
-        }
-        if hashtags.count == 0 || hashtags.count > 50 {
-            return Err(ConfigError::invalid("hashtags.count", "must be between 1 and 50"));
-        }
-        if !(0.0..1.0).contains(&hashtags.min_score) {
-            return Err(ConfigError::invalid("hashtags.min_score", "must be at least 0 and below 1"));
-        }
-        if inference.intra_threads == 0 {
-            return Err(ConfigError::invalid("inference.intra_threads", "must be at least 1"));
-        }
-        if !positive(inference.ocr_interval_secs) {
-            return Err(ConfigError::invalid("inference.ocr_interval_secs", "must be positive"));
-        }
-        if media.max_decode_secs == 0 {
-            return Err(ConfigError::invalid("media.max_decode_secs", "must be positive"));
-        }
-        if media.max_pixels == 0 {
-            return Err(ConfigError::invalid("media.max_pixels", "must be positive"));
-        }
-        Ok(())
+    if !positive(media.max_duration_secs) {
+        return Err(ConfigError::invalid("media.max_duration_secs", "must be positive"));
+    }
+    if !matches!(inference.device.as_str(), "cpu" | "cuda") {
+        return Err(ConfigError::invalid("inference.device", "must be cpu or cuda"));
+    }
+    if inference.speech_model.trim().is_empty() {
+        return Err(ConfigError::invalid("inference.speech_model", "must name a model of the pack"));
+    }
+    if inference.batch_max_size == 0 {
+        return Err(ConfigError::invalid("inference.batch_max_size", "must be at least 1"));
+    }
+    if hashtags.count == 0 || hashtags.count > 50 {
+        return Err(ConfigError::invalid("hashtags.count", "must be between 1 and 50"));
+    }
+    if !(0.0..1.0).contains(&hashtags.min_score) {
+        return Err(ConfigError::invalid("hashtags.min_score", "must be at least 0 and below 1"));
+    }
+    if inference.intra_threads == 0 {
+        return Err(ConfigError::invalid("inference.intra_threads", "must be at least 1"));
+    }
+    if !positive(inference.ocr_interval_secs) {
+        return Err(ConfigError::invalid("inference.ocr_interval_secs", "must be positive"));
+    }
+    if media.max_decode_secs == 0 {
+        return Err(ConfigError::invalid("media.max_decode_secs", "must be positive"));
+    }
+    if media.max_pixels == 0 {
+        return Err(ConfigError::invalid("media.max_pixels", "must be positive"));
+    }
+    Ok(())
 }
 
 /// The `[hashtags]` section: how suggestions are ranked.
@@ -124,7 +124,20 @@ pub struct InferenceSettings {
 
 impl Default for InferenceSettings {
     fn default() -> Self {
-        Self { library: None, models_dir: None, models_s3_prefix: None, intra_threads: 2, device: "cpu".to_owned(), cuda_device_id: 0, ocr_interval_secs: 1.0, clip_model: None, speech_model: "whisper-tiny-en".to_owned(), audio_tagger: None, batch_max_size: 16, batch_max_wait_ms: 20, registry_refresh_ms: 10_000 }
+        Self {
+            library: None,
+            models_dir: None,
+            models_s3_prefix: None,
+            intra_threads: 2,
+            device: "cpu".to_owned(),
+            cuda_device_id: 0,
+            ocr_interval_secs: 1.0,
+            clip_model: None,
+            speech_model: "whisper-tiny-en".to_owned(),
+            audio_tagger: None,
+            batch_max_size: 16,
+            batch_max_wait_ms: 20,
+            registry_refresh_ms: 10_000,
+        }
     }
 }
-

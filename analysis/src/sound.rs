@@ -4,9 +4,9 @@
 use reelq_inference::vad::{SpeechSegment, VadOptions};
 use reelq_inference::whisper::TranscribeOptions;
 
+use crate::AnalysisError;
 use crate::findings::{AnalysisOutput, AudioFinding, Finding, ModelRef, SoundProfile, TranscriptFinding};
 use crate::pipeline::{Pipeline, Session};
-use crate::AnalysisError;
 
 /// Tags kept from the audio tagger, best first.
 const AUDIO_TAGS: usize = 10;

@@ -125,7 +125,10 @@ impl Pipeline {
         };
         let feature_model = virality_feature_model(&text.model.to_string());
         if feature_model != model.feature_model {
-            return Err(AnalysisError::Unavailable(format!("the promoted virality model reads `{}`, this worker makes `{feature_model}`", model.feature_model)));
+            return Err(AnalysisError::Unavailable(format!(
+                "the promoted virality model reads `{}`, this worker makes `{feature_model}`",
+                model.feature_model
+            )));
         }
         let tags = caption.split_whitespace().filter(|w| w.starts_with('#') && w.len() > 1).count();
         let features = virality_features(&text.vector, tags, text.items);

@@ -63,7 +63,11 @@ fn audio_with_and_without_sound() {
 
 #[test]
 fn transcript_has_no_model_inside() {
-    let t = TranscriptFinding { language: "en".into(), text: "hello".into(), segments: vec![TranscriptSegment { start: 0.0, end: 1.0, text: "hello".into() }] };
+    let t = TranscriptFinding {
+        language: "en".into(),
+        text: "hello".into(),
+        segments: vec![TranscriptSegment { start: 0.0, end: 1.0, text: "hello".into() }],
+    };
     let out = AnalysisOutput { finding: Finding::Transcript(t), models: vec![ModelRef::from(&model("whisper-tiny-en"))] };
     assert_eq!(out.payload().expect("json"), json!({ "language": "en", "text": "hello", "segments": [{ "start": 0.0, "end": 1.0, "text": "hello" }] }));
     assert_eq!(out.model_versions().expect("json"), json!([{ "name": "whisper-tiny-en", "version": "1", "sha256": "ab12" }]));
@@ -72,7 +76,13 @@ fn transcript_has_no_model_inside() {
 #[test]
 fn embeddings() {
     let e = Embeddings {
-        text: Some(EmbeddingVector { model: model("all-MiniLM-L6-v2"), dim: 2, vector: vec![0.5, 0.5], sources: vec!["transcript", "caption"], items: 12 }),
+        text: Some(EmbeddingVector {
+            model: model("all-MiniLM-L6-v2"),
+            dim: 2,
+            vector: vec![0.5, 0.5],
+            sources: vec!["transcript", "caption"],
+            items: 12,
+        }),
         image: None,
     };
     assert_eq!(
@@ -90,7 +100,10 @@ fn hashtags_and_the_trained_model_reference() {
         tag: "#pasta".into(),
         score: 0.75,
         sources: vec!["transcript"],
-        evidence: vec![Evidence { kind: "transcript", text: "pasta".into(), time_secs: Some(1.5) }, Evidence { kind: "model", text: "0.4".into(), time_secs: None }],
+        evidence: vec![
+            Evidence { kind: "transcript", text: "pasta".into(), time_secs: Some(1.5) },
+            Evidence { kind: "model", text: "0.4".into(), time_secs: None },
+        ],
         generic: false,
     };
     let out = AnalysisOutput {
@@ -135,7 +148,8 @@ fn virality_with_no_model_no_text_and_an_estimate() {
     let none = ViralityFinding { estimate: None, model_version: None, reason: Some("no model".into()), correlations: None, held_out_spearman: None };
     assert_eq!(payload(Finding::Virality(none)), json!({ "estimate": null, "reason": "no model" }));
 
-    let no_text = ViralityFinding { estimate: None, model_version: Some("v2".into()), reason: Some("no text".into()), correlations: None, held_out_spearman: None };
+    let no_text =
+        ViralityFinding { estimate: None, model_version: Some("v2".into()), reason: Some("no text".into()), correlations: None, held_out_spearman: None };
     assert_eq!(payload(Finding::Virality(no_text)), json!({ "estimate": null, "model_version": "v2", "reason": "no text" }));
 
     let estimate = Estimate { virality: 1.5, log_virality: 0.5, percentile: 80.0, expected_views: ViewRange { low: 10, expected: 100, high: 1000 } };

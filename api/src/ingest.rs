@@ -184,12 +184,7 @@ pub async fn guard_uploads(State(guard): State<UploadGuard>, req: Request, next:
     };
     let api = &guard.state.settings.api;
     let fired = Arc::new(OnceLock::new());
-    let body = bounded_body(
-        body,
-        Duration::from_secs(api.upload_idle_timeout_secs),
-        Duration::from_secs(api.upload_body_timeout_secs),
-        fired.clone(),
-    );
+    let body = bounded_body(body, Duration::from_secs(api.upload_idle_timeout_secs), Duration::from_secs(api.upload_body_timeout_secs), fired.clone());
     let resp = next.run(Request::from_parts(parts, body)).await;
     match fired.get() {
         Some(why) => {

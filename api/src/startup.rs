@@ -51,9 +51,7 @@ impl Application {
             tracing::warn!(error = %e, bucket = store.bucket(), "cannot ensure the bucket exists yet");
         }
         let publisher = Arc::new(Publisher::new(&settings.amqp, "reelq-api"));
-        let listener = TcpListener::bind(&settings.api.bind)
-            .await
-            .map_err(|source| StartupError::Bind { addr: settings.api.bind.clone(), source })?;
+        let listener = TcpListener::bind(&settings.api.bind).await.map_err(|source| StartupError::Bind { addr: settings.api.bind.clone(), source })?;
         let state = AppState {
             pool,
             store,

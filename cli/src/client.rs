@@ -41,10 +41,7 @@ impl ApiError {
 
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
-        )
+        matches!(self.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
     }
 }
 
@@ -70,9 +67,7 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
     if let Some(api) = err.downcast_ref::<ApiError>() {
         return api.is_transient();
     }
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<reqwest::Error>())
-        .any(|e| e.is_connect() || e.is_timeout())
+    err.chain().filter_map(|e| e.downcast_ref::<reqwest::Error>()).any(|e| e.is_connect() || e.is_timeout())
 }
 
 /// Filters of a job listing.
@@ -93,8 +88,8 @@ impl ApiClient {
     pub fn new(api_url: &str, api_key: &str) -> Result<Self> {
         let url = Url::parse(api_url).with_context(|| format!("--api-url `{api_url}` is not a valid URL"))?;
         anyhow::ensure!(matches!(url.scheme(), "http" | "https"), "--api-url must be an http or https URL, not `{api_url}`");
-        let mut auth = HeaderValue::from_str(&format!("Bearer {api_key}"))
-            .context("the API key contains characters that cannot be sent in an HTTP header")?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {api_key}")).context("the API key contains characters that cannot be sent in an HTTP header")?;
         // Keeps the key out of debug output should a request ever be logged.
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
@@ -114,12 +109,7 @@ impl ApiClient {
 
     /// `POST /v1/videos` with the file as the raw body.
     pub async fn upload_video(&self, body: Body, len: u64, content_type: &str) -> Result<Video> {
-        let req = self
-            .http
-            .post(self.url("/v1/videos"))
-            .header(header::CONTENT_TYPE, content_type)
-            .header(header::CONTENT_LENGTH, len)
-            .body(body);
+        let req = self.http.post(self.url("/v1/videos")).header(header::CONTENT_TYPE, content_type).header(header::CONTENT_LENGTH, len).body(body);
         let raw = self.send(req).await?;
         serde_json::from_value(raw).context("the API's answer to the upload is not a video")
     }

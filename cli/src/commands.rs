@@ -21,11 +21,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Analyze(args) = cli.command {
         return tokio::task::spawn_blocking(move || crate::analyze::run(args)).await?;
     }
-    let key = cli
-        .api
-        .api_key
-        .filter(|k| !k.trim().is_empty())
-        .context("an API key is required: pass --api-key or set REELQ_API_KEY")?;
+    let key = cli.api.api_key.filter(|k| !k.trim().is_empty()).context("an API key is required: pass --api-key or set REELQ_API_KEY")?;
     let client = ApiClient::new(&cli.api.api_url, key.trim())?;
     match cli.command {
         Command::Submit(args) => submit(&client, args).await,
@@ -65,13 +61,8 @@ async fn submit(client: &ApiClient, args: SubmitArgs) -> Result<ExitCode> {
         eprintln!("uploaded {} as video {} ({}{kind})", args.file.display(), video.id, render::bytes(video.size_bytes));
     }
 
-    let request = JobRequest {
-        video_id: video.id,
-        analyses,
-        priority: args.priority.as_str(),
-        callback_url: args.callback_url,
-        options: serde_json::Map::new(),
-    };
+    let request =
+        JobRequest { video_id: video.id, analyses, priority: args.priority.as_str(), callback_url: args.callback_url, options: serde_json::Map::new() };
     let job = client.submit_job(&request, args.idempotency_key.as_deref()).await?;
 
     if !args.wait {
@@ -187,9 +178,7 @@ fn show_job(job: &Job, json: bool) -> Result<()> {
 /// reporting.
 pub(crate) fn print_out(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
-    let written = out.write_all(text.as_bytes()).and_then(|()| {
-        if text.ends_with('\n') { Ok(()) } else { out.write_all(b"\n") }
-    });
+    let written = out.write_all(text.as_bytes()).and_then(|()| if text.ends_with('\n') { Ok(()) } else { out.write_all(b"\n") });
     match written.and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write to stdout"),
         _ => Ok(()),

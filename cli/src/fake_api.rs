@@ -29,10 +29,7 @@ pub async fn fake_api(responses: Vec<(u16, String)>) -> (String, Arc<AtomicUsize
                 head.extend_from_slice(&buf[..read]);
             }
             let ct = if status >= 400 { "application/problem+json" } else { "application/json" };
-            let reply = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            let reply = format!("HTTP/1.1 {status} X\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
             sock.write_all(reply.as_bytes()).await.expect("write");
         }
     });

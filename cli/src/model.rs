@@ -253,17 +253,9 @@ mod tests {
 
     #[test]
     fn job_request_omits_absent_callback() {
-        let req = JobRequest {
-            video_id: Uuid::nil(),
-            analyses: vec!["probe".into()],
-            priority: "interactive",
-            callback_url: None,
-            options: Default::default(),
-        };
+        let req =
+            JobRequest { video_id: Uuid::nil(), analyses: vec!["probe".into()], priority: "interactive", callback_url: None, options: Default::default() };
         let v = serde_json::to_value(&req).expect("serializes");
-        assert_eq!(
-            v,
-            json!({"video_id": Uuid::nil(), "analyses": ["probe"], "priority": "interactive", "options": {}})
-        );
+        assert_eq!(v, json!({"video_id": Uuid::nil(), "analyses": ["probe"], "priority": "interactive", "options": {}}));
     }
 }

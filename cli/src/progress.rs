@@ -23,9 +23,7 @@ pub fn upload_bar(total: u64, visible: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "uploading {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template("uploading {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar

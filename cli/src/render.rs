@@ -267,10 +267,7 @@ fn clock(secs: f64) -> String {
 /// `{name, version}`.
 fn model_versions(v: &Value) -> Option<String> {
     if let Some(list) = v.as_array().filter(|l| !l.is_empty()) {
-        let parts: Vec<String> = list
-            .iter()
-            .filter_map(|m| Some(format!("{} {}", m.get("name")?.as_str()?, m.get("version")?.as_str()?)))
-            .collect();
+        let parts: Vec<String> = list.iter().filter_map(|m| Some(format!("{} {}", m.get("name")?.as_str()?, m.get("version")?.as_str()?))).collect();
         return (!parts.is_empty()).then(|| parts.join(", "));
     }
     let map = v.as_object().filter(|m| !m.is_empty())?;
@@ -297,10 +294,7 @@ pub fn job_list(page: &JobPage, next_page_command: &dyn Fn(&str) -> String) -> S
             job.analyses.join(","),
             format!("{}%", percent(job.progress)),
             job.created_at.as_deref().map(timestamp).unwrap_or_else(|| "-".to_owned()),
-            job.error
-                .as_ref()
-                .map(|e| e.code.clone().unwrap_or_else(|| "(retrying)".to_owned()))
-                .unwrap_or_else(|| "-".to_owned()),
+            job.error.as_ref().map(|e| e.code.clone().unwrap_or_else(|| "(retrying)".to_owned())).unwrap_or_else(|| "-".to_owned()),
         ]);
     }
     let mut out = table(&rows);

@@ -99,23 +99,17 @@ pub struct AnalysisSpec {
     pub offer: Offer,
 }
 
-const NOTHING: Needs = Needs {
-    video: false,
-    frames: Frames::None,
-    audio: false,
-    models: false,
-    registry: false,
-    trending: false,
-    services: false,
-    builds_on: &[],
-};
+const NOTHING: Needs =
+    Needs { video: false, frames: Frames::None, audio: false, models: false, registry: false, trending: false, services: false, builds_on: &[] };
 
 /// The text analyses (transcript, on-screen text, caption) feed the embeddings, which feed the
 /// hashtags, which choose the music.
 const TEXT_AND_PICTURE: Needs = Needs { video: true, frames: Frames::ModelSamples, audio: true, models: true, ..NOTHING };
 
-const CAPTION: OptionSpec =
-    OptionSpec { name: "caption", summary: "The text the video will be posted with (up to 2,200 characters): evidence for hashtags and the reach estimate." };
+const CAPTION: OptionSpec = OptionSpec {
+    name: "caption",
+    summary: "The text the video will be posted with (up to 2,200 characters): evidence for hashtags and the reach estimate.",
+};
 const REGION: OptionSpec = OptionSpec { name: "region", summary: "Two-letter country code (US, GB…) whose pulled videos choose the music." };
 const MUX: OptionSpec = OptionSpec { name: "mux", summary: "The track to put under the video and how (audio_id, mode, gains, offsets)." };
 const NOOP_MS: OptionSpec = OptionSpec { name: "noop_ms", summary: "Milliseconds to wait (up to 600,000)." };

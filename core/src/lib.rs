@@ -4,7 +4,7 @@
 //! It links no IO crate (no database, broker, storage, FFmpeg or ONNX Runtime), so the media and
 //! analysis crates can use it without pulling in the services' infrastructure.
 
-pub mod domain;
 pub mod catalogue;
+pub mod domain;
 pub mod options;
 pub mod views;

@@ -6,9 +6,9 @@
 //! runtime; callers `submit(...).await` from async code or `submit_blocking` from blocking code.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -165,17 +165,12 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// callers' inputs) and waits for all their results, in order. Blocking.
     pub fn submit_all_blocking(&self, inputs: Vec<I>) -> Result<Vec<O>, InferenceError> {
         let receivers = inputs.into_iter().map(|i| self.enqueue(i)).collect::<Result<Vec<_>, _>>()?;
-        receivers
-            .into_iter()
-            .map(|rx| rx.blocking_recv().map_err(|_| InferenceError::BatcherClosed(self.name.to_string()))?)
-            .collect()
+        receivers.into_iter().map(|rx| rx.blocking_recv().map_err(|_| InferenceError::BatcherClosed(self.name.to_string()))?).collect()
     }
 
     fn enqueue(&self, input: I) -> Result<oneshot::Receiver<Result<O, InferenceError>>, InferenceError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request { input, queued: Instant::now(), reply })
-            .map_err(|_| InferenceError::BatcherClosed(self.name.to_string()))?;
+        self.tx.send(Request { input, queued: Instant::now(), reply }).map_err(|_| InferenceError::BatcherClosed(self.name.to_string()))?;
         Ok(rx)
     }
 
@@ -303,10 +298,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_every_request_in_it() {
         let config = BatcherConfig { max_batch: 2, max_wait: Duration::from_secs(5) };
-        let b = Batcher::spawn("broken", config, |_: Vec<u32>| -> Result<Vec<u32>, _> {
-            Err(InferenceError::Input("bad".into()))
-        })
-        .expect("spawn");
+        let b = Batcher::spawn("broken", config, |_: Vec<u32>| -> Result<Vec<u32>, _> { Err(InferenceError::Input("bad".into())) }).expect("spawn");
 
         let (x, y) = tokio::join!(b.submit(1), b.submit(2));
 

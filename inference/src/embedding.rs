@@ -84,9 +84,7 @@ pub(crate) fn load_tokenizer(model: &Model, max_tokens: usize, fixed: Option<usi
     let path = model.dir().join(file);
     let bad = |reason: String| InferenceError::Tokenizer { path: path.clone(), reason };
     let mut tokenizer = Tokenizer::from_file(Path::new(&path)).map_err(|e| bad(e.to_string()))?;
-    tokenizer
-        .with_truncation(Some(TruncationParams { max_length: max_tokens, ..TruncationParams::default() }))
-        .map_err(|e| bad(e.to_string()))?;
+    tokenizer.with_truncation(Some(TruncationParams { max_length: max_tokens, ..TruncationParams::default() })).map_err(|e| bad(e.to_string()))?;
     let strategy = fixed.map_or(PaddingStrategy::BatchLongest, PaddingStrategy::Fixed);
     let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
     tokenizer.with_padding(Some(PaddingParams { strategy, pad_id, ..PaddingParams::default() }));
@@ -97,10 +95,9 @@ type Encoded = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>);
 
 /// Token ids, attention mask, token types, and their shared `[batch, tokens]` shape.
 pub(crate) fn encode(tokenizer: &Tokenizer, model: &Model, texts: &[&str]) -> Result<Encoded, InferenceError> {
-    let encodings = tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| InferenceError::Tokenizer {
-        path: model.dir().join("tokenizer.json"),
-        reason: e.to_string(),
-    })?;
+    let encodings = tokenizer
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| InferenceError::Tokenizer { path: model.dir().join("tokenizer.json"), reason: e.to_string() })?;
     let len = encodings.iter().map(tokenizers::Encoding::len).max().unwrap_or(0).max(1);
     let (mut ids, mut mask, mut types) = (Vec::new(), Vec::new(), Vec::new());
     for e in &encodings {

@@ -14,10 +14,7 @@ impl<'a> RgbView<'a> {
     pub fn new(data: &'a [u8], width: u32, height: u32) -> Result<Self, InferenceError> {
         let want = width as usize * height as usize * 3;
         if width == 0 || height == 0 || data.len() != want {
-            return Err(InferenceError::Input(format!(
-                "an RGB frame of {width}x{height} needs {want} bytes, got {}",
-                data.len()
-            )));
+            return Err(InferenceError::Input(format!("an RGB frame of {width}x{height} needs {want} bytes, got {}", data.len())));
         }
         Ok(Self { data, width, height })
     }
@@ -34,13 +31,7 @@ impl<'a> RgbView<'a> {
 
     /// Bilinear sample of the region `(x0, y0, w, h)` resized to `out_w × out_h`, written as
     /// planar floats by `write(channel, index, value)` (value in 0..=255).
-    pub fn sample_region(
-        &self,
-        region: (f32, f32, f32, f32),
-        out_w: usize,
-        out_h: usize,
-        mut write: impl FnMut(usize, usize, f32),
-    ) {
+    pub fn sample_region(&self, region: (f32, f32, f32, f32), out_w: usize, out_h: usize, mut write: impl FnMut(usize, usize, f32)) {
         let (x0, y0, w, h) = region;
         let sx = w / out_w as f32;
         let sy = h / out_h as f32;

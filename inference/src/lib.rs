@@ -13,11 +13,10 @@ pub mod image;
 pub mod manifest;
 pub mod ocr;
 pub mod tagger;
-pub mod vad;
-pub mod whisper;
 #[cfg(test)]
 pub(crate) mod testing;
-
+pub mod vad;
+pub mod whisper;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -107,9 +106,7 @@ pub struct RuntimeConfig {
 impl RuntimeConfig {
     /// `ORT_DYLIB_PATH` if set, else `.data/onnxruntime/libonnxruntime.so.1.31.1` under `root`.
     pub fn default_library(root: &Path) -> PathBuf {
-        std::env::var_os("ORT_DYLIB_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join(".data/onnxruntime").join(RUNTIME_LIBRARY))
+        std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| root.join(".data/onnxruntime").join(RUNTIME_LIBRARY))
     }
 }
 
@@ -176,19 +173,13 @@ impl Runtime {
 }
 
 #[cfg(feature = "cuda")]
-fn with_cuda(
-    builder: ort::session::builder::SessionBuilder,
-    device_id: i32,
-) -> Result<ort::session::builder::SessionBuilder, InferenceError> {
+fn with_cuda(builder: ort::session::builder::SessionBuilder, device_id: i32) -> Result<ort::session::builder::SessionBuilder, InferenceError> {
     let cuda = ort::ep::CUDA::default().with_device_id(device_id).build().error_on_failure();
     builder.with_execution_providers([cuda]).map_err(|e| InferenceError::Cuda(e.message().to_owned()))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn with_cuda(
-    _builder: ort::session::builder::SessionBuilder,
-    _device_id: i32,
-) -> Result<ort::session::builder::SessionBuilder, InferenceError> {
+fn with_cuda(_builder: ort::session::builder::SessionBuilder, _device_id: i32) -> Result<ort::session::builder::SessionBuilder, InferenceError> {
     Err(InferenceError::Cuda("this worker was built without the `cuda` feature".into()))
 }
 

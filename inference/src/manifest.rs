@@ -63,30 +63,25 @@ impl Manifest {
     /// Reads `dir/manifest.json`.
     pub fn load(dir: &Path) -> Result<Self, InferenceError> {
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| InferenceError::Manifest { path: path.clone(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| InferenceError::Manifest { path: path.clone(), reason: e.to_string() })?;
         serde_json::from_str(&text).map_err(|e| InferenceError::Manifest { path, reason: e.to_string() })
     }
 
     /// Checks the ONNX file against the manifest's sha256, and that named extra files exist.
     pub fn verify(&self, dir: &Path) -> Result<(), InferenceError> {
         let file = dir.join(&self.file);
-        let actual = sha256_file(&file).map_err(|e| InferenceError::MissingModel {
-            name: self.name.clone(),
-            reason: format!("{}: {e}", file.display()),
-        })?;
+        let actual =
+            sha256_file(&file).map_err(|e| InferenceError::MissingModel { name: self.name.clone(), reason: format!("{}: {e}", file.display()) })?;
         if !actual.eq_ignore_ascii_case(&self.sha256) {
-            return Err(InferenceError::Checksum {
-                name: self.name.clone(),
-                file: self.file.clone(),
-                expected: self.sha256.clone(),
-                actual,
-            });
+            return Err(InferenceError::Checksum { name: self.name.clone(), file: self.file.clone(), expected: self.sha256.clone(), actual });
         }
-        let extras = [self.tokenizer.as_deref(), match &self.labels {
-            Some(Labels::File(f)) => Some(f.as_str()),
-            _ => None,
-        }];
+        let extras = [
+            self.tokenizer.as_deref(),
+            match &self.labels {
+                Some(Labels::File(f)) => Some(f.as_str()),
+                _ => None,
+            },
+        ];
         for extra in extras.into_iter().flatten() {
             if !dir.join(extra).is_file() {
                 return Err(InferenceError::MissingModel { name: self.name.clone(), reason: format!("{extra} is missing") });
@@ -176,10 +171,7 @@ impl ModelStore for DirStore {
         if dir.join("manifest.json").is_file() {
             Ok(dir)
         } else {
-            Err(InferenceError::MissingModel {
-                name: name.to_owned(),
-                reason: format!("no manifest.json in {}", dir.display()),
-            })
+            Err(InferenceError::MissingModel { name: name.to_owned(), reason: format!("no manifest.json in {}", dir.display()) })
         }
     }
 }

@@ -131,8 +131,7 @@ impl Ocr {
             }
         }
         // Recognise every crop of every frame together, sorted by width to limit padding.
-        let mut crops: Vec<(usize, [f32; 4])> =
-            boxes.iter().enumerate().flat_map(|(i, bs)| bs.iter().map(move |b| (i, *b))).collect();
+        let mut crops: Vec<(usize, [f32; 4])> = boxes.iter().enumerate().flat_map(|(i, bs)| bs.iter().map(move |b| (i, *b))).collect();
         crops.sort_by(|a, b| (a.1[2] / a.1[3]).total_cmp(&(b.1[2] / b.1[3])));
         let mut out: Vec<Vec<TextLine>> = vec![Vec::new(); frames.len()];
         for chunk in crops.chunks(REC_BATCH) {
@@ -217,8 +216,7 @@ impl Ocr {
                 input[base + c * plane + i] = (v / 255.0 - mean[c]) / std[c];
             });
         }
-        let tensor = Tensor::from_array((vec![frames.len() as i64, 3, dh as i64, dw as i64], input))
-            .map_err(|e| self.det.session_error(e))?;
+        let tensor = Tensor::from_array((vec![frames.len() as i64, 3, dh as i64, dw as i64], input)).map_err(|e| self.det.session_error(e))?;
         let mut session = self.det.session();
         let outputs = session.run(ort::inputs![tensor]).map_err(|e| self.det.session_error(e))?;
         let (shape, probs) = outputs[0].try_extract_tensor::<f32>().map_err(|e| self.det.session_error(e))?;
@@ -249,10 +247,7 @@ impl Ocr {
         if regions.is_empty() {
             return Ok(Vec::new());
         }
-        let widths: Vec<usize> = regions
-            .iter()
-            .map(|(_, b)| ((REC_HEIGHT as f32 * b[2] / b[3]).ceil() as usize).clamp(8, REC_MAX_WIDTH))
-            .collect();
+        let widths: Vec<usize> = regions.iter().map(|(_, b)| ((REC_HEIGHT as f32 * b[2] / b[3]).ceil() as usize).clamp(8, REC_MAX_WIDTH)).collect();
         let batch_w = widths.iter().copied().max().unwrap_or(REC_MIN_WIDTH).max(REC_MIN_WIDTH);
         let plane = REC_HEIGHT * batch_w;
         let m = self.rec.manifest();
@@ -268,8 +263,8 @@ impl Ocr {
                 input[base + c * plane + y * batch_w + x] = (v / 255.0 - mean[c]) / std[c];
             });
         }
-        let tensor = Tensor::from_array((vec![regions.len() as i64, 3, REC_HEIGHT as i64, batch_w as i64], input))
-            .map_err(|e| self.rec.session_error(e))?;
+        let tensor =
+            Tensor::from_array((vec![regions.len() as i64, 3, REC_HEIGHT as i64, batch_w as i64], input)).map_err(|e| self.rec.session_error(e))?;
         let mut session = self.rec.session();
         let outputs = session.run(ort::inputs![tensor]).map_err(|e| self.rec.session_error(e))?;
         let (shape, probs) = outputs[0].try_extract_tensor::<f32>().map_err(|e| self.rec.session_error(e))?;
@@ -277,9 +272,7 @@ impl Ocr {
             return Err(self.rec.output_error(format!("shape {shape:?}")));
         }
         let (steps, classes) = (shape[1] as usize, shape[2] as usize);
-        Ok((0..regions.len())
-            .map(|n| ctc_greedy(&probs[n * steps * classes..(n + 1) * steps * classes], classes, &self.alphabet))
-            .collect())
+        Ok((0..regions.len()).map(|n| ctc_greedy(&probs[n * steps * classes..(n + 1) * steps * classes], classes, &self.alphabet)).collect())
     }
 }
 
@@ -323,7 +316,8 @@ fn ctc_greedy(probs: &[f32], classes: usize, alphabet: &[String]) -> (String, f3
     let mut previous = 0usize;
     for step in probs.chunks_exact(classes) {
         let (best, p) = step.iter().copied().enumerate().fold((0, f32::MIN), |acc, (i, p)| if p > acc.1 { (i, p) } else { acc });
-        if best != 0 && best != previous
+        if best != 0
+            && best != previous
             && let Some(ch) = alphabet.get(best - 1)
         {
             text.push_str(ch);
@@ -356,12 +350,7 @@ fn db_boxes(map: &[f32], w: usize, h: usize, threshold: f32, box_threshold: f32,
             (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
             sum += map[i];
             count += 1;
-            let neighbours = [
-                (x > 0).then(|| i - 1),
-                (x + 1 < w).then(|| i + 1),
-                (y > 0).then(|| i - w),
-                (y + 1 < h).then(|| i + w),
-            ];
+            let neighbours = [(x > 0).then(|| i - 1), (x + 1 < w).then(|| i + 1), (y > 0).then(|| i - w), (y + 1 < h).then(|| i + w)];
             for j in neighbours.into_iter().flatten() {
                 if label[j] == 0 && map[j] > threshold {
                     label[j] = next;
@@ -460,11 +449,8 @@ mod tests {
         let (runtime, store) = testing::runtime_and_store();
         let ocr = Ocr::load(&runtime, &store, OcrOptions::default()).expect("load OCR models");
         let (w, h) = (640, 160);
-        let frame = testing::ffmpeg_rgb(
-            &format!("color=white:s={w}x{h}:d=1,drawtext=text='Cooking pasta tonight':fontsize=48:fontcolor=black:x=30:y=55"),
-            w,
-            h,
-        );
+        let frame =
+            testing::ffmpeg_rgb(&format!("color=white:s={w}x{h}:d=1,drawtext=text='Cooking pasta tonight':fontsize=48:fontcolor=black:x=30:y=55"), w, h);
 
         let started = std::time::Instant::now();
         let lines = ocr.read(RgbView::new(&frame, w, h).expect("frame")).expect("OCR");
@@ -479,9 +465,8 @@ mod tests {
         let (runtime, store) = testing::runtime_and_store();
         let ocr = Ocr::load(&runtime, &store, OcrOptions::default()).expect("load OCR models");
         let (w, h) = (640, 360);
-        let draw = |text: &str| {
-            testing::ffmpeg_rgb(&format!("color=white:s={w}x{h}:d=1,drawtext=text='{text}':fontsize=40:fontcolor=black:x=30:y=150"), w, h)
-        };
+        let draw =
+            |text: &str| testing::ffmpeg_rgb(&format!("color=white:s={w}x{h}:d=1,drawtext=text='{text}':fontsize=40:fontcolor=black:x=30:y=150"), w, h);
         let (a, b) = (draw("Step one boil water"), draw("Step two add pasta"));
         fn view(f: &[u8]) -> RgbView<'_> {
             RgbView::new(f, 640, 360).expect("frame")
@@ -500,16 +485,10 @@ mod tests {
     async fn frames_from_two_jobs_share_one_batch() {
         let (runtime, store) = testing::runtime_and_store();
         let ocr = Arc::new(Ocr::load(&runtime, &store, OcrOptions::default()).expect("load OCR models"));
-        let batcher = ocr
-            .batcher(BatcherConfig { max_batch: 2, max_wait: std::time::Duration::from_secs(10) })
-            .expect("batcher");
+        let batcher = ocr.batcher(BatcherConfig { max_batch: 2, max_wait: std::time::Duration::from_secs(10) }).expect("batcher");
         let (w, h) = (640, 160);
         let frame = |text: &str| RgbImage {
-            data: testing::ffmpeg_rgb(
-                &format!("color=white:s={w}x{h}:d=1,drawtext=text='{text}':fontsize=48:fontcolor=black:x=30:y=55"),
-                w,
-                h,
-            ),
+            data: testing::ffmpeg_rgb(&format!("color=white:s={w}x{h}:d=1,drawtext=text='{text}':fontsize=48:fontcolor=black:x=30:y=55"), w, h),
             width: w,
             height: h,
         };

@@ -80,9 +80,7 @@ impl AudioTagger {
         let err = |e| self.model.session_error(e);
         let mut session = self.model.session();
         let input_name = self.model.manifest().inputs.first().map(|i| i.name.clone()).unwrap_or_else(|| "waveform".into());
-        let outputs = session
-            .run(ort::inputs![input_name => Tensor::from_array(([windows.len(), self.window], batch)).map_err(err)?])
-            .map_err(err)?;
+        let outputs = session.run(ort::inputs![input_name => Tensor::from_array(([windows.len(), self.window], batch)).map_err(err)?]).map_err(err)?;
         let (shape, values) = outputs[0].try_extract_tensor::<f32>().map_err(err)?;
         let n = self.labels.len();
         if values.len() != windows.len() * n {

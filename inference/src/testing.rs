@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use super::{DirStore, Device, Runtime, RuntimeConfig};
+use super::{Device, DirStore, Runtime, RuntimeConfig};
 
 pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -19,8 +19,7 @@ pub(crate) fn runtime_and_store() -> (Arc<Runtime>, DirStore) {
     let hint = "run tools/models/build-pack (or set ORT_DYLIB_PATH and REELQ_MODELS_DIR)";
     assert!(library.is_file(), "ONNX Runtime library {} is missing: {hint}", library.display());
     assert!(models.is_dir(), "model pack {} is missing: {hint}", models.display());
-    let runtime = Runtime::init(RuntimeConfig { library, intra_threads: 2, device: Device::Cpu })
-        .unwrap_or_else(|e| panic!("{e}: {hint}"));
+    let runtime = Runtime::init(RuntimeConfig { library, intra_threads: 2, device: Device::Cpu }).unwrap_or_else(|e| panic!("{e}: {hint}"));
     (runtime, DirStore::new(models))
 }
 

@@ -173,9 +173,7 @@ mod tests {
     fn speech_has_a_high_ratio_and_silence_a_low_one() {
         let (runtime, store) = testing::runtime_and_store();
         let vad = Vad::load(&runtime, &store).expect("load VAD");
-        let speech = testing::espeak(
-            "Today we are cooking a simple tomato pasta. Boil the water, add salt, and cook the pasta for ten minutes.",
-        );
+        let speech = testing::espeak("Today we are cooking a simple tomato pasta. Boil the water, add salt, and cook the pasta for ten minutes.");
         let silence = vec![0f32; 16_000 * 5];
         let noise = testing::ffmpeg_audio(&["-f", "lavfi", "-i", "anoisesrc=d=5:c=pink:a=0.02"]);
 

@@ -53,13 +53,7 @@ pub struct TranscribeOptions {
 
 impl Default for TranscribeOptions {
     fn default() -> Self {
-        Self {
-            max_tokens_per_window: 224,
-            no_speech_threshold: 0.6,
-            logprob_threshold: -1.0,
-            silence_peak: 1e-3,
-            language: None,
-        }
+        Self { max_tokens_per_window: 224, no_speech_threshold: 0.6, logprob_threshold: -1.0, silence_peak: 1e-3, language: None }
     }
 }
 
@@ -168,8 +162,7 @@ impl Whisper {
         let manifest = encoder.manifest();
         let dir = encoder.dir();
         let manifest_err = |reason: String| InferenceError::Manifest { path: dir.join("manifest.json"), reason };
-        let config: DecodeConfig = serde_json::from_value(manifest.postprocessing.clone())
-            .map_err(|e| manifest_err(format!("postprocessing: {e}")))?;
+        let config: DecodeConfig = serde_json::from_value(manifest.postprocessing.clone()).map_err(|e| manifest_err(format!("postprocessing: {e}")))?;
         let text = std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| manifest_err(e.to_string()))?;
         let graphs: Graphs = serde_json::from_str(&text).map_err(|e| manifest_err(format!("graphs: {e}")))?;
         let session = |role: &str| -> Result<Mutex<Session>, InferenceError> {
@@ -181,8 +174,8 @@ impl Whisper {
         let (mel, cross_kv, decoder) = (session("mel")?, session("cross_kv")?, session("decoder")?);
         let tokenizer_file = manifest.tokenizer.as_deref().ok_or_else(|| manifest_err("no tokenizer".into()))?;
         let tokenizer_path = dir.join(tokenizer_file);
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| InferenceError::Tokenizer { path: tokenizer_path.clone(), reason: e.to_string() })?;
+        let tokenizer =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| InferenceError::Tokenizer { path: tokenizer_path.clone(), reason: e.to_string() })?;
         if config.special_tokens.timestamp_begin as usize >= config.vocab {
             return Err(manifest_err("timestamp_begin is past the vocabulary".into()));
         }
@@ -242,18 +235,14 @@ impl Whisper {
 
     /// Runs the front end, the encoder and the K/V projection on one window (zero-padded to
     /// 30 s), then decodes greedily.
-    fn decode_window(
-        &self,
-        chunk: &[f32],
-        opts: &TranscribeOptions,
-        language: &mut Option<(String, Option<u32>)>,
-    ) -> Result<Decoded, InferenceError> {
+    fn decode_window(&self, chunk: &[f32], opts: &TranscribeOptions, language: &mut Option<(String, Option<u32>)>) -> Result<Decoded, InferenceError> {
         let err = |e| self.encoder.session_error(e);
         let mut wave = chunk.to_vec();
         wave.resize(WINDOW_SAMPLES, 0.0);
         let mel = {
             let mut session = lock(&self.mel);
-            let mut out = session.run(ort::inputs!["waveform" => Tensor::from_array((vec![1i64, WINDOW_SAMPLES as i64], wave)).map_err(err)?]).map_err(err)?;
+            let mut out =
+                session.run(ort::inputs!["waveform" => Tensor::from_array((vec![1i64, WINDOW_SAMPLES as i64], wave)).map_err(err)?]).map_err(err)?;
             out.remove("mel").ok_or_else(|| self.encoder.output_error("the mel graph gave no `mel`"))?
         };
         let hidden = {
@@ -395,11 +384,7 @@ impl Whisper {
                 }
                 last = cut;
             }
-            let advance = if single_ending {
-                window_frames
-            } else {
-                tokens[last - 1].saturating_sub(tb) as usize * FRAMES_PER_TIMESTAMP
-            };
+            let advance = if single_ending { window_frames } else { tokens[last - 1].saturating_sub(tb) as usize * FRAMES_PER_TIMESTAMP };
             return (segments, advance);
         }
         // No complete pair: one segment for the window, ending at its last timestamp if any.
@@ -499,10 +484,7 @@ fn softmax_at(logits: &[f32], index: usize) -> f32 {
 
 /// The likeliest token and its log-probability.
 fn argmax_logprob(logits: &[f32]) -> (usize, f32) {
-    let (best, &max) = logits
-        .iter()
-        .enumerate()
-        .fold((0, &f32::NEG_INFINITY), |acc, (i, l)| if *l > *acc.1 { (i, l) } else { acc });
+    let (best, &max) = logits.iter().enumerate().fold((0, &f32::NEG_INFINITY), |acc, (i, l)| if *l > *acc.1 { (i, l) } else { acc });
     (best, max - log_sum_exp(logits))
 }
 
@@ -534,10 +516,7 @@ mod tests {
 
     /// Lower-case words without punctuation, so "Pasta," matches "pasta".
     fn words(text: &str) -> Vec<String> {
-        text.split_whitespace()
-            .map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase())
-            .filter(|w| !w.is_empty())
-            .collect()
+        text.split_whitespace().map(|w| w.chars().filter(|c| c.is_alphanumeric()).collect::<String>().to_lowercase()).filter(|w| !w.is_empty()).collect()
     }
 
     fn missing<'a>(text: &str, expected: &[&'a str]) -> Vec<&'a str> {
@@ -549,12 +528,7 @@ mod tests {
     fn espeak_german(text: &str) -> Vec<f32> {
         let dir = tempfile::tempdir().expect("tempdir");
         let wav = dir.path().join("speech.wav");
-        let status = std::process::Command::new("espeak-ng")
-            .args(["-v", "de", "-s", "150", "-w"])
-            .arg(&wav)
-            .arg(text)
-            .status()
-            .expect("run espeak-ng");
+        let status = std::process::Command::new("espeak-ng").args(["-v", "de", "-s", "150", "-w"]).arg(&wav).arg(text).status().expect("run espeak-ng");
         assert!(status.success(), "espeak-ng failed");
         testing::ffmpeg_audio(&["-i", &wav.to_string_lossy()])
     }
@@ -612,9 +586,7 @@ mod tests {
     fn transcribes_espeak_speech_with_timed_segments() {
         let (runtime, store) = testing::runtime_and_store();
         let whisper = Whisper::load(&runtime, &store).expect("load whisper");
-        let speech = testing::espeak(
-            "Today we are cooking a simple tomato pasta. Boil the water, add salt, and cook the pasta for ten minutes.",
-        );
+        let speech = testing::espeak("Today we are cooking a simple tomato pasta. Boil the water, add salt, and cook the pasta for ten minutes.");
         let duration = speech.len() as f64 / f64::from(SAMPLE_RATE);
 
         let started = std::time::Instant::now();

@@ -87,12 +87,7 @@ impl LinearHead {
             return Err(ClassifierError::Shape("text_dim is 0".into()));
         }
         if self.labels.len() != self.weights.len() || self.labels.len() != self.bias.len() {
-            return Err(ClassifierError::Shape(format!(
-                "{} labels, {} weight rows, {} biases",
-                self.labels.len(),
-                self.weights.len(),
-                self.bias.len()
-            )));
+            return Err(ClassifierError::Shape(format!("{} labels, {} weight rows, {} biases", self.labels.len(), self.weights.len(), self.bias.len())));
         }
         if let Some((i, row)) = self.weights.iter().enumerate().find(|(_, r)| r.len() != width) {
             return Err(ClassifierError::Shape(format!("weight row {i} has {} values, expected {width}", row.len())));

@@ -4,11 +4,7 @@
 /// The text a pulled video is embedded from: its description without hashtags and mentions,
 /// which are the labels (or noise), not evidence.
 pub fn example_text(description: &str) -> String {
-    description
-        .split_whitespace()
-        .filter(|w| !w.starts_with('#') && !w.starts_with('@'))
-        .collect::<Vec<_>>()
-        .join(" ")
+    description.split_whitespace().filter(|w| !w.starts_with('#') && !w.starts_with('@')).collect::<Vec<_>>().join(" ")
 }
 
 /// The regressor's features: the unit text embedding, then the hashtag count and the text

@@ -217,11 +217,8 @@ impl AudioFeatures {
         let rate = f64::from(ANALYSIS_RATE);
         let duration_secs = samples.len() as f64 / rate;
         let energy: f64 = samples.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
-        let rms_dbfs = if samples.is_empty() || energy <= 0.0 {
-            None
-        } else {
-            Some(10.0 * (energy / samples.len() as f64).log10()).filter(|v| v.is_finite())
-        };
+        let rms_dbfs =
+            if samples.is_empty() || energy <= 0.0 { None } else { Some(10.0 * (energy / samples.len() as f64).log10()).filter(|v| v.is_finite()) };
 
         let analyser = Spectral::new();
         let mut frames: Vec<FrameFeatures> = Vec::new();
@@ -434,11 +431,7 @@ impl Spectral {
         for (k, row) in self.dct.iter().enumerate() {
             mfcc[k] = row.iter().zip(&log_mel).map(|(a, b)| a * b).sum();
         }
-        FrameSpectrum {
-            centroid: if mag_sum > 0.0 { weighted / mag_sum } else { 0.0 },
-            band_ratio: if total > 0.0 { band / total } else { 0.0 },
-            mfcc,
-        }
+        FrameSpectrum { centroid: if mag_sum > 0.0 { weighted / mag_sum } else { 0.0 }, band_ratio: if total > 0.0 { band / total } else { 0.0 }, mfcc }
     }
 }
 

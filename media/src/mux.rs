@@ -28,9 +28,9 @@ mod source;
 
 use std::path::Path;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::sample::Type as SampleType;
 use ffmpeg::{ChannelLayout, Packet, Rational, codec, media};
+use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
 use reelq_core::domain::{JobErrorCode, MuxMode, MuxOptions};
@@ -133,8 +133,8 @@ fn db_to_gain(db: f64) -> f32 {
 pub fn mux(video: &Path, track: &Path, out: &Path, opts: &MuxOptions, should_stop: &dyn Fn() -> bool) -> Result<MuxReport, MuxError> {
     super::init();
     opts.validate().map_err(|m| MuxError::invalid(JobErrorCode::InvalidRequest, m))?;
-    let mut ictx = ffmpeg::format::input(&video)
-        .map_err(|e| MuxError::invalid(JobErrorCode::InvalidMedia, format!("the video could not be read: {e}")))?;
+    let mut ictx =
+        ffmpeg::format::input(&video).map_err(|e| MuxError::invalid(JobErrorCode::InvalidMedia, format!("the video could not be read: {e}")))?;
     // A cover picture (an MP3's artwork) is a video stream by FFmpeg's count, not a video.
     let vstream = ictx
         .streams()
@@ -162,10 +162,7 @@ pub fn mux(video: &Path, track: &Path, out: &Path, opts: &MuxOptions, should_sto
         .and_then(|sd| super::decode::clockwise_rotation(sd.data()))
         .unwrap_or(0)
         .rem_euclid(360);
-    let original_index = ictx
-        .streams()
-        .best(media::Type::Audio)
-        .map(|s| (s.index(), s.start_time(), s.time_base()));
+    let original_index = ictx.streams().best(media::Type::Audio).map(|s| (s.index(), s.start_time(), s.time_base()));
 
     // The new track, and in `mix` mode the video's own audio, each as a 48 kHz stereo source.
     let mut music = PcmSource::open(track, None).map_err(|e| MuxError::audio(format!("the track {e}")))?;
@@ -229,9 +226,8 @@ pub fn mux(video: &Path, track: &Path, out: &Path, opts: &MuxOptions, should_sto
     let frame_size = (encoder.frame_size() as usize).max(1);
     let mut header = ffmpeg::Dictionary::new();
     header.set("movflags", "+faststart");
-    octx.write_header_with(header).map_err(|e| {
-        MuxError::invalid(JobErrorCode::UnsupportedVideoCodec, format!("the video stream cannot be written as MP4: {e}"))
-    })?;
+    octx.write_header_with(header)
+        .map_err(|e| MuxError::invalid(JobErrorCode::UnsupportedVideoCodec, format!("the video stream cannot be written as MP4: {e}")))?;
     let video_tb = octx.stream(0).map(|s| s.time_base()).unwrap_or(in_tb);
     let audio_tb = octx.stream(1).map(|s| s.time_base()).unwrap_or(Rational::new(1, OUTPUT_RATE as i32));
 

@@ -7,10 +7,10 @@
 //! layout (PCM in WAV or Matroska) gets the default one for its channel count. [`Resampler`]
 //! converts them, rebuilding itself when the input format changes mid-stream.
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Sample;
 use ffmpeg::software::resampling;
 use ffmpeg::{ChannelLayout, Packet, codec, frame};
+use ffmpeg_next as ffmpeg;
 
 /// Highest sample rate taken for real; beyond it a frame is corrupt.
 const MAX_RATE: u32 = 768_000;

@@ -106,8 +106,8 @@ fn rational(r: ffmpeg::Rational) -> f64 {
 pub fn probe(path: &Path, limits: &MediaSettings) -> Result<Probe, MediaError> {
     super::init();
     let size_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let ctx = ffmpeg::format::input(&path)
-        .map_err(|e| MediaError::new(JobErrorCode::InvalidMedia, format!("the file could not be read as a video: {e}")))?;
+    let ctx =
+        ffmpeg::format::input(&path).map_err(|e| MediaError::new(JobErrorCode::InvalidMedia, format!("the file could not be read as a video: {e}")))?;
     let stream_count = ctx.streams().count();
     if stream_count > limits.max_streams {
         return Err(MediaError::new(
@@ -121,16 +121,11 @@ pub fn probe(path: &Path, limits: &MediaSettings) -> Result<Probe, MediaError> {
         streams.push(StreamInfo { index: s.index(), kind: medium_name(p.medium()).to_owned(), codec: p.id().name().to_owned() });
     }
 
-    let vstream = ctx
-        .streams()
-        .best(ffmpeg::media::Type::Video)
-        .ok_or_else(|| MediaError::new(JobErrorCode::NoVideoStream, "the file has no video stream"))?;
+    let vstream =
+        ctx.streams().best(ffmpeg::media::Type::Video).ok_or_else(|| MediaError::new(JobErrorCode::NoVideoStream, "the file has no video stream"))?;
     let vctx = ffmpeg::codec::context::Context::from_parameters(vstream.parameters())
         .map_err(|e| MediaError::new(JobErrorCode::InvalidMedia, format!("the video stream cannot be described: {e}")))?;
-    let vdec = vctx
-        .decoder()
-        .video()
-        .map_err(|e| MediaError::new(JobErrorCode::InvalidMedia, format!("no decoder for the video stream: {e}")))?;
+    let vdec = vctx.decoder().video().map_err(|e| MediaError::new(JobErrorCode::InvalidMedia, format!("no decoder for the video stream: {e}")))?;
     let (width, height) = (vdec.width(), vdec.height());
     if width == 0 || height == 0 {
         return Err(MediaError::new(JobErrorCode::InvalidMedia, "the video stream has no frame size"));
@@ -227,7 +222,8 @@ mod tests {
     #[test]
     fn more_streams_than_the_limit_have_their_own_code() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let clip = super::super::decode::clips::make(dir.path(), "two.mp4", "testsrc2=size=64x48:rate=5", Some("sine=sample_rate=8000"), None, &["-t", "1"]);
+        let clip =
+            super::super::decode::clips::make(dir.path(), "two.mp4", "testsrc2=size=64x48:rate=5", Some("sine=sample_rate=8000"), None, &["-t", "1"]);
         let limits = MediaSettings { max_streams: 1, ..MediaSettings::default() };
         let err = probe(&clip, &limits).expect_err("two streams over a limit of one");
         assert_eq!(err.code, JobErrorCode::TooManyStreams);

@@ -109,8 +109,20 @@ impl DumpSource {
                 let size = tokio::fs::metadata(&file).await.map(|m| m.len()).unwrap_or(0);
                 // Already copied by an earlier import: the bucket's copy stands.
                 if store.size(&key).await.ok().flatten() != Some(size) {
-                    let content_type = format!("video/{}", if ext == "mov" { "quicktime" } else if ext == "mkv" { "x-matroska" } else { ext.as_str() });
-                    store.upload_file(&key, &file, &content_type).await.map_err(|e| SourceError::failed("dump_unavailable", format!("copying {}: {e}", file.display())))?;
+                    let content_type = format!(
+                        "video/{}",
+                        if ext == "mov" {
+                            "quicktime"
+                        } else if ext == "mkv" {
+                            "x-matroska"
+                        } else {
+                            ext.as_str()
+                        }
+                    );
+                    store
+                        .upload_file(&key, &file, &content_type)
+                        .await
+                        .map_err(|e| SourceError::failed("dump_unavailable", format!("copying {}: {e}", file.display())))?;
                 }
                 pairs.push((v.id.clone(), key));
             }
@@ -121,9 +133,7 @@ impl DumpSource {
     }
 
     async fn import_file(&self, ctx: &mut RunContext, path: &Path, tally: &mut Tally) -> Result<(), SourceError> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| SourceError::failed("dump_not_found", format!("cannot open {}: {e}", path.display())))?;
+        let file = tokio::fs::File::open(path).await.map_err(|e| SourceError::failed("dump_not_found", format!("cannot open {}: {e}", path.display())))?;
         let mut reader = BufReader::new(file);
         let mut batch = Vec::with_capacity(BATCH);
         let mut line = String::new();
@@ -142,17 +152,16 @@ impl DumpSource {
                 first = false;
                 // A document rather than lines: an array, or an object that does not close on
                 // its first line (the Kaggle `{"collector": [...]}` file).
-                let is_document = trimmed.starts_with('[')
-                    || serde_json::from_str::<Value>(trimmed).map(|v| v.get("collector").is_some()).unwrap_or(true);
+                let is_document = trimmed.starts_with('[') || serde_json::from_str::<Value>(trimmed).map(|v| v.get("collector").is_some()).unwrap_or(true);
                 if is_document {
                     let mut rest = String::new();
                     reader.read_to_string(&mut rest).await.map_err(|e| SourceError::failed("dump_unreadable", e.to_string()))?;
                     let text = format!("{line}{rest}");
                     let items = match serde_json::from_str::<Value>(&text) {
                         // Not a document after all: JSON lines whose first line is broken.
-                        Err(_) => text.lines().filter(|l| !l.trim().is_empty()).map(|l| {
-                            serde_json::from_str::<Value>(l.trim()).unwrap_or(Value::Null)
-                        }).collect(),
+                        Err(_) => {
+                            text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<Value>(l.trim()).unwrap_or(Value::Null)).collect()
+                        }
                         Ok(doc) => doc,
                     };
                     let items = match items {
@@ -335,12 +344,7 @@ pub fn parse_entry(v: Value, format: DumpFormat) -> Result<PulledVideo, String> 
             create_time: time(k.create_time)?,
             hashtags: tags(k.hashtags.iter().map(|t| t.name.as_str())),
             music: k.music_meta.filter(|m| !m.music_id.is_empty()).map(|m| Music { id: m.music_id, name: m.music_name, author: m.music_author }),
-            counts: Counts {
-                views: k.play_count.max(0),
-                likes: k.digg_count.max(0),
-                comments: k.comment_count.max(0),
-                shares: k.share_count.max(0),
-            },
+            counts: Counts { views: k.play_count.max(0), likes: k.digg_count.max(0), comments: k.comment_count.max(0), shares: k.share_count.max(0) },
         }
     } else {
         let names: MusicNames = serde_json::from_value(v.clone()).unwrap_or_default();

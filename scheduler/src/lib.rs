@@ -16,10 +16,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use reelq_shared::config::{
-    AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, StorageSettings, TelemetrySettings, Validate,
-    WebhookSettings,
-};
+use reelq_shared::config::{AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, StorageSettings, TelemetrySettings, Validate, WebhookSettings};
 use reelq_shared::db::{self, DbError};
 use reelq_shared::metrics;
 use reelq_shared::storage::Store;
@@ -128,10 +125,7 @@ impl Scheduler {
 /// token).
 fn build_schedules(settings: &SchedulerSettings, store: &Store) -> Result<Vec<runner::Schedule>, StartupError> {
     let limits = settings.tiktok();
-    let client = Arc::new(
-        tiktok::TikTokClient::new(&limits)
-            .map_err(|e| StartupError::Schedule { name: "*".into(), message: e.to_string() })?,
-    );
+    let client = Arc::new(tiktok::TikTokClient::new(&limits).map_err(|e| StartupError::Schedule { name: "*".into(), message: e.to_string() })?);
     settings
         .schedules
         .iter()

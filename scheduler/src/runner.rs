@@ -14,12 +14,12 @@ use secrecy::ExposeSecret as _;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool};
 use tokio::task::JoinSet;
-use tracing::Instrument as _;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use reelq_shared::config::DatabaseSettings;
-use reelq_shared::db::schedules::{self, RunEnd};
 use reelq_shared::db::DbError;
+use reelq_shared::db::schedules::{self, RunEnd};
 
 use crate::settings::{SchedulerSettings, TrendSettings};
 use crate::source::{PullOutcome, RunContext, Source};
@@ -55,12 +55,7 @@ pub struct Runner {
 
 impl Runner {
     /// A runner over `schedules`.
-    pub fn new(
-        pool: PgPool,
-        database: &DatabaseSettings,
-        settings: &SchedulerSettings,
-        schedules: Vec<Schedule>,
-    ) -> Result<Self, DbError> {
+    pub fn new(pool: PgPool, database: &DatabaseSettings, settings: &SchedulerSettings, schedules: Vec<Schedule>) -> Result<Self, DbError> {
         let connect = database
             .url
             .expose_secret()
@@ -253,7 +248,9 @@ impl Runner {
         m.schedule_runs.with_label_values(&[schedule.name.as_str(), status]).inc();
         m.schedule_run_seconds.with_label_values(&[schedule.name.as_str()]).observe(started.elapsed().as_secs_f64());
         m.pulled_videos.with_label_values(&[schedule.name.as_str()]).inc_by(u64::from(ctx.videos));
-        if videos > 0 && let Err(e) = crate::trends::refresh(&self.pool, &self.trends).await {
+        if videos > 0
+            && let Err(e) = crate::trends::refresh(&self.pool, &self.trends).await
+        {
             tracing::warn!(error = %e, "could not recompute trending hashtags");
         }
         Ok(())

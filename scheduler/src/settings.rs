@@ -311,8 +311,7 @@ impl SchedulerSettings {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
                 return Err(ConfigError::invalid("scheduler.schedules", format!("schedule name `{name}`: letters, digits, '_' and '-' only")));
             }
-            crate::cron::parse(&s.cron)
-                .map_err(|e| ConfigError::invalid("scheduler.schedules.*.cron", format!("schedule `{name}`: {e}")))?;
+            crate::cron::parse(&s.cron).map_err(|e| ConfigError::invalid("scheduler.schedules.*.cron", format!("schedule `{name}`: {e}")))?;
             match s.source {
                 SourceKind::Tiktok => {
                     if s.hashtags.is_empty() && s.regions.is_empty() {

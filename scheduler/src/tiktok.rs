@@ -67,9 +67,7 @@ impl TikTokError {
             codes::ACCESS_TOKEN_INVALID => Self::TokenInvalid(message),
             codes::RATE_LIMIT_EXCEEDED => Self::RateLimited { retry_after },
             codes::DAILY_QUOTA_LIMIT_EXCEEDED => Self::QuotaExhausted(message),
-            codes::INVALID_PARAMS if had_search_id && body.error.message.to_ascii_lowercase().contains("search_id") => {
-                Self::SearchExpired(message)
-            }
+            codes::INVALID_PARAMS if had_search_id && body.error.message.to_ascii_lowercase().contains("search_id") => Self::SearchExpired(message),
             codes::INVALID_PARAMS => Self::InvalidParams(message),
             _ if status == reqwest::StatusCode::TOO_MANY_REQUESTS => Self::RateLimited { retry_after },
             _ if status == reqwest::StatusCode::UNAUTHORIZED => Self::TokenInvalid(message),
@@ -142,8 +140,8 @@ impl TikTokClient {
         let token: TokenResponse = match serde_json::from_slice(&bytes) {
             Ok(t) if status.is_success() => t,
             _ => {
-                let e: protocol::TokenError = serde_json::from_slice(&bytes)
-                    .unwrap_or(protocol::TokenError { error: format!("HTTP {status}"), error_description: String::new() });
+                let e: protocol::TokenError =
+                    serde_json::from_slice(&bytes).unwrap_or(protocol::TokenError { error: format!("HTTP {status}"), error_description: String::new() });
                 return Err(TikTokError::Credentials(format!("{}: {}", e.error, e.error_description)));
             }
         };
@@ -407,8 +405,7 @@ pub fn normalise_tag(tag: &str) -> String {
 /// A video of the API as stored; `None` for one without a usable time.
 fn to_pulled(v: &ApiVideo) -> Option<PulledVideo> {
     let create_time = DateTime::<Utc>::from_timestamp(v.create_time, 0)?;
-    let mut hashtags: Vec<String> =
-        v.hashtag_names.iter().flatten().map(|h| normalise_tag(h)).filter(|h| !h.is_empty()).collect();
+    let mut hashtags: Vec<String> = v.hashtag_names.iter().flatten().map(|h| normalise_tag(h)).filter(|h| !h.is_empty()).collect();
     hashtags.sort();
     hashtags.dedup();
     Some(PulledVideo {

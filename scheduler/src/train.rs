@@ -35,7 +35,9 @@ impl TrainSource {
         let job = training::enqueue(&ctx.pool, &self.request, key.as_deref(), &trace).await?;
         tracing::info!(job_id = %job.id, "training job enqueued");
         loop {
-            let current = jobs::get(&ctx.pool, SYSTEM_TENANT, job.id).await?.ok_or_else(|| SourceError::failed("training_job_missing", "the training job vanished"))?;
+            let current = jobs::get(&ctx.pool, SYSTEM_TENANT, job.id)
+                .await?
+                .ok_or_else(|| SourceError::failed("training_job_missing", "the training job vanished"))?;
             match current.status() {
                 JobStatus::Succeeded => return Ok(PullOutcome::Complete),
                 JobStatus::Failed => {

@@ -53,11 +53,7 @@ pub fn load<T: DeserializeOwned + Validate>() -> Result<T, ConfigError> {
 }
 
 /// Loads settings from an explicit directory, environment name and variable source.
-pub fn load_from<T: DeserializeOwned + Validate>(
-    dir: &std::path::Path,
-    env_name: &str,
-    environment: ::config::Environment,
-) -> Result<T, ConfigError> {
+pub fn load_from<T: DeserializeOwned + Validate>(dir: &std::path::Path, env_name: &str, environment: ::config::Environment) -> Result<T, ConfigError> {
     let mut env = environment.prefix_separator("__").separator("__").try_parsing(true).list_separator(",");
     for key in LIST_KEYS {
         env = env.with_list_parse_key(key);
@@ -71,4 +67,3 @@ pub fn load_from<T: DeserializeOwned + Validate>(
     settings.validate()?;
     Ok(settings)
 }
-

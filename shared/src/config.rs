@@ -190,12 +190,7 @@ pub struct TelemetrySettings {
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self {
-            log_format: LogFormat::Json,
-            log_filter: "info,sqlx=warn,lapin=warn,aws=warn".to_owned(),
-            otlp_endpoint: None,
-            trace_sample_ratio: 1.0,
-        }
+        Self { log_format: LogFormat::Json, log_filter: "info,sqlx=warn,lapin=warn,aws=warn".to_owned(), otlp_endpoint: None, trace_sample_ratio: 1.0 }
     }
 }
 
@@ -312,14 +307,9 @@ mod tests {
     #[test]
     fn environment_overrides_files_and_parses_lists() {
         let dir = tempdir();
-        std::fs::write(dir.join("default.toml"), "[amqp]\nprefix = \"fromfile\"\n[database]\nmax_connections = 3\n")
-            .expect("write");
-        let s: CommonSettings = load_from(
-            &dir,
-            "local",
-            env(&[("REELQ__AMQP__PREFIX", "fromenv"), ("REELQ__AMQP__RETRY_DELAYS_MS", "10,20,30")]),
-        )
-        .expect("valid");
+        std::fs::write(dir.join("default.toml"), "[amqp]\nprefix = \"fromfile\"\n[database]\nmax_connections = 3\n").expect("write");
+        let s: CommonSettings =
+            load_from(&dir, "local", env(&[("REELQ__AMQP__PREFIX", "fromenv"), ("REELQ__AMQP__RETRY_DELAYS_MS", "10,20,30")])).expect("valid");
         assert_eq!(s.amqp.prefix, "fromenv");
         assert_eq!(s.amqp.retry_delays_ms, vec![10, 20, 30]);
         assert_eq!(s.database.max_connections, 3);
@@ -328,12 +318,10 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let dir = tempdir();
-        let err = load_from::<CommonSettings>(&dir, "local", env(&[("REELQ__STORAGE__PART_SIZE_BYTES", "1024")]))
-            .expect_err("too small");
+        let err = load_from::<CommonSettings>(&dir, "local", env(&[("REELQ__STORAGE__PART_SIZE_BYTES", "1024")])).expect_err("too small");
         assert!(err.to_string().contains("storage.part_size_bytes"), "{err}");
 
-        let err = load_from::<CommonSettings>(&dir, "local", env(&[("REELQ__DATABASE__MAX_CONNECTIONS", "many")]))
-            .expect_err("not a number");
+        let err = load_from::<CommonSettings>(&dir, "local", env(&[("REELQ__DATABASE__MAX_CONNECTIONS", "many")])).expect_err("not a number");
         assert!(err.to_string().contains("max_connections"), "{err}");
     }
 

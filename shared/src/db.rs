@@ -110,10 +110,7 @@ impl DbError {
 pub const QUERY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs one named database call with a deadline and records its latency and outcome.
-pub async fn timed<T>(
-    query: &'static str,
-    fut: impl Future<Output = Result<T, sqlx::Error>>,
-) -> Result<T, DbError> {
+pub async fn timed<T>(query: &'static str, fut: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, DbError> {
     let started = Instant::now();
     let outcome = tokio::time::timeout(QUERY_DEADLINE, fut).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -144,10 +141,7 @@ pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
         .map_err(|source| DbError::Query { query: "connect", source })?
         .options([("statement_timeout", settings.statement_timeout_ms.to_string())])
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(settings.acquire_timeout())
-        .connect_lazy_with(options))
+    Ok(PgPoolOptions::new().max_connections(settings.max_connections).acquire_timeout(settings.acquire_timeout()).connect_lazy_with(options))
 }
 
 /// Applies the embedded migrations. Safe to race: sqlx takes an advisory lock.

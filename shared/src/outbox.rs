@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use std::collections::HashMap;
 
 use crate::db::{self, DbError};
-use crate::{metrics, telemetry};
 use crate::queue::{OutgoingMessage, Publisher, QueueError};
+use crate::{metrics, telemetry};
 
 /// A relay pass failed; the rows stay for the next pass.
 #[derive(Debug, thiserror::Error)]

@@ -150,8 +150,7 @@ impl Topology {
 
         let durable_q = QueueDeclareOptions { durable: true, ..Default::default() };
         ch.queue_declare(self.dead_queue().into(), durable_q, FieldTable::default()).await?;
-        ch.queue_bind(self.dead_queue().into(), self.dead_exchange().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
-            .await?;
+        ch.queue_bind(self.dead_queue().into(), self.dead_exchange().into(), "".into(), QueueBindOptions::default(), FieldTable::default()).await?;
 
         for lane in Priority::ALL {
             let mut args = FieldTable::default();
@@ -160,8 +159,7 @@ impl Topology {
             args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(self.dead_exchange().into()));
             let q = self.lane_queue(lane);
             ch.queue_declare(q.clone().into(), durable_q, args).await?;
-            ch.queue_bind(q.into(), self.jobs_exchange().into(), lane.as_str().into(), QueueBindOptions::default(), FieldTable::default())
-                .await?;
+            ch.queue_bind(q.into(), self.jobs_exchange().into(), lane.as_str().into(), QueueBindOptions::default(), FieldTable::default()).await?;
         }
 
         for &ms in &self.delays_ms {
@@ -237,10 +235,7 @@ impl OutgoingMessage {
         if let Some(r) = self.rounds {
             table.insert(ROUNDS_HEADER.into(), AMQPValue::LongLongInt(r));
         }
-        BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_headers(table)
+        BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into()).with_headers(table)
     }
 }
 
@@ -332,13 +327,7 @@ impl Publisher {
         let mut confirms = Vec::with_capacity(messages.len());
         for m in messages {
             let confirm = ch
-                .basic_publish(
-                    m.exchange.as_str().into(),
-                    m.routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &m.payload,
-                    m.properties(),
-                )
+                .basic_publish(m.exchange.as_str().into(), m.routing_key.as_str().into(), BasicPublishOptions::default(), &m.payload, m.properties())
                 .await?;
             confirms.push(confirm);
         }

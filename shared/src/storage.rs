@@ -88,13 +88,7 @@ pub struct Store {
 impl Store {
     /// Builds a client; no call is made until first use.
     pub fn new(settings: &StorageSettings) -> Self {
-        let creds = Credentials::new(
-            settings.access_key.clone(),
-            settings.secret_key.expose_secret().to_owned(),
-            None,
-            None,
-            "reelq-config",
-        );
+        let creds = Credentials::new(settings.access_key.clone(), settings.secret_key.expose_secret().to_owned(), None, None, "reelq-config");
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_millis(settings.operation_timeout_ms))
@@ -144,26 +138,14 @@ impl Store {
     /// Streams `body` to `key`, checking the container's magic bytes before anything is stored
     /// and enforcing `limit`. Small bodies go up in one PUT, larger ones as multipart with
     /// `upload_concurrency` parts in flight. On any error nothing is left behind.
-    pub async fn save_video_stream<S>(
-        &self,
-        key: &str,
-        content_type: Option<&str>,
-        body: S,
-        limit: u64,
-    ) -> Result<StoredObject, StorageError>
+    pub async fn save_video_stream<S>(&self, key: &str, content_type: Option<&str>, body: S, limit: u64) -> Result<StoredObject, StorageError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
     {
         observe("upload", self.save_video_stream_inner(key, content_type, body, limit)).await
     }
 
-    async fn save_video_stream_inner<S>(
-        &self,
-        key: &str,
-        content_type: Option<&str>,
-        body: S,
-        limit: u64,
-    ) -> Result<StoredObject, StorageError>
+    async fn save_video_stream_inner<S>(&self, key: &str, content_type: Option<&str>, body: S, limit: u64) -> Result<StoredObject, StorageError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send,
     {
@@ -253,11 +235,7 @@ impl Store {
                     .send()
                     .await
                     .map_err(|e| StorageError::service("complete_multipart_upload", e))?;
-                Ok(StoredObject {
-                    size_bytes: total as i64,
-                    sha256: hex::encode(hasher.finalize()),
-                    container: container.to_owned(),
-                })
+                Ok(StoredObject { size_bytes: total as i64, sha256: hex::encode(hasher.finalize()), container: container.to_owned() })
             }
             Err(e) => {
                 let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(&upload_id).send().await;

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
@@ -41,12 +41,7 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> TelemetryGua
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.trace_sample_ratio))))
         .with_resource(Resource::builder().with_service_name(service).build());
     if let Some(endpoint) = settings.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
-        match opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(endpoint)
-            .with_timeout(std::time::Duration::from_secs(10))
-            .build()
-        {
+        match opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(endpoint).with_timeout(std::time::Duration::from_secs(10)).build() {
             Ok(exporter) => builder = builder.with_batch_exporter(exporter),
             // Telemetry must never stop the service; say so once on stderr.
             Err(e) => eprintln!("reelq: OTLP exporter for {endpoint} could not be built, traces stay local: {e}"),
@@ -66,9 +61,9 @@ pub fn install(service: &'static str, settings: &TelemetrySettings, provider: Sd
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match settings.log_format {
-        LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
-            .try_init(),
+        LogFormat::Json => {
+            registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false)).try_init()
+        }
         LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
     };
     result.is_ok()

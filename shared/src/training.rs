@@ -8,9 +8,9 @@ use sqlx::PgExecutor;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::db::DbError;
 use crate::db::jobs::{self, JobRecord, NewJob};
 use crate::db::models::SYSTEM_TENANT;
-use crate::db::DbError;
 use crate::domain::JobMessage;
 
 /// The analysis name of training jobs; the api refuses it from clients.

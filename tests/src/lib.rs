@@ -62,11 +62,8 @@ impl TestEnv {
         let admin = sqlx::PgPool::connect(&format!("{}/postgres", pg_base())).await.expect("PostgreSQL reachable");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\""))).execute(&admin).await.expect("create test database");
         admin.close().await;
-        let database = DatabaseSettings {
-            url: SecretString::from(format!("{}/{db_name}", pg_base())),
-            max_connections: 10,
-            ..DatabaseSettings::default()
-        };
+        let database =
+            DatabaseSettings { url: SecretString::from(format!("{}/{db_name}", pg_base())), max_connections: 10, ..DatabaseSettings::default() };
         let pool = db::connect(&database).expect("pool");
         db::migrate(&pool).await.expect("migrations apply");
 
@@ -228,14 +225,7 @@ impl TestApp {
 
     /// Uploads bytes as a raw body; returns the response.
     pub async fn upload_raw(&self, bytes: Vec<u8>, content_type: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("/v1/videos"))
-            .bearer_auth(&self.key)
-            .header("content-type", content_type)
-            .body(bytes)
-            .send()
-            .await
-            .expect("request sent")
+        self.http.post(self.url("/v1/videos")).bearer_auth(&self.key).header("content-type", content_type).body(bytes).send().await.expect("request sent")
     }
 
     /// Uploads a clip and returns its video id.
@@ -327,8 +317,30 @@ impl TestWorker {
 pub fn sample_clip() -> Vec<u8> {
     static CLIP: OnceLock<Vec<u8>> = OnceLock::new();
     CLIP.get_or_init(|| {
-        make_clip(&["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-            "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"], "mp4")
+        make_clip(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=44100",
+                "-t",
+                "2",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+            ],
+            "mp4",
+        )
     })
     .clone()
 }

@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 /// Crates that do IO or bring a runtime: what the pure layers must not link.
-const IO_CRATES: &[&str] =
-    &["tokio", "sqlx", "lapin", "aws-sdk-s3", "reqwest", "hyper", "axum", "prometheus", "ffmpeg-next", "ort", "tokenizers"];
+const IO_CRATES: &[&str] = &["tokio", "sqlx", "lapin", "aws-sdk-s3", "reqwest", "hyper", "axum", "prometheus", "ffmpeg-next", "ort", "tokenizers"];
 
 /// Every crate `package` links in normal (non-dev, non-build) builds, by name.
 fn normal_dependencies(package: &str) -> BTreeSet<String> {

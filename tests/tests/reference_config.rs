@@ -40,8 +40,7 @@ fn reference_config_names_every_key_with_its_default_and_variable() {
     }
     assert!(expected.len() >= 8, "expected at least 8 sections in the settings, found {expected:?}");
     for (section, keys) in &expected {
-        let documented: BTreeSet<String> =
-            reference.iter().filter(|e| &e.section == section).map(|e| e.key.clone()).collect();
+        let documented: BTreeSet<String> = reference.iter().filter(|e| &e.section == section).map(|e| e.key.clone()).collect();
         let missing: Vec<_> = keys.difference(&documented).collect();
         assert!(missing.is_empty(), "config/reference.toml lacks [{section}] keys {missing:?}");
         let unknown: Vec<_> = documented.difference(keys).collect();
@@ -52,13 +51,7 @@ fn reference_config_names_every_key_with_its_default_and_variable() {
     for entry in &reference {
         let variable = format!("REELQ__{}__{}", entry.section.to_uppercase(), entry.key.to_uppercase());
         let named: Vec<&str> = entry.comment.iter().flat_map(|line| variables_in(line)).collect();
-        assert!(
-            named.contains(&variable.as_str()),
-            "{}.{} (line {}) is not documented with {variable}",
-            entry.section,
-            entry.key,
-            entry.line
-        );
+        assert!(named.contains(&variable.as_str()), "{}.{} (line {}) is not documented with {variable}", entry.section, entry.key, entry.line);
         assert!(
             named.iter().all(|v| *v == variable),
             "{}.{} (line {}) names variables {named:?}; only {variable} belongs there",
@@ -71,8 +64,7 @@ fn reference_config_names_every_key_with_its_default_and_variable() {
 
 fn load<T: serde::de::DeserializeOwned + reelq_shared::config::Validate>(dir: &Path) -> T {
     let environment = ::config::Environment::with_prefix("REELQ").source(Some(HashMap::new()));
-    reelq_shared::config::load_from(dir, "none", environment)
-        .unwrap_or_else(|e| panic!("config/reference.toml does not load: {e}"))
+    reelq_shared::config::load_from(dir, "none", environment).unwrap_or_else(|e| panic!("config/reference.toml does not load: {e}"))
 }
 
 /// The secrets are redacted in `Debug`, so their values are compared here.
@@ -127,8 +119,7 @@ fn parse_reference(text: &str) -> Vec<Entry> {
 /// The key of a `key = value` line.
 fn key_of(line: &str) -> Option<String> {
     let (key, _) = line.split_once(" = ")?;
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-        .then(|| key.to_owned())
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).then(|| key.to_owned())
 }
 
 /// `REELQ__…` words of a line.

@@ -83,9 +83,8 @@ impl LaneConsumer {
         let topology = Topology::new(&self.amqp);
         topology.declare(&ch).await?;
         ch.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
-        let mut consumer = ch
-            .basic_consume(topology.lane_queue(self.lane).into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
-            .await?;
+        let mut consumer =
+            ch.basic_consume(topology.lane_queue(self.lane).into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
         self.connected.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(lane = self.lane.as_str(), prefetch = self.prefetch, "consuming");
         let result = loop {

@@ -32,10 +32,10 @@ use tokio_util::sync::CancellationToken;
 
 use reelq_shared::db::{self, DbError, jobs};
 use reelq_shared::domain::{JobMessage, Priority};
+use reelq_shared::metrics;
 use reelq_shared::queue::{OutgoingMessage, Publisher, Topology};
 use reelq_shared::storage::Store;
 use reelq_shared::telemetry::spawn_named;
-use reelq_shared::metrics;
 
 use dependencies::Dependencies;
 pub use runner::{Disposition, JobRunner};
@@ -164,12 +164,14 @@ impl Worker {
         let server_stop = stop.clone();
         let server = spawn_named(
             "health-server",
-            axum::serve(self.health, app).with_graceful_shutdown(async move {
-                tokio::select! {
-                    () = server_stop.cancelled() => {}
-                    () = abort.cancelled() => {}
-                }
-            }).into_future(),
+            axum::serve(self.health, app)
+                .with_graceful_shutdown(async move {
+                    tokio::select! {
+                        () = server_stop.cancelled() => {}
+                        () = abort.cancelled() => {}
+                    }
+                })
+                .into_future(),
         );
         tracing::info!(concurrency = w.concurrency, "worker running");
         for h in handles {

@@ -13,8 +13,8 @@ use reelq_shared::db::models as registry;
 use reelq_shared::engagement::virality::ViralityRegressor;
 use reelq_shared::storage::Store;
 
-use reelq_analysis::models::Models;
 use crate::training::MAX_ARTIFACT_BYTES;
+use reelq_analysis::models::Models;
 
 #[derive(Default)]
 struct State {

@@ -254,7 +254,14 @@ impl JobRunner {
         // is never kept alive by a job that is no longer running.
         let heartbeat = tokio_util::task::AbortOnDropHandle::new(reelq_shared::telemetry::spawn_named(
             "heartbeat",
-            heartbeat(self.pool.clone(), lease, self.lease_ttl(), Duration::from_millis(self.settings.worker.heartbeat_interval_ms), progress.clone(), cancel.clone()),
+            heartbeat(
+                self.pool.clone(),
+                lease,
+                self.lease_ttl(),
+                Duration::from_millis(self.settings.worker.heartbeat_interval_ms),
+                progress.clone(),
+                cancel.clone(),
+            ),
         ));
         m.jobs_in_flight.inc();
         let deadline = Duration::from_secs(self.settings.worker.job_timeout_secs);
@@ -297,8 +304,10 @@ impl JobRunner {
     ) -> Result<Vec<NewResult>, JobError> {
         let mut analyses = Vec::with_capacity(job.analyses.len());
         for name in &job.analyses {
-            let a = Analysis::parse(name)
-                .ok_or_else(|| JobError::Fatal { code: JobErrorCode::InvalidRequest, message: format!("this worker does not know the analysis `{name}`") })?;
+            let a = Analysis::parse(name).ok_or_else(|| JobError::Fatal {
+                code: JobErrorCode::InvalidRequest,
+                message: format!("this worker does not know the analysis `{name}`"),
+            })?;
             analyses.push(a);
         }
         // The api validated the options with the same parser; rows written otherwise fail here.
@@ -316,7 +325,8 @@ impl JobRunner {
                 .await?
                 .ok_or_else(|| JobError::Fatal { code: JobErrorCode::VideoMissing, message: "the video no longer exists".into() })?;
             let started = Instant::now();
-            let dir = tempfile::Builder::new().prefix("reelq-job-").tempdir_in(&self.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
+            let dir =
+                tempfile::Builder::new().prefix("reelq-job-").tempdir_in(&self.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
             let path = dir.path().join("input");
             let download = self.store.download_to_file(&video.object_key, &path).instrument(tracing::info_span!("stage", stage = "download"));
             tokio::select! {
@@ -438,7 +448,13 @@ impl JobRunner {
                 Ok(Output::plain(mux::run(self, job, options, fetched.as_deref(), cancel).await?))
             }
             Analysis::Train => {
-                let trainer = crate::training::Trainer { pool: &self.pool, store: &self.store, pipeline: &self.pipeline, media: &self.settings.media, scratch: &self.scratch };
+                let trainer = crate::training::Trainer {
+                    pool: &self.pool,
+                    store: &self.store,
+                    pipeline: &self.pipeline,
+                    media: &self.settings.media,
+                    scratch: &self.scratch,
+                };
                 crate::training::run(&trainer, job, cancel).await
             }
             of_the_video => {
@@ -481,11 +497,7 @@ impl JobRunner {
             Ok(true) => {
                 metrics::get().jobs_finished.with_label_values(&["failed", code.as_str()]).inc();
                 tracing::info!(code = code.as_str(), message, "job failed");
-                if dead_letter {
-                    Disposition::DeadLetter { reason: format!("{code}: {message}") }
-                } else {
-                    Disposition::Ack
-                }
+                if dead_letter { Disposition::DeadLetter { reason: format!("{code}: {message}") } } else { Disposition::Ack }
             }
             Ok(false) => Disposition::Ack,
             Err(e) => {
@@ -562,21 +574,12 @@ fn set_progress(progress: &Arc<Mutex<Progress>>, fraction: f32, stage: &'static 
 /// Runs blocking work (decoding, inference) on the blocking pool with the caller's span.
 async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, JobError> {
     let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| JobError::Retryable(format!("processing thread failed: {e}")))
+    tokio::task::spawn_blocking(move || span.in_scope(f)).await.map_err(|e| JobError::Retryable(format!("processing thread failed: {e}")))
 }
 
 /// Extends the lease and reports progress until cancelled; cancels `cancel` when the lease is
 /// lost (the job was cancelled or taken over), which stops the job within one interval.
-async fn heartbeat(
-    pool: PgPool,
-    lease: Lease,
-    ttl: Duration,
-    every: Duration,
-    progress: Arc<Mutex<Progress>>,
-    cancel: CancellationToken,
-) {
+async fn heartbeat(pool: PgPool, lease: Lease, ttl: Duration, every: Duration, progress: Arc<Mutex<Progress>>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {

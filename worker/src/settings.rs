@@ -3,10 +3,7 @@
 
 use serde::Deserialize;
 
-use reelq_shared::config::{
-    AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, StorageSettings, TelemetrySettings, Validate,
-    WebhookSettings,
-};
+use reelq_shared::config::{AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, StorageSettings, TelemetrySettings, Validate, WebhookSettings};
 
 /// Everything the worker reads.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use reelq_shared::classifier::LinearHead;
 use reelq_shared::classifier::train::{self, Evaluation, Example, HeadSpec, TrainOptions};
+use reelq_shared::db::feedback;
 use reelq_shared::db::jobs::JobRecord;
 use reelq_shared::db::models::{self as registry, NewVersion, StoredEmbedding};
-use reelq_shared::db::feedback;
 use reelq_shared::domain::{Analysis, JobErrorCode};
 use reelq_shared::engagement::virality::{self, RegressorOptions, Sample, ViralityRegressor};
 use reelq_shared::storage::Store;
@@ -76,9 +76,8 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
     let scraped = registry::scraped_examples(pool, since, i64::from(request.max_examples)).await?;
     let mut feedback = feedback::examples(pool, since, MAX_FEEDBACK).await?;
     let models = pipeline.models().clone();
-    let embedder = tokio::task::spawn_blocking(move || models.text_embedder())
-        .await
-        .map_err(|e| JobError::Retryable(format!("model thread failed: {e}")))??;
+    let embedder =
+        tokio::task::spawn_blocking(move || models.text_embedder()).await.map_err(|e| JobError::Retryable(format!("model thread failed: {e}")))??;
     let text_model = embedder.model().to_string();
 
     // Text embeddings of pulled videos, reusing what earlier runs stored.
@@ -119,16 +118,11 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
     for f in &feedback {
         let text = stored_vector(f.embeddings.as_ref(), "text", &text_model).or_else(|| caption_vectors.get(&f.job_id.to_string()).cloned());
         let Some(text) = text else { continue };
-        let image = f
-            .embeddings
-            .as_ref()
-            .and_then(|e| e.get("image"))
-            .filter(|i| !i.is_null())
-            .and_then(|i| {
-                let model = model_name(i.get("model")?)?;
-                let v: Vec<f32> = serde_json::from_value(i.get("vector")?.clone()).ok()?;
-                Some((model, v))
-            });
+        let image = f.embeddings.as_ref().and_then(|e| e.get("image")).filter(|i| !i.is_null()).and_then(|i| {
+            let model = model_name(i.get("model")?)?;
+            let v: Vec<f32> = serde_json::from_value(i.get("vector")?.clone()).ok()?;
+            Some((model, v))
+        });
         let image = match image {
             Some((model, v)) if image_model.as_deref().is_none_or(|m| m == model) => {
                 image_model = Some(model);
@@ -174,7 +168,12 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         store,
         job,
         &version,
-        HeadSpec { version: version.clone(), text_model: text_model.clone(), image_model: image_model.filter(|_| with_images >= MIN_IMAGE_EXAMPLES), labels },
+        HeadSpec {
+            version: version.clone(),
+            text_model: text_model.clone(),
+            image_model: image_model.filter(|_| with_images >= MIN_IMAGE_EXAMPLES),
+            labels,
+        },
         examples,
         &request,
         window,
@@ -206,11 +205,16 @@ async fn train_hashtags(
 ) -> Result<Value, JobError> {
     const MODEL: &str = "hashtags";
     if examples.len() < 10 || spec.labels.is_empty() {
-        return Ok(json!({ "status": "skipped", "reason": format!("{} labelled examples over {} labels; at least 10 examples are needed", examples.len(), spec.labels.len()) }));
+        return Ok(
+            json!({ "status": "skipped", "reason": format!("{} labelled examples over {} labels; at least 10 examples are needed", examples.len(), spec.labels.len()) }),
+        );
     }
     let current = registry::promoted(pool, MODEL).await?;
     let current_head = match &current {
-        Some(c) => Some(LinearHead::from_json(&store.get_bytes(&c.artifact_key, MAX_ARTIFACT_BYTES).await?).map_err(|e| JobError::Retryable(format!("the promoted classifier's artifact is unreadable: {e}")))?),
+        Some(c) => Some(
+            LinearHead::from_json(&store.get_bytes(&c.artifact_key, MAX_ARTIFACT_BYTES).await?)
+                .map_err(|e| JobError::Retryable(format!("the promoted classifier's artifact is unreadable: {e}")))?,
+        ),
         None => None,
     };
     let opts = TrainOptions { epochs: request.epochs as usize, learning_rate: request.learning_rate, l2: 1e-4, holdout: request.holdout };
@@ -295,7 +299,10 @@ async fn train_virality(
     }
     let current = registry::promoted(pool, MODEL).await?;
     let current_model = match &current {
-        Some(c) => Some(ViralityRegressor::from_json(&store.get_bytes(&c.artifact_key, MAX_ARTIFACT_BYTES).await?).map_err(|e| JobError::Retryable(format!("the promoted regressor's artifact is unreadable: {e}")))?),
+        Some(c) => Some(
+            ViralityRegressor::from_json(&store.get_bytes(&c.artifact_key, MAX_ARTIFACT_BYTES).await?)
+                .map_err(|e| JobError::Retryable(format!("the promoted regressor's artifact is unreadable: {e}")))?,
+        ),
         None => None,
     };
     let samples: Vec<Sample> = raw.into_iter().map(|(at, features, counts)| Sample { at, features, counts }).collect();
@@ -310,7 +317,8 @@ async fn train_virality(
         let (model, eval) = virality::train(&version_s, &feature_model_s, samples, &opts)?;
         // The promoted model is judged on the same held-out videos, scored with this pull's
         // correlations, only if it reads the same features.
-        let baseline = current_model.filter(|c| c.feature_model == feature_model_s && c.dim == model.dim).map(|c| c.evaluate_against(&held_out, &model.correlations));
+        let baseline =
+            current_model.filter(|c| c.feature_model == feature_model_s && c.dim == model.dim).map(|c| c.evaluate_against(&held_out, &model.correlations));
         Ok::<_, virality::RegressorError>((model, eval, baseline))
     })
     .await
@@ -330,7 +338,9 @@ async fn train_virality(
             artifact_key: &key,
             metrics: metrics.clone(),
             baseline_version: current.as_ref().map(|c| c.version.as_str()),
-            baseline_metrics: baseline.as_ref().map(|b| json!({ "spearman": b.spearman, "spearman_views": b.spearman_views, "eval_examples": b.examples })),
+            baseline_metrics: baseline
+                .as_ref()
+                .map(|b| json!({ "spearman": b.spearman, "spearman_views": b.spearman_views, "eval_examples": b.examples })),
             data_from: window.0,
             data_to: window.1,
             train_examples: model.metrics.get("train_examples").copied().unwrap_or(0.0) as i32,
@@ -425,7 +435,12 @@ async fn media_embeddings(
                 decoded += 1;
                 for kind in ["text", "image"] {
                     let part = payload.get(kind).filter(|p| !p.is_null());
-                    let (Some(model), Some(vector)) = (part.and_then(|p| p.get("model")).and_then(model_name), part.and_then(|p| serde_json::from_value::<Vec<f32>>(p.get("vector")?.clone()).ok())) else { continue };
+                    let (Some(model), Some(vector)) = (
+                        part.and_then(|p| p.get("model")).and_then(model_name),
+                        part.and_then(|p| serde_json::from_value::<Vec<f32>>(p.get("vector")?.clone()).ok()),
+                    ) else {
+                        continue;
+                    };
                     let row = StoredEmbedding { item_id: id.clone(), text_hash: MEDIA_HASH.to_owned(), vector };
                     registry::store_embeddings(trainer.pool, "feedback", kind, &model, std::slice::from_ref(&row)).await?;
                 }
@@ -498,7 +513,8 @@ async fn with_video<T: Send + 'static>(
     cancel: &CancellationToken,
     f: impl FnOnce(&Pipeline, Session) -> Result<T, JobError> + Send + 'static,
 ) -> Result<Option<T>, JobError> {
-    let dir = tempfile::Builder::new().prefix("reelq-train-").tempdir_in(trainer.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
+    let dir =
+        tempfile::Builder::new().prefix("reelq-train-").tempdir_in(trainer.scratch).map_err(|e| JobError::Retryable(format!("scratch space: {e}")))?;
     let path = dir.path().join("input");
     match trainer.store.download_to_file(key, &path).await {
         Ok(_) => {}
@@ -537,7 +553,13 @@ fn embeddings_payload(text_model: &str, text: &[f32], image: Option<(&String, &V
 
 /// Downloads a feedback job's video and runs the `embeddings` analysis on it; `None` when the
 /// video is gone.
-async fn decode_embeddings(trainer: &Trainer<'_>, tenant: uuid::Uuid, video_id: uuid::Uuid, caption: Option<String>, cancel: &CancellationToken) -> Result<Option<Value>, JobError> {
+async fn decode_embeddings(
+    trainer: &Trainer<'_>,
+    tenant: uuid::Uuid,
+    video_id: uuid::Uuid,
+    caption: Option<String>,
+    cancel: &CancellationToken,
+) -> Result<Option<Value>, JobError> {
     let Some(video) = reelq_shared::db::videos::get(trainer.pool, tenant, video_id).await? else { return Ok(None) };
     with_video(trainer, &video.object_key, caption, cancel, |pipeline, mut session| Ok(pipeline.run(&mut session, Analysis::Embeddings)?.payload()?)).await
 }
@@ -567,7 +589,8 @@ async fn embed_missing(
     let (mut embedded, mut unique_embedded) = (0usize, 0usize);
     for chunk in texts.chunks(EMBED_CHUNK * 40) {
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
-        let stored: BTreeMap<String, StoredEmbedding> = registry::embeddings(pool, source, "text", model, &ids).await?.into_iter().map(|e| (e.item_id.clone(), e)).collect();
+        let stored: BTreeMap<String, StoredEmbedding> =
+            registry::embeddings(pool, source, "text", model, &ids).await?.into_iter().map(|e| (e.item_id.clone(), e)).collect();
         let mut missing: Vec<(String, String, String)> = Vec::new();
         for (id, text) in chunk {
             if text.is_empty() {

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use reelq_shared::db;
 use reelq_shared::db::dead_letters::{self, DeadLetter, ReplayOutcome, ReplayRecord};
 use reelq_shared::db::jobs::{self, JobView};
 use reelq_shared::db::schedules::{self, RunRecord};
-use reelq_shared::db;
 use reelq_shared::domain::JobMessage;
 
 use crate::error::{ApiError, Problem};

@@ -271,10 +271,8 @@ impl Tail {
             self.last = Some(now);
         }
         if job.status().is_terminal() {
-            let error = (job.status() == JobStatus::Failed).then(|| DoneError {
-                code: job.error_code.clone(),
-                message: job.error_message.clone().unwrap_or_default(),
-            });
+            let error = (job.status() == JobStatus::Failed)
+                .then(|| DoneError { code: job.error_code.clone(), message: job.error_message.clone().unwrap_or_default() });
             self.pending.extend(event("done", &DoneEvent { status: job.status(), error }));
             self.finished = true;
         }

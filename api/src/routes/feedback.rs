@@ -89,10 +89,7 @@ pub async fn save_feedback(
     // Nothing written: find out why only now, on the rare refusal.
     match retry::idempotent("jobs.get", move || async move { Ok(jobs::get(pool, tenant.id, id).await?) }).await? {
         None => Err(ApiError::NotFound("job")),
-        Some(job) => Err(ApiError::Conflict {
-            code: "job_not_succeeded",
-            detail: format!("feedback needs a succeeded job; this one is {}", job.status),
-        }),
+        Some(job) => Err(ApiError::Conflict { code: "job_not_succeeded", detail: format!("feedback needs a succeeded job; this one is {}", job.status) }),
     }
 }
 
@@ -109,7 +106,9 @@ pub async fn save_feedback(
 )]
 pub async fn get_feedback(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<FeedbackView>, ApiError> {
     let pool = &state.pool;
-    let saved = retry::idempotent("feedback.get", move || async move { Ok(feedback::get(pool, tenant.id, id).await?) }).await?.ok_or(ApiError::NotFound("feedback"))?;
+    let saved = retry::idempotent("feedback.get", move || async move { Ok(feedback::get(pool, tenant.id, id).await?) })
+        .await?
+        .ok_or(ApiError::NotFound("feedback"))?;
     Ok(Json(saved.into()))
 }
 

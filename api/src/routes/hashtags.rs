@@ -54,11 +54,7 @@ pub fn parse_region(region: Option<&str>) -> Result<Option<String>, ApiError> {
     ),
     security(("api_key" = []))
 )]
-pub async fn trending(
-    State(state): State<AppState>,
-    _tenant: AuthTenant,
-    Query(q): Query<TrendingQuery>,
-) -> Result<Json<TrendingPage>, ApiError> {
+pub async fn trending(State(state): State<AppState>, _tenant: AuthTenant, Query(q): Query<TrendingQuery>) -> Result<Json<TrendingPage>, ApiError> {
     let region = parse_region(q.region.as_deref())?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=200).contains(&limit) {

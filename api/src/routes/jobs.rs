@@ -21,9 +21,9 @@ use reelq_shared::{metrics, telemetry, webhook};
 
 use crate::error::{ApiError, Problem, invalid_text, json_has_unstorable_text};
 use crate::extract::{Path, Query};
-use crate::{extract, ingest, retry};
 use crate::routes::videos::{content_length, content_type, is_multipart};
 use crate::state::{AppState, AuthTenant};
+use crate::{extract, ingest, retry};
 
 /// Header making submissions safe to retry.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -130,10 +130,7 @@ pub async fn submit(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
     // The job's id is chosen once, so that a second try after a lost connection finds the
     // first one's job if its insert did commit.
     let job_id = Uuid::now_v7();
-    let outcome = retry::idempotent("jobs.submit", || {
-        create_job(&state, tenant.id, video_id, job_id, &request, idem.as_deref(), &request_hash)
-    })
-    .await;
+    let outcome = retry::idempotent("jobs.submit", || create_job(&state, tenant.id, video_id, job_id, &request, idem.as_deref(), &request_hash)).await;
     // A multipart replay or refusal must not leave a second copy of the file behind.
     let replay = matches!(outcome, Ok((_, false)));
     if let Some(v) = uploaded.filter(|_| outcome.is_err() || replay) {
@@ -242,7 +239,10 @@ async fn create_job(
         return Err(ApiError::invalid("no_analyses", "ask for at least one analysis"));
     }
     if let Some(a) = analyses.iter().find(|a| a.is_internal()) {
-        return Err(ApiError::invalid("analysis_not_allowed", format!("the analysis `{}` is internal; operators start it with POST /v1/admin/training", a.as_str())));
+        return Err(ApiError::invalid(
+            "analysis_not_allowed",
+            format!("the analysis `{}` is internal; operators start it with POST /v1/admin/training", a.as_str()),
+        ));
     }
     if !state.settings.api.allow_diagnostics
         && let Some(a) = analyses.iter().find(|a| a.is_diagnostic())
@@ -309,10 +309,7 @@ async fn check_media(state: &AppState, tenant_id: Uuid, video_id: Uuid, mux: Opt
     if let Some(video) = videos::get(&state.pool, tenant_id, video_id).await?
         && video.kind() == Some(MediaKind::Audio)
     {
-        return Err(ApiError::invalid(
-            "not_a_video",
-            "this upload is an audio track: analyses need a video (an audio track can be options.mux.audio_id)",
-        ));
+        return Err(ApiError::invalid("not_a_video", "this upload is an audio track: analyses need a video (an audio track can be options.mux.audio_id)"));
     }
     if let Some(m) = mux {
         let track = videos::get(&state.pool, tenant_id, m.audio_id).await?.ok_or(ApiError::NotFound("audio track"))?;
@@ -325,10 +322,7 @@ async fn check_media(state: &AppState, tenant_id: Uuid, video_id: Uuid, mux: Opt
 
 async fn replay(state: &AppState, existing: jobs::JobRecord, request_hash: &str) -> Result<(JobView, bool), ApiError> {
     if existing.request_hash.as_deref() != Some(request_hash) {
-        return Err(ApiError::Conflict {
-            code: "idempotency_key_reused",
-            detail: "this Idempotency-Key was used with a different request".into(),
-        });
+        return Err(ApiError::Conflict { code: "idempotency_key_reused", detail: "this Idempotency-Key was used with a different request".into() });
     }
     let results = results::for_job(&state.pool, existing.id).await?;
     Ok((jobs::view(existing, results), false))

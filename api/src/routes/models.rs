@@ -63,11 +63,7 @@ fn known_model(name: &str) -> Result<&'static str, ApiError> {
     ),
     security(("api_key" = []))
 )]
-pub async fn list_models(
-    State(state): State<AppState>,
-    _tenant: AuthTenant,
-    Query(q): Query<ModelsQuery>,
-) -> Result<Json<ModelList>, ApiError> {
+pub async fn list_models(State(state): State<AppState>, _tenant: AuthTenant, Query(q): Query<ModelsQuery>) -> Result<Json<ModelList>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit must be between 1 and 500"));

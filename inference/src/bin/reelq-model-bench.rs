@@ -61,45 +61,80 @@ fn main() -> anyhow::Result<()> {
         let n = shape.iter().product::<i64>() as usize;
         Ok(Tensor::from_array((shape.to_vec(), pseudo_random(n, seed)))?.into())
     };
-    let i64s = |shape: &[i64], values: Vec<i64>| -> anyhow::Result<SessionInputValue<'static>> {
-        Ok(Tensor::from_array((shape.to_vec(), values))?.into())
-    };
+    let i64s =
+        |shape: &[i64], values: Vec<i64>| -> anyhow::Result<SessionInputValue<'static>> { Ok(Tensor::from_array((shape.to_vec(), values))?.into()) };
 
-    time(|| runtime.session("ppocr-v4-det", &models.join("ppocr-v4-det/model.onnx")), "ppocr-v4-det [1,3,960,544]", runs, || Ok(vec![("x", f32s(&[1, 3, 960, 544], 1)?)]))?;
-    time(|| runtime.session("ppocr-v4-rec", &models.join("ppocr-v4-rec/model.onnx")), "ppocr-v4-rec [8,3,48,320]", runs, || Ok(vec![("x", f32s(&[8, 3, 48, 320], 2)?)]))?;
-    time(|| runtime.session("silero-vad", &models.join("silero-vad/model.onnx")), "silero-vad [1,576] (one 32 ms step)", runs, || {
-        Ok(vec![("input", f32s(&[1, 576], 3)?), ("state", Tensor::from_array((vec![2i64, 1, 128], vec![0f32; 256]))?.into()), (
-            "sr",
-            i64s(&[], vec![16_000])?,
-        )])
-    })?;
-    time(|| runtime.session("minilm-l6-v2", &models.join("minilm-l6-v2/model.onnx")), "minilm-l6-v2 [32,64] tokens", runs, || {
-        let ids: Vec<i64> = (0..32 * 64).map(|i| 1000 + (i * 37) % 20000).collect();
-        Ok(vec![
-            ("input_ids", i64s(&[32, 64], ids)?),
-            ("attention_mask", i64s(&[32, 64], vec![1; 32 * 64])?),
-            ("token_type_ids", i64s(&[32, 64], vec![0; 32 * 64])?),
-        ])
-    })?;
+    time(
+        || runtime.session("ppocr-v4-det", &models.join("ppocr-v4-det/model.onnx")),
+        "ppocr-v4-det [1,3,960,544]",
+        runs,
+        || Ok(vec![("x", f32s(&[1, 3, 960, 544], 1)?)]),
+    )?;
+    time(
+        || runtime.session("ppocr-v4-rec", &models.join("ppocr-v4-rec/model.onnx")),
+        "ppocr-v4-rec [8,3,48,320]",
+        runs,
+        || Ok(vec![("x", f32s(&[8, 3, 48, 320], 2)?)]),
+    )?;
+    time(
+        || runtime.session("silero-vad", &models.join("silero-vad/model.onnx")),
+        "silero-vad [1,576] (one 32 ms step)",
+        runs,
+        || {
+            Ok(vec![
+                ("input", f32s(&[1, 576], 3)?),
+                ("state", Tensor::from_array((vec![2i64, 1, 128], vec![0f32; 256]))?.into()),
+                ("sr", i64s(&[], vec![16_000])?),
+            ])
+        },
+    )?;
+    time(
+        || runtime.session("minilm-l6-v2", &models.join("minilm-l6-v2/model.onnx")),
+        "minilm-l6-v2 [32,64] tokens",
+        runs,
+        || {
+            let ids: Vec<i64> = (0..32 * 64).map(|i| 1000 + (i * 37) % 20000).collect();
+            Ok(vec![
+                ("input_ids", i64s(&[32, 64], ids)?),
+                ("attention_mask", i64s(&[32, 64], vec![1; 32 * 64])?),
+                ("token_type_ids", i64s(&[32, 64], vec![0; 32 * 64])?),
+            ])
+        },
+    )?;
     let wdir = models.join(whisper::MODEL);
     time(|| runtime.session("whisper mel", &wdir.join("mel.onnx")), "whisper mel [1,480000]", runs, || Ok(vec![("waveform", f32s(&[1, 480_000], 4)?)]))?;
-    time(|| runtime.session("whisper encoder", &wdir.join("encoder.onnx")), "whisper encoder [1,80,3000]", runs, || Ok(vec![("mel", f32s(&[1, 80, 3000], 5)?)]))?;
-    time(|| runtime.session("whisper cross_kv", &wdir.join("cross_kv.onnx")), "whisper cross_kv [1,1500,384]", runs, || Ok(vec![("hidden", f32s(&[1, 1500, 384], 6)?)]))?;
+    time(
+        || runtime.session("whisper encoder", &wdir.join("encoder.onnx")),
+        "whisper encoder [1,80,3000]",
+        runs,
+        || Ok(vec![("mel", f32s(&[1, 80, 3000], 5)?)]),
+    )?;
+    time(
+        || runtime.session("whisper cross_kv", &wdir.join("cross_kv.onnx")),
+        "whisper cross_kv [1,1500,384]",
+        runs,
+        || Ok(vec![("hidden", f32s(&[1, 1500, 384], 6)?)]),
+    )?;
     let past = 100i64;
     const CROSS: [&str; 8] = ["cross_k_0", "cross_v_0", "cross_k_1", "cross_v_1", "cross_k_2", "cross_v_2", "cross_k_3", "cross_v_3"];
-    time(|| runtime.session("whisper decoder", &wdir.join("decoder.onnx")), "whisper decoder step (1 token, 100 past)", runs.max(20), || {
-        let mut inputs = vec![
-            ("tokens", i64s(&[1, 1], vec![440])?),
-            ("self_k", f32s(&[4, 1, 6, past, 64], 7)?),
-            ("self_v", f32s(&[4, 1, 6, past, 64], 8)?),
-            ("offset", i64s(&[], vec![past])?),
-        ];
-        for (i, name) in CROSS.iter().enumerate() {
-            let shape: &[i64] = if name.starts_with("cross_k") { &[1, 6, 64, 1500] } else { &[1, 6, 1500, 64] };
-            inputs.push((name, f32s(shape, 9 + i as u32)?));
-        }
-        Ok(inputs)
-    })?;
+    time(
+        || runtime.session("whisper decoder", &wdir.join("decoder.onnx")),
+        "whisper decoder step (1 token, 100 past)",
+        runs.max(20),
+        || {
+            let mut inputs = vec![
+                ("tokens", i64s(&[1, 1], vec![440])?),
+                ("self_k", f32s(&[4, 1, 6, past, 64], 7)?),
+                ("self_v", f32s(&[4, 1, 6, past, 64], 8)?),
+                ("offset", i64s(&[], vec![past])?),
+            ];
+            for (i, name) in CROSS.iter().enumerate() {
+                let shape: &[i64] = if name.starts_with("cross_k") { &[1, 6, 64, 1500] } else { &[1, 6, 1500, 64] };
+                inputs.push((name, f32s(shape, 9 + i as u32)?));
+            }
+            Ok(inputs)
+        },
+    )?;
 
     if !"whisper transcribe".contains(only.as_str()) {
         return Ok(());

@@ -13,8 +13,8 @@
 pub mod regressor;
 
 pub use regressor::{
-    Estimate, REGRESSOR_FORMAT, RegressorError, RegressorEvaluation, RegressorOptions, Sample, ViewRange, ViralityRegressor, quantile_rank,
-    split_by_time, train,
+    Estimate, REGRESSOR_FORMAT, RegressorError, RegressorEvaluation, RegressorOptions, Sample, ViewRange, ViralityRegressor, quantile_rank, split_by_time,
+    train,
 };
 
 use super::Counts;

@@ -1,10 +1,10 @@
 //! The audio side of a decode: the 16 kHz mono analysis track and the levels of the source
 //! signal, fed packet by packet from the same read loop as the video.
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Sample;
 use ffmpeg::format::sample::Type as SampleType;
 use ffmpeg::{ChannelLayout, Packet, frame};
+use ffmpeg_next as ffmpeg;
 
 use super::{DecodeOptions, DecodeReport, DecodedAudio};
 use crate::audio::{ANALYSIS_RATE, LevelMeter};
@@ -89,7 +89,8 @@ impl Track {
         }
         // The 16 kHz mono track.
         if !self.truncated
-            && let Some(out) = Resampler::fit(&mut self.to_mono, f, Sample::F32(SampleType::Packed), ChannelLayout::MONO, ANALYSIS_RATE).and_then(|r| r.run(f))
+            && let Some(out) =
+                Resampler::fit(&mut self.to_mono, f, Sample::F32(SampleType::Packed), ChannelLayout::MONO, ANALYSIS_RATE).and_then(|r| r.run(f))
         {
             self.push_mono(&out);
         }

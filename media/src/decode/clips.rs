@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::probe::{self, Probe};
 use crate::MediaSettings;
+use crate::probe::{self, Probe};
 
 /// Runs the ffmpeg CLI quietly, overwriting its output.
 pub fn ffmpeg(args: &[&str]) {

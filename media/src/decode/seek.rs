@@ -1,9 +1,9 @@
 //! Reaching the sampled frames by seeking, when keyframes are dense and nothing needs every
 //! frame.
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::threading;
 use ffmpeg::frame;
+use ffmpeg_next as ffmpeg;
 
 use super::sequential::{drain_video, send_video};
 use super::sink::VideoSink;

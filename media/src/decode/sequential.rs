@@ -2,9 +2,9 @@
 
 use std::collections::VecDeque;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::threading;
 use ffmpeg::{Packet, codec, frame};
+use ffmpeg_next as ffmpeg;
 
 use super::audio::AudioPipe;
 use super::sink::VideoSink;

@@ -2,17 +2,19 @@
 
 use std::collections::VecDeque;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
-use ffmpeg::software::scaling;
 use ffmpeg::frame;
+use ffmpeg::software::scaling;
+use ffmpeg_next as ffmpeg;
 
 use reelq_core::domain::JobErrorCode;
 
 use super::pixels;
 use super::stream::{VideoInfo, rational};
 use super::targets::Targets;
-use super::{DecodeError, DecodeOptions, DecodeOutput, DecodeReport, DecodedAudio, FrameSize, FrameStats, SampleKind, SampledFrame, SceneCut, SceneOptions};
+use super::{
+    DecodeError, DecodeOptions, DecodeOutput, DecodeReport, DecodedAudio, FrameSize, FrameStats, SampleKind, SampledFrame, SceneCut, SceneOptions,
+};
 
 /// A cached scaler and its output frame.
 struct Scaler {

@@ -3,9 +3,9 @@
 
 use std::collections::VecDeque;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::codec::threading;
 use ffmpeg::{Packet, Rational, codec};
+use ffmpeg_next as ffmpeg;
 
 use reelq_core::domain::JobErrorCode;
 
@@ -35,11 +35,8 @@ impl VideoInfo {
         if tb.numerator() <= 0 || tb.denominator() <= 0 {
             return Err(DecodeError::invalid("the video stream has no valid time base"));
         }
-        let audio_index = probe
-            .audio
-            .as_ref()
-            .map(|a| a.index)
-            .filter(|i| ictx.stream(*i).is_some_and(|s| s.parameters().medium() == ffmpeg::media::Type::Audio));
+        let audio_index =
+            probe.audio.as_ref().map(|a| a.index).filter(|i| ictx.stream(*i).is_some_and(|s| s.parameters().medium() == ffmpeg::media::Type::Audio));
         let start = stream.start_time();
         let fps = probe.video.frame_rate;
         let frame_secs = if fps.is_finite() && (1.0..=1000.0).contains(&fps) { 1.0 / fps } else { 1.0 / 30.0 };
@@ -70,10 +67,7 @@ impl VideoInfo {
 /// The clockwise rotation a player applies, from the stream's display matrix, rounded to a
 /// quarter turn; `None` without a matrix.
 fn stream_rotation(stream: &ffmpeg::Stream<'_>) -> Option<i32> {
-    stream
-        .side_data()
-        .find(|sd| sd.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix)
-        .and_then(|sd| clockwise_rotation(sd.data()))
+    stream.side_data().find(|sd| sd.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix).and_then(|sd| clockwise_rotation(sd.data()))
 }
 
 /// Clockwise display rotation (0, 90, 180 or 270) from a display matrix: nine little-endian
@@ -183,7 +177,11 @@ pub(super) fn scan_keyframes(
     Ok(KeyframeScan { interval, packets })
 }
 
-pub(super) fn open_video_decoder(ictx: &ffmpeg::format::context::Input, info: &VideoInfo, threads: threading::Config) -> Result<codec::decoder::Video, DecodeError> {
+pub(super) fn open_video_decoder(
+    ictx: &ffmpeg::format::context::Input,
+    info: &VideoInfo,
+    threads: threading::Config,
+) -> Result<codec::decoder::Video, DecodeError> {
     let stream = ictx.stream(info.index).ok_or_else(|| DecodeError::invalid("the video stream is gone"))?;
     let mut ctx = codec::context::Context::from_parameters(stream.parameters())
         .map_err(|e| DecodeError::invalid(format!("the video stream cannot be described: {e}")))?;

@@ -6,10 +6,17 @@ use super::Sampling;
 pub(super) enum Targets {
     None,
     /// Known duration: fixed times with a tolerance of half the spacing either side.
-    Fixed { times: Vec<f64>, tolerance: f64 },
+    Fixed {
+        times: Vec<f64>,
+        tolerance: f64,
+    },
     /// Unknown duration: every `interval` seconds, thinned by halves whenever more than `keep`
     /// frames are held, and reduced to `count` at the end when set.
-    Open { interval: f64, keep: usize, count: Option<usize> },
+    Open {
+        interval: f64,
+        keep: usize,
+        count: Option<usize>,
+    },
 }
 
 impl Targets {

@@ -71,7 +71,21 @@ fn pcm_without_a_channel_layout_still_gives_audio() {
     clips::ffmpeg(&["-f", "lavfi", "-i", "sine=f=300:sample_rate=22050:d=2", "-c:a", "pcm_s16le", clips::s(&wav)]);
     let clip = d.path().join("pcm.mkv");
     // Copied into Matroska, the PCM stream declares no channel layout.
-    clips::ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=160x120:r=10:d=2", "-i", clips::s(&wav), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", clips::s(&clip)]);
+    clips::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=160x120:r=10:d=2",
+        "-i",
+        clips::s(&wav),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "copy",
+        clips::s(&clip),
+    ]);
     let probe = clips::probe(&clip);
     let opts = DecodeOptions { frame_stats: false, scenes: None, ..DecodeOptions::default() };
 
@@ -117,7 +131,22 @@ fn rotated_video_is_sampled_upright() {
 
     // The ffmpeg CLI rotates on decode too: the two pictures must agree.
     let cli = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i", clips::s(&rotated), "-frames:v", "1", "-vf", "scale=90:160", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            clips::s(&rotated),
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=90:160",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
         .output()
         .expect("ffmpeg runs");
     assert_eq!(cli.stdout.len(), frame.rgb.len());
@@ -143,7 +172,8 @@ fn measured_frame_rate_is_the_real_one_whatever_else_the_decode_serves() {
     };
     for fps in [24, 30, 60] {
         // B-frames and sparse keyframes, as phones and editors export.
-        let clip = make(d.path(), &format!("f{fps}.mp4"), &format!("testsrc2=s=320x240:r={fps}:d=4"), None, None, &["-x264-params", "bframes=2:keyint=250"]);
+        let clip =
+            make(d.path(), &format!("f{fps}.mp4"), &format!("testsrc2=s=320x240:r={fps}:d=4"), None, None, &["-x264-params", "bframes=2:keyint=250"]);
         let probe = clips::probe(&clip);
         let a = decode(&clip, &probe, &alone, &never).expect("decodes").measured_frame_rate.expect("measured");
         let b = decode(&clip, &probe, &shared, &never).expect("decodes").measured_frame_rate.expect("measured");
@@ -165,8 +195,9 @@ fn odd_sizes_and_variable_frame_rate_decode() {
     let d = dir();
     let odd = make(d.path(), "odd.mkv", "testsrc2=s=320x240:r=25:d=2", None, Some("scale=321:241"), &["-pix_fmt", "yuv444p"]);
     let probe = clips::probe(&odd);
-    let out = decode(&odd, &probe, &DecodeOptions { sampling: Sampling::Count(3), frame_size: FrameSize::CenterCrop(32), ..DecodeOptions::default() }, &never)
-        .expect("odd size decodes");
+    let out =
+        decode(&odd, &probe, &DecodeOptions { sampling: Sampling::Count(3), frame_size: FrameSize::CenterCrop(32), ..DecodeOptions::default() }, &never)
+            .expect("odd size decodes");
     assert_eq!((out.width, out.height), (321, 241));
     assert!(out.samples.iter().all(|s| (s.width, s.height) == (32, 32)));
     assert_eq!(out.samples.len(), 3);
@@ -193,7 +224,23 @@ fn ten_bit_interlaced_gif_and_vp9_decode() {
     let gif = d.path().join("animation.mp4");
     clips::ffmpeg(&["-f", "lavfi", "-i", src, "-f", "gif", clips::s(&gif)]);
     let vp9 = d.path().join("vp9.webm");
-    clips::ffmpeg(&["-f", "lavfi", "-i", src, "-f", "lavfi", "-i", "sine=d=1", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-c:a", "libopus", clips::s(&vp9)]);
+    clips::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        src,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=d=1",
+        "-c:v",
+        "libvpx-vp9",
+        "-deadline",
+        "realtime",
+        "-c:a",
+        "libopus",
+        clips::s(&vp9),
+    ]);
     for path in [&ten, &interlaced, &gif, &vp9] {
         let out = decode(path, &clips::probe(path), &DecodeOptions::default(), &never).expect("decodes");
         assert_eq!(out.report.frames_decoded, 10, "{}", path.display());
@@ -236,10 +283,25 @@ fn scene_cuts_are_found() {
     let d = dir();
     let path = d.path().join("cut.mp4");
     clips::ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=s=160x120:r=25:d=1.5",
-        "-f", "lavfi", "-i", "smptebars=s=160x120:r=25:d=1.5",
-        "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", clips::s(&path),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=160x120:r=25:d=1.5",
+        "-f",
+        "lavfi",
+        "-i",
+        "smptebars=s=160x120:r=25:d=1.5",
+        "-filter_complex",
+        "[0:v][1:v]concat=n=2:v=1[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        clips::s(&path),
     ]);
     let out = decode(&path, &clips::probe(&path), &DecodeOptions::default(), &never).expect("decodes");
     assert_eq!(out.scene_cuts.len(), 1, "{:?}", out.scene_cuts);
@@ -313,7 +375,8 @@ fn pixel_helpers() {
     assert_eq!(pixels::laplacian_variance(&flat, &all), 0.0);
     assert_eq!(pixels::noise_sigma(&flat, &all), 0.0);
     // Shifting a textured image right by 3 pixels is found as +3/64 of the width.
-    let tex = |dx: usize| pixels::Gray { w: 64, h: 64, data: (0..64 * 64).map(|i| ((((i % 64) + 64 - dx) % 64 * 37 + (i / 64) * 11) % 251) as u8).collect() };
+    let tex =
+        |dx: usize| pixels::Gray { w: 64, h: 64, data: (0..64 * 64).map(|i| ((((i % 64) + 64 - dx) % 64 * 37 + (i / 64) * 11) % 251) as u8).collect() };
     let shift = pixels::global_shift(&tex(0), &tex(3)).expect("textured");
     assert!((shift[0] - 3.0 / 64.0).abs() < 1e-6 && shift[1].abs() < 1e-6, "{shift:?}");
 }

@@ -1,9 +1,9 @@
 //! The new audio track, frame by frame: the track placed at its offset and gained, the
 //! video's own audio mixed under it, a limiter, and AAC encoding.
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::sample::Type as SampleType;
 use ffmpeg::{ChannelLayout, Packet, Rational, codec, frame};
+use ffmpeg_next as ffmpeg;
 
 use super::source::PcmSource;
 use super::{MuxError, OUTPUT_RATE};
@@ -132,4 +132,3 @@ impl Limiter {
         }
     }
 }
-

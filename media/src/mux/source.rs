@@ -4,10 +4,10 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Sample;
 use ffmpeg::format::sample::Type as SampleType;
 use ffmpeg::{ChannelLayout, Packet, frame, media};
+use ffmpeg_next as ffmpeg;
 
 use super::OUTPUT_RATE;
 use crate::pcm::{AudioDecoder, Resampler};
@@ -39,7 +39,9 @@ impl Stereo {
     }
 
     fn on_frame(&mut self, f: &frame::Audio) {
-        if let Some(out) = Resampler::fit(&mut self.resampler, f, Sample::F32(SampleType::Planar), ChannelLayout::STEREO, OUTPUT_RATE).and_then(|r| r.run(f)) {
+        if let Some(out) =
+            Resampler::fit(&mut self.resampler, f, Sample::F32(SampleType::Planar), ChannelLayout::STEREO, OUTPUT_RATE).and_then(|r| r.run(f))
+        {
             self.push(&out);
         }
     }

@@ -8,14 +8,7 @@ use crate::decode::clips::{self, s};
 const RATE: usize = 48_000;
 
 fn options(mode: MuxMode) -> MuxOptions {
-    MuxOptions {
-        audio_id: uuid::Uuid::nil(),
-        mode,
-        gain_db: 0.0,
-        original_gain_db: 0.0,
-        offset_secs: 0.0,
-        track_start_secs: 0.0,
-    }
+    MuxOptions { audio_id: uuid::Uuid::nil(), mode, gain_db: 0.0, original_gain_db: 0.0, offset_secs: 0.0, track_start_secs: 0.0 }
 }
 
 /// A 3-second 320×240 H.264 clip at 25 fps with a 440 Hz AAC tone.
@@ -137,9 +130,17 @@ fn offset_leaves_leading_silence_and_track_start_skips_into_the_track() {
     // 1 s of 660 Hz then 4 s of 880 Hz: starting the track at 1 s must skip the 660.
     let t = dir.path().join("two-tones.wav");
     clips::ffmpeg(&[
-        "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=44100:duration=1",
-        "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=44100:duration=4",
-        "-filter_complex", "[0:a][1:a]concat=n=2:v=0:a=1", s(&t),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=660:sample_rate=44100:duration=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=880:sample_rate=44100:duration=4",
+        "-filter_complex",
+        "[0:a][1:a]concat=n=2:v=0:a=1",
+        s(&t),
     ]);
     let mut opts = options(MuxMode::Replace);
     opts.offset_secs = 1.0;

@@ -47,10 +47,7 @@ impl Geometry {
 
 fn ratio_name(r: f64) -> String {
     let named = [(9.0 / 16.0, "9:16"), (3.0 / 4.0, "3:4"), (4.0 / 5.0, "4:5"), (1.0, "1:1"), (4.0 / 3.0, "4:3"), (16.0 / 9.0, "16:9"), (2.39, "2.39:1")];
-    named
-        .iter()
-        .find(|(v, _)| (r / v).ln().abs() < 0.03)
-        .map_or_else(|| format!("{r:.2}:1"), |(_, n)| (*n).to_owned())
+    named.iter().find(|(v, _)| (r / v).ln().abs() < 0.03).map_or_else(|| format!("{r:.2}:1"), |(_, n)| (*n).to_owned())
 }
 
 /// Distance from 9:16 on a log scale, so 16:9 and 81:256 are equally far.

@@ -38,10 +38,7 @@ fn motion(ctx: &Context<'_>) -> SubScore {
     let advice = if score >= 80.0 {
         "The amount of movement is engaging: keep it.".to_owned()
     } else if m < 2.0 {
-        format!(
-            "The picture barely moves (mean frame change {:.1}): add camera movement, gestures, B-roll or zoom-ins to hold attention.",
-            m
-        )
+        format!("The picture barely moves (mean frame change {:.1}): add camera movement, gestures, B-roll or zoom-ins to hold attention.", m)
     } else {
         format!("Motion is very busy (mean frame change {:.0}): hold shots a little longer or slow fast pans so viewers can follow.", m)
     };

@@ -72,14 +72,7 @@ fn exposure(ctx: &Context<'_>) -> SubScore {
             ((luma / 128.0).log2()).clamp(0.3, 4.0)
         )
     };
-    sub(
-        KEY,
-        LABEL,
-        1.5,
-        Some(score),
-        json!({ "median_luma": r1(luma), "crushed_ratio": r2(crushed), "blown_ratio": r2(blown) }),
-        advice,
-    )
+    sub(KEY, LABEL, 1.5, Some(score), json!({ "median_luma": r1(luma), "crushed_ratio": r2(crushed), "blown_ratio": r2(blown) }), advice)
 }
 
 /// RMS contrast (luma standard deviation): below 20 looks washed out on a phone.

@@ -86,9 +86,7 @@ pub(super) fn scores(ctx: &Context<'_>) -> Vec<SubScore> {
             let advice = if score >= 80.0 {
                 format!("True peak is {p:.1} dBTP, safely below −1 dBTP.")
             } else {
-                format!(
-                    "True peak reaches {p:.1} dBTP: put a true-peak limiter at −1 dBTP on the master so the platform's encoder does not distort it."
-                )
+                format!("True peak reaches {p:.1} dBTP: put a true-peak limiter at −1 dBTP on the master so the platform's encoder does not distort it.")
             };
             sub(
                 "true_peak",
@@ -139,14 +137,7 @@ pub(super) fn scores(ctx: &Context<'_>) -> Vec<SubScore> {
                 features.longest_silence_secs
             )
         };
-        sub(
-            "silence",
-            "Silence",
-            1.0,
-            Some(score),
-            json!({ "silence_ratio": r2(s), "longest_silence_secs": r1(features.longest_silence_secs) }),
-            advice,
-        )
+        sub("silence", "Silence", 1.0, Some(score), json!({ "silence_ratio": r2(s), "longest_silence_secs": r1(features.longest_silence_secs) }), advice)
     };
 
     let tone = match features.spectral_centroid_hz {
@@ -160,7 +151,9 @@ pub(super) fn scores(ctx: &Context<'_>) -> Vec<SubScore> {
                     "The sound is muffled (spectral centroid {c:.0} Hz): move the microphone closer, uncover it, or add a gentle high-shelf boost around 5 kHz."
                 )
             } else {
-                format!("The sound is harsh or hissy (spectral centroid {c:.0} Hz): tame the highs with a de-esser or a gentle cut above 6 kHz, or reduce background hiss.")
+                format!(
+                    "The sound is harsh or hissy (spectral centroid {c:.0} Hz): tame the highs with a de-esser or a gentle cut above 6 kHz, or reduce background hiss."
+                )
             };
             sub("tone", "Tone", 0.25, Some(score), json!({ "spectral_centroid_hz": c.round() }), advice)
         }

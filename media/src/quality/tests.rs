@@ -31,7 +31,12 @@ fn score(report: &QualityReport, key: &str) -> u8 {
 /// Asserts that `clean` beats `worse` on `key` by at least `margin` points.
 fn beats(clean: &QualityReport, worse: &QualityReport, key: &str, margin: u8, what: &str) {
     let (a, b) = (score(clean, key), score(worse, key));
-    assert!(a >= b.saturating_add(margin), "{what}: clean {key} {a} should beat {b} by {margin}\nclean: {:?}\n{what}: {:?}", clean.get(key), worse.get(key));
+    assert!(
+        a >= b.saturating_add(margin),
+        "{what}: clean {key} {a} should beat {b} by {margin}\nclean: {:?}\n{what}: {:?}",
+        clean.get(key),
+        worse.get(key)
+    );
 }
 
 #[test]
@@ -104,8 +109,26 @@ fn quiet_audio_gets_gain_advice_and_the_report_serialises() {
     assert_eq!(json["audio_features"]["mfcc_mean"].as_array().map(Vec::len), Some(13));
     let keys: Vec<&str> = quiet.scores.iter().map(|s| s.key).collect();
     for key in [
-        "sharpness", "exposure", "contrast", "colourfulness", "noise", "motion", "stability", "pacing", "continuity", "hook",
-        "aspect_ratio", "resolution", "frame_rate", "bitrate", "duration", "loudness", "true_peak", "clipping", "silence", "tone",
+        "sharpness",
+        "exposure",
+        "contrast",
+        "colourfulness",
+        "noise",
+        "motion",
+        "stability",
+        "pacing",
+        "continuity",
+        "hook",
+        "aspect_ratio",
+        "resolution",
+        "frame_rate",
+        "bitrate",
+        "duration",
+        "loudness",
+        "true_peak",
+        "clipping",
+        "silence",
+        "tone",
     ] {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
@@ -210,7 +233,8 @@ fn quality_does_not_depend_on_what_else_the_decode_serves() {
     let mut failures = Vec::new();
     for (name, path, fps) in &videos {
         let probe = clips::probe(path);
-        let report = |opts: &DecodeOptions| serde_json::to_value(analyze(&probe, &decode(path, &probe, opts, &never).expect("decodes"))).expect("serialises");
+        let report =
+            |opts: &DecodeOptions| serde_json::to_value(analyze(&probe, &decode(path, &probe, opts, &never).expect("decodes"))).expect("serialises");
         let reports: Vec<(&str, Value)> = compositions().iter().map(|(label, opts)| (*label, report(opts))).collect();
         let (_, alone) = &reports[0];
         let frame_rate = alone["scores"].as_array().and_then(|s| s.iter().find(|s| s["key"] == "frame_rate")).map(|s| &s["measured"]["fps"]);

@@ -4,8 +4,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Fields asked for in every video query.
-pub const VIDEO_FIELDS: &str =
-    "id,video_description,create_time,region_code,share_count,view_count,like_count,comment_count,music_id,hashtag_names";
+pub const VIDEO_FIELDS: &str = "id,video_description,create_time,region_code,share_count,view_count,like_count,comment_count,music_id,hashtag_names";
 
 /// Date format of `start_date` / `end_date`.
 pub const DATE_FORMAT: &str = "%Y%m%d";

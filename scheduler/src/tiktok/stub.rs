@@ -199,10 +199,7 @@ impl StubServer {
 
 /// The stub's routes over `state`.
 fn router(state: Arc<StubState>) -> Router {
-    Router::new()
-        .route("/v2/oauth/token/", post(token))
-        .route("/v2/research/video/query/", post(query))
-        .with_state(state)
+    Router::new().route("/v2/oauth/token/", post(token)).route("/v2/research/video/query/", post(query)).with_state(state)
 }
 
 /// Words and phrases about a hashtag's topic, from which captions are written: every tag of
@@ -212,7 +209,9 @@ fn router(state: Arc<StubState>) -> Router {
 pub fn topic_words(tag: &str) -> &'static [&'static str] {
     match tag {
         "dance" => &["choreography", "dance moves", "a dance challenge", "my dance routine", "freestyle dancing", "footwork drills", "dance practice"],
-        "cooking" => &["a pasta recipe", "my kitchen", "dinner", "baking bread", "homemade pizza", "meal prep", "a chocolate cake", "garlic and olive oil"],
+        "cooking" => {
+            &["a pasta recipe", "my kitchen", "dinner", "baking bread", "homemade pizza", "meal prep", "a chocolate cake", "garlic and olive oil"]
+        }
         "travel" => &["the beach", "the airport", "our hotel", "the mountains", "a road trip", "an old town tour", "my passport", "a sunset flight"],
         "comedy" => &["a prank", "a funny skit", "a stand-up bit", "my roommate's reaction", "a hilarious fail", "a parody", "a sketch about my brother"],
         "pets" => &["my puppy", "my cat", "the dog park", "a tiny kitten", "a rescue dog", "a vet visit", "a hamster"],
@@ -243,7 +242,8 @@ pub fn view_multiplier(tag: &str) -> f64 {
 
 // The captions' common wording, about no topic: openings, links between topic phrases,
 // endings, and what a video with no topic tag (only `fyp`) is about.
-const OPENINGS: &[&str] = &["trying", "all about", "a day of", "pov:", "quick look at", "obsessed with", "first time trying", "can't get enough of", "sunday plans:", "rating"];
+const OPENINGS: &[&str] =
+    &["trying", "all about", "a day of", "pov:", "quick look at", "obsessed with", "first time trying", "can't get enough of", "sunday plans:", "rating"];
 const LINKS: &[&str] = &[" and ", " with ", " plus ", " then "];
 const ENDINGS: &[&str] = &["", "", " tonight", " today", " this weekend", ", wait for it", " part 2", " again", " lol"];
 const NO_TOPIC: &[&str] = &["something new", "my life lately", "the little things", "random thoughts", "this", "whatever this is"];
@@ -383,12 +383,7 @@ async fn token(State(state): State<Arc<StubState>>, body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-async fn query(
-    State(state): State<Arc<StubState>>,
-    UrlQuery(params): UrlQuery<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn query(State(state): State<Arc<StubState>>, UrlQuery(params): UrlQuery<HashMap<String, String>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Ok(mut inner) = state.inner.lock() {
         inner.in_flight += 1;
         inner.stats.max_in_flight = inner.stats.max_in_flight.max(inner.in_flight);
@@ -493,9 +488,25 @@ fn answer(state: &StubState, params: &HashMap<String, String>, headers: &HeaderM
 }
 
 const KNOWN_FIELDS: &[&str] = &[
-    "id", "video_description", "create_time", "region_code", "share_count", "view_count", "like_count", "comment_count",
-    "music_id", "hashtag_names", "username", "effect_ids", "playlist_id", "voice_to_text", "is_stem_verified",
-    "video_duration", "hashtag_info_list", "video_mention_list", "video_label",
+    "id",
+    "video_description",
+    "create_time",
+    "region_code",
+    "share_count",
+    "view_count",
+    "like_count",
+    "comment_count",
+    "music_id",
+    "hashtag_names",
+    "username",
+    "effect_ids",
+    "playlist_id",
+    "voice_to_text",
+    "is_stem_verified",
+    "video_duration",
+    "hashtag_info_list",
+    "video_mention_list",
+    "video_label",
 ];
 
 fn validate(r: &QueryRequest, fields: &[String]) -> Result<(), String> {
@@ -546,8 +557,7 @@ fn holds(v: &StubVideo, c: &Condition) -> bool {
 }
 
 fn matches(v: &StubVideo, r: &QueryRequest) -> bool {
-    let Some(day) = chrono::DateTime::from_timestamp(v.create_time, 0).map(|t| t.date_naive().format(protocol::DATE_FORMAT).to_string())
-    else {
+    let Some(day) = chrono::DateTime::from_timestamp(v.create_time, 0).map(|t| t.date_naive().format(protocol::DATE_FORMAT).to_string()) else {
         return false;
     };
     day >= r.start_date

@@ -83,18 +83,14 @@ const LIST_COLUMNS: &str = r#"SELECT j.id AS job_id, t.name AS tenant, j.video_i
 pub async fn list(db: impl PgExecutor<'_>, before: Option<(DateTime<Utc>, Uuid)>, limit: i64) -> Result<Vec<DeadLetter>, DbError> {
     let (at, id) = before.unzip();
     let sql = format!("{LIST_COLUMNS} AND ($2::timestamptz IS NULL OR (j.finished_at, j.id) < ($2, $3)) ORDER BY j.finished_at DESC, j.id DESC LIMIT $4");
-    timed(
-        "dead_letters.list",
-        sqlx::query_as::<_, DeadLetter>(sqlx::AssertSqlSafe(sql)).bind(dead_code()).bind(at).bind(id).bind(limit).fetch_all(db),
-    )
-    .await
+    timed("dead_letters.list", sqlx::query_as::<_, DeadLetter>(sqlx::AssertSqlSafe(sql)).bind(dead_code()).bind(at).bind(id).bind(limit).fetch_all(db))
+        .await
 }
 
 /// One dead-lettered job; `None` when the job does not exist or is not dead-lettered.
 pub async fn get(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Option<DeadLetter>, DbError> {
     let sql = format!("{LIST_COLUMNS} AND j.id = $2");
-    timed("dead_letters.get", sqlx::query_as::<_, DeadLetter>(sqlx::AssertSqlSafe(sql)).bind(dead_code()).bind(job_id).fetch_optional(db))
-        .await
+    timed("dead_letters.get", sqlx::query_as::<_, DeadLetter>(sqlx::AssertSqlSafe(sql)).bind(dead_code()).bind(job_id).fetch_optional(db)).await
 }
 
 /// A job's earlier rounds of attempts, oldest first.
@@ -136,8 +132,9 @@ pub async fn replay(
     message: impl FnOnce(&JobRecord) -> serde_json::Value,
     headers: &serde_json::Value,
 ) -> Result<ReplayOutcome, DbError> {
-    let job = timed("dead_letters.lock", sqlx::query_as::<_, JobRecord>("SELECT * FROM jobs WHERE id = $1 FOR UPDATE").bind(job_id).fetch_optional(&mut *conn))
-        .await?;
+    let job =
+        timed("dead_letters.lock", sqlx::query_as::<_, JobRecord>("SELECT * FROM jobs WHERE id = $1 FOR UPDATE").bind(job_id).fetch_optional(&mut *conn))
+            .await?;
     let Some(job) = job else { return Ok(ReplayOutcome::NotFound) };
     if job.status != "failed" || job.error_code.as_deref() != Some(dead_code()) {
         return Ok(ReplayOutcome::NotDeadLettered { status: job.status, error_code: job.error_code });

@@ -155,19 +155,14 @@ pub async fn insert_internal(
 pub async fn by_idempotency_key(db: impl PgExecutor<'_>, tenant_id: Uuid, key: &str) -> Result<Option<JobRecord>, DbError> {
     timed(
         "jobs.by_idempotency_key",
-        sqlx::query_as!(JobRecord, "SELECT * FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2", tenant_id, key)
-            .fetch_optional(db),
+        sqlx::query_as!(JobRecord, "SELECT * FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2", tenant_id, key).fetch_optional(db),
     )
     .await
 }
 
 /// A tenant's job. Another tenant's id is indistinguishable from a missing one.
 pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<JobRecord>, DbError> {
-    timed(
-        "jobs.get",
-        sqlx::query_as!(JobRecord, "SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2", tenant_id, id).fetch_optional(db),
-    )
-    .await
+    timed("jobs.get", sqlx::query_as!(JobRecord, "SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2", tenant_id, id).fetch_optional(db)).await
 }
 
 /// A job by id alone, for workers.
@@ -303,22 +298,14 @@ pub async fn claim(pool: &PgPool, job_id: Uuid, tenant_id: Uuid, lease_ttl: Dura
         None => ClaimOutcome::NotFound,
         Some(job) if job.tenant_id != tenant_id => ClaimOutcome::NotFound,
         Some(job) if job.status().is_terminal() => ClaimOutcome::Finished(job.status()),
-        Some(job) if job.status == "running" && job.lease_token.is_some() && job.lease_expires_at >= Some(Utc::now()) => {
-            ClaimOutcome::LeaseHeld
-        }
+        Some(job) if job.status == "running" && job.lease_token.is_some() && job.lease_expires_at >= Some(Utc::now()) => ClaimOutcome::LeaseHeld,
         Some(_) => ClaimOutcome::TenantAtCapacity,
     })
 }
 
 /// Extends a lease and records progress. Returns `false` when the lease is lost (the job was
 /// cancelled, or taken over after this worker stalled): the worker must stop.
-pub async fn heartbeat(
-    db: impl PgExecutor<'_>,
-    lease: &Lease,
-    lease_ttl: Duration,
-    progress: f32,
-    stage: &str,
-) -> Result<bool, DbError> {
+pub async fn heartbeat(db: impl PgExecutor<'_>, lease: &Lease, lease_ttl: Duration, progress: f32, stage: &str) -> Result<bool, DbError> {
     let ttl_ms = i64::try_from(lease_ttl.as_millis()).unwrap_or(i64::MAX);
     let r = timed(
         "jobs.heartbeat",

@@ -179,8 +179,7 @@ pub async fn promote(conn: &mut PgConnection, model: &str, version: &str, decisi
     }
     timed(
         "model_versions.retire",
-        sqlx::query!("UPDATE model_versions SET status = 'retired', retired_at = now() WHERE model = $1 AND status = 'promoted'", model)
-            .execute(&mut *tx),
+        sqlx::query!("UPDATE model_versions SET status = 'retired', retired_at = now() WHERE model = $1 AND status = 'promoted'", model).execute(&mut *tx),
     )
     .await?;
     timed(
@@ -248,12 +247,8 @@ pub async fn rollback(conn: &mut PgConnection, model: &str, to: Option<&str>) ->
     let Some(target) = target else { return Ok(Err(RollbackRefused::NoTarget)) };
     timed(
         "model_versions.roll_back",
-        sqlx::query!(
-            "UPDATE model_versions SET status = 'rolled_back', retired_at = now() WHERE model = $1 AND version = $2",
-            model,
-            current
-        )
-        .execute(&mut *tx),
+        sqlx::query!("UPDATE model_versions SET status = 'rolled_back', retired_at = now() WHERE model = $1 AND version = $2", model, current)
+            .execute(&mut *tx),
     )
     .await?;
     timed(
@@ -322,13 +317,7 @@ pub struct StoredEmbedding {
 }
 
 /// The stored `kind` embeddings by `model` of the given items of `source`.
-pub async fn embeddings(
-    db: impl PgExecutor<'_>,
-    source: &str,
-    kind: &str,
-    model: &str,
-    items: &[String],
-) -> Result<Vec<StoredEmbedding>, DbError> {
+pub async fn embeddings(db: impl PgExecutor<'_>, source: &str, kind: &str, model: &str, items: &[String]) -> Result<Vec<StoredEmbedding>, DbError> {
     timed(
         "example_embeddings.get",
         sqlx::query_as!(

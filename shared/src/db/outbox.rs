@@ -3,7 +3,6 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
-
 use super::{DbError, timed};
 
 /// Channel the relay listens on for new rows (`jobs::insert_with_message` notifies it).
@@ -23,12 +22,8 @@ pub struct OutboxRow {
 pub async fn lock_batch(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
     timed(
         "outbox.lock_batch",
-        sqlx::query_as!(
-            OutboxRow,
-            "SELECT id, routing_key, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            limit
-        )
-        .fetch_all(conn),
+        sqlx::query_as!(OutboxRow, "SELECT id, routing_key, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+            .fetch_all(conn),
     )
     .await
 }

@@ -35,12 +35,8 @@ pub struct NewResult {
 pub async fn upsert_fenced(conn: &mut PgConnection, lease: &Lease, results: &[NewResult]) -> Result<bool, DbError> {
     let held = timed(
         "results.fence",
-        sqlx::query_scalar!(
-            "SELECT 1 AS one FROM jobs WHERE id = $1 AND lease_token = $2 AND status = 'running' FOR UPDATE",
-            lease.job_id,
-            lease.token
-        )
-        .fetch_optional(&mut *conn),
+        sqlx::query_scalar!("SELECT 1 AS one FROM jobs WHERE id = $1 AND lease_token = $2 AND status = 'running' FOR UPDATE", lease.job_id, lease.token)
+            .fetch_optional(&mut *conn),
     )
     .await?;
     if held.is_none() {
@@ -94,9 +90,5 @@ pub async fn for_job(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<Result
 
 /// The analyses a job already has results for (a retried job skips them).
 pub async fn done_analyses(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<String>, DbError> {
-    timed(
-        "results.done_analyses",
-        sqlx::query_scalar!("SELECT analysis FROM results WHERE job_id = $1", job_id).fetch_all(db),
-    )
-    .await
+    timed("results.done_analyses", sqlx::query_scalar!("SELECT analysis FROM results WHERE job_id = $1", job_id).fetch_all(db)).await
 }

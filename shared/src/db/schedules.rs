@@ -33,17 +33,12 @@ pub async fn register(db: impl PgExecutor<'_>, name: &str, cron: &str, source: &
 
 /// Whether a scheduler has registered a schedule of this name.
 pub async fn exists(db: impl PgExecutor<'_>, name: &str) -> Result<bool, DbError> {
-    timed(
-        "schedules.exists",
-        sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM schedules WHERE name = $1) AS "e!""#, name).fetch_one(db),
-    )
-    .await
+    timed("schedules.exists", sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM schedules WHERE name = $1) AS "e!""#, name).fetch_one(db)).await
 }
 
 /// Where the schedule's last interrupted pull stopped, if it did.
 pub async fn checkpoint(db: impl PgExecutor<'_>, name: &str) -> Result<Option<serde_json::Value>, DbError> {
-    let row = timed("schedules.checkpoint", sqlx::query!("SELECT checkpoint FROM schedules WHERE name = $1", name).fetch_optional(db))
-        .await?;
+    let row = timed("schedules.checkpoint", sqlx::query!("SELECT checkpoint FROM schedules WHERE name = $1", name).fetch_optional(db)).await?;
     Ok(row.and_then(|r| r.checkpoint))
 }
 
@@ -232,8 +227,7 @@ pub async fn list_runs(
 pub async fn try_lock(conn: &mut PgConnection, schedule: &str) -> Result<bool, DbError> {
     timed(
         "schedules.try_lock",
-        sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1, hashtext($2)) AS "locked!""#, LOCK_CLASS, schedule)
-            .fetch_one(&mut *conn),
+        sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1, hashtext($2)) AS "locked!""#, LOCK_CLASS, schedule).fetch_one(&mut *conn),
     )
     .await
 }
@@ -242,8 +236,7 @@ pub async fn try_lock(conn: &mut PgConnection, schedule: &str) -> Result<bool, D
 pub async fn unlock(conn: &mut PgConnection, schedule: &str) -> Result<bool, DbError> {
     timed(
         "schedules.unlock",
-        sqlx::query_scalar!(r#"SELECT pg_advisory_unlock($1, hashtext($2)) AS "unlocked!""#, LOCK_CLASS, schedule)
-            .fetch_one(&mut *conn),
+        sqlx::query_scalar!(r#"SELECT pg_advisory_unlock($1, hashtext($2)) AS "unlocked!""#, LOCK_CLASS, schedule).fetch_one(&mut *conn),
     )
     .await
 }
@@ -278,13 +271,7 @@ pub struct QuotaUse {
 
 /// Reserves one request of `api`'s quota for `day`, unless the day's requests or records are
 /// spent. Atomic, so replicas and restarts share one budget.
-pub async fn reserve_request(
-    db: impl PgExecutor<'_>,
-    api: &str,
-    day: NaiveDate,
-    max_requests: i32,
-    max_records: i32,
-) -> Result<bool, DbError> {
+pub async fn reserve_request(db: impl PgExecutor<'_>, api: &str, day: NaiveDate, max_requests: i32, max_records: i32) -> Result<bool, DbError> {
     let row = timed(
         "api_quota.reserve",
         sqlx::query_scalar!(

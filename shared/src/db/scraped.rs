@@ -166,12 +166,7 @@ pub async fn latest_counts(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Co
 
 /// Uses of sounds by pulled videos carrying any of `hashtags` (in `region` when given), with
 /// each video's latest counters: the input of [`crate::engagement::music::rank`].
-pub async fn music_uses(
-    db: impl PgExecutor<'_>,
-    hashtags: &[String],
-    region: Option<&str>,
-    max_videos: i64,
-) -> Result<Vec<MusicUse>, DbError> {
+pub async fn music_uses(db: impl PgExecutor<'_>, hashtags: &[String], region: Option<&str>, max_videos: i64) -> Result<Vec<MusicUse>, DbError> {
     let rows = timed(
         "scraped.music_uses",
         sqlx::query!(

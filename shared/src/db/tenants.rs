@@ -53,8 +53,7 @@ pub async fn upsert(db: impl PgExecutor<'_>, name: &str, max_running_jobs: Optio
 
 /// Finds a tenant by name.
 pub async fn by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Option<Tenant>, DbError> {
-    let row = timed("tenants.by_name", sqlx::query!("SELECT id, name FROM tenants WHERE name = $1", name).fetch_optional(db))
-        .await?;
+    let row = timed("tenants.by_name", sqlx::query!("SELECT id, name FROM tenants WHERE name = $1", name).fetch_optional(db)).await?;
     Ok(row.map(|r| Tenant { id: r.id, name: r.name }))
 }
 
@@ -66,13 +65,7 @@ pub async fn create_key(db: impl PgExecutor<'_>, tenant_id: Uuid, label: &str) -
 }
 
 /// Stores a key whose hash is already known (the configured development key).
-pub async fn insert_key(
-    db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    prefix: &str,
-    hash: &[u8; 32],
-    label: &str,
-) -> Result<(), DbError> {
+pub async fn insert_key(db: impl PgExecutor<'_>, tenant_id: Uuid, prefix: &str, hash: &[u8; 32], label: &str) -> Result<(), DbError> {
     timed(
         "api_keys.insert",
         sqlx::query!(
@@ -123,12 +116,7 @@ pub async fn list_keys(db: impl PgExecutor<'_>, tenant_id: Uuid) -> Result<Vec<A
 pub async fn revoke_key(db: impl PgExecutor<'_>, tenant_id: Uuid, prefix: &str) -> Result<bool, DbError> {
     let r = timed(
         "api_keys.revoke",
-        sqlx::query!(
-            "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL",
-            tenant_id,
-            prefix
-        )
-        .execute(db),
+        sqlx::query!("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND prefix = $2 AND revoked_at IS NULL", tenant_id, prefix).execute(db),
     )
     .await?;
     Ok(r.rows_affected() > 0)

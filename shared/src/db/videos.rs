@@ -158,21 +158,12 @@ pub async fn lock_expired_pending(conn: &mut PgConnection, ttl: Duration, limit:
 
 /// Deletes pending uploads by id; a row completed meanwhile is kept.
 pub async fn delete_pending(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<u64, DbError> {
-    let r = timed(
-        "videos.delete_pending",
-        sqlx::query("DELETE FROM videos WHERE id = ANY($1) AND status = 'pending'").bind(ids).execute(db),
-    )
-    .await?;
+    let r = timed("videos.delete_pending", sqlx::query("DELETE FROM videos WHERE id = ANY($1) AND status = 'pending'").bind(ids).execute(db)).await?;
     Ok(r.rows_affected())
 }
 
 /// Marks a pending video stored. Returns `None` when it was not pending.
-pub async fn mark_stored(
-    db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
-    stored: &StoredObject,
-) -> Result<Option<Video>, DbError> {
+pub async fn mark_stored(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid, stored: &StoredObject) -> Result<Option<Video>, DbError> {
     timed(
         "videos.mark_stored",
         sqlx::query_as!(
@@ -209,8 +200,7 @@ pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<O
 
 /// Deletes a video row (an upload rejected after its row was written).
 pub async fn delete(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<(), DbError> {
-    timed("videos.delete", sqlx::query!("DELETE FROM videos WHERE tenant_id = $1 AND id = $2", tenant_id, id).execute(db))
-        .await?;
+    timed("videos.delete", sqlx::query!("DELETE FROM videos WHERE tenant_id = $1 AND id = $2", tenant_id, id).execute(db)).await?;
     Ok(())
 }
 

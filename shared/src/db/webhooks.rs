@@ -60,25 +60,14 @@ pub async fn take_due(db: impl PgExecutor<'_>, limit: i64, lease_secs: f64) -> R
 pub async fn delivered(db: impl PgExecutor<'_>, id: Uuid, status: i32) -> Result<(), DbError> {
     timed(
         "webhooks.delivered",
-        sqlx::query!(
-            "UPDATE webhook_deliveries SET delivered_at = now(), last_status = $2, last_error = NULL WHERE id = $1",
-            id,
-            status
-        )
-        .execute(db),
+        sqlx::query!("UPDATE webhook_deliveries SET delivered_at = now(), last_status = $2, last_error = NULL WHERE id = $1", id, status).execute(db),
     )
     .await?;
     Ok(())
 }
 
 /// Records a failed attempt: retried after `retry_in_secs`, or abandoned when that is `None`.
-pub async fn failed(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-    status: Option<i32>,
-    error: &str,
-    retry_in_secs: Option<f64>,
-) -> Result<(), DbError> {
+pub async fn failed(db: impl PgExecutor<'_>, id: Uuid, status: Option<i32>, error: &str, retry_in_secs: Option<f64>) -> Result<(), DbError> {
     timed(
         "webhooks.failed",
         sqlx::query!(

@@ -72,7 +72,8 @@ async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize, tenant
     for i in 0..tenants {
         let t = reelq_shared::db::tenants::upsert(&env.pool, &format!("bench-{i}"), Some(100_000)).await.expect("tenant");
         let key = reelq_shared::db::tenants::create_key(&env.pool, t.id, "bench").await.expect("key").key.expose_secret().to_owned();
-        let resp = app.http.post(app.url("/v1/videos")).bearer_auth(&key).header("content-type", "video/mp4").body(sample_clip()).send().await.expect("upload");
+        let resp =
+            app.http.post(app.url("/v1/videos")).bearer_auth(&key).header("content-type", "video/mp4").body(sample_clip()).send().await.expect("upload");
         let video: serde_json::Value = resp.json().await.expect("video");
         clients.push((key, json!({ "video_id": video["id"], "analyses": ["noop"] })));
     }
@@ -217,7 +218,12 @@ async fn upload(mib: u64) {
         println!("  body: {text}");
     }
     println!("  {:.1} MB/s ({secs:.2} s)", total as f64 / 1e6 / secs);
-    println!("  api RSS: {:.1} MiB before, peak {:.1} MiB (VmHWM), sampled peak {:.1} MiB", rss_before as f64 / 1024.0, hwm as f64 / 1024.0, sampled_peak as f64 / 1024.0);
+    println!(
+        "  api RSS: {:.1} MiB before, peak {:.1} MiB (VmHWM), sampled peak {:.1} MiB",
+        rss_before as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        sampled_peak as f64 / 1024.0
+    );
     env.cleanup().await;
 }
 

@@ -234,10 +234,7 @@ async fn train(env: &TestEnv, o: &Options) -> anyhow::Result<()> {
     let num = |v: &Value| v.as_f64().map_or_else(|| "-".to_owned(), |x| format!("{x:.4}"));
     let secs = |v: &Value| v.as_f64().map_or_else(|| "-".to_owned(), |x| format!("{x:.2} s"));
     let ex = &p["examples"];
-    println!(
-        "    examples: pulled {}, feedback {}, embedded now {}",
-        ex["pulled"], ex["feedback"], ex["embedded_now"]
-    );
+    println!("    examples: pulled {}, feedback {}, embedded now {}", ex["pulled"], ex["feedback"], ex["embedded_now"]);
     println!("    seconds.embed (incl. reading examples): {}", secs(&p["seconds"]["embed"]));
     println!("    seconds.total:                          {}", secs(&p["seconds"]["total"]));
     let h = &p["hashtags"];

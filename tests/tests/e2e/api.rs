@@ -35,7 +35,14 @@ async fn requests_need_a_valid_key_and_see_only_their_tenant() {
     assert_eq!(other(format!("/v1/videos/{video_id}")).send().await.expect("sent").status(), 404);
     let cancel = app.http.post(app.url(&format!("/v1/jobs/{job_id}/cancel"))).bearer_auth(&app.other_key).send().await.expect("sent");
     assert_eq!(cancel.status(), 404);
-    let reuse = app.http.post(app.url("/v1/jobs")).bearer_auth(&app.other_key).json(&json!({ "video_id": video_id, "analyses": ["probe"] })).send().await.expect("sent");
+    let reuse = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .bearer_auth(&app.other_key)
+        .json(&json!({ "video_id": video_id, "analyses": ["probe"] }))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(reuse.status(), 404);
     let list: Value = other("/v1/jobs".into()).send().await.expect("sent").json().await.expect("json");
     assert_eq!(list["jobs"].as_array().expect("array").len(), 0);
@@ -225,11 +232,34 @@ async fn openapi_document_matches_the_routes() {
     }
     documented.sort();
     let expected = [
-        "GET /healthz", "GET /metrics", "GET /openapi.json", "GET /readyz", "GET /v1/admin/dead-letters", "GET /v1/admin/jobs/{id}/replays", "GET /v1/admin/runs", "GET /v1/admin/training/{id}",
-        "GET /v1/analyses", "GET /v1/hashtags/trending", "GET /v1/jobs", "GET /v1/jobs/{id}", "GET /v1/jobs/{id}/events", "GET /v1/jobs/{id}/feedback",
-        "GET /v1/jobs/{id}/output", "GET /v1/models", "GET /v1/music/recommendations",
-        "GET /v1/videos/{id}", "POST /v1/admin/dead-letters/replay", "POST /v1/admin/jobs/{id}/replay", "POST /v1/admin/models/{model}/rollback", "POST /v1/admin/runs", "POST /v1/admin/training", "POST /v1/jobs",
-        "POST /v1/jobs/{id}/cancel", "POST /v1/jobs/{id}/feedback", "POST /v1/uploads", "POST /v1/videos",
+        "GET /healthz",
+        "GET /metrics",
+        "GET /openapi.json",
+        "GET /readyz",
+        "GET /v1/admin/dead-letters",
+        "GET /v1/admin/jobs/{id}/replays",
+        "GET /v1/admin/runs",
+        "GET /v1/admin/training/{id}",
+        "GET /v1/analyses",
+        "GET /v1/hashtags/trending",
+        "GET /v1/jobs",
+        "GET /v1/jobs/{id}",
+        "GET /v1/jobs/{id}/events",
+        "GET /v1/jobs/{id}/feedback",
+        "GET /v1/jobs/{id}/output",
+        "GET /v1/models",
+        "GET /v1/music/recommendations",
+        "GET /v1/videos/{id}",
+        "POST /v1/admin/dead-letters/replay",
+        "POST /v1/admin/jobs/{id}/replay",
+        "POST /v1/admin/models/{model}/rollback",
+        "POST /v1/admin/runs",
+        "POST /v1/admin/training",
+        "POST /v1/jobs",
+        "POST /v1/jobs/{id}/cancel",
+        "POST /v1/jobs/{id}/feedback",
+        "POST /v1/uploads",
+        "POST /v1/videos",
         "POST /v1/videos/{id}/complete",
     ];
     assert_eq!(documented, expected);

@@ -19,7 +19,24 @@ fn spoken_clip() -> Vec<u8> {
     assert!(status.success());
     let draw = "color=white:s=360x640:r=25:d=6,drawtext=text='Easy pasta recipe':fontsize=32:fontcolor=black:x=20:y=300";
     make_clip(
-        &["-f", "lavfi", "-i", draw, "-i", &wav.display().to_string(), "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"],
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            draw,
+            "-i",
+            &wav.display().to_string(),
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
         "mp4",
     )
 }
@@ -81,10 +98,7 @@ async fn creators_page_runs_a_job_with_its_default_analyses_in_chromium_with_liv
     let worker = TestWorker::spawn(env.worker_settings()).await;
     // The checkboxes the page must show: the catalogue's public analyses it offers up front.
     // The job runs with their default ticks; model-backed ones run on the default pack.
-    let offered: Vec<_> = CATALOGUE
-        .iter()
-        .filter(|s| s.visibility == Visibility::Public && matches!(s.offer, Offer::Ticked | Offer::Unticked))
-        .collect();
+    let offered: Vec<_> = CATALOGUE.iter().filter(|s| s.visibility == Visibility::Public && matches!(s.offer, Offer::Ticked | Offer::Unticked)).collect();
     let ticked: Vec<&str> = offered.iter().filter(|s| s.offer == Offer::Ticked).map(|s| s.name.as_str()).collect();
     let expected = serde_json::to_string(&offered).expect("serialises");
     let clip_dir = tempfile::tempdir().expect("tempdir");

@@ -100,7 +100,10 @@ async fn killed_connections_never_give_a_500() {
     // connection died after the commit), so it may explain at most one job.
     let jobs = count(&env.pool, "SELECT count(*) FROM jobs").await;
     let refused = rounds + during - accepted - accepted_during;
-    assert!((accepted + accepted_during..=accepted + accepted_during + refused).contains(&jobs), "{jobs} jobs for {accepted} + {accepted_during} accepted submissions");
+    assert!(
+        (accepted + accepted_during..=accepted + accepted_during + refused).contains(&jobs),
+        "{jobs} jobs for {accepted} + {accepted_during} accepted submissions"
+    );
 
     app.stop().await;
     env.cleanup().await;

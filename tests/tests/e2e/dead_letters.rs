@@ -59,7 +59,8 @@ async fn dead_lettered_jobs_are_listed_and_replayed_after_the_cause_is_fixed() {
     let one: Value = as_admin(app.http.get(app.url("/v1/admin/dead-letters?limit=1"))).await.expect("sent").json().await.expect("json");
     assert_eq!(one["dead_letters"].as_array().map(Vec::len), Some(1));
     let cursor = one["next_before"].as_str().expect("a second page");
-    let rest: Value = as_admin(app.http.get(app.url(&format!("/v1/admin/dead-letters?limit=1&before={cursor}")))).await.expect("sent").json().await.expect("json");
+    let rest: Value =
+        as_admin(app.http.get(app.url(&format!("/v1/admin/dead-letters?limit=1&before={cursor}")))).await.expect("sent").json().await.expect("json");
     assert_eq!(rest["dead_letters"].as_array().map(Vec::len), Some(1));
     assert_ne!(rest["dead_letters"][0]["job_id"], one["dead_letters"][0]["job_id"]);
     assert!(rest["next_before"].is_null());

@@ -60,16 +60,29 @@ async fn text_postgresql_cannot_store_is_refused_with_invalid_text_everywhere() 
     // Feedback, rollback and training bodies; schedule names in a body and in a query.
     let job_id = app.submit_ok(json!({ "video_id": video_id, "analyses": ["probe"] })).await;
     let post = |path: String, body: Value| app.http.post(app.url(&path)).bearer_auth(&app.key).json(&body).send();
-    problem(post(format!("/v1/jobs/{job_id}/feedback"), json!({ "hashtags": [format!("#{nul}")] })).await.expect("sent"), 422, "invalid_text", "feedback").await;
+    problem(post(format!("/v1/jobs/{job_id}/feedback"), json!({ "hashtags": [format!("#{nul}")] })).await.expect("sent"), 422, "invalid_text", "feedback")
+        .await;
     problem(post("/v1/admin/models/hashtags/rollback".into(), json!({ "version": nul })).await.expect("sent"), 422, "invalid_text", "rollback").await;
     problem(post("/v1/admin/training".into(), json!({ "note": nul })).await.expect("sent"), 422, "invalid_text", "training").await;
     // Routes whose handlers read their bodies with axum's own extractor are covered too: the
     // text is refused before any handler, not by the statement or the storage call it reaches.
     problem(post("/v1/admin/runs".into(), json!({ "schedule": nul })).await.expect("sent"), 422, "invalid_text", "trigger run").await;
-    problem(post("/v1/uploads".into(), json!({ "content_type": format!("video/{nul}"), "size_bytes": 10 })).await.expect("sent"), 422, "invalid_text", "presign").await;
+    problem(
+        post("/v1/uploads".into(), json!({ "content_type": format!("video/{nul}"), "size_bytes": 10 })).await.expect("sent"),
+        422,
+        "invalid_text",
+        "presign",
+    )
+    .await;
     problem(post("/v1/admin/dead-letters/replay".into(), json!({ nul: 1 })).await.expect("sent"), 422, "invalid_text", "replay").await;
     let get = |path: &str| app.http.get(app.url(path)).bearer_auth(&app.key).send();
-    for path in ["/v1/admin/runs?schedule=a%00b", "/v1/music/recommendations?hashtags=a%00b", "/v1/jobs?cursor=%00", "/v1/models?model=%00", "/v1/hashtags/trending?region=U%00"] {
+    for path in [
+        "/v1/admin/runs?schedule=a%00b",
+        "/v1/music/recommendations?hashtags=a%00b",
+        "/v1/jobs?cursor=%00",
+        "/v1/models?model=%00",
+        "/v1/hashtags/trending?region=U%00",
+    ] {
         problem(get(path).await.expect("sent"), 422, "invalid_text", path).await;
     }
     // A NUL in a header never reaches a handler: the HTTP layer refuses the request.
@@ -95,7 +108,8 @@ async fn every_refusal_is_a_problem_document_with_a_stable_code() {
     let get = |path: &str| app.http.get(app.url(path)).bearer_auth(&app.key).send();
 
     // Malformed ids name nothing, on every route with an id, whichever module serves it.
-    for path in ["/v1/jobs/not-a-uuid", "/v1/jobs/12/events", "/v1/jobs/x/feedback", "/v1/jobs/x/output", "/v1/videos/not-a-uuid", "/v1/admin/training/zz"] {
+    for path in ["/v1/jobs/not-a-uuid", "/v1/jobs/12/events", "/v1/jobs/x/feedback", "/v1/jobs/x/output", "/v1/videos/not-a-uuid", "/v1/admin/training/zz"]
+    {
         problem(get(path).await.expect("sent"), 404, "not_found", path).await;
     }
     let cancel = app.http.post(app.url("/v1/jobs/nope/cancel")).bearer_auth(&app.key).send().await.expect("sent");
@@ -107,13 +121,22 @@ async fn every_refusal_is_a_problem_document_with_a_stable_code() {
     problem(bare, 415, "unsupported_media_type", "no content type").await;
     let text = app.http.post(app.url("/v1/jobs")).bearer_auth(&app.key).header("content-type", "text/plain").body(body).send().await.expect("sent");
     problem(text, 415, "unsupported_media_type", "text/plain").await;
-    let broken = app.http.post(app.url("/v1/jobs")).bearer_auth(&app.key).header("content-type", "application/json").body("{\"video_id\":").send().await.expect("sent");
+    let broken = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .bearer_auth(&app.key)
+        .header("content-type", "application/json")
+        .body("{\"video_id\":")
+        .send()
+        .await
+        .expect("sent");
     problem(broken, 422, "invalid_json", "syntax").await;
     let huge = json!({ "video_id": Uuid::now_v7(), "analyses": ["probe"], "options": { "caption": "x".repeat(300_000) } });
     problem(app.submit(huge).await, 413, "payload_too_large", "huge job").await;
     let feedback = app.http.post(app.url(&format!("/v1/jobs/{}/feedback", Uuid::now_v7()))).bearer_auth(&app.key).body("{}").send().await.expect("sent");
     problem(feedback, 415, "unsupported_media_type", "feedback without a content type").await;
-    let run = app.http.post(app.url("/v1/admin/runs")).bearer_auth(&app.key).header("content-type", "application/json").body("[").send().await.expect("sent");
+    let run =
+        app.http.post(app.url("/v1/admin/runs")).bearer_auth(&app.key).header("content-type", "application/json").body("[").send().await.expect("sent");
     problem(run, 403, "forbidden", "admin route with a tenant key").await;
     let anonymous = app.http.post(app.url("/v1/admin/runs")).json(&json!({ "schedule": "pull" })).send().await.expect("sent");
     problem(anonymous, 401, "unauthorized", "no key").await;

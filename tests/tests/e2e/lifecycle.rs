@@ -89,14 +89,7 @@ async fn presigned_upload_then_complete_makes_a_usable_video() {
         .json()
         .await
         .expect("json");
-    let put = app
-        .http
-        .put(slot["upload_url"].as_str().expect("url"))
-        .header("content-type", "video/mp4")
-        .body(sample_clip())
-        .send()
-        .await
-        .expect("sent");
+    let put = app.http.put(slot["upload_url"].as_str().expect("url")).header("content-type", "video/mp4").body(sample_clip()).send().await.expect("sent");
     assert!(put.status().is_success(), "presigned PUT: {}", put.status());
     let video_id = slot["video_id"].as_str().expect("id");
     let done = app.http.post(app.url(&format!("/v1/videos/{video_id}/complete"))).bearer_auth(&app.key).send().await.expect("sent");
@@ -120,7 +113,13 @@ async fn presigned_upload_then_complete_makes_a_usable_video() {
         .await
         .expect("json");
     app.http.put(slot["upload_url"].as_str().expect("url")).body(text).send().await.expect("sent");
-    let bad = app.http.post(app.url(&format!("/v1/videos/{}/complete", slot["video_id"].as_str().expect("id")))).bearer_auth(&app.key).send().await.expect("sent");
+    let bad = app
+        .http
+        .post(app.url(&format!("/v1/videos/{}/complete", slot["video_id"].as_str().expect("id"))))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(bad.status(), 415);
     assert_eq!(env.stored_objects().len(), 1, "only the real video stays stored");
 
@@ -186,9 +185,7 @@ async fn failing_webhook_receiver_is_retried_until_it_accepts() {
         "/hook",
         axum::routing::post(move || {
             let seen = seen.clone();
-            async move {
-                if seen.fetch_add(1, Ordering::SeqCst) < 2 { axum::http::StatusCode::SERVICE_UNAVAILABLE } else { axum::http::StatusCode::OK }
-            }
+            async move { if seen.fetch_add(1, Ordering::SeqCst) < 2 { axum::http::StatusCode::SERVICE_UNAVAILABLE } else { axum::http::StatusCode::OK } }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -20,7 +20,24 @@ fn topic_clip(caption: &str, speech: &str) -> Vec<u8> {
     assert!(status.success());
     let draw = format!("color=white:s=640x360:r=25:d=6,drawtext=text='{caption}':fontsize=44:fontcolor=black:x=30:y=150");
     make_clip(
-        &["-f", "lavfi", "-i", &draw, "-i", &wav.display().to_string(), "-t", "6", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"],
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &draw,
+            "-i",
+            &wav.display().to_string(),
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ],
         "mp4",
     )
 }
@@ -42,8 +59,10 @@ async fn speech_and_on_screen_text_give_topical_hashtags_and_a_transcript() {
     let mut settings = env.worker_settings();
     settings.worker.concurrency = 2;
     let worker = TestWorker::spawn(settings).await;
-    let cooking = tokio::task::spawn_blocking(|| topic_clip("Easy pasta recipe", "Tonight I am cooking pasta in my kitchen. This recipe takes ten minutes."));
-    let football = tokio::task::spawn_blocking(|| topic_clip("Best goals this season", "What a goal! The striker scores in the last minute of the football match."));
+    let cooking =
+        tokio::task::spawn_blocking(|| topic_clip("Easy pasta recipe", "Tonight I am cooking pasta in my kitchen. This recipe takes ten minutes."));
+    let football =
+        tokio::task::spawn_blocking(|| topic_clip("Best goals this season", "What a goal! The striker scores in the last minute of the football match."));
     let (cooking, football) = (app.upload_clip(cooking.await.expect("clip")).await, app.upload_clip(football.await.expect("clip")).await);
 
     let analyses = json!(["transcript", "ocr", "embeddings", "hashtags"]);
@@ -166,9 +185,22 @@ fn captioned_speech_clip() -> Vec<u8> {
     assert!(status.success());
     make_clip(
         &[
-            "-f", "lavfi", "-i", "color=white:s=640x360:r=25:d=5,drawtext=text='Cooking pasta tonight':fontsize=48:fontcolor=black:x=40:y=150",
-            "-i", &wav.display().to_string(),
-            "-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=white:s=640x360:r=25:d=5,drawtext=text='Cooking pasta tonight':fontsize=48:fontcolor=black:x=40:y=150",
+            "-i",
+            &wav.display().to_string(),
+            "-t",
+            "5",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
         ],
         "mp4",
     )

@@ -56,9 +56,8 @@ async fn mux_puts_the_uploaded_track_under_the_video_and_serves_a_download_link(
     let track_id = upload_track(&app, &app.key, track_880()).await;
 
     // Act
-    let job_id = app
-        .submit_ok(json!({ "video_id": video_id, "analyses": ["mux"], "options": { "mux": { "audio_id": track_id, "mode": "replace" } } }))
-        .await;
+    let job_id =
+        app.submit_ok(json!({ "video_id": video_id, "analyses": ["mux"], "options": { "mux": { "audio_id": track_id, "mode": "replace" } } })).await;
     let done = app.wait_terminal(job_id, Duration::from_secs(60)).await;
 
     // Assert: the result describes the stored output and links to it.
@@ -139,7 +138,15 @@ async fn mux_refuses_bad_tracks_and_options_with_stable_codes() {
 
     // A text file is refused at upload; one dressed as an MP3 gets through and fails the job
     // once, with a stable code.
-    let resp = app.http.post(app.url("/v1/videos")).bearer_auth(&app.key).header("content-type", "audio/mpeg").body("just some words\n".repeat(50)).send().await.expect("sent");
+    let resp = app
+        .http
+        .post(app.url("/v1/videos"))
+        .bearer_auth(&app.key)
+        .header("content-type", "audio/mpeg")
+        .body("just some words\n".repeat(50))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(problem(resp).await, (415, "unsupported_media_type".to_owned()));
     let mut fake = b"ID3\x04\x00\x00\x00\x00\x00\x00".to_vec();
     fake.extend("these are words, not music\n".repeat(200).into_bytes());

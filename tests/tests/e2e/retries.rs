@@ -37,11 +37,7 @@ fn headers(name: &str, value: &str) -> BasicProperties {
 }
 
 async fn publish(ch: &Channel, exchange: &str, routing_key: &str, props: BasicProperties) {
-    ch.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), b"{}", props)
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    ch.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), b"{}", props).await.expect("publish").await.expect("confirm");
 }
 
 /// Messages taken from a queue until it is empty.
@@ -82,7 +78,9 @@ async fn a_retry_waits_in_exactly_one_delay_queue_for_its_delay() {
 
     // A classic delay queue of an earlier version, bound on the delay header.
     let old_queue = t.legacy_delay_queue(300);
-    ch.queue_declare(old_queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.expect("old queue");
+    ch.queue_declare(old_queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+        .await
+        .expect("old queue");
     let mut bind = FieldTable::default();
     bind.insert("x-match".into(), AMQPValue::LongString("all".into()));
     bind.insert(DELAY_HEADER.into(), AMQPValue::LongString("300".into()));
@@ -93,10 +91,16 @@ async fn a_retry_waits_in_exactly_one_delay_queue_for_its_delay() {
     t.retire_legacy(&conn).await;
     let probe = conn.create_channel().await.expect("channel");
     let gone = probe
-        .exchange_declare(legacy.as_str().into(), ExchangeKind::Headers, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .exchange_declare(
+            legacy.as_str().into(),
+            ExchangeKind::Headers,
+            ExchangeDeclareOptions { passive: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await;
     let probe = conn.create_channel().await.expect("channel");
-    let old_gone = probe.queue_declare(old_queue.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await;
+    let old_gone =
+        probe.queue_declare(old_queue.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await;
     let started = Instant::now();
     publish(&ch, &t.retry_exchange(), "interactive", headers(DELAY_HEADER, "900")).await;
     let depths = delay_depths(&ch, &t).await;
@@ -305,7 +309,8 @@ async fn a_database_outage_at_completion_retries_the_write_not_the_analysis() {
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum();
     assert_eq!(claims, 1.0, "the job was claimed, and so run, once");
-    let result: (i32,) = sqlx::query_as("SELECT attempt FROM results WHERE job_id = $1 AND analysis = 'noop'").bind(id).fetch_one(&env.pool).await.expect("result");
+    let result: (i32,) =
+        sqlx::query_as("SELECT attempt FROM results WHERE job_id = $1 AND analysis = 'noop'").bind(id).fetch_one(&env.pool).await.expect("result");
     assert_eq!(result.0, 1);
     worker.stop().await;
     app.stop().await;

@@ -93,11 +93,15 @@ async fn a_pull_pages_through_every_window_and_stores_videos_with_snapshots() {
     assert_eq!(ctx.videos as usize, want.len());
     // One snapshot per video with the stub's counters, and the music ids.
     let v = want[0];
-    let row: (i64, i64, i64, i64) =
-        sqlx::query_as("SELECT views, likes, comments, shares FROM video_snapshots WHERE video_id = $1").bind(v.id.to_string()).fetch_one(&env.pool).await.expect("snapshot");
+    let row: (i64, i64, i64, i64) = sqlx::query_as("SELECT views, likes, comments, shares FROM video_snapshots WHERE video_id = $1")
+        .bind(v.id.to_string())
+        .fetch_one(&env.pool)
+        .await
+        .expect("snapshot");
     assert_eq!(row, (v.views, v.likes, v.comments, v.shares));
     assert_eq!(count(&env.pool, "SELECT count(*) FROM video_snapshots").await, want.len() as i64);
-    let music: Option<String> = sqlx::query_scalar("SELECT music_id FROM scraped_videos WHERE id = $1").bind(v.id.to_string()).fetch_one(&env.pool).await.expect("row");
+    let music: Option<String> =
+        sqlx::query_scalar("SELECT music_id FROM scraped_videos WHERE id = $1").bind(v.id.to_string()).fetch_one(&env.pool).await.expect("row");
     assert_eq!(music, Some(v.music_id.to_string()));
     let usage = schedules::quota_use(&env.pool, QUOTA_API, Utc::now().date_naive()).await.expect("quota");
     assert_eq!(usage.requests as u32, stats.queries);
@@ -110,9 +114,8 @@ async fn a_pull_pages_through_every_window_and_stores_videos_with_snapshots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_token_is_refreshed_once_and_the_pull_goes_on() {
     let env = TestEnv::new().await;
-    let stub = StubServer::start(StubConfig { videos: 300, token_expires_after_calls: Some(2), ..StubConfig::default() }, "127.0.0.1:0")
-        .await
-        .expect("stub");
+    let stub =
+        StubServer::start(StubConfig { videos: 300, token_expires_after_calls: Some(2), ..StubConfig::default() }, "127.0.0.1:0").await.expect("stub");
     let limits = tiktok_settings(&stub);
     let schedule = tiktok_schedule(&["dance"], 20);
 
@@ -314,10 +317,10 @@ async fn trending_hashtags_and_music_recommendations_over_the_api() {
     // Days are relative to the newest video (day 0). With 3-day windows: recent = days 0..-2,
     // previous = days -3..-5; day -7 is outside both.
     let rows: Vec<Row<'_>> = vec![
-        ("v1", 0, &["rising", "cats"], "ma", 1000, 100, 10, 1),   // 1000 + 200 + 30 + 4 = 1234
-        ("v2", -1, &["rising"], "ma", 500, 0, 0, 0),              // 500
-        ("v3", -2, &["rising", "cats"], "mb", 100, 50, 50, 50),   // 100 + 100 + 150 + 200 = 550
-        ("v4", -1, &["cats"], "mb", 10, 0, 0, 0),                 // 10
+        ("v1", 0, &["rising", "cats"], "ma", 1000, 100, 10, 1), // 1000 + 200 + 30 + 4 = 1234
+        ("v2", -1, &["rising"], "ma", 500, 0, 0, 0),            // 500
+        ("v3", -2, &["rising", "cats"], "mb", 100, 50, 50, 50), // 100 + 100 + 150 + 200 = 550
+        ("v4", -1, &["cats"], "mb", 10, 0, 0, 0),               // 10
         ("v5", -3, &["cats"], "mc", 1, 0, 0, 0),
         ("v6", -4, &["cats"], "mc", 1, 0, 0, 0),
         ("v7", -5, &["rising"], "mc", 1, 0, 0, 0),
@@ -417,9 +420,7 @@ fn scheduler_settings(env: &TestEnv, stub: &StubServer, cron: &str) -> reelq_sch
 async fn two_schedulers_never_run_the_same_schedule_at_once() {
     let env = TestEnv::new().await;
     // Slow pages make each run last well over a cron period of one second.
-    let stub = StubServer::start(StubConfig { videos: 300, days: 10, latency_ms: 250, ..StubConfig::default() }, "127.0.0.1:0")
-        .await
-        .expect("stub");
+    let stub = StubServer::start(StubConfig { videos: 300, days: 10, latency_ms: 250, ..StubConfig::default() }, "127.0.0.1:0").await.expect("stub");
     let stop = CancellationToken::new();
     let mut handles = Vec::new();
     for _ in 0..2 {
@@ -437,12 +438,11 @@ async fn two_schedulers_never_run_the_same_schedule_at_once() {
         h.await.expect("joined").expect("clean stop");
     }
 
-    let runs: Vec<(chrono::DateTime<Utc>, chrono::DateTime<Utc>, String)> = sqlx::query_as(
-        "SELECT started_at, ended_at, status FROM schedule_runs WHERE started_at IS NOT NULL ORDER BY started_at",
-    )
-    .fetch_all(&env.pool)
-    .await
-    .expect("runs");
+    let runs: Vec<(chrono::DateTime<Utc>, chrono::DateTime<Utc>, String)> =
+        sqlx::query_as("SELECT started_at, ended_at, status FROM schedule_runs WHERE started_at IS NOT NULL ORDER BY started_at")
+            .fetch_all(&env.pool)
+            .await
+            .expect("runs");
     assert!(runs.len() >= 3);
     for pair in runs.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "runs overlap: {:?} and {:?}", pair[0], pair[1]);
@@ -455,10 +455,7 @@ async fn two_schedulers_never_run_the_same_schedule_at_once() {
     // No leader ever found a run of another live leader and took it for abandoned.
     assert_eq!(count(&env.pool, "SELECT count(*) FROM schedule_runs WHERE error_code = 'abandoned'").await, 0);
     // Each cron slot was inserted once although both replicas saw it.
-    assert_eq!(
-        count(&env.pool, "SELECT count(*) FROM (SELECT scheduled_for FROM schedule_runs GROUP BY 1 HAVING count(*) > 1) d").await,
-        0
-    );
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM (SELECT scheduled_for FROM schedule_runs GROUP BY 1 HAVING count(*) > 1) d").await, 0);
     stub.stop().await;
     env.cleanup().await;
 }
@@ -501,7 +498,16 @@ async fn admins_list_and_trigger_runs_and_other_keys_are_refused() {
 
     let started = Instant::now();
     let done = loop {
-        let page: Value = app.http.get(app.url(&format!("/v1/admin/runs?schedule={SCHEDULE}"))).bearer_auth(&admin_key).send().await.expect("sent").json().await.expect("json");
+        let page: Value = app
+            .http
+            .get(app.url(&format!("/v1/admin/runs?schedule={SCHEDULE}")))
+            .bearer_auth(&admin_key)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
         let r = page["runs"].as_array().expect("runs").iter().find(|r| r["id"] == run_id.as_str()).cloned().expect("listed");
         if r["status"] == "succeeded" {
             break r;
@@ -565,9 +571,7 @@ async fn a_held_schedule_lock_keeps_every_replica_off_the_schedule() {
 async fn a_leader_whose_lock_session_dies_stops_its_run() {
     let env = TestEnv::new().await;
     // Slow pages: the run lasts long enough to lose its lock in the middle.
-    let stub = StubServer::start(StubConfig { videos: 1500, days: 10, latency_ms: 600, ..StubConfig::default() }, "127.0.0.1:0")
-        .await
-        .expect("stub");
+    let stub = StubServer::start(StubConfig { videos: 1500, days: 10, latency_ms: 600, ..StubConfig::default() }, "127.0.0.1:0").await.expect("stub");
     schedules::register(&env.pool, SCHEDULE, "0 0 30 2 *", "tiktok").await.expect("register");
     let run = schedules::insert_pending(&env.pool, SCHEDULE, "manual", None).await.expect("insert").expect("pending");
     let scheduler = reelq_scheduler::Scheduler::build(scheduler_settings(&env, &stub, "0 0 30 2 *")).await.expect("builds");

@@ -119,7 +119,11 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
     let (tolerated, failing): (Vec<String>, Vec<String>) =
         findings.into_iter().partition(|f| INPUT_STRICTNESS.iter().any(|c| f.contains(&format!(": {c} "))));
     eprintln!("{} findings on input strictness, not failed on:\n  {}", tolerated.len(), tolerated.join("\n  "));
-    assert!(output.status.success() || !(tolerated.is_empty() && failing.is_empty()), "schemathesis did not run (exit {:?}):\n{stdout}\n{stderr}", output.status.code());
+    assert!(
+        output.status.success() || !(tolerated.is_empty() && failing.is_empty()),
+        "schemathesis did not run (exit {:?}):\n{stdout}\n{stderr}",
+        output.status.code()
+    );
     assert!(failing.is_empty(), "schemathesis found {} failures: {failing:?}\n{stdout}", failing.len());
     assert_eq!(server_errors, 0, "the api answered {server_errors} requests with a server error");
     assert!(requests >= MIN_REQUESTS, "only {requests} requests were made; raise MAX_EXAMPLES");

@@ -58,7 +58,14 @@ fn scheduler_settings(env: &TestEnv, stub: &StubServer) -> reelq_scheduler::Sett
         backoff_base_ms: 10,
         ..TikTokSettings::default()
     });
-    reelq_scheduler::Settings { database, amqp: env.amqp.clone(), storage: env.storage.clone(), webhooks: env.webhooks.clone(), telemetry: Default::default(), scheduler }
+    reelq_scheduler::Settings {
+        database,
+        amqp: env.amqp.clone(),
+        storage: env.storage.clone(),
+        webhooks: env.webhooks.clone(),
+        telemetry: Default::default(),
+        scheduler,
+    }
 }
 
 struct Ops<'a> {
@@ -68,12 +75,23 @@ struct Ops<'a> {
 
 impl Ops<'_> {
     async fn run(&self, schedule: &str) -> Value {
-        let resp = self.app.http.post(self.app.url("/v1/admin/runs")).bearer_auth(&self.key).json(&json!({ "schedule": schedule })).send().await.expect("sent");
+        let resp =
+            self.app.http.post(self.app.url("/v1/admin/runs")).bearer_auth(&self.key).json(&json!({ "schedule": schedule })).send().await.expect("sent");
         assert_eq!(resp.status(), 202, "trigger {schedule}: {}", resp.text().await.unwrap_or_default());
         let id = resp.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned();
         let started = Instant::now();
         loop {
-            let page: Value = self.app.http.get(self.app.url(&format!("/v1/admin/runs?schedule={schedule}"))).bearer_auth(&self.key).send().await.expect("sent").json().await.expect("json");
+            let page: Value = self
+                .app
+                .http
+                .get(self.app.url(&format!("/v1/admin/runs?schedule={schedule}")))
+                .bearer_auth(&self.key)
+                .send()
+                .await
+                .expect("sent")
+                .json()
+                .await
+                .expect("json");
             let r = page["runs"].as_array().expect("runs").iter().find(|r| r["id"] == id.as_str()).cloned().expect("listed");
             if matches!(r["status"].as_str(), Some("succeeded" | "failed" | "partial")) {
                 return r;
@@ -91,7 +109,13 @@ impl Ops<'_> {
 }
 
 fn tags_of(job: &Value, n: usize) -> Vec<String> {
-    job["results"]["hashtags"]["payload"]["suggestions"].as_array().expect("suggestions").iter().take(n).map(|s| s["tag"].as_str().unwrap_or("").to_owned()).collect()
+    job["results"]["hashtags"]["payload"]["suggestions"]
+        .as_array()
+        .expect("suggestions")
+        .iter()
+        .take(n)
+        .map(|s| s["tag"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -117,7 +141,10 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     }
     // Clients cannot enqueue training themselves.
     let clip = tokio::task::spawn_blocking(|| {
-        make_clip(&["-f", "lavfi", "-i", "color=white:s=320x240:r=10:d=2", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], "mp4")
+        make_clip(
+            &["-f", "lavfi", "-i", "color=white:s=320x240:r=10:d=2", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+            "mp4",
+        )
     })
     .await
     .expect("clip");
@@ -138,7 +165,10 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     let v1 = listing["promoted"]["hashtags"].as_str().expect("a promoted classifier").to_owned();
     let first = listing["versions"].as_array().expect("versions").iter().find(|v| v["version"] == v1.as_str()).cloned().expect("listed");
     assert_eq!(first["status"], "promoted");
-    assert!(first["decision"].as_str().is_some_and(|d| d.contains("beats ranking by label frequency")), "the first version beats the trivial ranking: {first}");
+    assert!(
+        first["decision"].as_str().is_some_and(|d| d.contains("beats ranking by label frequency")),
+        "the first version beats the trivial ranking: {first}"
+    );
     let map = first["metrics"]["map"].as_f64().expect("mAP");
     assert!(map > 0.6, "held-out mAP of a model over topical text: {first}");
     assert!(first["metrics"]["p_at_5"].as_f64().is_some() && first["metrics"]["r_at_5"].as_f64().is_some());
@@ -146,7 +176,8 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     assert_eq!(first["train_examples"].as_i64().unwrap_or(0) + first["eval_examples"].as_i64().unwrap_or(0), 600);
     let all: Value = app.http.get(app.url("/v1/models")).bearer_auth(&app.key).send().await.expect("sent").json().await.expect("json");
     let virality = all["promoted"]["virality"].as_str().expect("a promoted regressor");
-    let reg = all["versions"].as_array().expect("versions").iter().find(|v| v["model"] == "virality" && v["version"] == virality).cloned().expect("listed");
+    let reg =
+        all["versions"].as_array().expect("versions").iter().find(|v| v["model"] == "virality" && v["version"] == virality).cloned().expect("listed");
     assert!(reg["metrics"]["spearman"].as_f64().is_some_and(|s| s > 0.2), "views follow topics, so rank correlation is clearly positive: {reg}");
 
     // A job on the newest video's text (held out: the split keeps the newest for evaluation)
@@ -210,7 +241,14 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     // Feedback becomes a labelled example; its job stored no embeddings, so the trainer decodes
     // the job's video once for full features and keeps them for later runs.
     let last = job["id"].as_str().expect("id").to_owned();
-    let saved = app.http.post(app.url(&format!("/v1/jobs/{last}/feedback"))).bearer_auth(&app.key).json(&json!({ "hashtags": ["#dance", "#fitness"] })).send().await.expect("sent");
+    let saved = app
+        .http
+        .post(app.url(&format!("/v1/jobs/{last}/feedback")))
+        .bearer_auth(&app.key)
+        .json(&json!({ "hashtags": ["#dance", "#fitness"] }))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap_or_default());
     let mut decoded = Vec::new();
     for _ in 0..2 {
@@ -220,7 +258,8 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
             .fetch_one(&env.pool)
             .await
             .expect("training job");
-        let training: Value = app.http.get(app.url(&format!("/v1/admin/training/{id}"))).bearer_auth(&ops.key).send().await.expect("sent").json().await.expect("json");
+        let training: Value =
+            app.http.get(app.url(&format!("/v1/admin/training/{id}"))).bearer_auth(&ops.key).send().await.expect("sent").json().await.expect("json");
         let examples = &training["results"]["train"]["payload"]["examples"];
         assert_eq!(examples["feedback"], 1, "{training:#}");
         decoded.push(examples["feedback_videos_decoded"].as_i64().expect("decoded"));
@@ -288,7 +327,8 @@ async fn virality_uses_the_correlations_of_the_pull_it_was_trained_on() {
     let id = queued.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned();
     let started = Instant::now();
     let training = loop {
-        let t: Value = app.http.get(app.url(&format!("/v1/admin/training/{id}"))).bearer_auth(&admin_key).send().await.expect("sent").json().await.expect("json");
+        let t: Value =
+            app.http.get(app.url(&format!("/v1/admin/training/{id}"))).bearer_auth(&admin_key).send().await.expect("sent").json().await.expect("json");
         if t["status"] != "queued" && t["status"] != "running" {
             break t;
         }
@@ -303,7 +343,10 @@ async fn virality_uses_the_correlations_of_the_pull_it_was_trained_on() {
 
     // A job's estimate carries the correlations of that pull.
     let clip = tokio::task::spawn_blocking(|| {
-        make_clip(&["-f", "lavfi", "-i", "color=white:s=320x240:r=10:d=2", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], "mp4")
+        make_clip(
+            &["-f", "lavfi", "-i", "color=white:s=320x240:r=10:d=2", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+            "mp4",
+        )
     })
     .await
     .expect("clip");
@@ -344,7 +387,8 @@ async fn video_files_beside_a_dump_give_the_classifier_image_features() {
     let store = reelq_shared::storage::Store::new(&env.storage);
     let dir = tempfile::tempdir().expect("tempdir");
     let now = chrono::Utc::now().timestamp();
-    let topics = [("cooking", "pasta recipe in my kitchen", "orange"), ("pets", "puppy at the dog park", "green"), ("travel", "beach sunset on holiday", "blue")];
+    let topics =
+        [("cooking", "pasta recipe in my kitchen", "orange"), ("pets", "puppy at the dog park", "green"), ("travel", "beach sunset on holiday", "blue")];
     let line = |i: i64| {
         let (tag, text, _) = topics[(i % 3) as usize];
         json!({ "id": format!("d{i}"), "video_description": format!("{text} #{tag}"), "create_time": now - 3_600 * (20 - i),
@@ -372,12 +416,13 @@ async fn video_files_beside_a_dump_give_the_classifier_image_features() {
         assert_eq!(outcome, Ok(reelq_scheduler::source::PullOutcome::Complete), "{path}");
     }
     assert_eq!(count(&env.pool, "SELECT count(*) FROM scraped_videos").await, 13, "the video files are not dump entries");
-    let keys: Vec<(String, String)> = sqlx::query_as("SELECT id, video_key FROM scraped_videos WHERE video_key IS NOT NULL ORDER BY id")
-        .fetch_all(&env.pool)
-        .await
-        .expect("keys");
+    let keys: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, video_key FROM scraped_videos WHERE video_key IS NOT NULL ORDER BY id").fetch_all(&env.pool).await.expect("keys");
     assert_eq!(keys.len(), 7, "{keys:?}");
-    assert!(keys.contains(&("d1".to_owned(), "scraped/d1.mp4".to_owned())) && keys.contains(&("d13".to_owned(), "dumps/extra/d13.mp4".to_owned())), "{keys:?}");
+    assert!(
+        keys.contains(&("d1".to_owned(), "scraped/d1.mp4".to_owned())) && keys.contains(&("d13".to_owned(), "dumps/extra/d13.mp4".to_owned())),
+        "{keys:?}"
+    );
     assert!(store.size("scraped/d6.mp4").await.expect("head").is_some(), "local files are copied to the bucket");
 
     // A worker with an image encoder trains on them.
@@ -395,7 +440,14 @@ async fn video_files_beside_a_dump_give_the_classifier_image_features() {
             break reelq_shared::db::results::for_job(&env.pool, job.id).await.expect("results").remove(0).payload;
         }
         assert!(j.status != "failed", "{:?}", j.error_message);
-        assert!(started.elapsed() < Duration::from_secs(120), "training did not end: {} {:?} attempt {} {:?}", j.status, j.stage, j.attempt, j.error_message);
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "training did not end: {} {:?} attempt {} {:?}",
+            j.status,
+            j.stage,
+            j.attempt,
+            j.error_message
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(result["examples"]["pulled_videos_decoded"], 7, "{result:#}");

@@ -98,9 +98,7 @@ fn slow_clients(app: &TestApp, n: usize, sent: usize, trickled: usize, interval:
     (0..n)
         .map(|_| {
             let (addr, key, clip) = (app.addr, app.key.clone(), clip.clone());
-            tokio::spawn(async move {
-                slow_upload(addr, &key, clip.len(), clip[..sent].to_vec(), clip[sent..sent + trickled].to_vec(), interval).await
-            })
+            tokio::spawn(async move { slow_upload(addr, &key, clip.len(), clip[..sent].to_vec(), clip[sent..sent + trickled].to_vec(), interval).await })
         })
         .collect()
 }
@@ -249,7 +247,15 @@ async fn a_tenant_may_stream_only_so_many_uploads_at_once() {
     let job = app.http.post(app.url("/v1/jobs")).bearer_auth(&app.key).multipart(form).send().await.expect("sent");
     assert_eq!(job.status(), 429);
     // Another tenant is not held up by this one's uploads.
-    let other = app.http.post(app.url("/v1/videos")).bearer_auth(&app.other_key).header("content-type", "video/mp4").body(clip.clone()).send().await.expect("sent");
+    let other = app
+        .http
+        .post(app.url("/v1/videos"))
+        .bearer_auth(&app.other_key)
+        .header("content-type", "video/mp4")
+        .body(clip.clone())
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(other.status(), 201);
 
     // Once the holders go away their slots are free again.
@@ -358,7 +364,13 @@ async fn pending_uploads_expire_with_their_bytes() {
     let put = |slot: Value| {
         let clip = clip.clone();
         async move {
-            let resp = reqwest::Client::new().put(slot["upload_url"].as_str().expect("url")).header("content-type", "video/mp4").body(clip).send().await.expect("sent");
+            let resp = reqwest::Client::new()
+                .put(slot["upload_url"].as_str().expect("url"))
+                .header("content-type", "video/mp4")
+                .body(clip)
+                .send()
+                .await
+                .expect("sent");
             assert!(resp.status().is_success());
         }
     };

@@ -73,7 +73,10 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     }
     println!();
     println!("Sampling 1 frame per second at 224×224 RGB24:");
-    println!("{:<28} {:>10} {:>10} {:>8} {:>10} {:>10}  reelq strategy / frames decoded / frames out", "clip", "reelq s", "cli s", "ratio", "reelq MiB", "cli MiB");
+    println!(
+        "{:<28} {:>10} {:>10} {:>8} {:>10} {:>10}  reelq strategy / frames decoded / frames out",
+        "clip", "reelq s", "cli s", "ratio", "reelq MiB", "cli MiB"
+    );
     for (label, ours, cli, _) in &rows {
         println!(
             "{:<28} {:>10.2} {:>10.2} {:>8.2} {:>10.1} {:>10}  {} / {} / {} (cli {} frames)",

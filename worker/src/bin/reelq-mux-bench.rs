@@ -44,8 +44,25 @@ fn main() -> anyhow::Result<()> {
     let out = dir.path().join("out.mp4");
     let duration = secs.to_string();
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=1080x1920:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-        "-t", &duration, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", path_str(&video)?,
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1080x1920:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        &duration,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        path_str(&video)?,
     ])?;
     let track_secs = (secs + 30).to_string();
     ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=880:sample_rate=44100", "-t", &track_secs, "-c:a", "libmp3lame", path_str(&track)?])?;
@@ -53,14 +70,7 @@ fn main() -> anyhow::Result<()> {
     println!("input: {secs} s 1080x1920 H.264 30 fps ({size_mb:.1} MB) + {track_secs} s MP3 track; {runs} runs each, best shown");
 
     for mode in [MuxMode::Replace, MuxMode::Mix] {
-        let opts = MuxOptions {
-            audio_id: uuid::Uuid::nil(),
-            mode,
-            gain_db: 0.0,
-            original_gain_db: -12.0,
-            offset_secs: 1.0,
-            track_start_secs: 5.0,
-        };
+        let opts = MuxOptions { audio_id: uuid::Uuid::nil(), mode, gain_db: 0.0, original_gain_db: -12.0, offset_secs: 1.0, track_start_secs: 5.0 };
         let mut best = f64::MAX;
         let mut report = None;
         for _ in 0..runs {
@@ -77,8 +87,30 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..runs {
         let started = Instant::now();
         ffmpeg(&[
-            "-i", path_str(&video)?, "-ss", "5", "-i", path_str(&track)?, "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
-            "-ar", "48000", "-ac", "2", "-b:a", "192k", "-shortest", "-movflags", "+faststart", path_str(&out)?,
+            "-i",
+            path_str(&video)?,
+            "-ss",
+            "5",
+            "-i",
+            path_str(&track)?,
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "copy",
+            "-c:a",
+            "aac",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            "-b:a",
+            "192k",
+            "-shortest",
+            "-movflags",
+            "+faststart",
+            path_str(&out)?,
         ])?;
         best = best.min(started.elapsed().as_secs_f64());
     }

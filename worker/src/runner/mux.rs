@@ -12,9 +12,9 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use reelq_core::options::JobOptions;
 use reelq_shared::db::jobs::JobRecord;
 use reelq_shared::db::videos;
-use reelq_core::options::JobOptions;
 use reelq_shared::domain::{JobErrorCode, MediaKind, mux_output_key};
 use reelq_shared::storage::{StorageError, Store};
 
@@ -42,14 +42,19 @@ async fn fetch(store: &Store, key: &str, path: &Path, missing: JobErrorCode, can
 
 /// Runs `mux` for `job`; returns the result payload.
 /// `fetched` is the video the runner already downloaded for the job, when it did.
-pub(super) async fn run(runner: &JobRunner, job: &JobRecord, options: &JobOptions, fetched: Option<&Path>, cancel: &CancellationToken) -> Result<serde_json::Value, JobError> {
+pub(super) async fn run(
+    runner: &JobRunner,
+    job: &JobRecord,
+    options: &JobOptions,
+    fetched: Option<&Path>,
+    cancel: &CancellationToken,
+) -> Result<serde_json::Value, JobError> {
     let opts = options.mux.clone().ok_or_else(|| fatal(JobErrorCode::InvalidRequest, "the mux analysis needs options.mux"))?;
 
     // The api refuses an audio upload as the video at submission; the rows may have changed.
     let video_id = job.video_id.ok_or_else(|| fatal(JobErrorCode::VideoMissing, "the job has no video"))?;
-    let video = videos::get(&runner.pool, job.tenant_id, video_id)
-        .await?
-        .ok_or_else(|| fatal(JobErrorCode::VideoMissing, "the video no longer exists"))?;
+    let video =
+        videos::get(&runner.pool, job.tenant_id, video_id).await?.ok_or_else(|| fatal(JobErrorCode::VideoMissing, "the video no longer exists"))?;
     if video.kind() == Some(MediaKind::Audio) {
         return Err(fatal(JobErrorCode::NotAVideo, "the job's upload is an audio track, not a video"));
     }

@@ -351,7 +351,11 @@ impl ViralityRegressor {
             virality: log_virality.exp_m1(),
             log_virality,
             percentile: quantile_rank(log_virality, &self.population).unwrap_or(50.0),
-            expected_views: ViewRange { low: views(pw + self.view_residuals.0).min(expected), expected, high: views(pw + self.view_residuals.1).max(expected) },
+            expected_views: ViewRange {
+                low: views(pw + self.view_residuals.0).min(expected),
+                expected,
+                high: views(pw + self.view_residuals.1).max(expected),
+            },
         })
     }
 
