@@ -7,8 +7,11 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::model::{AnalysisResult, Job, JobPage, Probe};
+use crate::model::{Job, JobPage};
 use crate::progress::percent;
+
+mod findings;
+pub use findings::analysis;
 
 /// One job in full: its state, then each analysis's result.
 pub fn job(job: &Job) -> String {
@@ -62,223 +65,6 @@ pub fn job(job: &Job) -> String {
         }
     }
     out
-}
-
-/// One analysis's result under its name: a table for analyses this CLI knows, JSON otherwise.
-pub fn analysis(name: &str, result: &AnalysisResult) -> String {
-    let mut out = format!("{name}\n");
-    let table = match name {
-        "probe" => probe_rows(&result.payload).map(|rows| key_values(&rows, "  ")),
-        "quality" => quality_table(&result.payload),
-        "hashtags" => hashtags_table(&result.payload),
-        "transcript" => transcript_table(&result.payload),
-        "ocr" => ocr_table(&result.payload),
-        "audio" => audio_table(&result.payload),
-        _ => None,
-    };
-    match table {
-        Some(t) => out.push_str(&t),
-        None => out.push_str(&indent(&pretty_json(&result.payload), "  ")),
-    }
-    if let Some(models) = model_versions(&result.model_versions) {
-        out.push_str(&key_values(&[("Models", models)], "  "));
-    }
-    out
-}
-
-/// A `quality` payload as the overall grade, the top advice and one line per sub-score, or
-/// `None` when it is not shaped like one.
-fn quality_table(payload: &Value) -> Option<String> {
-    let overall = payload.get("overall")?.as_u64()?;
-    let grade = payload.get("grade").and_then(Value::as_str).unwrap_or("");
-    let mut out = format!("  Overall       {overall}/100 {grade}\n");
-    for advice in payload.get("top_advice").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
-        out.push_str(&format!("  -> {advice}\n"));
-    }
-    for s in payload.get("scores")?.as_array()? {
-        let label = s.get("label").and_then(Value::as_str).or_else(|| s.get("key").and_then(Value::as_str)).unwrap_or("?");
-        let score = s.get("score").and_then(Value::as_u64).map_or_else(|| "  -".to_owned(), |v| format!("{v:>3}"));
-        let advice = s.get("advice").and_then(Value::as_str).unwrap_or("");
-        out.push_str(&format!("  {label:<22} {score}  {advice}\n"));
-    }
-    Some(out)
-}
-
-/// The rows of a `probe` payload, or `None` when it is not shaped like one.
-fn probe_rows(payload: &Value) -> Option<Vec<(&'static str, String)>> {
-    if !payload.is_object() {
-        return None;
-    }
-    let p: Probe = serde_json::from_value(payload.clone()).ok()?;
-    let mut rows = Vec::new();
-    if let Some(container) = &p.container {
-        let text = match p.format_long_name.as_deref().filter(|n| !n.is_empty()) {
-            Some(long) => format!("{container} ({long})"),
-            None => container.clone(),
-        };
-        rows.push(("Container", text));
-    }
-    if let Some(secs) = p.duration_secs {
-        rows.push(("Duration", duration(secs)));
-    }
-    if let Some(rate) = p.bit_rate.filter(|r| *r > 0) {
-        rows.push(("Bit rate", bit_rate(rate)));
-    }
-    if let Some(size) = p.size_bytes {
-        rows.push(("Size", bytes(size)));
-    }
-    match &p.video {
-        Some(v) => {
-            if let Some(codec) = &v.codec {
-                rows.push(("Video codec", codec.clone()));
-            }
-            if let (Some(w), Some(h)) = (v.width, v.height) {
-                let mut text = format!("{w}x{h}");
-                if let (Some(dw), Some(dh)) = (v.display_width, v.display_height)
-                    && (dw, dh) != (w, h)
-                {
-                    let _ = write!(text, " (displayed {dw}x{dh})");
-                }
-                rows.push(("Resolution", text));
-            }
-            if let Some(fps) = v.frame_rate.filter(|f| *f > 0.0) {
-                rows.push(("Frame rate", format!("{} fps", decimal(fps, 3))));
-            }
-            if let Some(rotation) = v.rotation {
-                rows.push(("Rotation", format!("{rotation}°")));
-            }
-            if let Some(pix) = &v.pixel_format {
-                rows.push(("Pixel format", pix.clone()));
-            }
-            if let Some(frames) = v.frames {
-                rows.push(("Frames", frames.to_string()));
-            }
-        }
-        None => rows.push(("Video", "none".to_owned())),
-    }
-    let audio = match &p.audio {
-        Some(a) => {
-            let mut parts = vec![a.codec.clone().unwrap_or_else(|| "unknown codec".to_owned())];
-            if let Some(rate) = a.sample_rate {
-                parts.push(format!("{rate} Hz"));
-            }
-            if let Some(ch) = a.channels {
-                parts.push(format!("{ch} channel{}", if ch == 1 { "" } else { "s" }));
-            }
-            parts.join(", ")
-        }
-        None => "none".to_owned(),
-    };
-    rows.push(("Audio", audio));
-    if !p.streams.is_empty() {
-        let list: Vec<String> = p
-            .streams
-            .iter()
-            .map(|s| {
-                let kind = s.kind.as_deref().unwrap_or("stream");
-                let codec = s.codec.as_deref().unwrap_or("?");
-                match s.index {
-                    Some(i) => format!("#{i} {kind} {codec}"),
-                    None => format!("{kind} {codec}"),
-                }
-            })
-            .collect();
-        rows.push(("Streams", list.join(", ")));
-    }
-    Some(rows)
-}
-
-/// Suggested hashtags, strongest first, each with the signals and evidence behind it.
-fn hashtags_table(payload: &Value) -> Option<String> {
-    let mut out = String::new();
-    for s in payload.get("suggestions")?.as_array()? {
-        let tag = s.get("tag")?.as_str()?;
-        let score = s.get("score").and_then(Value::as_f64).unwrap_or(0.0);
-        let evidence: Vec<String> = s
-            .get("evidence")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                let kind = e.get("kind")?.as_str()?;
-                let text = e.get("text")?.as_str()?;
-                Some(if kind == "model" || kind == "frame" { text.to_owned() } else { format!("\"{text}\" ({})", kind.replace('_', " ")) })
-            })
-            .take(3)
-            .collect();
-        out.push_str(&format!("  {tag:<22} {score:.2}  {}\n", evidence.join("; ")));
-    }
-    if out.is_empty() {
-        out.push_str("  (no suggestion: the video has no speech or text to go on)\n");
-    }
-    Some(out)
-}
-
-/// Timed transcript segments.
-fn transcript_table(payload: &Value) -> Option<String> {
-    let segments = payload.get("segments")?.as_array()?;
-    let mut out = String::new();
-    if let Some(lang) = payload.get("language").and_then(Value::as_str) {
-        out.push_str(&format!("  Language      {lang}\n"));
-    }
-    for seg in segments {
-        let (start, end) = (seg.get("start").and_then(Value::as_f64)?, seg.get("end").and_then(Value::as_f64)?);
-        let text = seg.get("text").and_then(Value::as_str).unwrap_or("").trim();
-        out.push_str(&format!("  [{} → {}] {text}\n", clock(start), clock(end)));
-    }
-    if segments.is_empty() {
-        out.push_str("  (no speech recognised)\n");
-    }
-    Some(out)
-}
-
-/// On-screen text with the times it was seen.
-fn ocr_table(payload: &Value) -> Option<String> {
-    let texts = payload.get("texts")?.as_array()?;
-    let mut out = String::new();
-    for t in texts {
-        let text = t.get("text")?.as_str()?;
-        let frames: Vec<String> = t.get("frames").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_f64).map(clock).take(4).collect();
-        out.push_str(&format!("  \"{text}\"  at {}\n", frames.join(", ")));
-    }
-    if texts.is_empty() {
-        out.push_str("  (no text seen)\n");
-    }
-    Some(out)
-}
-
-/// Speech activity.
-fn audio_table(payload: &Value) -> Option<String> {
-    if !payload.get("has_audio")?.as_bool()? {
-        return Some("  (no audio track)\n".to_owned());
-    }
-    let ratio = payload.get("speech_ratio")?.as_f64()?;
-    let segments = payload.get("segments").and_then(Value::as_array).map_or(0, Vec::len);
-    Some(format!("  Speech        {:.0} % of the time, {segments} stretch{}\n", ratio * 100.0, if segments == 1 { "" } else { "es" }))
-}
-
-/// `m:ss.s`.
-fn clock(secs: f64) -> String {
-    let secs = secs.max(0.0);
-    format!("{}:{:04.1}", (secs / 60.0).floor() as u64, secs % 60.0)
-}
-
-/// `name 1.2, other 3` for a non-empty object of model versions, or a list of
-/// `{name, version}`.
-fn model_versions(v: &Value) -> Option<String> {
-    if let Some(list) = v.as_array().filter(|l| !l.is_empty()) {
-        let parts: Vec<String> = list.iter().filter_map(|m| Some(format!("{} {}", m.get("name")?.as_str()?, m.get("version")?.as_str()?))).collect();
-        return (!parts.is_empty()).then(|| parts.join(", "));
-    }
-    let map = v.as_object().filter(|m| !m.is_empty())?;
-    let parts: Vec<String> = map
-        .iter()
-        .map(|(k, v)| match v.as_str() {
-            Some(s) => format!("{k} {s}"),
-            None => format!("{k} {v}"),
-        })
-        .collect();
-    Some(parts.join(", "))
 }
 
 /// A page of jobs as a table, with the command for the next page when there is one.
@@ -379,7 +165,7 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
 }
 
 /// `Key   value` lines with the values aligned.
-fn key_values(rows: &[(&str, String)], prefix: &str) -> String {
+pub(crate) fn key_values(rows: &[(&str, String)], prefix: &str) -> String {
     let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
     let mut out = String::new();
     for (key, value) in rows {
@@ -388,7 +174,7 @@ fn key_values(rows: &[(&str, String)], prefix: &str) -> String {
     out
 }
 
-fn indent(text: &str, prefix: &str) -> String {
+pub(crate) fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|l| format!("{prefix}{l}\n")).collect()
 }
 
@@ -446,7 +232,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// Decimal units, as bit rates are always given.
-fn bit_rate(bps: i64) -> String {
+pub(crate) fn bit_rate(bps: i64) -> String {
     match bps {
         ..1_000 => format!("{bps} b/s"),
         1_000..1_000_000 => format!("{} kb/s", decimal(bps as f64 / 1e3, 1)),
@@ -455,7 +241,7 @@ fn bit_rate(bps: i64) -> String {
 }
 
 /// A number with at most `places` decimals and no trailing zeros: `25`, `29.97`.
-fn decimal(v: f64, places: usize) -> String {
+pub(crate) fn decimal(v: f64, places: usize) -> String {
     let s = format!("{v:.places$}");
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
 }
@@ -465,6 +251,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::model::AnalysisResult;
 
     #[test]
     fn quality_reads_as_a_score_table_with_advice() {
@@ -477,12 +264,12 @@ mod tests {
                 { "key": "speech", "label": "Speech", "score": null, "advice": "No audio." }
             ]
         });
-        let table = quality_table(&payload).expect("a table");
+        let table = findings::quality_table(&payload).expect("a table");
         assert!(table.contains("Overall       71/100 good"), "{table}");
         assert!(table.contains("-> Raise the gain"), "{table}");
         assert!(table.contains("Loudness                20  Raise"), "{table}");
         assert!(table.contains("Speech                   -  No audio."), "{table}");
-        assert!(quality_table(&json!({ "not": "quality" })).is_none());
+        assert!(findings::quality_table(&json!({ "not": "quality" })).is_none());
     }
 
     fn succeeded() -> Job {
