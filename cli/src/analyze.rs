@@ -5,13 +5,15 @@
 //! JSON on stdout with `--json`) and exit status 2, so scripts can branch on the code.
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use reelq_analysis::media::probe;
 use reelq_analysis::settings::AnalysisSettings;
-use reelq_analysis::{AnalysisError, Input, Pipeline};
+use reelq_analysis::{AnalysisError, Input, Observer, Pipeline};
 use reelq_core::domain::{Analysis, JobErrorCode, MediaKind, SNIFF_LEN, sniff_container};
 use reelq_core::options::JobOptions;
 
@@ -35,11 +37,14 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     anyhow::ensure!(args.file.is_file(), "{} is not a readable file", args.file.display());
 
     let bar = crate::progress::job_bar(crate::progress::visible(json));
-    let pipeline = Pipeline::from_settings(&settings.media, &settings.inference, &settings.hashtags);
+    let timings = Arc::new(Timings::default());
+    let pipeline = Pipeline::from_settings(&settings.media, &settings.inference, &settings.hashtags).with_observer(timings.clone());
+    let started = Instant::now();
     let outcome = (|| -> Result<Vec<(&'static str, Value)>, AnalysisError> {
         bar.set_message("probe");
         check_container(&args.file)?;
         let found = probe::probe(&args.file, &settings.media)?;
+        timings.stage("inspect file", started.elapsed());
         let input = Input { path: args.file.clone(), probe: found, options, trending: Vec::new() };
         bar.set_message("decode");
         bar.set_position(10);
@@ -54,12 +59,17 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         Ok(results)
     })();
     bar.finish_and_clear();
+    let total = started.elapsed();
 
     match outcome {
         Ok(results) => {
             if json {
                 let map: Map<String, Value> = results.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-                print_out(&render::pretty_json(&json!({ "file": args.file, "status": "succeeded", "results": map })))?;
+                let mut doc = json!({ "file": args.file, "status": "succeeded", "results": map });
+                if args.timings {
+                    doc["timings"] = timings.to_json(total);
+                }
+                print_out(&render::pretty_json(&doc))?;
             } else {
                 let mut text = String::new();
                 // In the order asked for.
@@ -67,6 +77,9 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                     let result = AnalysisResult { payload: r["payload"].clone(), model_versions: r["model_versions"].clone() };
                     text.push_str(&render::analysis(name, &result));
                     text.push('\n');
+                }
+                if args.timings {
+                    text.push_str(&timings.render(total));
                 }
                 print_out(&text)?;
             }
@@ -83,6 +96,58 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         // Not the file's fault: a model pack or library missing, a disk full. Say so plainly.
         Err(e) => Err(anyhow::anyhow!("{e}")),
     }
+}
+
+/// A stage or model and how long it took.
+type Timed = (String, Duration);
+
+/// Where the time went, as the pipeline reports it: the probe, the decode and each analysis
+/// (which includes the models it loaded and whatever it builds on that no earlier analysis
+/// computed), and the unbatched model calls within them.
+#[derive(Debug, Default)]
+struct Timings {
+    stages: Mutex<Vec<Timed>>,
+    models: Mutex<Vec<Timed>>,
+}
+
+impl Observer for Timings {
+    fn stage(&self, stage: &str, took: Duration) {
+        self.stages.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((stage.to_owned(), took));
+    }
+
+    fn inference(&self, model: &str, took: Duration) {
+        self.models.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((model.to_owned(), took));
+    }
+}
+
+impl Timings {
+    fn lists(&self) -> (Vec<Timed>, Vec<Timed>) {
+        let get = |m: &Mutex<Vec<Timed>>| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        (get(&self.stages), get(&self.models))
+    }
+
+    fn to_json(&self, total: Duration) -> Value {
+        let (stages, models) = self.lists();
+        let list = |l: Vec<Timed>, key: &str| -> Vec<Value> { l.into_iter().map(|(name, took)| json!({ key: name, "secs": round_ms(took) })).collect() };
+        json!({ "stages": list(stages, "stage"), "model_calls": list(models, "model"), "total_secs": round_ms(total) })
+    }
+
+    fn render(&self, total: Duration) -> String {
+        let (stages, models) = self.lists();
+        let mut out = String::from("timings\n");
+        for (name, took) in &stages {
+            out.push_str(&format!("  {name:<15} {:>7.2} s\n", took.as_secs_f64()));
+        }
+        for (name, took) in &models {
+            out.push_str(&format!("    {name:<13} {:>7.2} s  (model call)\n", took.as_secs_f64()));
+        }
+        out.push_str(&format!("  {:<15} {:>7.2} s\n", "total", total.as_secs_f64()));
+        out
+    }
+}
+
+fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// The container check the api applies to uploads, so a file it would refuse (a picture renamed

@@ -107,6 +107,9 @@ pub struct AnalyzeArgs {
     /// The caption the video will be posted with (more evidence for hashtags).
     #[arg(long, value_name = "TEXT")]
     pub caption: Option<String>,
+    /// Also say where the time went: probe, decode, each analysis and the model calls.
+    #[arg(long)]
+    pub timings: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -88,3 +88,35 @@ fn analyze_names_the_analyses_it_runs_when_asked_for_one_it_does_not() {
         assert!(err.contains("it runs probe, quality"), "{asked}: {err}");
     }
 }
+
+#[test]
+fn timings_say_where_the_time_went() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("clip.mp4");
+    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=160x120:r=30:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p"], &clip);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .current_dir(dir.path())
+        .args(["analyze", "clip.mp4", "--analyses", "probe,quality,ocr", "--json", "--timings"])
+        .output()
+        .expect("reelq runs");
+
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let t = &doc["timings"];
+    let total = t["total_secs"].as_f64().expect("total");
+    let stages: Vec<(&str, f64)> =
+        t["stages"].as_array().expect("stages").iter().map(|s| (s["stage"].as_str().expect("name"), s["secs"].as_f64().expect("secs"))).collect();
+    let names: Vec<&str> = stages.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["inspect file", "decode", "probe", "quality", "ocr"], "{t}");
+    // The stages ran one after another inside the whole run.
+    assert!(stages.iter().map(|(_, s)| s).sum::<f64>() <= total + 0.01, "{t}");
+    // Without the flag the output has no timings.
+    let plain = Command::new(env!("CARGO_BIN_EXE_reelq"))
+        .current_dir(dir.path())
+        .args(["analyze", "clip.mp4", "--analyses", "probe", "--json"])
+        .output()
+        .expect("runs");
+    let doc: serde_json::Value = serde_json::from_slice(&plain.stdout).expect("json");
+    assert!(doc.get("timings").is_none());
+}
