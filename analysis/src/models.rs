@@ -125,7 +125,7 @@ impl Models {
     /// The queue in front of the text reader that merges frames of concurrent jobs into
     /// shared detector and recogniser calls. Blocking.
     pub fn ocr_batcher(&self) -> Result<Arc<OcrBatcher>, InferenceError> {
-        let config = self.batcher_config();
+        let config = BatcherConfig { max_batch: self.settings.ocr_batch(), ..self.batcher_config() };
         load(&self.ocr_batcher, || self.ocr()?.batcher(config))
     }
 

@@ -339,6 +339,7 @@ mod tests {
             models_dir: Some(DirStore::default_root(&root).display().to_string()),
             clip_model: Some("clip-tiny".into()),
             batch_max_size: batch,
+            ocr_batch_max_size: Some(batch),
             batch_max_wait_ms: wait_ms,
             ..InferenceSettings::default()
         };
@@ -355,6 +356,16 @@ mod tests {
         assert_eq!(payload["image"]["dim"], 64, "{payload:#}");
         assert!(out.models.iter().any(|m| m.name == "clip-tiny-image"));
         payload["image"]["items"].as_u64().expect("items") as usize
+    }
+
+    #[test]
+    fn the_text_reader_batches_only_where_it_pays() {
+        let cpu = InferenceSettings::default();
+        assert_eq!(cpu.ocr_batch(), 1);
+        let cuda = InferenceSettings { device: "cuda".into(), batch_max_size: 8, ..InferenceSettings::default() };
+        assert_eq!(cuda.ocr_batch(), 8);
+        let set = InferenceSettings { ocr_batch_max_size: Some(4), ..InferenceSettings::default() };
+        assert_eq!(set.ocr_batch(), 4);
     }
 
     #[test]
