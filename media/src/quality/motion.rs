@@ -150,8 +150,9 @@ fn continuity(ctx: &Context<'_>) -> SubScore {
     }
     let black = stretches(frames, ctx.duration, MIN_BLACK_SECS, is_black);
     let frozen = stretches(frames, ctx.duration, MIN_FROZEN_SECS, |f| !is_black(f) && f.difference.is_some_and(|d| d < FROZEN_DIFF));
-    let black_secs: f64 = black.iter().map(|s| s.end - s.start).sum();
-    let frozen_secs: f64 = frozen.iter().map(|s| s.end - s.start).sum();
+    // A fold from +0.0: an empty float sum is −0.0, which would print as "-0.0 s".
+    let black_secs = black.iter().fold(0.0, |acc, s| acc + (s.end - s.start));
+    let frozen_secs = frozen.iter().fold(0.0, |acc, s| acc + (s.end - s.start));
     let share = ((black_secs + frozen_secs) / ctx.duration).min(1.0);
     let score = 100.0 - 250.0 * share;
     let advice = if black.is_empty() && frozen.is_empty() {

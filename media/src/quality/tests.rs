@@ -254,3 +254,20 @@ fn quality_does_not_depend_on_what_else_the_decode_serves() {
     }
     assert!(failures.is_empty(), "quality depends on the decode's other outputs:\n{}", failures.join("\n"));
 }
+
+#[test]
+fn a_frozen_picture_is_advised_on_without_negative_zeros() {
+    let d = clips::dir();
+    // A still pattern: frozen throughout, never black.
+    let frozen = analyse(&clip(
+        d.path(),
+        "frozen.mp4",
+        "testsrc2=s=270x480:r=25:d=3,trim=end_frame=1,loop=loop=-1:size=1,trim=duration=3",
+        None,
+        Some(AUDIO),
+        CLEAN_GAIN,
+    ));
+    let continuity = frozen.get("continuity").expect("measured");
+    assert!(continuity.advice.contains("frozen"), "{continuity:?}");
+    assert!(!continuity.advice.contains("-0.0"), "{}", continuity.advice);
+}
