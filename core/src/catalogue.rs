@@ -52,7 +52,7 @@ pub struct Needs {
     /// analysis runs only as a queued job, never in `reelq analyze`.
     pub services: bool,
     /// Analyses whose findings it builds on (they run, unstored, when not requested).
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<Analysis>)]
     pub builds_on: &'static [Analysis],
 }
 
@@ -83,7 +83,7 @@ pub enum Offer {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 pub struct AnalysisSpec {
     /// Its name in requests, results and the database.
-    #[schema(value_type = String)]
+    #[schema(value_type = Analysis)]
     pub name: Analysis,
     /// A short label for people.
     pub title: &'static str,
