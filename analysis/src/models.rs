@@ -85,7 +85,7 @@ impl Models {
     /// built from (`cargo install --path cli`), and the user's data folder
     /// (`$XDG_DATA_HOME/reelq`, by default `~/.local/share/reelq`), which is also where an error
     /// says to put the pack when none is found.
-    pub fn root() -> PathBuf {
+    fn root() -> PathBuf {
         if let Some(home) = std::env::var_os("REELQ_HOME") {
             return PathBuf::from(home);
         }

@@ -199,11 +199,6 @@ impl Analysis {
         }
     }
 
-    /// Whether the analysis reads the video at all.
-    pub fn needs_media(self) -> bool {
-        self.needs().video
-    }
-
     /// Whether only the system enqueues it.
     pub fn is_internal(self) -> bool {
         self.visibility() == crate::catalogue::Visibility::Internal
