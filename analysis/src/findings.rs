@@ -46,8 +46,11 @@ impl ModelRef {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OcrFinding {
     pub texts: Vec<OnScreenText>,
-    /// Frames read.
+    /// Frames looked at (one every `inference.ocr_interval_secs`).
     pub frames_read: usize,
+    /// Frames the text was recognised on; the others showed the same text as the frame before
+    /// them and took its reading.
+    pub frames_recognised: usize,
 }
 
 /// `audio`: speech activity and what the sound is made of.

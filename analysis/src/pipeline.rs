@@ -13,7 +13,7 @@ use reelq_core::catalogue::Plan;
 use reelq_core::domain::{Analysis, JobErrorCode};
 use reelq_core::options::JobOptions;
 use reelq_inference::image::{RgbImage, RgbView};
-use reelq_inference::ocr::OnScreenText;
+use reelq_inference::ocr::FramesReading;
 use reelq_learn::engagement::music::MusicUse;
 use reelq_media::decode::{self, DecodeLimits, DecodeOptions, DecodeOutput, FrameSize, Sampling};
 use reelq_media::probe::Probe;
@@ -78,7 +78,7 @@ pub struct Pipeline {
 pub struct Session {
     pub(crate) input: Input,
     pub(crate) decoded: Option<DecodeOutput>,
-    pub(crate) ocr: Option<(Vec<OnScreenText>, Vec<ModelRef>)>,
+    pub(crate) ocr: Option<(FramesReading, Vec<ModelRef>)>,
     pub(crate) transcript: Option<(TranscriptFinding, ModelRef)>,
     pub(crate) embeddings: Option<Embeddings>,
     pub(crate) hashtags: Option<(HashtagFinding, Vec<ModelRef>)>,
@@ -165,8 +165,8 @@ impl Pipeline {
             Analysis::Quality => AnalysisOutput::plain(Finding::Quality(quality::analyze(&session.input.probe, session.decoded()?))),
             Analysis::Ocr => {
                 let frames_read = session.decoded()?.samples.len();
-                let (texts, models) = self.ocr(session)?.clone();
-                AnalysisOutput { finding: Finding::Ocr(OcrFinding { texts, frames_read }), models }
+                let (reading, models) = self.ocr(session)?.clone();
+                AnalysisOutput { finding: Finding::Ocr(OcrFinding { texts: reading.texts, frames_read, frames_recognised: reading.recognised }), models }
             }
             Analysis::Audio => sound::audio(self, session)?,
             Analysis::Transcript => {
@@ -203,7 +203,7 @@ impl Pipeline {
         out
     }
 
-    fn ocr<'s>(&self, session: &'s mut Session) -> Result<&'s (Vec<OnScreenText>, Vec<ModelRef>), AnalysisError> {
+    fn ocr<'s>(&self, session: &'s mut Session) -> Result<&'s (FramesReading, Vec<ModelRef>), AnalysisError> {
         if session.ocr.is_none() {
             let decoded = session.decoded()?;
             let frames =
@@ -224,7 +224,7 @@ impl Pipeline {
         for s in &sound::transcript(self, session)?.0.segments {
             spans.push(TextSpan { source: SpanSource::Transcript, text: s.text.clone(), time_secs: Some(s.start) });
         }
-        for t in &self.ocr(session)?.0 {
+        for t in &self.ocr(session)?.0.texts {
             spans.push(TextSpan { source: SpanSource::OnScreenText, text: t.text.clone(), time_secs: t.frames.first().copied() });
         }
         if let Some(c) = session.input.options.caption_text() {
@@ -386,10 +386,10 @@ mod tests {
         assert_eq!(na + nb, 6, "three frames each from three-second clips at one per second");
         let stats = p.models().image_batcher().expect("batcher").expect("configured").stats();
         assert_eq!((stats.batches, stats.items, stats.full), (1, 6, 1), "{stats:?}");
-        // The text reader sits behind its own batcher: the two videos' frames (three each,
-        // bar any that repeat the previous one) were read in one shared call.
+        // The text reader sits behind its own batcher. Each video sends a frame at a time (a
+        // frame is read only when its text may have changed since the last one read), so the
+        // two videos' first frames were read in one shared call.
         let ocr = p.models().ocr_batcher().expect("ocr batcher").stats();
-        assert_eq!(ocr.batches, 1, "{ocr:?}");
-        assert!(ocr.items > 3, "frames of both videos in the batch: {ocr:?}");
+        assert!(ocr.size_counts.get(1).is_some_and(|&n| n >= 1), "a call with a frame of each video: {ocr:?}");
     }
 }

@@ -28,10 +28,14 @@ fn payload(finding: Finding) -> Value {
 
 #[test]
 fn ocr() {
-    let f = OcrFinding { texts: vec![OnScreenText { text: "SALE".into(), confidence: 0.5, frames: vec![0.0, 1.0], bbox: [1, 2, 3, 4] }], frames_read: 3 };
+    let f = OcrFinding {
+        texts: vec![OnScreenText { text: "SALE".into(), confidence: 0.5, frames: vec![0.0, 1.0], bbox: [1, 2, 3, 4] }],
+        frames_read: 3,
+        frames_recognised: 1,
+    };
     assert_eq!(
         payload(Finding::Ocr(f)),
-        json!({ "texts": [{ "text": "SALE", "confidence": 0.5, "frames": [0.0, 1.0], "bbox": [1, 2, 3, 4] }], "frames_read": 3 })
+        json!({ "texts": [{ "text": "SALE", "confidence": 0.5, "frames": [0.0, 1.0], "bbox": [1, 2, 3, 4] }], "frames_read": 3, "frames_recognised": 1 })
     );
 }
 

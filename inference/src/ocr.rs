@@ -1,6 +1,11 @@
 //! On-screen text: PP-OCRv4 detection (a DB probability map → boxes) then recognition of each
 //! box (CTC, greedy, with the character list stored in the recognition model's metadata), and
 //! de-duplication of what several frames show.
+//!
+//! A video's captions stay on screen for seconds while the picture under them moves, so
+//! [`Ocr::read_frames`] reads a frame only when its text changed: every sampled frame gets a
+//! cheap layout (the detector on a small copy), and a frame whose layout matches the last frame
+//! read, with the same pixels inside those text regions, takes that frame's reading.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +48,16 @@ pub struct OnScreenText {
     pub bbox: [u32; 4],
 }
 
+/// What a run of frames shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FramesReading {
+    /// One entry per distinct text, ordered by first appearance.
+    pub texts: Vec<OnScreenText>,
+    /// Frames the text was recognised on; the others took the reading of an earlier frame with
+    /// the same text.
+    pub recognised: usize,
+}
+
 /// Tunables; the defaults follow PaddleOCR's.
 #[derive(Debug, Clone, Copy)]
 pub struct OcrOptions {
@@ -50,11 +65,14 @@ pub struct OcrOptions {
     pub max_side: u32,
     /// Lines whose recognition confidence is below this are dropped.
     pub min_confidence: f32,
+    /// Longer side of the small copy whose text layout decides whether a frame is read again.
+    /// Captions stay findable at half the detector's size for a quarter of its work.
+    pub layout_side: u32,
 }
 
 impl Default for OcrOptions {
     fn default() -> Self {
-        Self { max_side: 960, min_confidence: 0.5 }
+        Self { max_side: 960, min_confidence: 0.5, layout_side: 480 }
     }
 }
 
@@ -125,7 +143,7 @@ impl Ocr {
             // 100 MB per 960-pixel frame), and larger batches are no faster on a CPU.
             for chunk in group.chunks(DET_BATCH) {
                 let views: Vec<RgbView<'_>> = chunk.iter().map(|&i| frames[i]).collect();
-                for (i, b) in chunk.iter().zip(self.detect(&views)?) {
+                for (i, b) in chunk.iter().zip(self.detect(&views, self.options.max_side)?) {
                     boxes[*i] = b;
                 }
             }
@@ -151,10 +169,14 @@ impl Ocr {
     }
 
     /// Reads timestamped frames and merges repeats: one entry per distinct text.
-    /// A frame that looks like the last frame read (a static caption over a still shot) is not
-    /// read again: it takes that frame's lines.
+    ///
+    /// A frame is read only when its text may have changed since the last frame read (the
+    /// reference): a frame that looks like the reference as a whole (a static shot) takes its
+    /// reading at once; any other frame takes it when its [layout](Self::layout) matches the
+    /// reference's and the pixels inside the reference's text regions are unchanged (a caption
+    /// held over a moving picture). Anything else is read and becomes the reference.
     pub fn read_frames(&self, frames: &[(f64, RgbView<'_>)]) -> Result<Vec<OnScreenText>, InferenceError> {
-        self.read_frames_with(frames, |views| self.read_batch(views))
+        Ok(self.read_frames_with(frames, |views| self.read_batch(views))?.texts)
     }
 
     /// [`read_frames`](Self::read_frames) with the reading done by `read` (one list of lines
@@ -162,28 +184,45 @@ impl Ocr {
     pub fn read_frames_with(
         &self,
         frames: &[(f64, RgbView<'_>)],
-        read: impl FnOnce(&[RgbView<'_>]) -> Result<Vec<Vec<TextLine>>, InferenceError>,
-    ) -> Result<Vec<OnScreenText>, InferenceError> {
-        let mut source = Vec::with_capacity(frames.len());
-        let mut to_read: Vec<usize> = Vec::new();
-        let mut last: Option<(usize, Vec<f32>)> = None;
-        for (i, (_, view)) in frames.iter().enumerate() {
-            let thumb = thumbnail(view);
-            match &last {
-                Some((j, previous)) if block_difference(&thumb, previous) < SAME_FRAME => source.push(*j),
-                _ => {
-                    source.push(to_read.len());
-                    to_read.push(i);
-                    last = Some((to_read.len() - 1, thumb));
+        mut read: impl FnMut(&[RgbView<'_>]) -> Result<Vec<Vec<TextLine>>, InferenceError>,
+    ) -> Result<FramesReading, InferenceError> {
+        struct Reference {
+            index: usize,
+            thumb: Vec<f32>,
+            layout: Vec<[f32; 4]>,
+            /// The layout's boxes and the boxes of the lines read: where a change matters.
+            regions: Vec<[f32; 4]>,
+            lines: Vec<TextLine>,
+        }
+        let mut lines = Vec::with_capacity(frames.len());
+        let mut reference: Option<Reference> = None;
+        let mut recognised = 0;
+        for (i, &(t, view)) in frames.iter().enumerate() {
+            let thumb = thumbnail(&view);
+            let layout = match &reference {
+                Some(r) if block_difference(&thumb, &r.thumb) < SAME_FRAME => None,
+                _ => Some(self.layout(view)?),
+            };
+            let same_text = match (&reference, &layout) {
+                (Some(_), None) => true,
+                (Some(r), Some(layout)) => same_layout(layout, &r.layout) && region_difference(&view, &frames[r.index].1, &r.regions) < SAME_TEXT,
+                (None, _) => false,
+            };
+            if !same_text {
+                let mut reading = read(&[view])?;
+                if reading.len() != 1 {
+                    return Err(InferenceError::BatchFailed(format!("{} readings for 1 frame", reading.len())));
                 }
+                let found = reading.pop().unwrap_or_default();
+                recognised += 1;
+                let layout = layout.unwrap_or_default();
+                let regions = layout.iter().copied().chain(found.iter().map(|l| l.bbox.map(|v| v as f32))).collect();
+                reference = Some(Reference { index: i, thumb, layout, regions, lines: found });
             }
+            let r = reference.as_ref().expect("set above or before");
+            lines.push((t, r.lines.clone()));
         }
-        let views: Vec<RgbView<'_>> = to_read.iter().map(|&i| frames[i].1).collect();
-        let lines = read(&views)?;
-        if lines.len() != views.len() {
-            return Err(InferenceError::BatchFailed(format!("{} readings for {} frames", lines.len(), views.len())));
-        }
-        Ok(dedup(frames.iter().zip(&source).map(|((t, _), &k)| (*t, lines[k].clone()))))
+        Ok(FramesReading { texts: dedup(lines), recognised })
     }
 
     /// A batcher that merges frames from concurrent jobs into shared detector and recogniser
@@ -196,11 +235,18 @@ impl Ocr {
         })
     }
 
-    /// Text boxes `[x, y, w, h]` (frame pixels) for frames that all have the same size.
-    fn detect(&self, frames: &[RgbView<'_>]) -> Result<Vec<Vec<[f32; 4]>>, InferenceError> {
+    /// Where text is on `frame`: boxes `[x, y, w, h]` in its pixels, found by the detector on a
+    /// copy whose longer side is [`OcrOptions::layout_side`]. Cheaper than reading, and coarser.
+    pub fn layout(&self, frame: RgbView<'_>) -> Result<Vec<[f32; 4]>, InferenceError> {
+        Ok(self.detect(&[frame], self.options.layout_side)?.pop().unwrap_or_default())
+    }
+
+    /// Text boxes `[x, y, w, h]` (frame pixels) for frames that all have the same size, with the
+    /// detector's input scaled so that its longer side is at most `max_side`.
+    fn detect(&self, frames: &[RgbView<'_>], max_side: u32) -> Result<Vec<Vec<[f32; 4]>>, InferenceError> {
         let Some(first) = frames.first() else { return Ok(Vec::new()) };
         let (w, h) = (first.width as f32, first.height as f32);
-        let scale = (self.options.max_side as f32 / w.max(h)).min(1.0);
+        let scale = (max_side as f32 / w.max(h)).min(1.0);
         let round32 = |v: f32| (((v * scale) / 32.0).round() as usize).max(1) * 32;
         let (dw, dh) = (round32(w), round32(h));
         let m = self.det.manifest();
@@ -304,6 +350,51 @@ fn block_difference(a: &[f32], b: &[f32]) -> f32 {
             }
             worst = worst.max(sum / (BLOCK * BLOCK) as f32);
         }
+    }
+    worst
+}
+
+/// Two layouts match when they have as many boxes and each box of one overlaps one of the
+/// other by at least half (intersection over union): the detector's boxes on a small copy shift
+/// by a pixel or two from frame to frame.
+fn same_layout(a: &[[f32; 4]], b: &[[f32; 4]]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.iter().any(|y| iou(x, y) >= 0.5)) && b.iter().all(|y| a.iter().any(|x| iou(x, y) >= 0.5))
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
+    let h = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
+    if w <= 0.0 || h <= 0.0 {
+        return 0.0;
+    }
+    let inter = w * h;
+    inter / (a[2] * a[3] + b[2] * b[3] - inter)
+}
+
+/// Text regions count as unchanged when no region's grey patch differs by this many grey
+/// levels on average (0–255). Glyphs that change swap dark and light strokes across a large part
+/// of the patch; a picture moving under a caption's box, or compression noise, does not.
+const SAME_TEXT: f32 = 12.0;
+/// Height of the grey patch a text region is compared at: a few pixels per stroke.
+const PATCH_HEIGHT: usize = 16;
+
+/// The largest mean absolute grey difference between `a` and `b` over `regions`, each
+/// resampled to a patch [`PATCH_HEIGHT`] high with the region's aspect ratio.
+fn region_difference(a: &RgbView<'_>, b: &RgbView<'_>, regions: &[[f32; 4]]) -> f32 {
+    if (a.width, a.height) != (b.width, b.height) {
+        return f32::INFINITY;
+    }
+    let mut worst = 0.0f32;
+    for r in regions {
+        let w = ((PATCH_HEIGHT as f32 * r[2] / r[3].max(1.0)).round() as usize).clamp(4, 32 * PATCH_HEIGHT);
+        let patch = |v: &RgbView<'_>| {
+            let mut grey = vec![0.0f32; w * PATCH_HEIGHT];
+            v.sample_region((r[0], r[1], r[2], r[3]), w, PATCH_HEIGHT, |_, i, x| grey[i] += x / 3.0);
+            grey
+        };
+        let (pa, pb) = (patch(a), patch(b));
+        let mean = pa.iter().zip(&pb).map(|(x, y)| (x - y).abs()).sum::<f32>() / pa.len() as f32;
+        worst = worst.max(mean);
     }
     worst
 }
@@ -479,6 +570,47 @@ mod tests {
         assert!(seen.iter().any(|(t, f)| t.contains("add pasta") && f == &vec![2.0, 3.0]), "{seen:?}");
         assert!(block_difference(&thumbnail(&view(&a)), &thumbnail(&view(&b))) >= SAME_FRAME);
         assert!(block_difference(&thumbnail(&view(&a)), &thumbnail(&view(&a))) < SAME_FRAME);
+    }
+
+    #[test]
+    fn captions_over_a_moving_picture_are_read_once_each_with_every_frame_they_are_on() {
+        let (runtime, store) = testing::runtime_and_store();
+        let ocr = Ocr::load(&runtime, &store, OcrOptions::default()).expect("load OCR models");
+        let (w, h) = (360, 640);
+        let caption = |text: &str, y: &str, when: &str| {
+            format!(",drawtext=text='{text}':fontsize=30:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=8:x=(w-text_w)/2:y={y}:enable='{when}'")
+        };
+        // One frame a second over a turning gradient: a caption alone, then a second text above
+        // it, then another caption.
+        let lavfi = format!(
+            "gradients=s={w}x{h}:r=1:speed=0.08:seed=3{}{}{}",
+            caption("Boil the water first", "460", "lt(t,6)"),
+            caption("Day two", "120", "between(t,3,5.9)"),
+            caption("Then add the pasta", "460", "gte(t,6)"),
+        );
+        let images = testing::ffmpeg_rgb_frames(&lavfi, w, h, 9);
+        let frames: Vec<(f64, RgbView<'_>)> = images.iter().enumerate().map(|(i, f)| (i as f64, RgbView::new(f, w, h).expect("frame"))).collect();
+        assert!(block_difference(&thumbnail(&frames[0].1), &thumbnail(&frames[1].1)) >= SAME_FRAME, "the picture moves, so whole frames differ");
+
+        let mut reads = 0;
+        let reading = ocr
+            .read_frames_with(&frames, |views| {
+                reads += views.len();
+                ocr.read_batch(views)
+            })
+            .expect("OCR");
+        let texts = reading.texts;
+        let every_frame = dedup(frames.iter().map(|(t, _)| *t).zip(ocr.read_batch(&frames.iter().map(|f| f.1).collect::<Vec<_>>()).expect("read all")));
+
+        let seen: Vec<(String, Vec<f64>)> = texts.iter().map(|t| (t.text.to_lowercase(), t.frames.clone())).collect();
+        // The confidence is the best over the frames read, so it may differ in the last digits.
+        let placed = |ts: &[OnScreenText]| ts.iter().map(|t| (t.text.clone(), t.frames.clone(), t.bbox)).collect::<Vec<_>>();
+        assert_eq!(placed(&texts), placed(&every_frame), "the same texts, frames and boxes as reading every frame");
+        assert!(seen.iter().any(|(t, f)| t.contains("boil the water") && f == &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]), "{seen:?}");
+        assert!(seen.iter().any(|(t, f)| t.contains("day two") && f == &[3.0, 4.0, 5.0]), "{seen:?}");
+        assert!(seen.iter().any(|(t, f)| t.contains("add the pasta") && f == &[6.0, 7.0, 8.0]), "{seen:?}");
+        assert_eq!(reads, 3, "one read per change of text: {seen:?}");
+        assert_eq!(reading.recognised, 3);
     }
 
     #[tokio::test]

@@ -34,6 +34,18 @@ pub(crate) fn ffmpeg_rgb(lavfi: &str, width: u32, height: u32) -> Vec<u8> {
     out.stdout
 }
 
+/// Renders the first `count` RGB24 frames of an ffmpeg lavfi source description.
+pub(crate) fn ffmpeg_rgb_frames(lavfi: &str, width: u32, height: u32, count: usize) -> Vec<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", lavfi, "-frames:v", &count.to_string(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("run ffmpeg (apt-get install ffmpeg)");
+    assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let size = (width * height * 3) as usize;
+    assert_eq!(out.stdout.len(), size * count, "ffmpeg frame sizes");
+    out.stdout.chunks_exact(size).map(<[u8]>::to_vec).collect()
+}
+
 /// Decodes any audio ffmpeg can read (file or lavfi with `-f lavfi`) to 16 kHz mono f32.
 pub(crate) fn ffmpeg_audio(input_args: &[&str]) -> Vec<f32> {
     let out = Command::new("ffmpeg")

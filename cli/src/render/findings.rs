@@ -181,16 +181,35 @@ fn transcript_table(payload: &Value) -> Option<String> {
 /// On-screen text with the times it was seen.
 fn ocr_table(payload: &Value) -> Option<String> {
     let texts = payload.get("texts")?.as_array()?;
+    let times = |t: &Value| -> Vec<f64> { t.get("frames").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_f64).collect() };
+    // The sampling interval: the smallest step between frames a text was seen on.
+    let step = texts.iter().flat_map(|t| times(t).windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()).filter(|d| *d > 0.0).fold(f64::INFINITY, f64::min);
     let mut out = String::new();
     for t in texts {
         let text = t.get("text")?.as_str()?;
-        let frames: Vec<String> = t.get("frames").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_f64).map(clock).take(4).collect();
-        out.push_str(&format!("  \"{text}\"  at {}\n", frames.join(", ")));
+        out.push_str(&format!("  \"{text}\"  {}\n", spans(&times(t), step)));
     }
     if texts.is_empty() {
         out.push_str("  (no text seen)\n");
     }
+    if let (Some(read), Some(recognised)) = (payload.get("frames_read").and_then(Value::as_u64), payload.get("frames_recognised").and_then(Value::as_u64))
+    {
+        out.push_str(&format!("  Frames        {read} looked at, text recognised on {recognised} (the others showed unchanged text)\n"));
+    }
     Some(out)
+}
+
+/// Times as runs of consecutive samples: `0:00.0–0:09.0, 0:20.0`.
+fn spans(times: &[f64], step: f64) -> String {
+    let mut runs: Vec<(f64, f64)> = Vec::new();
+    for &t in times {
+        match runs.last_mut() {
+            Some(run) if step.is_finite() && t - run.1 <= step * 1.5 => run.1 = t,
+            _ => runs.push((t, t)),
+        }
+    }
+    let shown: Vec<String> = runs.iter().map(|&(a, b)| if a == b { clock(a) } else { format!("{}–{}", clock(a), clock(b)) }).collect();
+    format!("at {}", shown.join(", "))
 }
 
 /// Speech activity.
@@ -320,5 +339,21 @@ mod tests {
         )
         .expect("text");
         assert!(some.contains("Song · Band") && some.contains("2 pulled videos"), "{some}");
+    }
+
+    #[test]
+    fn on_screen_text_reads_as_time_ranges_with_the_frames_recognised() {
+        let payload = json!({
+            "texts": [
+                { "text": "Morning run", "frames": [0.0, 1.0, 2.0, 3.0], "confidence": 0.9, "bbox": [0, 0, 1, 1] },
+                { "text": "Day two", "frames": [2.0, 3.0, 7.0], "confidence": 0.9, "bbox": [0, 0, 1, 1] },
+            ],
+            "frames_read": 10,
+            "frames_recognised": 3,
+        });
+        let text = ocr_table(&payload).expect("text");
+        assert!(text.contains("\"Morning run\"  at 0:00.0–0:03.0\n"), "{text}");
+        assert!(text.contains("\"Day two\"  at 0:02.0–0:03.0, 0:07.0\n"), "{text}");
+        assert!(text.contains("10 looked at, text recognised on 3"), "{text}");
     }
 }
