@@ -165,8 +165,15 @@ impl Runtime {
             .map_err(recover)?
             .with_inter_threads(1)
             .map_err(recover)?;
-        if let Device::Cuda { device_id } = self.config.device {
-            builder = with_cuda(builder, device_id)?;
+        match self.config.device {
+            Device::Cuda { device_id } => builder = with_cuda(builder, device_id)?,
+            // Without the arena, a model's activations go back to the allocator after each run
+            // instead of staying reserved for the process's life: the models a job runs one
+            // after the other no longer add their peaks up.
+            Device::Cpu => {
+                let cpu = ort::ep::CPU::default().with_arena_allocator(false).build().error_on_failure();
+                builder = builder.with_execution_providers([cpu]).map_err(recover)?;
+            }
         }
         builder.commit_from_file(file).map_err(err)
     }
