@@ -13,9 +13,11 @@
 //!
 //! ## Strategy
 //! Sampling a few frames does not need every frame decoded. When nothing needs every frame
-//! (no statistics, no scene detection) and keyframes are at most about one sample interval
-//! apart, the decoder seeks to the keyframe nearest each sample time ([`Strategy::Seek`]); it
-//! measures keyframe spacing from the first packets. Otherwise it decodes everything with frame
+//! (no statistics, no scene detection), the decoder measures keyframe spacing from the first
+//! packets. Keyframes at most one sample interval apart are decoded alone, in order, with frame
+//! threading, and the other packets read past ([`Strategy::Keyframes`]): every slot holds a
+//! keyframe. Up to one and a half intervals apart, it seeks to the keyframe nearest each sample
+//! time ([`Strategy::Seek`]). Otherwise it decodes everything with frame
 //! threading ([`Strategy::Sequential`]) and skips scaling and conversion for frames that are not
 //! sampled; when nothing needs every frame it also lets the codec drop non-reference frames far
 //! from the next sample time.
@@ -68,7 +70,7 @@ use reelq_core::domain::JobErrorCode;
 use super::probe::Probe;
 use audio::AudioPipe;
 use seek::{SeekError, run_seek};
-use sequential::run_sequential;
+use sequential::{Frames, run_sequential};
 use sink::VideoSink;
 use stream::{VideoInfo, scan_keyframes};
 use targets::{plan_targets, sample_interval};
@@ -159,7 +161,7 @@ pub fn decode(path: &Path, probe: &Probe, opts: &DecodeOptions, should_stop: &dy
     let mut pending = VecDeque::new();
     // Statistics and scene detection need every frame: no seeking for them.
     let mut strategy = if want_video && !opts.dense() { opts.strategy } else { Strategy::Sequential };
-    if strategy == Strategy::Seek && targets.fixed().is_none() {
+    if matches!(strategy, Strategy::Seek | Strategy::Keyframes) && targets.fixed().is_none() {
         strategy = Strategy::Sequential;
     }
     if strategy == Strategy::Auto {
@@ -168,10 +170,13 @@ pub fn decode(path: &Path, probe: &Probe, opts: &DecodeOptions, should_stop: &dy
             let scan = scan_keyframes(&mut ictx, &info, &clock, &mut report)?;
             report.keyframe_interval_secs = scan.interval;
             let interval = sample_interval(opts.sampling, info.duration, times.len());
-            if let Some(kf) = scan.interval
-                && kf <= interval * 1.5
-            {
-                strategy = Strategy::Seek;
+            // Keyframes at least as dense as the samples put one in every slot: decoding them
+            // alone, in order, reaches every sample without a seek or a flush. A little sparser,
+            // seeking reaches the slots that hold no keyframe.
+            match scan.interval {
+                Some(kf) if kf <= interval * 1.001 => strategy = Strategy::Keyframes,
+                Some(kf) if kf <= interval * 1.5 => strategy = Strategy::Seek,
+                _ => {}
             }
             pending = scan.packets;
         }
@@ -191,7 +196,7 @@ pub fn decode(path: &Path, probe: &Probe, opts: &DecodeOptions, should_stop: &dy
                 ictx = open(path)?;
                 sink = VideoSink::new(&info, opts, plan_targets(opts.sampling, info.duration, opts.limits.max_samples));
                 report.strategy = Strategy::Sequential;
-                report.video_complete = run_sequential(&mut ictx, &info, opts, Some(&mut sink), None, VecDeque::new(), &clock, &mut report)?;
+                report.video_complete = run_sequential(&mut ictx, &info, opts, Frames::All, Some(&mut sink), None, VecDeque::new(), &clock, &mut report)?;
             }
         }
         if opts.audio && info.audio_index.is_some() {
@@ -201,14 +206,15 @@ pub fn decode(path: &Path, probe: &Probe, opts: &DecodeOptions, should_stop: &dy
             report.video_packets = 0;
             report.video_bytes = 0;
             report.packet_times.clear();
-            report.video_complete = run_sequential(&mut actx, &info, opts, None, pipe.as_mut(), VecDeque::new(), &clock, &mut report)?;
+            report.video_complete = run_sequential(&mut actx, &info, opts, Frames::All, None, pipe.as_mut(), VecDeque::new(), &clock, &mut report)?;
             audio = pipe;
         }
     } else {
-        report.strategy = Strategy::Sequential;
+        let frames = if strategy == Strategy::Keyframes { Frames::Keyframes } else { Frames::All };
+        report.strategy = if frames == Frames::Keyframes { Strategy::Keyframes } else { Strategy::Sequential };
         let mut pipe = if opts.audio { AudioPipe::new(&ictx, info.audio_index, opts) } else { None };
         let video = if want_video { Some(&mut sink) } else { None };
-        report.video_complete = run_sequential(&mut ictx, &info, opts, video, pipe.as_mut(), pending, &clock, &mut report)?;
+        report.video_complete = run_sequential(&mut ictx, &info, opts, frames, video, pipe.as_mut(), pending, &clock, &mut report)?;
         audio = pipe;
     }
 

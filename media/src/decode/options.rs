@@ -56,6 +56,10 @@ pub enum Strategy {
     /// Seek to each sample time. Ignored when statistics or scene detection are on: they need
     /// every frame, so such a decode is sequential whatever is asked.
     Seek,
+    /// Read every packet in order but decode only the keyframes, each sample taking the first
+    /// keyframe inside its slot: for keyframes at least as dense as the samples. Ignored, like
+    /// [`Strategy::Seek`], when statistics or scene detection are on.
+    Keyframes,
     /// Decode every frame.
     Sequential,
 }

@@ -145,6 +145,14 @@ impl VideoSink {
         }
     }
 
+    /// The slot of the next fixed sample: the earliest and latest frame time it takes.
+    pub fn slot(&self) -> Option<(f64, f64)> {
+        match &self.targets {
+            Targets::Fixed { times, tolerance } => times.get(self.next).map(|t| (t - tolerance, t + tolerance)),
+            _ => None,
+        }
+    }
+
     pub fn target_index(&self) -> Option<usize> {
         match &self.targets {
             Targets::Fixed { times, .. } => (self.next < times.len()).then_some(self.next),

@@ -256,26 +256,60 @@ fn ten_bit_interlaced_gif_and_vp9_decode() {
 }
 
 #[test]
-fn dense_keyframes_are_sought_sparse_ones_decoded_through() {
+fn dense_keyframes_are_decoded_alone_sparser_ones_sought_sparse_ones_decoded_through() {
     let d = dir();
     let dense = make(d.path(), "g5.mp4", "testsrc2=s=160x120:r=25:d=3", None, None, &["-g", "5"]);
+    let sparser = make(d.path(), "g31.mp4", "testsrc2=s=160x120:r=25:d=4", None, None, &["-g", "31", "-keyint_min", "31", "-sc_threshold", "0"]);
     let sparse = make(d.path(), "g250.mp4", "testsrc2=s=160x120:r=25:d=3", None, None, &["-g", "250"]);
     let opts = frames_only(Sampling::EverySecs(1.0), FrameSize::Square(32));
-    let sought = decode(&dense, &clips::probe(&dense), &opts, &never).expect("seek decode");
+    let keyed = decode(&dense, &clips::probe(&dense), &opts, &never).expect("keyframes decode");
+    assert_eq!(keyed.report.strategy, Strategy::Keyframes);
+    assert_eq!(keyed.report.seeks, 0);
+    assert!(keyed.report.frames_decoded <= 15, "keyframes only: {}", keyed.report.frames_decoded);
+    let sought = decode(&sparser, &clips::probe(&sparser), &opts, &never).expect("seek decode");
     assert_eq!(sought.report.strategy, Strategy::Seek);
     assert!(sought.report.seeks >= 1);
-    assert!(sought.report.frames_decoded < 40, "{}", sought.report.frames_decoded);
     let through = decode(&sparse, &clips::probe(&sparse), &opts, &never).expect("sequential decode");
     assert_eq!(through.report.strategy, Strategy::Sequential);
 
-    let forced = DecodeOptions { strategy: Strategy::Sequential, ..opts.clone() };
-    let reference = decode(&dense, &clips::probe(&dense), &forced, &never).expect("sequential decode");
     let t = |o: &DecodeOutput| o.samples.iter().map(|s| s.time_secs).collect::<Vec<_>>();
-    assert_eq!(t(&sought).len(), 3);
-    assert_eq!(t(&reference).len(), 3);
-    for (a, b) in t(&sought).iter().zip(t(&reference)) {
-        assert!((a - b).abs() <= 0.5, "{:?} vs {:?}", t(&sought), t(&reference));
+    for (fast, path, n) in [(&keyed, &dense, 3), (&sought, &sparser, 4)] {
+        let forced = DecodeOptions { strategy: Strategy::Sequential, ..opts.clone() };
+        let reference = decode(path, &clips::probe(path), &forced, &never).expect("sequential decode");
+        assert_eq!(t(fast).len(), n, "{:?}", t(fast));
+        assert_eq!(t(&reference).len(), n);
+        for (a, b) in t(fast).iter().zip(t(&reference)) {
+            assert!((a - b).abs() <= 0.5, "{:?} vs {:?}", t(fast), t(&reference));
+        }
     }
+}
+
+#[test]
+fn keyframes_that_thin_out_after_the_first_packets_still_give_every_later_sample() {
+    let d = dir();
+    // Keyframes every 5 frames for the first second, then one every 4 s: the first packets
+    // promise a keyframe in every slot, the rest of the file breaks that promise.
+    let path = make(
+        d.path(),
+        "thinning.mp4",
+        "testsrc2=s=160x120:r=25:d=9",
+        Some("sine=f=440:sample_rate=48000:d=9"),
+        None,
+        &["-force_key_frames", "expr:if(lt(t,1),eq(mod(n,5),0),eq(mod(n,100),0))", "-g", "1000", "-sc_threshold", "0"],
+    );
+    let opts = DecodeOptions { audio: true, ..frames_only(Sampling::EverySecs(1.0), FrameSize::Square(32)) };
+    let out = decode(&path, &clips::probe(&path), &opts, &never).expect("decode");
+    assert_eq!(out.report.strategy, Strategy::Keyframes);
+    let times: Vec<f64> = out.samples.iter().map(|s| s.time_secs).collect();
+    let forced = DecodeOptions { strategy: Strategy::Sequential, ..opts.clone() };
+    let sequential = decode(&path, &clips::probe(&path), &forced, &never).expect("decode");
+    let reference: Vec<f64> = sequential.samples.iter().map(|s| s.time_secs).collect();
+    let heard = |o: &DecodeOutput| o.audio.as_ref().map(|a| a.samples.len());
+    assert_eq!(heard(&out), heard(&sequential), "the audio read again after the seek is not heard twice");
+    assert!(heard(&out).is_some_and(|n| n > 140_000));
+    assert_eq!(times.len(), reference.len(), "every slot has its sample: {times:?} vs {reference:?}");
+    assert!(times.iter().zip(&reference).all(|(a, b)| (a - b).abs() <= 0.5), "{times:?} vs {reference:?}");
+    assert_eq!(out.report.seeks, 1, "one seek back, where the keyframes thinned out");
 }
 
 #[test]
