@@ -11,15 +11,11 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use super::{InferenceError, Model, ModelId, ModelStore, Runtime};
@@ -167,9 +163,8 @@ impl Whisper {
         let graphs: Graphs = serde_json::from_str(&text).map_err(|e| manifest_err(format!("graphs: {e}")))?;
         let session = |role: &str| -> Result<Mutex<Session>, InferenceError> {
             let graph = graphs.graphs.get(role).ok_or_else(|| manifest_err(format!("no `{role}` graph")))?;
-            let path = dir.join(&graph.file);
-            verify(name, &path, &graph.file, &graph.sha256)?;
-            Ok(Mutex::new(runtime.session(name, &path)?))
+            crate::manifest::verify_file(name, dir, &graph.file, &graph.sha256)?;
+            Ok(Mutex::new(runtime.session(name, &dir.join(&graph.file))?))
         };
         let (mel, cross_kv, decoder) = (session("mel")?, session("cross_kv")?, session("decoder")?);
         let tokenizer_file = manifest.tokenizer.as_deref().ok_or_else(|| manifest_err("no tokenizer".into()))?;
@@ -486,27 +481,6 @@ fn softmax_at(logits: &[f32], index: usize) -> f32 {
 fn argmax_logprob(logits: &[f32]) -> (usize, f32) {
     let (best, &max) = logits.iter().enumerate().fold((0, &f32::NEG_INFINITY), |acc, (i, l)| if *l > *acc.1 { (i, l) } else { acc });
     (best, max - log_sum_exp(logits))
-}
-
-/// Checks one graph file against the sha256 its manifest names.
-fn verify(name: &str, path: &Path, file: &str, expected: &str) -> Result<(), InferenceError> {
-    let missing = |e: std::io::Error| InferenceError::MissingModel { name: name.to_owned(), reason: format!("{}: {e}", path.display()) };
-    let mut f = File::open(path).map_err(missing)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(missing)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let actual = hex::encode(hasher.finalize());
-    if actual.eq_ignore_ascii_case(expected) {
-        Ok(())
-    } else {
-        Err(InferenceError::Checksum { name: name.to_owned(), file: file.to_owned(), expected: expected.to_owned(), actual })
-    }
 }
 
 #[cfg(test)]
