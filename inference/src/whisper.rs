@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Tensor};
+use ort::value::{DynValue, Tensor, TensorRef};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -138,6 +138,8 @@ pub struct Whisper {
     decoder: Mutex<Session>,
     tokenizer: Tokenizer,
     config: DecodeConfig,
+    /// Input names of the decoder's self-attention cache, `(self_k_i, self_v_i)` per layer.
+    cache_inputs: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Whisper {
@@ -152,6 +154,52 @@ struct Decoded {
     tokens: Vec<u32>,
     no_speech_prob: f32,
     avg_logprob: f32,
+}
+
+/// The decoder's self-attention cache for one window: per layer, keys `[heads, head_dim, ctx]`
+/// (transposed, as attention reads them) and values `[heads, ctx, head_dim]`, with room for the
+/// whole text context. Allocated once per transcription and overwritten from position 0 by each
+/// window; the decoder masks every position at or after its `offset`, so stale entries are
+/// never read.
+struct SelfCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    heads: usize,
+    head_dim: usize,
+    ctx: usize,
+}
+
+impl SelfCache {
+    fn new(c: &DecodeConfig) -> Self {
+        let layer = || vec![0f32; c.heads * c.head_dim * c.text_ctx];
+        Self {
+            keys: (0..c.layers).map(|_| layer()).collect(),
+            values: (0..c.layers).map(|_| layer()).collect(),
+            heads: c.heads,
+            head_dim: c.head_dim,
+            ctx: c.text_ctx,
+        }
+    }
+
+    /// Stores the decoder's `new_k [layers, 1, heads, head_dim, steps]` and
+    /// `new_v [layers, 1, heads, steps, head_dim]` at positions `offset..offset + steps`.
+    fn write(&mut self, new_k: &[f32], new_v: &[f32], offset: usize, steps: usize) {
+        let (h, dh, ctx) = (self.heads, self.head_dim, self.ctx);
+        for (l, (keys, values)) in self.keys.iter_mut().zip(&mut self.values).enumerate() {
+            for head in 0..h {
+                for d in 0..dh {
+                    let from = ((l * h + head) * dh + d) * steps;
+                    let to = (head * dh + d) * ctx + offset;
+                    keys[to..to + steps].copy_from_slice(&new_k[from..from + steps]);
+                }
+                for t in 0..steps {
+                    let from = ((l * h + head) * steps + t) * dh;
+                    let to = (head * ctx + offset + t) * dh;
+                    values[to..to + dh].copy_from_slice(&new_v[from..from + dh]);
+                }
+            }
+        }
+    }
 }
 
 fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
@@ -202,7 +250,8 @@ impl Whisper {
         if !config.english_only && config.languages.is_empty() {
             return Err(manifest_err("a multilingual model needs its `languages`".into()));
         }
-        Ok(Self { encoder, mel, cross_kv, decoder, tokenizer, config })
+        let cache_inputs = (0..config.layers).map(|i| (format!("self_k_{i}"), format!("self_v_{i}"))).collect();
+        Ok(Self { encoder, mel, cross_kv, decoder, tokenizer, config, cache_inputs })
     }
 
     pub fn model(&self) -> ModelId {
@@ -283,7 +332,8 @@ impl Whisper {
             cross
         };
         drop((mel, hidden));
-        self.greedy(&cross, opts, language)
+        let mut cache = SelfCache::new(&self.config);
+        self.greedy(&cross, &mut cache, opts, language)
     }
 
     /// Greedy decoding against the window's cross K/V, one decoder step per token.
@@ -295,19 +345,14 @@ impl Whisper {
     fn greedy(
         &self,
         cross: &[(String, DynValue)],
+        cache: &mut SelfCache,
         opts: &TranscribeOptions,
         language: &mut Option<(String, Option<u32>)>,
     ) -> Result<Decoded, InferenceError> {
         let c = &self.config;
         let sp = &c.special_tokens;
-        let err = |e| self.encoder.session_error(e);
         // Leaving out <|notimestamps|> makes the model mark segments with timestamp tokens.
         let prompt_len = if c.english_only { 1 } else { 3 };
-        let empty_cache = || -> Result<DynValue, InferenceError> {
-            let shape = vec![c.layers as i64, 1, c.heads as i64, 0, c.head_dim as i64];
-            Ok(Tensor::from_array((shape, Vec::<f32>::new())).map_err(err)?.into_dyn())
-        };
-        let (mut self_k, mut self_v) = (empty_cache()?, empty_cache()?);
         let max_tokens = opts.max_tokens_per_window.min(c.text_ctx.saturating_sub(prompt_len + 1));
         let mut session = lock(&self.decoder);
         let mut input = vec![sp.sot];
@@ -316,40 +361,22 @@ impl Whisper {
         let mut no_speech_prob = 0f32;
         let mut sum_logprob = 0f64;
         let mut steps = 0usize;
+        let mut logits = Vec::with_capacity(c.vocab);
         loop {
-            let ids: Vec<i64> = input.iter().map(|&t| i64::from(t)).collect();
-            let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = ort::inputs![
-                "tokens" => Tensor::from_array((vec![1i64, ids.len() as i64], ids)).map_err(err)?,
-                "self_k" => self_k,
-                "self_v" => self_v,
-                "offset" => Tensor::from_array((Vec::<i64>::new(), vec![offset as i64])).map_err(err)?,
-            ];
-            // The window's cross K/V are passed by reference: no copy per step.
-            inputs.extend(cross.iter().map(|(name, value)| (Cow::Borrowed(name.as_str()), SessionInputValue::from(value))));
-            let mut out = session.run(inputs).map_err(err)?;
-            let logits = out.get("logits").ok_or_else(|| self.encoder.output_error("no `logits`"))?;
-            let (shape, logits) = logits.try_extract_tensor::<f32>().map_err(err)?;
-            if shape.len() != 3 || shape[2] as usize != c.vocab || logits.len() != input.len() * c.vocab {
-                return Err(self.encoder.output_error(format!("logits of shape {shape:?}")));
-            }
+            self.step(&mut session, &input, offset, cache, cross, &mut logits)?;
             let mut detected = None;
             if offset == 0 {
                 // The probability of <|nocaptions|> right after <|startoftranscript|>.
-                let at_sot = &logits[..c.vocab];
-                no_speech_prob = softmax_at(at_sot, sp.no_speech as usize);
+                no_speech_prob = softmax_at(&logits, sp.no_speech as usize);
                 if !c.english_only && language.is_none() {
                     detected = c
                         .languages
                         .iter()
-                        .filter_map(|(code, &id)| Some((code, id, *at_sot.get(id as usize)?)))
+                        .filter_map(|(code, &id)| Some((code, id, *logits.get(id as usize)?)))
                         .max_by(|a, b| a.2.total_cmp(&b.2))
                         .map(|(code, id, _)| (code.clone(), Some(id)));
                 }
             }
-            let mut last = logits[(input.len() - 1) * c.vocab..].to_vec();
-            self_k = out.remove("new_self_k").ok_or_else(|| self.encoder.output_error("no `new_self_k`"))?;
-            self_v = out.remove("new_self_v").ok_or_else(|| self.encoder.output_error("no `new_self_v`"))?;
-            drop(out);
             offset += input.len();
             if detected.is_some() {
                 *language = detected;
@@ -362,8 +389,8 @@ impl Whisper {
                 continue;
             }
 
-            apply_rules(&mut last, &sampled, c);
-            let (next, logprob) = argmax_logprob(&last);
+            apply_rules(&mut logits, &sampled, c);
+            let (next, logprob) = argmax_logprob(&logits);
             sum_logprob += f64::from(logprob);
             steps += 1;
             if next == sp.eot as usize || sampled.len() >= max_tokens || offset >= c.text_ctx {
@@ -374,6 +401,54 @@ impl Whisper {
         }
         let avg_logprob = (sum_logprob / steps.max(1) as f64) as f32;
         Ok(Decoded { tokens: sampled, no_speech_prob, avg_logprob })
+    }
+
+    /// One decoder step: reads `tokens` at positions `offset..`, leaves the last token's logits in
+    /// `logits` and writes the tokens' keys and values into `cache`. The cache and the window's
+    /// cross K/V are passed borrowed, so a step copies nothing in proportion to either.
+    fn step(
+        &self,
+        session: &mut Session,
+        tokens: &[u32],
+        offset: usize,
+        cache: &mut SelfCache,
+        cross: &[(String, DynValue)],
+        logits: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        let c = &self.config;
+        let err = |e| self.encoder.session_error(e);
+        if offset + tokens.len() > cache.ctx {
+            return Err(InferenceError::Input(format!("{} tokens past the decoder's context of {}", offset + tokens.len(), cache.ctx)));
+        }
+        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = ort::inputs![
+            "tokens" => Tensor::from_array((vec![1i64, ids.len() as i64], ids)).map_err(err)?,
+            "offset" => Tensor::from_array((Vec::<i64>::new(), vec![offset as i64])).map_err(err)?,
+        ];
+        let (h, dh, ctx) = (c.heads, c.head_dim, cache.ctx);
+        for ((k_name, v_name), (keys, values)) in self.cache_inputs.iter().zip(cache.keys.iter().zip(&cache.values)) {
+            inputs.push((Cow::Borrowed(k_name.as_str()), TensorRef::from_array_view(([1usize, h, dh, ctx], &keys[..])).map_err(err)?.into()));
+            inputs.push((Cow::Borrowed(v_name.as_str()), TensorRef::from_array_view(([1usize, h, ctx, dh], &values[..])).map_err(err)?.into()));
+        }
+        inputs.extend(cross.iter().map(|(name, value)| (Cow::Borrowed(name.as_str()), SessionInputValue::from(value))));
+        let out = session.run(inputs).map_err(err)?;
+        let tensor = |name: &str| -> Result<&[f32], InferenceError> {
+            let value = out.get(name).ok_or_else(|| self.encoder.output_error(format!("no `{name}`")))?;
+            Ok(value.try_extract_tensor::<f32>().map_err(err)?.1)
+        };
+        let last = tensor("logits")?;
+        if last.len() != c.vocab {
+            return Err(self.encoder.output_error(format!("{} logits for a vocabulary of {}", last.len(), c.vocab)));
+        }
+        logits.clear();
+        logits.extend_from_slice(last);
+        let (new_k, new_v) = (tensor("new_k")?, tensor("new_v")?);
+        let expected = c.layers * h * dh * tokens.len();
+        if new_k.len() != expected || new_v.len() != expected {
+            return Err(self.encoder.output_error(format!("new keys/values of {}/{} values, expected {expected}", new_k.len(), new_v.len())));
+        }
+        cache.write(new_k, new_v, offset, tokens.len());
+        Ok(())
     }
 
     /// Segments from one window's tokens, and how many mel frames the next window starts after.
@@ -588,6 +663,37 @@ mod tests {
         apply_rules(&mut after_pair, &[9, 0, 11, 11], &c);
         assert!(after_pair[9..].iter().all(|l| !l.is_finite()), "after a pair comes text");
         assert!(after_pair[0].is_finite());
+    }
+
+    #[test]
+    fn new_keys_and_values_land_at_their_positions_in_the_cache() {
+        let c = DecodeConfig { layers: 2, heads: 2, head_dim: 3, text_ctx: 5, ..test_config() };
+        let mut cache = SelfCache::new(&c);
+        // Two steps at offset 1; each value encodes its (layer, head, dim, step).
+        let code = |l: usize, h: usize, d: usize, t: usize| (1000 * l + 100 * h + 10 * d + t) as f32;
+        let mut new_k = Vec::new();
+        let mut new_v = Vec::new();
+        for l in 0..2 {
+            for h in 0..2 {
+                new_k.extend((0..3).flat_map(|d| (0..2).map(move |t| code(l, h, d, t))));
+                new_v.extend((0..2).flat_map(|t| (0..3).map(move |d| code(l, h, d, t))));
+            }
+        }
+
+        cache.write(&new_k, &new_v, 1, 2);
+
+        for l in 0..2 {
+            for h in 0..2 {
+                for d in 0..3 {
+                    assert_eq!(cache.keys[l][(h * 3 + d) * 5], 0.0, "position 0 untouched");
+                    for t in 0..2 {
+                        assert_eq!(cache.keys[l][(h * 3 + d) * 5 + 1 + t], code(l, h, d, t));
+                        assert_eq!(cache.values[l][(h * 5 + 1 + t) * 3 + d], code(l, h, d, t));
+                    }
+                    assert_eq!(cache.keys[l][(h * 3 + d) * 5 + 3], 0.0, "position 3 untouched");
+                }
+            }
+        }
     }
 
     #[test]
