@@ -45,11 +45,33 @@ pub struct TranscribeOptions {
     /// ISO 639-1 code of the spoken language, for a multilingual model; `None` detects it from
     /// the first window with speech. An English-only model accepts only `en`.
     pub language: Option<String>,
+    /// Temperatures to decode a window at, in turn, until one gives text that is neither too
+    /// repetitive nor too unlikely (Whisper: 0, 0.2, …, 1). The first is greedy; the others
+    /// sample, seeded from the window's position, so a transcript never varies between runs.
+    pub temperatures: Vec<f32>,
+    /// A window's text whose gzip compression ratio is above this repeats itself: decode again
+    /// at the next temperature. (A mean log-probability under `logprob_threshold` does too.)
+    pub compression_ratio_threshold: f32,
+    /// Prompt each window with the text of the windows before it (`<|startofprev|>`), as
+    /// Whisper does, so names and style carry over the 30 s cuts. The prompt starts afresh
+    /// after a window decoded at a temperature above `prompt_reset_temperature`.
+    pub condition_on_previous_text: bool,
+    pub prompt_reset_temperature: f32,
 }
 
 impl Default for TranscribeOptions {
     fn default() -> Self {
-        Self { max_tokens_per_window: 224, no_speech_threshold: 0.6, logprob_threshold: -1.0, silence_peak: 1e-3, language: None }
+        Self {
+            max_tokens_per_window: 224,
+            no_speech_threshold: 0.6,
+            logprob_threshold: -1.0,
+            silence_peak: 1e-3,
+            language: None,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            compression_ratio_threshold: 2.4,
+            condition_on_previous_text: true,
+            prompt_reset_temperature: 0.5,
+        }
     }
 }
 
@@ -77,6 +99,7 @@ pub struct Transcript {
 struct SpecialTokens {
     eot: u32,
     sot: u32,
+    sot_prev: u32,
     transcribe: u32,
     no_speech: u32,
     no_timestamps: u32,
@@ -148,12 +171,13 @@ impl std::fmt::Debug for Whisper {
     }
 }
 
-/// One window's greedy decode.
+/// One window's decode at one temperature.
 struct Decoded {
     /// Sampled tokens, without the prompt and the end of text.
     tokens: Vec<u32>,
     no_speech_prob: f32,
     avg_logprob: f32,
+    temperature: f32,
 }
 
 /// The decoder's self-attention cache for one window: per layer, keys `[heads, head_dim, ctx]`
@@ -278,6 +302,10 @@ impl Whisper {
         let total_frames = samples.len().div_ceil(HOP);
         let mut segments = Vec::new();
         let mut seek = 0usize;
+        let mut cache = SelfCache::new(&self.config);
+        // Tokens of the segments so far, and where the current prompt starts among them.
+        let mut history: Vec<u32> = Vec::new();
+        let mut prompt_from = 0usize;
         while seek < total_frames {
             let start = seek * HOP;
             let chunk = &samples[start..(start + WINDOW_SAMPLES).min(samples.len())];
@@ -288,13 +316,18 @@ impl Whisper {
                 seek += window_frames;
                 continue;
             }
-            let decoded = self.decode_window(chunk, opts, &mut language)?;
+            let prompt = if opts.condition_on_previous_text { &history[prompt_from..] } else { &[] };
+            let decoded = self.decode_window(chunk, &mut cache, opts, &mut language, prompt, seek)?;
             if decoded.no_speech_prob > opts.no_speech_threshold && decoded.avg_logprob < opts.logprob_threshold {
                 seek += window_frames;
                 continue;
             }
-            let (found, advance) = self.split_segments(&decoded.tokens, offset, window_frames);
+            let (found, advance, consumed) = self.split_segments(&decoded.tokens, offset, window_frames);
             segments.extend(found);
+            history.extend_from_slice(&decoded.tokens[..consumed]);
+            if decoded.temperature > opts.prompt_reset_temperature {
+                prompt_from = history.len();
+            }
             seek += advance.clamp(1, window_frames);
         }
         let text = segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
@@ -303,8 +336,19 @@ impl Whisper {
     }
 
     /// Runs the front end, the encoder and the K/V projection on one window (zero-padded to
-    /// 30 s), then decodes greedily.
-    fn decode_window(&self, chunk: &[f32], opts: &TranscribeOptions, language: &mut Option<(String, Option<u32>)>) -> Result<Decoded, InferenceError> {
+    /// 30 s), then decodes it at each temperature in turn until the text passes Whisper's
+    /// checks: a gzip compression ratio of at most 2.4 (no loops) and a mean log-probability of
+    /// at least −1. A window that looks like silence (no-speech probability above the threshold
+    /// and a low log-probability) is not decoded again: the caller drops it.
+    fn decode_window(
+        &self,
+        chunk: &[f32],
+        cache: &mut SelfCache,
+        opts: &TranscribeOptions,
+        language: &mut Option<(String, Option<u32>)>,
+        prompt: &[u32],
+        seek: usize,
+    ) -> Result<Decoded, InferenceError> {
         let err = |e| self.encoder.session_error(e);
         let mut wave = chunk.to_vec();
         wave.resize(WINDOW_SAMPLES, 0.0);
@@ -332,30 +376,71 @@ impl Whisper {
             cross
         };
         drop((mel, hidden));
-        let mut cache = SelfCache::new(&self.config);
-        self.greedy(&cross, &mut cache, opts, language)
+        let temperatures: &[f32] = if opts.temperatures.is_empty() { &[0.0] } else { &opts.temperatures };
+        let mut decoded = None;
+        for (attempt, &temperature) in temperatures.iter().enumerate() {
+            // The seed depends only on where the window starts and which attempt this is.
+            let mut rng = SplitMix64::new((seek as u64) << 8 | attempt as u64);
+            let d = self.decode(&cross, cache, opts, language, prompt, temperature, &mut rng)?;
+            let silence = d.no_speech_prob > opts.no_speech_threshold && d.avg_logprob < opts.logprob_threshold;
+            let too_repetitive = self.compression_ratio(&d.tokens) > opts.compression_ratio_threshold;
+            let too_unlikely = d.avg_logprob < opts.logprob_threshold;
+            let done = silence || !(too_repetitive || too_unlikely);
+            decoded = Some(d);
+            if done {
+                break;
+            }
+        }
+        decoded.ok_or_else(|| self.encoder.output_error("no decoding attempt"))
     }
 
-    /// Greedy decoding against the window's cross K/V, one decoder step per token.
+    /// Whisper's repetition test: the UTF-8 text's length over its zlib-compressed length.
+    fn compression_ratio(&self, tokens: &[u32]) -> f32 {
+        use std::io::Write as _;
+        let text_ids: Vec<u32> = tokens.iter().copied().filter(|&t| t < self.config.special_tokens.eot).collect();
+        let text = self.tokenizer.decode(&text_ids, true).unwrap_or_default();
+        if text.is_empty() {
+            return 0.0;
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        match z.write_all(text.as_bytes()).and_then(|()| z.finish()) {
+            Ok(compressed) => text.len() as f32 / compressed.len().max(1) as f32,
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Decodes one window against its cross K/V, one decoder step per token: greedily at
+    /// temperature 0, else sampling from the softmax of logits / temperature.
     ///
-    /// The first step reads `<|startoftranscript|>` alone: its logits give the no-speech
-    /// probability and, for a multilingual model without a language yet, the language (the
-    /// likeliest `<|xx|>` token). A multilingual model then reads `<|xx|><|transcribe|>` into the
-    /// same cache before sampling.
-    fn greedy(
+    /// The first step reads the previous text, if any (`<|startofprev|>` and at most the last
+    /// 223 tokens, as Whisper), then `<|startoftranscript|>`: the logits there give the
+    /// no-speech probability and, for a multilingual model without a language yet, the language
+    /// (the likeliest `<|xx|>` token). A multilingual model then reads `<|xx|><|transcribe|>`
+    /// into the same cache before sampling.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
         &self,
         cross: &[(String, DynValue)],
         cache: &mut SelfCache,
         opts: &TranscribeOptions,
         language: &mut Option<(String, Option<u32>)>,
+        prompt: &[u32],
+        temperature: f32,
+        rng: &mut SplitMix64,
     ) -> Result<Decoded, InferenceError> {
         let c = &self.config;
         let sp = &c.special_tokens;
+        let mut input = Vec::with_capacity(c.text_ctx / 2 + 1);
+        if !prompt.is_empty() {
+            input.push(sp.sot_prev);
+            input.extend_from_slice(&prompt[prompt.len().saturating_sub(c.text_ctx / 2 - 1)..]);
+        }
+        input.push(sp.sot);
         // Leaving out <|notimestamps|> makes the model mark segments with timestamp tokens.
-        let prompt_len = if c.english_only { 1 } else { 3 };
-        let max_tokens = opts.max_tokens_per_window.min(c.text_ctx.saturating_sub(prompt_len + 1));
+        let prefix_len = input.len() + if c.english_only { 0 } else { 2 };
+        let max_tokens = opts.max_tokens_per_window.min(c.text_ctx.saturating_sub(prefix_len + 1));
         let mut session = lock(&self.decoder);
-        let mut input = vec![sp.sot];
+        let sot_at = input.len();
         let mut offset = 0usize;
         let mut sampled: Vec<u32> = Vec::new();
         let mut no_speech_prob = 0f32;
@@ -381,7 +466,7 @@ impl Whisper {
             if detected.is_some() {
                 *language = detected;
             }
-            if offset == 1 && !c.english_only {
+            if offset == sot_at && !c.english_only {
                 let Some((_, Some(lang))) = language.as_ref() else {
                     return Err(self.encoder.output_error("no language token"));
                 };
@@ -390,7 +475,7 @@ impl Whisper {
             }
 
             apply_rules(&mut logits, &sampled, c);
-            let (next, logprob) = argmax_logprob(&logits);
+            let (next, logprob) = if temperature > 0.0 { sample(&logits, temperature, rng) } else { argmax_logprob(&logits) };
             sum_logprob += f64::from(logprob);
             steps += 1;
             if next == sp.eot as usize || sampled.len() >= max_tokens || offset >= c.text_ctx {
@@ -400,7 +485,7 @@ impl Whisper {
             input = vec![next as u32];
         }
         let avg_logprob = (sum_logprob / steps.max(1) as f64) as f32;
-        Ok(Decoded { tokens: sampled, no_speech_prob, avg_logprob })
+        Ok(Decoded { tokens: sampled, no_speech_prob, avg_logprob, temperature })
     }
 
     /// One decoder step: reads `tokens` at positions `offset..`, leaves the last token's logits in
@@ -451,12 +536,13 @@ impl Whisper {
         Ok(())
     }
 
-    /// Segments from one window's tokens, and how many mel frames the next window starts after.
+    /// Segments from one window's tokens, how many mel frames the next window starts after, and
+    /// how many of the tokens those segments hold (the prompt for the next window).
     ///
     /// Whisper marks each segment `<|t0|> text <|t1|>`. When the window ends on a complete pair,
     /// the next window starts at its last timestamp, so speech cut at the 30 s edge is heard again
     /// whole; otherwise the whole window is consumed.
-    fn split_segments(&self, tokens: &[u32], offset: f64, window_frames: usize) -> (Vec<TranscriptSegment>, usize) {
+    fn split_segments(&self, tokens: &[u32], offset: f64, window_frames: usize) -> (Vec<TranscriptSegment>, usize, usize) {
         let tb = self.config.special_tokens.timestamp_begin;
         let step = self.config.seconds_per_timestamp;
         let is_ts: Vec<bool> = tokens.iter().map(|&t| t >= tb).collect();
@@ -480,7 +566,7 @@ impl Whisper {
                 last = cut;
             }
             let advance = if single_ending { window_frames } else { tokens[last - 1].saturating_sub(tb) as usize * FRAMES_PER_TIMESTAMP };
-            return (segments, advance);
+            return (segments, advance, last);
         }
         // No complete pair: one segment for the window, ending at its last timestamp if any.
         let mut end = window_seconds;
@@ -491,7 +577,7 @@ impl Whisper {
         }
         let start = tokens.first().filter(|&&t| t >= tb).map_or(0.0, |&t| f64::from(t - tb) * step);
         self.push_segment(&mut segments, tokens, offset + start.min(end), offset + end);
-        (segments, window_frames)
+        (segments, window_frames, n)
     }
 
     fn push_segment(&self, segments: &mut Vec<TranscriptSegment>, tokens: &[u32], start: f64, end: f64) {
@@ -577,6 +663,47 @@ fn softmax_at(logits: &[f32], index: usize) -> f32 {
     }
 }
 
+/// A token drawn from softmax(logits / temperature), and its log-probability under the
+/// unscaled logits (what Whisper averages for its checks).
+fn sample(logits: &[f32], temperature: f32, rng: &mut SplitMix64) -> (usize, f32) {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+    let weight = |l: f32| f64::from((l - max) / temperature).exp();
+    let total: f64 = logits.iter().map(|&l| weight(l)).sum();
+    let mut target = rng.next_f64() * total;
+    let mut chosen = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l == f32::NEG_INFINITY {
+            continue;
+        }
+        chosen = i;
+        target -= weight(l);
+        if target <= 0.0 {
+            break;
+        }
+    }
+    (chosen, logits[chosen] - log_sum_exp(logits))
+}
+
+/// A small deterministic generator (SplitMix64) for sampling: the same seed gives the same
+/// transcript on every run and machine.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// The likeliest token and its log-probability.
 fn argmax_logprob(logits: &[f32]) -> (usize, f32) {
     let (best, &max) = logits.iter().enumerate().fold((0, &f32::NEG_INFINITY), |acc, (i, l)| if *l > *acc.1 { (i, l) } else { acc });
@@ -636,7 +763,7 @@ mod tests {
             english_only: true,
             max_initial_timestamp: 0.04,
             seconds_per_timestamp: 0.02,
-            special_tokens: SpecialTokens { eot: 5, sot: 6, transcribe: 4, no_speech: 7, no_timestamps: 8, timestamp_begin: 9 },
+            special_tokens: SpecialTokens { eot: 5, sot: 6, sot_prev: 3, transcribe: 4, no_speech: 7, no_timestamps: 8, timestamp_begin: 9 },
             suppress_tokens: vec![6, 7],
             suppress_at_begin: vec![1, 5],
             languages: BTreeMap::new(),
@@ -694,6 +821,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn sampling_is_seeded_and_never_draws_a_banned_token() {
+        let logits: Vec<f32> = vec![1.0, f32::NEG_INFINITY, 0.5, 0.0, f32::NEG_INFINITY, 0.8];
+        let draw = |seed: u64, temperature: f32| -> Vec<usize> {
+            let mut rng = SplitMix64::new(seed);
+            (0..200).map(|_| sample(&logits, temperature, &mut rng).0).collect()
+        };
+
+        let (first, again, other) = (draw(7, 1.0), draw(7, 1.0), draw(8, 1.0));
+        let cold = draw(7, 0.01);
+
+        assert_eq!(first, again, "the same seed draws the same tokens");
+        assert_ne!(first, other);
+        assert!(first.iter().all(|&t| t != 1 && t != 4), "banned tokens drawn: {first:?}");
+        assert!([0, 2, 3, 5].iter().all(|t| first.contains(t)), "every allowed token is drawn at temperature 1");
+        assert!(cold.iter().all(|&t| t == 0), "a low temperature draws the likeliest token");
+        let (_, logprob) = sample(&logits, 1.0, &mut SplitMix64::new(1));
+        assert!(logprob < 0.0 && logprob.is_finite());
     }
 
     #[test]
