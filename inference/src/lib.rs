@@ -155,6 +155,11 @@ impl Runtime {
 
     /// Creates a session for one model file with this runtime's threads and device.
     pub fn session(&self, name: &str, file: &Path) -> Result<Session, InferenceError> {
+        self.session_with(name, file, Arena::Keep)
+    }
+
+    /// Creates a session, choosing what happens to its working memory between runs.
+    pub fn session_with(&self, name: &str, file: &Path, arena: Arena) -> Result<Session, InferenceError> {
         let err = |source: ort::Error| InferenceError::Session { name: name.to_owned(), source };
         let recover = |e: ort::Error<ort::session::builder::SessionBuilder>| err(ort::Error::new(e.message().to_owned()));
         let mut builder = Session::builder(&self.environment)
@@ -165,11 +170,29 @@ impl Runtime {
             .map_err(recover)?
             .with_inter_threads(1)
             .map_err(recover)?;
+        if arena == Arena::Release && self.config.device == Device::Cpu {
+            let cpu = ort::ep::CPU::default().with_arena_allocator(false).build().error_on_failure();
+            builder = builder.with_memory_pattern(false).map_err(recover)?.with_execution_providers([cpu]).map_err(recover)?;
+        }
         if let Device::Cuda { device_id } = self.config.device {
             builder = with_cuda(builder, device_id)?;
         }
         builder.commit_from_file(file).map_err(err)
     }
+}
+
+/// What a CPU session does with its working memory between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arena {
+    /// ONNX Runtime's arena keeps the largest working set a session has needed, and grows
+    /// further when a later run's blocks do not fit the freed ones: fastest for small,
+    /// frequent runs.
+    Keep,
+    /// No arena and no planned memory pattern: each run's tensors go back to the system
+    /// allocator when their last reader is done, so a session that runs on large activations
+    /// now and then (Whisper's encoder: 54 MB of attention scores per head group) does not hold
+    /// them, and its peak is what one run needs.
+    Release,
 }
 
 #[cfg(feature = "cuda")]
@@ -202,10 +225,15 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// Locates `name` in `store`, verifies its checksum and creates its session.
     pub fn load(runtime: &Runtime, store: &dyn ModelStore, name: &str) -> Result<Arc<Self>, InferenceError> {
+        Self::load_with(runtime, store, name, Arena::Keep)
+    }
+
+    /// [`Model::load`] with a choice of what the session does with its working memory.
+    pub fn load_with(runtime: &Runtime, store: &dyn ModelStore, name: &str, arena: Arena) -> Result<Arc<Self>, InferenceError> {
         let dir = store.locate(name)?;
         let manifest = Manifest::load(&dir)?;
         manifest.verify(&dir)?;
-        let session = runtime.session(name, &dir.join(&manifest.file))?;
+        let session = runtime.session_with(name, &dir.join(&manifest.file), arena)?;
         Ok(Arc::new(Self { manifest, dir, session: Mutex::new(session) }))
     }
 

@@ -18,7 +18,7 @@ use ort::value::{DynValue, Tensor, TensorRef};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::{Device, InferenceError, Model, ModelId, ModelStore, Runtime};
+use super::{Arena, Device, InferenceError, Model, ModelId, ModelStore, Runtime};
 
 pub const MODEL: &str = "whisper-tiny-en";
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -245,17 +245,20 @@ impl Whisper {
 
     /// Loads `name` with the decoder graph `precision` asks for.
     pub fn load_with(runtime: &Runtime, store: &dyn ModelStore, name: &str, precision: DecoderPrecision) -> Result<Self, InferenceError> {
-        let encoder = Model::load(runtime, store, name)?;
+        // The front end, the encoder and the K/V projection run once per 30 s window on large
+        // activations; holding those between windows would double the worker's memory. The
+        // decoder's are small and it runs per token, so it keeps its arena.
+        let encoder = Model::load_with(runtime, store, name, Arena::Release)?;
         let manifest = encoder.manifest();
         let dir = encoder.dir();
         let manifest_err = |reason: String| InferenceError::Manifest { path: dir.join("manifest.json"), reason };
         let config: DecodeConfig = serde_json::from_value(manifest.postprocessing.clone()).map_err(|e| manifest_err(format!("postprocessing: {e}")))?;
         let text = std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| manifest_err(e.to_string()))?;
         let graphs: Graphs = serde_json::from_str(&text).map_err(|e| manifest_err(format!("graphs: {e}")))?;
-        let session = |role: &str| -> Result<Mutex<Session>, InferenceError> {
+        let session = |role: &str, arena: Arena| -> Result<Mutex<Session>, InferenceError> {
             let graph = graphs.graphs.get(role).ok_or_else(|| manifest_err(format!("no `{role}` graph")))?;
             crate::manifest::verify_file(name, dir, &graph.file, &graph.sha256)?;
-            Ok(Mutex::new(runtime.session(name, &dir.join(&graph.file))?))
+            Ok(Mutex::new(runtime.session_with(name, &dir.join(&graph.file), arena)?))
         };
         let decoder_role = match precision {
             DecoderPrecision::Fp32 => "decoder",
@@ -263,7 +266,7 @@ impl Whisper {
             DecoderPrecision::Auto if runtime.config().device == Device::Cpu && graphs.graphs.contains_key("decoder_int8") => "decoder_int8",
             DecoderPrecision::Auto => "decoder",
         };
-        let (mel, cross_kv, decoder) = (session("mel")?, session("cross_kv")?, session(decoder_role)?);
+        let (mel, cross_kv, decoder) = (session("mel", Arena::Release)?, session("cross_kv", Arena::Release)?, session(decoder_role, Arena::Keep)?);
         let tokenizer_file = manifest.tokenizer.as_deref().ok_or_else(|| manifest_err("no tokenizer".into()))?;
         let tokenizer_path = dir.join(tokenizer_file);
         let tokenizer =
