@@ -155,11 +155,11 @@ impl Runtime {
 
     /// Creates a session for one model file with this runtime's threads and device.
     pub fn session(&self, name: &str, file: &Path) -> Result<Session, InferenceError> {
-        self.session_with(name, file, Arena::Keep)
+        self.session_with(name, file, SessionOptions::default())
     }
 
-    /// Creates a session, choosing what happens to its working memory between runs.
-    pub fn session_with(&self, name: &str, file: &Path, arena: Arena) -> Result<Session, InferenceError> {
+    /// Creates a session with its own memory and threading choices.
+    pub fn session_with(&self, name: &str, file: &Path, options: SessionOptions) -> Result<Session, InferenceError> {
         let err = |source: ort::Error| InferenceError::Session { name: name.to_owned(), source };
         let recover = |e: ort::Error<ort::session::builder::SessionBuilder>| err(ort::Error::new(e.message().to_owned()));
         let mut builder = Session::builder(&self.environment)
@@ -170,7 +170,10 @@ impl Runtime {
             .map_err(recover)?
             .with_inter_threads(1)
             .map_err(recover)?;
-        if arena == Arena::Release && self.config.device == Device::Cpu {
+        if !options.spin {
+            builder = builder.with_intra_op_spinning(false).map_err(recover)?;
+        }
+        if options.arena == Arena::Release && self.config.device == Device::Cpu {
             let cpu = ort::ep::CPU::default().with_arena_allocator(false).build().error_on_failure();
             builder = builder.with_memory_pattern(false).map_err(recover)?.with_execution_providers([cpu]).map_err(recover)?;
         }
@@ -178,6 +181,23 @@ impl Runtime {
             builder = with_cuda(builder, device_id)?;
         }
         builder.commit_from_file(file).map_err(err)
+    }
+}
+
+/// How one session uses memory and threads, beyond the runtime's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    pub arena: Arena,
+    /// Whether idle intra-op threads spin for a while before sleeping. Spinning shaves a little
+    /// latency off back-to-back runs on an idle machine; a caller that does its own work
+    /// between short runs (a decoding loop) pays for it with a core spent waiting, and on a
+    /// busy machine with the time the spinning thread takes from others.
+    pub spin: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self { arena: Arena::Keep, spin: true }
     }
 }
 
@@ -190,7 +210,7 @@ pub enum Arena {
     Keep,
     /// No arena and no planned memory pattern: each run's tensors go back to the system
     /// allocator when their last reader is done, so a session that runs on large activations
-    /// now and then (Whisper's encoder: 54 MB of attention scores per head group) does not hold
+    /// now and then (Whisper's encoder: 54 MB of attention scores per layer) does not hold
     /// them, and its peak is what one run needs.
     Release,
 }
@@ -225,15 +245,15 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// Locates `name` in `store`, verifies its checksum and creates its session.
     pub fn load(runtime: &Runtime, store: &dyn ModelStore, name: &str) -> Result<Arc<Self>, InferenceError> {
-        Self::load_with(runtime, store, name, Arena::Keep)
+        Self::load_with(runtime, store, name, SessionOptions::default())
     }
 
-    /// [`Model::load`] with a choice of what the session does with its working memory.
-    pub fn load_with(runtime: &Runtime, store: &dyn ModelStore, name: &str, arena: Arena) -> Result<Arc<Self>, InferenceError> {
+    /// [`Model::load`] with the session's own memory and threading choices.
+    pub fn load_with(runtime: &Runtime, store: &dyn ModelStore, name: &str, options: SessionOptions) -> Result<Arc<Self>, InferenceError> {
         let dir = store.locate(name)?;
         let manifest = Manifest::load(&dir)?;
         manifest.verify(&dir)?;
-        let session = runtime.session_with(name, &dir.join(&manifest.file), arena)?;
+        let session = runtime.session_with(name, &dir.join(&manifest.file), options)?;
         Ok(Arc::new(Self { manifest, dir, session: Mutex::new(session) }))
     }
 

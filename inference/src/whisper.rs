@@ -18,7 +18,7 @@ use ort::value::{DynValue, Tensor, TensorRef};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::{Arena, Device, InferenceError, Model, ModelId, ModelStore, Runtime};
+use super::{Arena, Device, InferenceError, Model, ModelId, ModelStore, Runtime, SessionOptions};
 
 pub const MODEL: &str = "whisper-tiny-en";
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -247,18 +247,22 @@ impl Whisper {
     pub fn load_with(runtime: &Runtime, store: &dyn ModelStore, name: &str, precision: DecoderPrecision) -> Result<Self, InferenceError> {
         // The front end, the encoder and the K/V projection run once per 30 s window on large
         // activations; holding those between windows would double the worker's memory. The
-        // decoder's are small and it runs per token, so it keeps its arena.
-        let encoder = Model::load_with(runtime, store, name, Arena::Release)?;
+        // decoder's are small and it runs per token, so it keeps its arena. No session spins:
+        // between decoder steps the loop applies the logit rules, and spinning threads burnt a
+        // core meanwhile (CPU time on 60 s of speech, 2 threads: 4.0 s spinning, 2.1 s not).
+        let release = SessionOptions { arena: Arena::Release, spin: false };
+        let keep = SessionOptions { arena: Arena::Keep, spin: false };
+        let encoder = Model::load_with(runtime, store, name, release)?;
         let manifest = encoder.manifest();
         let dir = encoder.dir();
         let manifest_err = |reason: String| InferenceError::Manifest { path: dir.join("manifest.json"), reason };
         let config: DecodeConfig = serde_json::from_value(manifest.postprocessing.clone()).map_err(|e| manifest_err(format!("postprocessing: {e}")))?;
         let text = std::fs::read_to_string(dir.join("manifest.json")).map_err(|e| manifest_err(e.to_string()))?;
         let graphs: Graphs = serde_json::from_str(&text).map_err(|e| manifest_err(format!("graphs: {e}")))?;
-        let session = |role: &str, arena: Arena| -> Result<Mutex<Session>, InferenceError> {
+        let session = |role: &str, options: SessionOptions| -> Result<Mutex<Session>, InferenceError> {
             let graph = graphs.graphs.get(role).ok_or_else(|| manifest_err(format!("no `{role}` graph")))?;
             crate::manifest::verify_file(name, dir, &graph.file, &graph.sha256)?;
-            Ok(Mutex::new(runtime.session_with(name, &dir.join(&graph.file), arena)?))
+            Ok(Mutex::new(runtime.session_with(name, &dir.join(&graph.file), options)?))
         };
         let decoder_role = match precision {
             DecoderPrecision::Fp32 => "decoder",
@@ -266,7 +270,7 @@ impl Whisper {
             DecoderPrecision::Auto if runtime.config().device == Device::Cpu && graphs.graphs.contains_key("decoder_int8") => "decoder_int8",
             DecoderPrecision::Auto => "decoder",
         };
-        let (mel, cross_kv, decoder) = (session("mel", Arena::Release)?, session("cross_kv", Arena::Release)?, session(decoder_role, Arena::Keep)?);
+        let (mel, cross_kv, decoder) = (session("mel", release)?, session("cross_kv", release)?, session(decoder_role, keep)?);
         let tokenizer_file = manifest.tokenizer.as_deref().ok_or_else(|| manifest_err("no tokenizer".into()))?;
         let tokenizer_path = dir.join(tokenizer_file);
         let tokenizer =
@@ -306,6 +310,7 @@ impl Whisper {
         let mut segments = Vec::new();
         let mut seek = 0usize;
         let mut cache = SelfCache::new(&self.config);
+        let mel_floor = self.mel_floor(samples, opts)?;
         // Tokens of the segments so far, and where the current prompt starts among them.
         let mut history: Vec<u32> = Vec::new();
         let mut prompt_from = 0usize;
@@ -320,7 +325,7 @@ impl Whisper {
                 continue;
             }
             let prompt = if opts.condition_on_previous_text { &history[prompt_from..] } else { &[] };
-            let decoded = self.decode_window(chunk, &mut cache, opts, &mut language, prompt, seek)?;
+            let decoded = self.decode_window(chunk, mel_floor, &mut cache, opts, &mut language, prompt, seek)?;
             if decoded.no_speech_prob > opts.no_speech_threshold && decoded.avg_logprob < opts.logprob_threshold {
                 seek += window_frames;
                 continue;
@@ -343,9 +348,11 @@ impl Whisper {
     /// checks: a gzip compression ratio of at most 2.4 (no loops) and a mean log-probability of
     /// at least −1. A window that looks like silence (no-speech probability above the threshold
     /// and a low log-probability) is not decoded again: the caller drops it.
+    #[allow(clippy::too_many_arguments)]
     fn decode_window(
         &self,
         chunk: &[f32],
+        mel_floor: f32,
         cache: &mut SelfCache,
         opts: &TranscribeOptions,
         language: &mut Option<(String, Option<u32>)>,
@@ -353,14 +360,14 @@ impl Whisper {
         seek: usize,
     ) -> Result<Decoded, InferenceError> {
         let err = |e| self.encoder.session_error(e);
-        let mut wave = chunk.to_vec();
-        wave.resize(WINDOW_SAMPLES, 0.0);
-        let mel = {
-            let mut session = lock(&self.mel);
-            let mut out =
-                session.run(ort::inputs!["waveform" => Tensor::from_array((vec![1i64, WINDOW_SAMPLES as i64], wave)).map_err(err)?]).map_err(err)?;
-            out.remove("mel").ok_or_else(|| self.encoder.output_error("the mel graph gave no `mel`"))?
-        };
+        let mut mel = self.log_mel(chunk.to_vec())?;
+        // The graph clamps each window at its own maximum − 8 (in log10 units); Whisper clamps at
+        // the whole file's. Clamping again at the file's floor gives exactly that, as the file's
+        // maximum is at least the window's.
+        let (_, values) = mel.try_extract_tensor_mut::<f32>().map_err(err)?;
+        for v in values.iter_mut() {
+            *v = v.max(mel_floor);
+        }
         let hidden = {
             let mut session = self.encoder.session();
             let mut out = session.run(ort::inputs!["mel" => &mel]).map_err(err)?;
@@ -395,6 +402,32 @@ impl Whisper {
             }
         }
         decoded.ok_or_else(|| self.encoder.output_error("no decoding attempt"))
+    }
+
+    /// The front end on one 30 s window (zero-padded): normalised log-mel `[1, 80, 3000]`.
+    fn log_mel(&self, mut wave: Vec<f32>) -> Result<DynValue, InferenceError> {
+        let err = |e| self.encoder.session_error(e);
+        wave.resize(WINDOW_SAMPLES, 0.0);
+        let mut session = lock(&self.mel);
+        let mut out = session.run(ort::inputs!["waveform" => Tensor::from_array((vec![1i64, WINDOW_SAMPLES as i64], wave)).map_err(err)?]).map_err(err)?;
+        out.remove("mel").ok_or_else(|| self.encoder.output_error("the mel graph gave no `mel`"))
+    }
+
+    /// The floor of Whisper's log-mel over the whole file, in the graph's normalised units:
+    /// (max − 8 + 4) / 4, where max is the largest log10 mel value of any 30 s window. The
+    /// graph's values are (log + 4) / 4, so a window's max is 4 · its largest value − 4.
+    fn mel_floor(&self, samples: &[f32], opts: &TranscribeOptions) -> Result<f32, InferenceError> {
+        let err = |e| self.encoder.session_error(e);
+        let mut top = f32::NEG_INFINITY;
+        for chunk in samples.chunks(WINDOW_SAMPLES) {
+            if chunk.iter().fold(0f32, |m, s| m.max(s.abs())) < opts.silence_peak {
+                continue;
+            }
+            let mel = self.log_mel(chunk.to_vec())?;
+            let (_, values) = mel.try_extract_tensor::<f32>().map_err(err)?;
+            top = top.max(values.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(4.0 * v - 4.0)));
+        }
+        Ok((top - 8.0 + 4.0) / 4.0)
     }
 
     /// Whisper's repetition test: the UTF-8 text's length over its zlib-compressed length.
