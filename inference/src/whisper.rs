@@ -152,6 +152,18 @@ pub enum DecoderPrecision {
     Int8,
 }
 
+impl DecoderPrecision {
+    /// The manifest's graph role to load on `device`, given whether the pack has an int8 decoder.
+    fn graph(self, device: Device, has_int8: bool) -> &'static str {
+        match self {
+            Self::Fp32 => "decoder",
+            Self::Int8 => "decoder_int8",
+            Self::Auto if device == Device::Cpu && has_int8 => "decoder_int8",
+            Self::Auto => "decoder",
+        }
+    }
+}
+
 /// Whisper's graphs and tokenizer, shared by every job.
 pub struct Whisper {
     /// The encoder, with the manifest (verified on load) and the folder.
@@ -264,13 +276,14 @@ impl Whisper {
             crate::manifest::verify_file(name, dir, &graph.file, &graph.sha256)?;
             Ok(Mutex::new(runtime.session_with(name, &dir.join(&graph.file), options)?))
         };
-        let decoder_role = match precision {
-            DecoderPrecision::Fp32 => "decoder",
-            DecoderPrecision::Int8 => "decoder_int8",
-            DecoderPrecision::Auto if runtime.config().device == Device::Cpu && graphs.graphs.contains_key("decoder_int8") => "decoder_int8",
-            DecoderPrecision::Auto => "decoder",
-        };
+        let decoder_role = precision.graph(runtime.config().device, graphs.graphs.contains_key("decoder_int8"));
         let (mel, cross_kv, decoder) = (session("mel", release)?, session("cross_kv", release)?, session(decoder_role, keep)?);
+        // A pack from before the fixed-size cache has a decoder that takes the grown cache whole;
+        // build-pack rebuilds it (converter version 4), and until then it is refused by name here
+        // rather than failing on the first step.
+        if !lock(&decoder).inputs().iter().any(|input| input.name() == "self_k_0") {
+            return Err(manifest_err(format!("the {decoder_role} graph predates the fixed-size cache (run tools/models/build-pack)")));
+        }
         let tokenizer_file = manifest.tokenizer.as_deref().ok_or_else(|| manifest_err("no tokenizer".into()))?;
         let tokenizer_path = dir.join(tokenizer_file);
         let tokenizer =
@@ -877,6 +890,17 @@ mod tests {
         assert!(cold.iter().all(|&t| t == 0), "a low temperature draws the likeliest token");
         let (_, logprob) = sample(&logits, 1.0, &mut SplitMix64::new(1));
         assert!(logprob < 0.0 && logprob.is_finite());
+    }
+
+    #[test]
+    fn the_cpu_runs_the_int8_decoder_and_cuda_or_an_older_pack_the_fp32_one() {
+        let cuda = Device::Cuda { device_id: 0 };
+
+        assert_eq!(DecoderPrecision::Auto.graph(Device::Cpu, true), "decoder_int8");
+        assert_eq!(DecoderPrecision::Auto.graph(Device::Cpu, false), "decoder");
+        assert_eq!(DecoderPrecision::Auto.graph(cuda, true), "decoder");
+        assert_eq!(DecoderPrecision::Fp32.graph(Device::Cpu, true), "decoder");
+        assert_eq!(DecoderPrecision::Int8.graph(cuda, true), "decoder_int8");
     }
 
     #[test]
