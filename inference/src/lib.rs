@@ -155,6 +155,11 @@ impl Runtime {
 
     /// Creates a session for one model file with this runtime's threads and device.
     pub fn session(&self, name: &str, file: &Path) -> Result<Session, InferenceError> {
+        self.session_with(name, file, SessionOptions::default())
+    }
+
+    /// Creates a session with its own memory and threading choices.
+    pub fn session_with(&self, name: &str, file: &Path, options: SessionOptions) -> Result<Session, InferenceError> {
         let err = |source: ort::Error| InferenceError::Session { name: name.to_owned(), source };
         let recover = |e: ort::Error<ort::session::builder::SessionBuilder>| err(ort::Error::new(e.message().to_owned()));
         let mut builder = Session::builder(&self.environment)
@@ -165,18 +170,49 @@ impl Runtime {
             .map_err(recover)?
             .with_inter_threads(1)
             .map_err(recover)?;
-        match self.config.device {
-            Device::Cuda { device_id } => builder = with_cuda(builder, device_id)?,
-            // Without the arena, a model's activations go back to the allocator after each run
-            // instead of staying reserved for the process's life: the models a job runs one
-            // after the other no longer add their peaks up.
-            Device::Cpu => {
-                let cpu = ort::ep::CPU::default().with_arena_allocator(false).build().error_on_failure();
-                builder = builder.with_execution_providers([cpu]).map_err(recover)?;
-            }
+        if !options.spin {
+            builder = builder.with_intra_op_spinning(false).map_err(recover)?;
+        }
+        if options.arena == Arena::Release && self.config.device == Device::Cpu {
+            let cpu = ort::ep::CPU::default().with_arena_allocator(false).build().error_on_failure();
+            builder = builder.with_memory_pattern(false).map_err(recover)?.with_execution_providers([cpu]).map_err(recover)?;
+        }
+        if let Device::Cuda { device_id } = self.config.device {
+            builder = with_cuda(builder, device_id)?;
         }
         builder.commit_from_file(file).map_err(err)
     }
+}
+
+/// How one session uses memory and threads, beyond the runtime's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    pub arena: Arena,
+    /// Whether idle intra-op threads spin for a while before sleeping. Spinning shaves a little
+    /// latency off back-to-back runs on an idle machine; a caller that does its own work
+    /// between short runs (a decoding loop) pays for it with a core spent waiting, and on a
+    /// busy machine with the time the spinning thread takes from others.
+    pub spin: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self { arena: Arena::Keep, spin: true }
+    }
+}
+
+/// What a CPU session does with its working memory between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arena {
+    /// ONNX Runtime's arena keeps the largest working set a session has needed, and grows
+    /// further when a later run's blocks do not fit the freed ones: fastest for small,
+    /// frequent runs.
+    Keep,
+    /// No arena and no planned memory pattern: each run's tensors go back to the system
+    /// allocator when their last reader is done, so a session that runs on large activations
+    /// now and then (Whisper's encoder: 54 MB of attention scores per layer) does not hold
+    /// them, and its peak is what one run needs.
+    Release,
 }
 
 #[cfg(feature = "cuda")]
@@ -209,10 +245,15 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// Locates `name` in `store`, verifies its checksum and creates its session.
     pub fn load(runtime: &Runtime, store: &dyn ModelStore, name: &str) -> Result<Arc<Self>, InferenceError> {
+        Self::load_with(runtime, store, name, SessionOptions::default())
+    }
+
+    /// [`Model::load`] with the session's own memory and threading choices.
+    pub fn load_with(runtime: &Runtime, store: &dyn ModelStore, name: &str, options: SessionOptions) -> Result<Arc<Self>, InferenceError> {
         let dir = store.locate(name)?;
         let manifest = Manifest::load(&dir)?;
         manifest.verify(&dir)?;
-        let session = runtime.session(name, &dir.join(&manifest.file))?;
+        let session = runtime.session_with(name, &dir.join(&manifest.file), options)?;
         Ok(Arc::new(Self { manifest, dir, session: Mutex::new(session) }))
     }
 

@@ -1,7 +1,17 @@
 //! Model manifests (`manifest.json` beside each ONNX file) and where model folders come from.
+//!
+//! Every graph is checked against the sha256 its manifest names before a session is made from
+//! it. Hashing the whole pack on each start costs about a second for Whisper alone, so a check
+//! that passed is remembered in `.verified.json` beside the files, with the file's size,
+//! modification and change times and inode; while those are unchanged the file is not read
+//! again. Rewriting a file changes its change time even when its modification time is put back,
+//! so a tampered file is hashed again and refused. The record can only spare work: whoever can
+//! edit it can edit the manifest too.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -69,12 +79,7 @@ impl Manifest {
 
     /// Checks the ONNX file against the manifest's sha256, and that named extra files exist.
     pub fn verify(&self, dir: &Path) -> Result<(), InferenceError> {
-        let file = dir.join(&self.file);
-        let actual =
-            sha256_file(&file).map_err(|e| InferenceError::MissingModel { name: self.name.clone(), reason: format!("{}: {e}", file.display()) })?;
-        if !actual.eq_ignore_ascii_case(&self.sha256) {
-            return Err(InferenceError::Checksum { name: self.name.clone(), file: self.file.clone(), expected: self.sha256.clone(), actual });
-        }
+        verify_file(&self.name, dir, &self.file, &self.sha256)?;
         let extras = [
             self.tokenizer.as_deref(),
             match &self.labels {
@@ -117,6 +122,107 @@ impl Manifest {
             Dim::Fixed(n) => usize::try_from(*n).ok(),
             Dim::Named(_) => None,
         }
+    }
+}
+
+/// How [`check_file`] came to accept a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// Read and hashed.
+    Hashed,
+    /// Trusted from `.verified.json`: unchanged since it was hashed.
+    Remembered,
+}
+
+/// File name of the record of passed checks, in each model's folder.
+pub(crate) const VERIFIED_FILE: &str = ".verified.json";
+
+/// What identifies one version of a file on disk without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Fingerprint {
+    size: u64,
+    /// Seconds and nanoseconds.
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    inode: u64,
+    device: u64,
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+            device: meta.dev(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VerifiedEntry {
+    sha256: String,
+    #[serde(flatten)]
+    fingerprint: Fingerprint,
+}
+
+/// The content of `.verified.json`: file name → the sha256 it had when it was last hashed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Verified {
+    files: BTreeMap<String, VerifiedEntry>,
+}
+
+impl Verified {
+    fn load(dir: &Path) -> Self {
+        // A missing or unreadable record means hashing again, never an error.
+        std::fs::read(dir.join(VERIFIED_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    /// Writes the record through a temporary file and a rename, so a reader never sees half of
+    /// it. A read-only pack keeps no record and is hashed on every load.
+    fn store(&self, dir: &Path) {
+        let write = || -> std::io::Result<()> {
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            serde_json::to_writer_pretty(&mut tmp, self).map_err(std::io::Error::other)?;
+            tmp.persist(dir.join(VERIFIED_FILE)).map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::debug!(dir = %dir.display(), error = %e, "model checksums not recorded");
+        }
+    }
+}
+
+/// Checks `dir/file` against the sha256 `expected`, skipping the hash when `.verified.json` says
+/// the same file, unchanged, had that sha256.
+pub(crate) fn verify_file(name: &str, dir: &Path, file: &str, expected: &str) -> Result<(), InferenceError> {
+    check_file(name, dir, file, expected).map(|_| ())
+}
+
+pub(crate) fn check_file(name: &str, dir: &Path, file: &str, expected: &str) -> Result<Checked, InferenceError> {
+    let path = dir.join(file);
+    let missing = |e: std::io::Error| InferenceError::MissingModel { name: name.to_owned(), reason: format!("{}: {e}", path.display()) };
+    let before = Fingerprint::of(&std::fs::metadata(&path).map_err(missing)?);
+    let mut verified = Verified::load(dir);
+    let actual = match verified.files.get(file) {
+        Some(entry) if entry.fingerprint == before => return compare(name, file, expected, entry.sha256.clone()).map(|()| Checked::Remembered),
+        _ => sha256_file(&path).map_err(missing)?,
+    };
+    compare(name, file, expected, actual.clone())?;
+    // A file rewritten while it was being read is not recorded: the hash may mix both versions.
+    if std::fs::metadata(&path).is_ok_and(|m| Fingerprint::of(&m) == before) {
+        verified.files.insert(file.to_owned(), VerifiedEntry { sha256: actual, fingerprint: before });
+        verified.store(dir);
+    }
+    Ok(Checked::Hashed)
+}
+
+fn compare(name: &str, file: &str, expected: &str, actual: String) -> Result<(), InferenceError> {
+    if actual.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(InferenceError::Checksum { name: name.to_owned(), file: file.to_owned(), expected: expected.to_owned(), actual })
     }
 }
 
@@ -173,5 +279,59 @@ impl ModelStore for DirStore {
         } else {
             Err(InferenceError::MissingModel { name: name.to_owned(), reason: format!("no manifest.json in {}", dir.display()) })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn an_unchanged_file_is_trusted_from_the_record_and_a_changed_one_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("graph.onnx");
+        std::fs::write(&path, b"weights version one").expect("write");
+        let good = sha256_hex(b"weights version one");
+
+        let first = check_file("m", dir.path(), "graph.onnx", &good).expect("first check");
+        let second = check_file("m", dir.path(), "graph.onnx", &good).expect("second check");
+        // Same size, and the modification time put back: only the change time tells.
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).expect("mtime");
+        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).expect("open");
+        f.write_all(b"weights version two").expect("rewrite");
+        f.set_modified(mtime).expect("restore mtime");
+        drop(f);
+        let tampered = check_file("m", dir.path(), "graph.onnx", &good).expect_err("tampered");
+        std::fs::write(&path, b"weights version one, longer").expect("grow");
+        let grown = check_file("m", dir.path(), "graph.onnx", &good).expect_err("grown");
+
+        assert_eq!(first, Checked::Hashed);
+        assert_eq!(second, Checked::Remembered, "the record is used while the file is unchanged");
+        assert_eq!(tampered.error_code(), "model-checksum-mismatch", "{tampered}");
+        assert_eq!(grown.error_code(), "model-checksum-mismatch", "{grown}");
+    }
+
+    #[test]
+    fn the_record_is_what_a_remembered_check_trusts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("graph.onnx"), b"weights").expect("write");
+        let good = sha256_hex(b"weights");
+        check_file("m", dir.path(), "graph.onnx", &good).expect("first check");
+        let record = dir.path().join(VERIFIED_FILE);
+        let text = std::fs::read_to_string(&record).expect("record written");
+        std::fs::write(&record, text.replace(&good, &"0".repeat(64))).expect("edit record");
+
+        let err = check_file("m", dir.path(), "graph.onnx", &good).expect_err("the record is read, not the file");
+        std::fs::write(&record, b"not json").expect("spoil record");
+        let rehashed = check_file("m", dir.path(), "graph.onnx", &good).expect("a spoilt record means hashing again");
+
+        assert_eq!(err.error_code(), "model-checksum-mismatch");
+        assert_eq!(rehashed, Checked::Hashed);
     }
 }

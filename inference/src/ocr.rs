@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::image::{RgbImage, RgbView};
 use super::manifest::Labels;
-use super::{Batcher, BatcherConfig, InferenceError, Model, ModelId, ModelStore, Runtime};
+use super::{Arena, Batcher, BatcherConfig, InferenceError, Model, ModelId, ModelStore, Runtime, SessionOptions};
 
 /// Default model names in the pack.
 pub const DETECTION_MODEL: &str = "ppocr-v4-det";
@@ -93,8 +93,11 @@ impl std::fmt::Debug for Ocr {
 
 impl Ocr {
     pub fn load(runtime: &Runtime, store: &dyn ModelStore, options: OcrOptions) -> Result<Self, InferenceError> {
-        let det = Model::load(runtime, store, DETECTION_MODEL)?;
-        let rec = Model::load(runtime, store, RECOGNITION_MODEL)?;
+        // The detector's activations at 960 pixels are about 100 MB a frame, and a job reads
+        // a handful of frames between other models' runs: nothing is kept between runs.
+        let release = SessionOptions { arena: Arena::Release, ..SessionOptions::default() };
+        let det = Model::load_with(runtime, store, DETECTION_MODEL, release)?;
+        let rec = Model::load_with(runtime, store, RECOGNITION_MODEL, release)?;
         Self::new(det, rec, options)
     }
 

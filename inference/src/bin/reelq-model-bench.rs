@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! cargo run --release -p reelq-inference --bin reelq-model-bench [-- --threads 2 --runs 5 --audio FILE --only TEXT]
+//!     [--decoder auto|fp32|int8] [--text-out FILE]
 //! ```
 //!
 //! `--only TEXT` runs the measurements whose label contains TEXT (e.g. `ppocr`, `transcribe`).
+//! `--decoder` picks Whisper's decoder graph (auto: int8 on the CPU); `--text-out` writes the
+//! transcript, for `tools/models/bench.py --wer FILE`.
 //!
 //! `tools/models/bench.py` times the same graphs with the same inputs through Python
 //! onnxruntime, and the same audio through faster-whisper, for comparison. The audio is 16 kHz
@@ -19,7 +22,7 @@ use anyhow::{Context as _, bail};
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor;
 
-use reelq_inference::whisper::{self, TranscribeOptions, Whisper};
+use reelq_inference::whisper::{self, DecoderPrecision, TranscribeOptions, Whisper};
 use reelq_inference::{Device, DirStore, Runtime, RuntimeConfig};
 
 /// The speech both benchmarks transcribe, repeated until it lasts 60 s.
@@ -46,6 +49,13 @@ fn main() -> anyhow::Result<()> {
     let root = std::env::current_dir()?;
     let audio_path: PathBuf = flag(&args, "--audio", root.join(".data/bench/speech-60s.f32"))?;
     let only: String = flag(&args, "--only", String::new())?;
+    let decoder = match flag(&args, "--decoder", String::from("auto"))?.as_str() {
+        "auto" => DecoderPrecision::Auto,
+        "fp32" => DecoderPrecision::Fp32,
+        "int8" => DecoderPrecision::Int8,
+        other => bail!("--decoder {other}: expected auto, fp32 or int8"),
+    };
+    let text_out: String = flag(&args, "--text-out", String::new())?;
     let runtime = Runtime::init(RuntimeConfig { library: RuntimeConfig::default_library(&root), intra_threads: threads, device: Device::Cpu })?;
     let store = DirStore::new(DirStore::default_root(&root));
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -116,25 +126,31 @@ fn main() -> anyhow::Result<()> {
         || Ok(vec![("hidden", f32s(&[1, 1500, 384], 6)?)]),
     )?;
     let past = 100i64;
+    const SELF: [&str; 8] = ["self_k_0", "self_v_0", "self_k_1", "self_v_1", "self_k_2", "self_v_2", "self_k_3", "self_v_3"];
     const CROSS: [&str; 8] = ["cross_k_0", "cross_v_0", "cross_k_1", "cross_v_1", "cross_k_2", "cross_v_2", "cross_k_3", "cross_v_3"];
-    time(
-        || runtime.session("whisper decoder", &wdir.join("decoder.onnx")),
-        "whisper decoder step (1 token, 100 past)",
-        runs.max(20),
-        || {
-            let mut inputs = vec![
-                ("tokens", i64s(&[1, 1], vec![440])?),
-                ("self_k", f32s(&[4, 1, 6, past, 64], 7)?),
-                ("self_v", f32s(&[4, 1, 6, past, 64], 8)?),
-                ("offset", i64s(&[], vec![past])?),
-            ];
-            for (i, name) in CROSS.iter().enumerate() {
-                let shape: &[i64] = if name.starts_with("cross_k") { &[1, 6, 64, 1500] } else { &[1, 6, 1500, 64] };
-                inputs.push((name, f32s(shape, 9 + i as u32)?));
-            }
-            Ok(inputs)
-        },
-    )?;
+    for (file, label) in [("decoder.onnx", "whisper decoder step (1 token, 100 past)"), ("decoder_int8.onnx", "whisper decoder int8 step (100 past)")] {
+        if !wdir.join(file).is_file() {
+            continue;
+        }
+        time(
+            || runtime.session("whisper decoder", &wdir.join(file)),
+            label,
+            runs.max(20),
+            || {
+                // The cache has room for the whole 448-token context; `offset` says how much is filled.
+                let mut inputs = vec![("tokens", i64s(&[1, 1], vec![440])?), ("offset", i64s(&[], vec![past])?)];
+                for (i, name) in SELF.iter().enumerate() {
+                    let shape: &[i64] = if name.starts_with("self_k") { &[1, 6, 64, 448] } else { &[1, 6, 448, 64] };
+                    inputs.push((name, f32s(shape, 20 + i as u32)?));
+                }
+                for (i, name) in CROSS.iter().enumerate() {
+                    let shape: &[i64] = if name.starts_with("cross_k") { &[1, 6, 64, 1500] } else { &[1, 6, 1500, 64] };
+                    inputs.push((name, f32s(shape, 9 + i as u32)?));
+                }
+                Ok(inputs)
+            },
+        )?;
+    }
 
     if !"whisper transcribe".contains(only.as_str()) {
         return Ok(());
@@ -142,7 +158,7 @@ fn main() -> anyhow::Result<()> {
     let audio = speech_60s(&audio_path)?;
     let seconds = audio.len() as f64 / 16_000.0;
     let started = Instant::now();
-    let model = Whisper::load(&runtime, &store)?;
+    let model = Whisper::load_with(&runtime, &store, whisper::MODEL, decoder)?;
     let load = started.elapsed();
     let opts = TranscribeOptions::default();
     let mut times = Vec::new();
@@ -154,11 +170,14 @@ fn main() -> anyhow::Result<()> {
         last = Some(t);
     }
     let (median, min) = stats(&mut times);
-    println!("{:<34} {median:>10.1} {min:>10.1}", format!("whisper transcribe {seconds:.0} s (greedy)"));
+    println!("{:<34} {median:>10.1} {min:>10.1}", format!("whisper transcribe {seconds:.0} s ({decoder:?})"));
     println!("whisper load (4 graphs + checksums): {:.0} ms; real-time factor {:.3}", load.as_secs_f64() * 1000.0, median / 1000.0 / seconds);
     if let Some(t) = last {
         println!("segments: {}, words: {}", t.segments.len(), t.text.split_whitespace().count());
         println!("text: {}", t.text);
+        if !text_out.is_empty() {
+            std::fs::write(&text_out, &t.text).with_context(|| text_out.clone())?;
+        }
     }
     Ok(())
 }
