@@ -337,6 +337,37 @@ async fn presigned_uploads_need_a_size_and_are_bound_to_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_upload_of_many_parts_is_stored_whole_with_the_sha256_of_its_bytes() {
+    use sha2::{Digest as _, Sha256};
+
+    let env = TestEnv::new().await;
+    let mut settings = env.api_settings();
+    // Small parts and two in flight, so part buffers are sent, given back and filled again.
+    settings.storage.part_size_bytes = 5 * 1024 * 1024;
+    settings.storage.upload_concurrency = 2;
+    let app = TestApp::spawn(&env, settings).await;
+    // A clip's header, then words that each hold their own position: a part sent twice, out
+    // of order or overwritten while in flight changes the bytes stored.
+    let mut body = sample_clip();
+    body.extend((0u32..6 * 1024 * 1024).flat_map(u32::to_le_bytes));
+    body.truncate(23 * 1024 * 1024 + 12_345);
+    let sha256 = hex::encode(Sha256::digest(&body));
+
+    let resp =
+        app.http.post(app.url("/v1/videos")).bearer_auth(&app.key).header("content-type", "video/mp4").body(body.clone()).send().await.expect("sent");
+
+    assert_eq!(resp.status(), 201);
+    let video: Value = resp.json().await.expect("json");
+    assert_eq!(video["sha256"], sha256);
+    assert_eq!(video["size_bytes"], body.len());
+    let store = reelq_shared::storage::Store::new(&env.storage);
+    let stored = store.inspect(&format!("uploads/{}/{}", app.tenant_id, video["id"].as_str().expect("id"))).await.expect("stored");
+    assert_eq!(stored.sha256, sha256, "the stored bytes are the bytes sent");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presigned_uploads_with_a_declared_sha256_are_checked_by_storage_not_read_again() {
     use base64::Engine as _;
     use sha2::{Digest as _, Sha256};
