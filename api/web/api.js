@@ -63,6 +63,8 @@ export function client(key) {
         const text = await send('POST', '/v1/videos', { ...auth, 'Content-Type': type }, file, onProgress);
         return JSON.parse(text);
       }
+      // No sha256 is declared: the browser can hash a file only whole in memory (SubtleCrypto
+      // has no streaming digest), so completion reads the object back to hash it instead.
       const slot = await call('POST', '/v1/uploads', { content_type: type, size_bytes: file.size });
       // The URL is signed for the file's exact length; the browser sends that Content-Length
       // itself and refuses to let a script set it.

@@ -1,6 +1,9 @@
 //! A small S3-compatible server over a local folder (s3s with its file-system backend), with
 //! signature checking. reelq's tests start it in-process; `reelq-dev-s3` runs it for local
-//! development where MinIO is not available.
+//! development where MinIO is not available. Like S3 and MinIO, it verifies a PUT's
+//! `x-amz-checksum-*` header against the body and keeps nothing when they differ.
+
+mod checked;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,7 +32,7 @@ impl DevS3 {
         let addr = listener.local_addr()?;
         let listener = TcpListener::from_std(listener)?;
         let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("cannot serve folder: {e:?}"))?;
-        let mut builder = S3ServiceBuilder::new(fs);
+        let mut builder = S3ServiceBuilder::new(checked::CheckedFs::new(fs));
         builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
         let (tx, mut rx) = oneshot::channel::<()>();

@@ -1,15 +1,21 @@
 //! S3-compatible object storage (MinIO, or any S3), path-style. Uploads stream in fixed-size
 //! multipart parts with the SHA-256 computed on the way, so memory does not grow with file size.
+//!
+//! That SHA-256 is the only pass over the bytes: upload bodies are sent with an unsigned
+//! payload (the request itself is still signed) and without the SDK's default CRC32 request
+//! checksum, which would each read every byte again. Responses are not checksummed either: the
+//! recorded SHA-256 is the video's integrity record.
 
 use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt as _};
@@ -100,6 +106,10 @@ impl Store {
             .credentials_provider(creds)
             .force_path_style(true)
             .timeout_config(timeouts)
+            // Only operations that S3 insists on (DeleteObjects) get a request checksum; the
+            // SDK's default adds a CRC32 of every upload body.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
         Self {
             client: Client::from_conf(config),
@@ -207,6 +217,8 @@ impl Store {
                 .key(key)
                 .set_content_type(content_type.map(str::to_owned))
                 .body(ByteStream::from(bytes))
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(|e| StorageError::service("put_object", e))?;
@@ -264,6 +276,10 @@ impl Store {
     {
         let mut in_flight = FuturesOrdered::new();
         let mut done = Vec::new();
+        // Buffers of parts already sent, filled again rather than freed: allocating a fresh
+        // part for every few megabytes left the allocator holding several times the parts in
+        // flight (8 MiB parts, one in flight: 71 MiB resident instead of about 40).
+        let mut spare: Vec<BytesMut> = Vec::with_capacity(self.concurrency + 1);
         let mut part_number = 0i32;
         let mut next_part = Some(first);
         let mut buf = BytesMut::with_capacity(self.part_size);
@@ -275,7 +291,9 @@ impl Store {
                 in_flight.push_back(self.upload_part(key, upload_id, part_number, part));
                 while in_flight.len() >= self.concurrency {
                     if let Some(p) = in_flight.next().await {
-                        done.push(p?);
+                        let (completed, sent) = p?;
+                        done.push(completed);
+                        self.recycle(&mut spare, sent);
                     }
                 }
             }
@@ -304,7 +322,8 @@ impl Store {
                         leftover = Some(c.slice(take..));
                     }
                     if buf.len() == self.part_size {
-                        next_part = Some(std::mem::replace(&mut buf, BytesMut::with_capacity(self.part_size)).freeze());
+                        let empty = spare.pop().unwrap_or_else(|| BytesMut::with_capacity(self.part_size));
+                        next_part = Some(std::mem::replace(&mut buf, empty).freeze());
                     }
                 }
                 None => {
@@ -316,12 +335,23 @@ impl Store {
             }
         }
         while let Some(p) = in_flight.next().await {
-            done.push(p?);
+            done.push(p?.0);
         }
         Ok(done)
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<CompletedPart, StorageError> {
+    /// Keeps a sent part's buffer for the next part, when nothing else holds it any more.
+    fn recycle(&self, spare: &mut Vec<BytesMut>, sent: Bytes) {
+        if let Ok(mut buf) = sent.try_into_mut()
+            && buf.capacity() >= self.part_size
+        {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
+    /// Uploads one part; gives its bytes back with it, for [`Store::recycle`].
+    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes) -> Result<(CompletedPart, Bytes), StorageError> {
         let out = self
             .client
             .upload_part()
@@ -329,11 +359,14 @@ impl Store {
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
-            .body(ByteStream::from(data))
+            .body(ByteStream::from(data.clone()))
+            // The bytes were hashed once on the way in; signing them would hash them again.
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| StorageError::service("upload_part", e))?;
-        Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())
+        Ok((CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build(), data))
     }
 
     /// Starts reading an object; a missing key is [`StorageError::NotFound`].
@@ -394,6 +427,8 @@ impl Store {
                 .key(key)
                 .content_type(content_type)
                 .body(ByteStream::from(bytes))
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(|e| StorageError::service("put_object", e))
@@ -445,6 +480,50 @@ impl Store {
         }
         let container = sniff_container(&head).ok_or(StorageError::NotAVideo)?;
         Ok(StoredObject { size_bytes: size as i64, sha256: hex::encode(hasher.finalize()), container: container.to_owned() })
+    }
+
+    /// Size and stored SHA-256 of an object, or `None` when it does not exist; reads no bytes.
+    /// The SHA-256 is there when the object was PUT whole with an `x-amz-checksum-sha256` that
+    /// storage verified against the body (S3, MinIO and the development server all do).
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, StorageError> {
+        let started = std::time::Instant::now();
+        let out = self.client.head_object().bucket(&self.bucket).key(key).checksum_mode(ChecksumMode::Enabled).send().await;
+        record("head", out.is_ok(), started);
+        match out {
+            Ok(out) => Ok(Some(ObjectHead {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                sha256: out.checksum_sha256().and_then(sha256_hex_of_base64),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(StorageError::service("head_object", e)),
+        }
+    }
+
+    /// The container of an object, recognised from its first bytes (one ranged GET).
+    pub async fn sniff(&self, key: &str) -> Result<&'static str, StorageError> {
+        observe("sniff", async {
+            let out = self.client.get_object().bucket(&self.bucket).key(key).range(format!("bytes=0-{}", SNIFF_LEN - 1)).send().await.map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    StorageError::NotFound(key.to_owned())
+                } else {
+                    StorageError::service("get_object", e)
+                }
+            })?;
+            let mut body = out.body;
+            let mut head = Vec::with_capacity(SNIFF_LEN);
+            while let Some(chunk) = body.try_next().await.map_err(|e| StorageError::Service { op: "get_object.body", message: e.to_string() })? {
+                // A server that ignores the range sends everything: stop once there is enough.
+                head.extend_from_slice(&chunk[..(SNIFF_LEN - head.len()).min(chunk.len())]);
+                if head.len() == SNIFF_LEN {
+                    break;
+                }
+            }
+            if head.is_empty() {
+                return Err(StorageError::Empty);
+            }
+            sniff_container(&head).ok_or(StorageError::NotAVideo)
+        })
+        .await
     }
 
     /// Size of an object, or `None` when it does not exist.
@@ -500,12 +579,32 @@ impl Store {
         self.presign_put_with_length(key, content_type, None).await
     }
 
-    /// A presigned PUT URL for a direct upload of exactly `content_length` bytes. The length
-    /// is one of the signed headers, so the storage service refuses a PUT of any other size
-    /// (the signature no longer matches) and a client cannot store more than it declared.
-    pub async fn presign_put_sized(&self, key: &str, content_type: Option<&str>, content_length: u64) -> Result<String, StorageError> {
+    /// A presigned PUT for a direct upload of exactly `content_length` bytes, and, when
+    /// `sha256` is given, of exactly those bytes. The length (and the `x-amz-checksum-sha256`
+    /// header) are signed, so the storage service refuses a PUT of any other size or without
+    /// that checksum, and it verifies the body against the checksum before it stores it.
+    pub async fn presign_put_sized(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        content_length: u64,
+        sha256: Option<&[u8; 32]>,
+    ) -> Result<PresignedPut, StorageError> {
         let length = i64::try_from(content_length).map_err(|_| StorageError::Service { op: "presign", message: "length out of range".into() })?;
-        self.presign_put_with_length(key, content_type, Some(length)).await
+        let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(|e| StorageError::Service { op: "presign", message: e.to_string() })?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_content_type(content_type.map(str::to_owned))
+            .content_length(length)
+            .set_checksum_sha256(sha256.map(|d| base64::engine::general_purpose::STANDARD.encode(d)))
+            .presigned(cfg)
+            .await
+            .map_err(|e| StorageError::service("presign_put", e))?;
+        let headers = req.headers().map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned())).collect();
+        Ok(PresignedPut { url: req.uri().to_owned(), headers })
     }
 
     async fn presign_put_with_length(&self, key: &str, content_type: Option<&str>, length: Option<i64>) -> Result<String, StorageError> {
@@ -534,6 +633,32 @@ impl Store {
     pub fn presign_ttl(&self) -> Duration {
         self.presign_ttl
     }
+}
+
+/// What storage knows of an object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the whole object, when storage verified and kept one.
+    pub sha256: Option<String>,
+}
+
+/// A presigned PUT: the URL, and the headers the client must send with exactly these values
+/// (they are part of the signature).
+#[derive(Debug, Clone)]
+pub struct PresignedPut {
+    /// PUT the bytes here.
+    pub url: String,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The hex form of a base64 `x-amz-checksum-sha256`; `None` for anything that is not a whole
+/// SHA-256 (a multipart upload's checksum of checksums ends in `-N`).
+fn sha256_hex_of_base64(b64: &str) -> Option<String> {
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    (raw.len() == 32).then(|| hex::encode(raw))
 }
 
 /// How much of a refused body is still read, so that a client that is still sending reads the
@@ -565,4 +690,19 @@ async fn observe<T>(op: &'static str, fut: impl std::future::Future<Output = Res
     let out = fut.await;
     record(op, out.as_ref().map_or_else(StorageError::is_client_error, |_| true), started);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sha256_hex_of_base64;
+
+    #[test]
+    fn stored_checksums_are_read_only_when_they_are_a_whole_sha256() {
+        // SHA-256 of "abc".
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_hex_of_base64("ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=").as_deref(), Some(hex));
+        assert_eq!(sha256_hex_of_base64("ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=-3"), None);
+        assert_eq!(sha256_hex_of_base64("AAAA"), None);
+        assert_eq!(sha256_hex_of_base64(""), None);
+    }
 }

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use reelq_shared::db::videos::{self, Video};
+use reelq_shared::db::videos::{self, DeclaredUpload, StoredObject, Video};
 use reelq_shared::domain::video_object_key;
+use reelq_shared::storage::StorageError;
 
 use crate::error::{ApiError, Problem};
 use crate::ingest::{self, acceptable_raw_content_type};
@@ -113,6 +114,18 @@ pub struct PresignRequest {
     /// Size in bytes of the file the client will PUT (required, at least 1). The URL is
     /// signed for exactly this `Content-Length`: storage refuses a PUT of any other size.
     pub size_bytes: Option<u64>,
+    /// SHA-256 of the file, 64 hex digits (optional, recommended for large files). The PUT must
+    /// then carry the returned `x-amz-checksum-sha256` header, storage refuses bytes that do
+    /// not match it, and completion needs no second pass over the file. Without it, completion
+    /// reads the whole object back to hash it.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$", example = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")]
+    pub sha256: Option<String>,
+}
+
+/// The 32 bytes of a hex SHA-256, in either case.
+fn parse_sha256(hex_digest: &str) -> Option<[u8; 32]> {
+    let mut digest = [0u8; 32];
+    (hex_digest.len() == 64 && hex::decode_to_slice(hex_digest, &mut digest).is_ok()).then_some(digest)
 }
 
 /// A presigned upload slot.
@@ -124,7 +137,9 @@ pub struct PresignedUpload {
     pub upload_url: String,
     /// Always `PUT`.
     pub method: String,
-    /// Headers to send with the PUT.
+    /// Headers to send with the PUT, with exactly these values (they are signed):
+    /// `content-length`, `content-type` when one was declared, and `x-amz-checksum-sha256`
+    /// (the base64 SHA-256) when a `sha256` was declared.
     #[schema(value_type = Object)]
     pub headers: serde_json::Value,
     /// When the URL stops working.
@@ -135,10 +150,12 @@ pub struct PresignedUpload {
 
 /// Get a presigned URL for a large upload.
 ///
-/// Declare the file's `size_bytes`; PUT exactly that many bytes to `upload_url` with the
-/// returned `headers`, then call `POST /v1/videos/{id}/complete`, which checks the size and
-/// container before the video can be used. A slot never completed expires with its bytes
-/// (`api.pending_upload_ttl_secs`).
+/// Declare the file's `size_bytes`, and preferably its `sha256`; PUT exactly that many bytes
+/// to `upload_url` with the returned `headers`, then call `POST /v1/videos/{id}/complete`,
+/// which checks the size, checksum and container before the video can be used. With a
+/// declared `sha256` storage verifies the bytes as they arrive and completion reads only their
+/// first bytes; without one, completion reads the whole object to hash it. A slot never
+/// completed expires with its bytes (`api.pending_upload_ttl_secs`).
 #[utoipa::path(
     post, path = "/v1/uploads", tag = "videos",
     request_body = PresignRequest,
@@ -146,7 +163,7 @@ pub struct PresignedUpload {
         (status = 201, body = PresignedUpload),
         (status = 413, description = "Declared size over the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a video or audio content type", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "No body, or no positive `size_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No body, no positive `size_bytes`, or a `sha256` that is not 64 hex digits", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -170,23 +187,24 @@ pub async fn presign(
     {
         return Err(ApiError::UnsupportedMediaType(format!("content type `{ct}` is not a video or audio type")));
     }
+    let digest = match req.sha256.as_deref() {
+        Some(h) => Some(parse_sha256(h).ok_or_else(|| ApiError::invalid("invalid_sha256", "sha256 must be the file's SHA-256 as 64 hex digits"))?),
+        None => None,
+    };
     let id = Uuid::now_v7();
     let key = video_object_key(tenant.id, id);
-    let url = state.store.presign_put_sized(&key, req.content_type.as_deref(), size).await?;
-    let declared = i64::try_from(size).map_err(|_| ApiError::PayloadTooLarge { limit })?;
-    videos::insert_pending(&state.pool, id, tenant.id, &key, req.content_type.as_deref(), declared).await?;
-    let mut headers = serde_json::json!({ "content-length": size.to_string() });
-    if let Some(ct) = &req.content_type {
-        headers["content-type"] = serde_json::json!(ct);
-    }
+    let put = state.store.presign_put_sized(&key, req.content_type.as_deref(), size, digest.as_ref()).await?;
+    let declared = DeclaredUpload { size_bytes: i64::try_from(size).map_err(|_| ApiError::PayloadTooLarge { limit })?, sha256: digest.map(hex::encode) };
+    videos::insert_pending(&state.pool, id, tenant.id, &key, req.content_type.as_deref(), &declared).await?;
+    let headers: serde_json::Map<String, serde_json::Value> = put.headers.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
     let ttl = chrono::Duration::from_std(state.store.presign_ttl()).unwrap_or_else(|_| chrono::Duration::hours(1));
     Ok((
         StatusCode::CREATED,
         Json(PresignedUpload {
             video_id: id,
-            upload_url: url,
+            upload_url: put.url,
             method: "PUT".into(),
-            headers,
+            headers: serde_json::Value::Object(headers),
             expires_at: Utc::now() + ttl,
             complete_url: format!("/v1/videos/{id}/complete"),
         }),
@@ -195,8 +213,11 @@ pub async fn presign(
 
 /// Finish a presigned upload.
 ///
-/// Reads the object once to check its size, container and SHA-256. A file over the limit or
-/// not a video is deleted and refused.
+/// Checks the uploaded object's size, SHA-256 and container, then marks the video stored. With
+/// a `sha256` declared for the slot, storage has already verified the bytes against it: this
+/// asks storage for the size and the checksum it kept and reads only the first bytes for the
+/// container. Without one, it reads the whole object once to hash it. A file over the limit,
+/// of the wrong size or checksum, or not a video is deleted and refused.
 #[utoipa::path(
     post, path = "/v1/videos/{id}/complete", tag = "videos",
     params(("id" = Uuid, Path, description = "Video id from POST /v1/uploads")),
@@ -205,7 +226,7 @@ pub async fn presign(
         (status = 404, description = "No such pending video", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Nothing was uploaded, or not the declared size", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing was uploaded, or not the declared size or SHA-256", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -214,29 +235,42 @@ pub async fn complete(State(state): State<AppState>, AuthTenant(tenant): AuthTen
     if video.status == "stored" {
         return Ok(Json(video));
     }
+    let key = &video.object_key;
     let limit = state.settings.api.max_upload_bytes;
-    let declared = videos::declared_size(&state.pool, tenant.id, id).await?;
-    match state.store.size(&video.object_key).await? {
+    let declared = videos::declared(&state.pool, tenant.id, id).await?;
+    let head = match state.store.head(key).await? {
         None => return Err(ApiError::invalid("upload_missing", "no bytes were uploaded for this video")),
-        Some(n) if n > limit => {
-            return Err(ingest::reject_object(&state, &video.object_key, reelq_shared::storage::StorageError::TooLarge { limit }).await);
-        }
-        // Storage that does not check the signed length would let another size through: the
-        // declared size is checked here as well.
-        Some(n) if declared.is_some_and(|d| u64::try_from(d).ok() != Some(n)) => {
-            if let Err(e) = state.store.delete(&video.object_key).await {
-                tracing::warn!(error = %e, key = video.object_key, "could not remove an upload of the wrong size");
-            }
-            return Err(ApiError::invalid(
-                "size_mismatch",
-                format!("{n} bytes were uploaded but {} were declared; upload again with the declared size", declared.unwrap_or_default()),
-            ));
-        }
-        Some(_) => {}
+        Some(h) => h,
+    };
+    if head.size > limit {
+        return Err(ingest::reject_object(&state, key, StorageError::TooLarge { limit }).await);
     }
-    let stored = match state.store.inspect(&video.object_key).await {
-        Ok(s) => s,
-        Err(e) => return Err(ingest::reject_object(&state, &video.object_key, e).await),
+    // Storage that does not check the signed length would let another size through: the
+    // declared size is checked here as well.
+    if let Some(d) = &declared
+        && u64::try_from(d.size_bytes).ok() != Some(head.size)
+    {
+        let detail = format!("{} bytes were uploaded but {} were declared; upload again with the declared size", head.size, d.size_bytes);
+        return Err(refuse(&state, key, "size_mismatch", detail).await);
+    }
+    let expected = declared.and_then(|d| d.sha256);
+    let stored = match (expected, head.sha256) {
+        // Storage verified the bytes against the declared checksum when it took them.
+        (Some(expected), Some(kept)) if kept == expected => match state.store.sniff(key).await {
+            Ok(container) => StoredObject { size_bytes: head.size as i64, sha256: expected, container: container.to_owned() },
+            Err(e) => return Err(ingest::reject_object(&state, key, e).await),
+        },
+        (Some(expected), Some(kept)) => return Err(refuse(&state, key, "checksum_mismatch", checksum_detail(&expected, &kept)).await),
+        // Storage that keeps no checksum: hash the bytes here, and hold them to the declaration.
+        (Some(expected), None) => match state.store.inspect(key).await {
+            Ok(s) if s.sha256 == expected => s,
+            Ok(s) => return Err(refuse(&state, key, "checksum_mismatch", checksum_detail(&expected, &s.sha256)).await),
+            Err(e) => return Err(ingest::reject_object(&state, key, e).await),
+        },
+        (None, _) => match state.store.inspect(key).await {
+            Ok(s) => s,
+            Err(e) => return Err(ingest::reject_object(&state, key, e).await),
+        },
     };
     let video = videos::mark_stored(&state.pool, tenant.id, id, &stored).await?;
     match video {
@@ -244,4 +278,16 @@ pub async fn complete(State(state): State<AppState>, AuthTenant(tenant): AuthTen
         // Completed concurrently by another request: return what is stored.
         None => Ok(Json(videos::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("video"))?)),
     }
+}
+
+fn checksum_detail(expected: &str, found: &str) -> String {
+    format!("the uploaded bytes have SHA-256 {found} but {expected} was declared; upload again")
+}
+
+/// Deletes an upload that is not what was declared and says why.
+async fn refuse(state: &AppState, key: &str, code: &'static str, detail: String) -> ApiError {
+    if let Err(e) = state.store.delete(key).await {
+        tracing::warn!(error = %e, key, "could not remove an upload that is not what was declared");
+    }
+    ApiError::invalid(code, detail)
 }

@@ -87,45 +87,58 @@ pub async fn insert_stored(
     .await
 }
 
-/// Inserts a video awaiting a presigned upload of `declared_size` bytes.
+/// What a client declared when it asked for a presigned upload.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeclaredUpload {
+    /// Size in bytes (at least 1).
+    #[sqlx(rename = "declared_size")]
+    pub size_bytes: i64,
+    /// Lower-case hex SHA-256 of the bytes, when the client declared one.
+    #[sqlx(rename = "declared_sha256")]
+    pub sha256: Option<String>,
+}
+
+/// Inserts a video awaiting a presigned upload as `declared`.
 pub async fn insert_pending(
     db: impl PgExecutor<'_>,
     id: Uuid,
     tenant_id: Uuid,
     object_key: &str,
     content_type: Option<&str>,
-    declared_size: i64,
+    declared: &DeclaredUpload,
 ) -> Result<Video, DbError> {
-    // Checked at run time: the column is newer than the committed offline query data.
+    // Checked at run time: the columns are newer than the committed offline query data.
     timed(
         "videos.insert_pending",
         sqlx::query_as::<_, Video>(
-            r#"INSERT INTO videos (id, tenant_id, object_key, status, content_type, declared_size)
-               VALUES ($1, $2, $3, 'pending', $4, $5)
+            r#"INSERT INTO videos (id, tenant_id, object_key, status, content_type, declared_size, declared_sha256)
+               VALUES ($1, $2, $3, 'pending', $4, $5, $6)
                RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at"#,
         )
         .bind(id)
         .bind(tenant_id)
         .bind(object_key)
         .bind(content_type)
-        .bind(declared_size)
+        .bind(declared.size_bytes)
+        .bind(declared.sha256.as_deref())
         .fetch_one(db),
     )
     .await
 }
 
-/// The size declared for a tenant's presigned upload; `None` for streamed uploads (and
+/// What was declared for a tenant's presigned upload; `None` for streamed uploads (and
 /// unknown ids).
-pub async fn declared_size(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<i64>, DbError> {
-    let size = timed(
-        "videos.declared_size",
-        sqlx::query_scalar::<_, Option<i64>>("SELECT declared_size FROM videos WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(db),
+pub async fn declared(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<DeclaredUpload>, DbError> {
+    timed(
+        "videos.declared",
+        sqlx::query_as::<_, DeclaredUpload>(
+            "SELECT declared_size, declared_sha256 FROM videos WHERE tenant_id = $1 AND id = $2 AND declared_size IS NOT NULL",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(db),
     )
-    .await?;
-    Ok(size.flatten())
+    .await
 }
 
 /// A pending upload past its time to live.

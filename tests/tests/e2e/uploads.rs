@@ -1,6 +1,6 @@
 //! Upload hardening: slow and stalled bodies are cut off with 408 and leave nothing stored, a
-//! tenant's concurrent uploads are capped, presigned PUTs are bound to their declared size, and
-//! pending uploads expire with their bytes.
+//! tenant's concurrent uploads are capped, presigned PUTs are bound to their declared size (and
+//! SHA-256, which storage verifies), and pending uploads expire with their bytes.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -332,6 +332,171 @@ async fn presigned_uploads_need_a_size_and_are_bound_to_it() {
     let problem: Value = done.json().await.expect("json");
     assert_eq!(problem["code"], "size_mismatch");
     assert_eq!(store.size(&key).await.expect("head"), None, "the wrong-sized object was removed");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_upload_of_many_parts_is_stored_whole_with_the_sha256_of_its_bytes() {
+    use sha2::{Digest as _, Sha256};
+
+    let env = TestEnv::new().await;
+    let mut settings = env.api_settings();
+    // Small parts and two in flight, so part buffers are sent, given back and filled again.
+    settings.storage.part_size_bytes = 5 * 1024 * 1024;
+    settings.storage.upload_concurrency = 2;
+    let app = TestApp::spawn(&env, settings).await;
+    // A clip's header, then words that each hold their own position: a part sent twice, out
+    // of order or overwritten while in flight changes the bytes stored.
+    let mut body = sample_clip();
+    body.extend((0u32..6 * 1024 * 1024).flat_map(u32::to_le_bytes));
+    body.truncate(23 * 1024 * 1024 + 12_345);
+    let sha256 = hex::encode(Sha256::digest(&body));
+
+    let resp =
+        app.http.post(app.url("/v1/videos")).bearer_auth(&app.key).header("content-type", "video/mp4").body(body.clone()).send().await.expect("sent");
+
+    assert_eq!(resp.status(), 201);
+    let video: Value = resp.json().await.expect("json");
+    assert_eq!(video["sha256"], sha256);
+    assert_eq!(video["size_bytes"], body.len());
+    let store = reelq_shared::storage::Store::new(&env.storage);
+    let stored = store.inspect(&format!("uploads/{}/{}", app.tenant_id, video["id"].as_str().expect("id"))).await.expect("stored");
+    assert_eq!(stored.sha256, sha256, "the stored bytes are the bytes sent");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presigned_uploads_with_a_declared_sha256_are_checked_by_storage_not_read_again() {
+    use base64::Engine as _;
+    use sha2::{Digest as _, Sha256};
+
+    let env = TestEnv::new().await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let store = reelq_shared::storage::Store::new(&env.storage);
+    let clip = sample_clip();
+    let digest = Sha256::digest(&clip);
+    let declared = hex::encode(digest);
+    // Same length and container, one byte different near the end.
+    let mut tampered = clip.clone();
+    let last = tampered.len() - 10;
+    tampered[last] ^= 0xFF;
+    let slot = |sha256: Value| {
+        let body = json!({ "size_bytes": clip.len(), "content_type": "video/mp4", "sha256": sha256 });
+        let req = app.http.post(app.url("/v1/uploads")).bearer_auth(&app.key).json(&body);
+        async move { req.send().await.expect("sent") }
+    };
+    let put = |slot: &Value, body: Vec<u8>, with_headers: bool| {
+        let mut req = reqwest::Client::new().put(slot["upload_url"].as_str().expect("url")).body(body);
+        for (k, v) in slot["headers"].as_object().expect("headers") {
+            if with_headers || k != "x-amz-checksum-sha256" {
+                req = req.header(k.as_str(), v.as_str().expect("string"));
+            }
+        }
+        async move { req.send().await.expect("sent") }
+    };
+    let complete = |slot: &Value| app.http.post(app.url(slot["complete_url"].as_str().expect("url"))).bearer_auth(&app.key).send();
+    let key_of = |slot: &Value| format!("uploads/{}/{}", app.tenant_id, slot["video_id"].as_str().expect("id"));
+    let s3_calls = || async {
+        let text = app.http.get(app.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+        let calls = |op: &str| metric(&text, &format!("reelq_s3_call_duration_seconds_count{{op=\"{op}\",outcome=\"ok\"}}"));
+        (calls("inspect"), calls("sniff"))
+    };
+
+    // A declared sha256 must be 64 hex digits; nothing is created otherwise.
+    for bad in [json!("abc"), json!(format!("{declared}00")), json!(format!("g{}", &declared[1..])), json!(12)] {
+        let resp = slot(bad.clone()).await;
+        assert_eq!(resp.status(), 422, "{bad}");
+        let problem: Value = resp.json().await.expect("json");
+        assert!(problem["code"] == "invalid_sha256" || problem["code"] == "invalid_json", "{bad}: {problem}");
+    }
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM videos").await, 0);
+
+    // The slot names the checksum header to send, and the URL is signed for it.
+    let good: Value = slot(json!(declared.to_uppercase())).await.json().await.expect("json");
+    assert_eq!(good["headers"]["x-amz-checksum-sha256"], base64::engine::general_purpose::STANDARD.encode(digest));
+    assert_eq!(good["headers"]["content-length"], clip.len().to_string());
+    let resp = put(&good, clip.clone(), false).await;
+    assert!(resp.status().is_client_error(), "a PUT without the declared checksum header was {}", resp.status());
+    assert_eq!(store.size(&key_of(&good)).await.expect("head"), None);
+
+    // Bytes that match: completion asks storage for the checksum it kept and reads only the
+    // first bytes, and records the declared sha256.
+    let resp = put(&good, clip.clone(), true).await;
+    assert!(resp.status().is_success(), "matching PUT: {}", resp.text().await.unwrap_or_default());
+    let (inspected, sniffed) = s3_calls().await;
+    let done = complete(&good).await.expect("sent");
+    assert_eq!(done.status(), 200);
+    let video: Value = done.json().await.expect("json");
+    assert_eq!(video["status"], "stored");
+    assert_eq!(video["sha256"], declared);
+    assert_eq!(video["size_bytes"], clip.len());
+    assert_eq!(video["container"], "mp4");
+    assert_eq!(s3_calls().await, (inspected, sniffed + 1.0), "completion read the object only for its container");
+
+    // Bytes that do not match the declared sha256: storage refuses them and keeps nothing, and
+    // the video cannot be completed.
+    let bad: Value = slot(json!(declared)).await.json().await.expect("json");
+    let resp = put(&bad, tampered.clone(), true).await;
+    assert!(resp.status().is_client_error(), "a PUT of other bytes was {}", resp.status());
+    assert_eq!(store.size(&key_of(&bad)).await.expect("head"), None, "the refused bytes were not kept");
+    let done = complete(&bad).await.expect("sent");
+    assert_eq!(done.status(), 422);
+    let problem: Value = done.json().await.expect("json");
+    assert_eq!(problem["code"], "upload_missing");
+    let row: Value = app
+        .http
+        .get(app.url(&format!("/v1/videos/{}", bad["video_id"].as_str().expect("id"))))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(row["status"], "pending");
+    let job = app
+        .http
+        .post(app.url("/v1/jobs"))
+        .bearer_auth(&app.key)
+        .json(&json!({ "video_id": bad["video_id"], "analyses": ["probe"] }))
+        .send()
+        .await
+        .expect("sent");
+    assert!(job.status().is_client_error(), "a job on the refused upload was {}", job.status());
+
+    // Other bytes PUT after the right ones on the same URL: whatever storage keeps, the
+    // recorded sha256 is that of the bytes stored.
+    let twice: Value = slot(json!(declared)).await.json().await.expect("json");
+    assert!(put(&twice, clip.clone(), true).await.status().is_success());
+    assert!(put(&twice, tampered.clone(), true).await.status().is_client_error());
+    let done = complete(&twice).await.expect("sent");
+    if done.status() == 200 {
+        let video: Value = done.json().await.expect("json");
+        let stored = store.inspect(&key_of(&twice)).await.expect("stored");
+        assert_eq!(video["sha256"], json!(stored.sha256));
+    } else {
+        assert_eq!(done.status(), 422);
+        assert_eq!(store.size(&key_of(&twice)).await.expect("head"), None);
+    }
+
+    // Storage that keeps no checksum (the object arrives behind the signature's back):
+    // completion hashes the bytes itself and holds them to the declaration.
+    let unchecked: Value = slot(json!(declared)).await.json().await.expect("json");
+    store.put_bytes(&key_of(&unchecked), tampered.clone(), "video/mp4").await.expect("stored");
+    let done = complete(&unchecked).await.expect("sent");
+    assert_eq!(done.status(), 422);
+    let problem: Value = done.json().await.expect("json");
+    assert_eq!(problem["code"], "checksum_mismatch");
+    assert_eq!(store.size(&key_of(&unchecked)).await.expect("head"), None, "the mismatching object was removed");
+    let unchecked: Value = slot(json!(declared)).await.json().await.expect("json");
+    store.put_bytes(&key_of(&unchecked), clip.clone(), "video/mp4").await.expect("stored");
+    let done = complete(&unchecked).await.expect("sent");
+    assert_eq!(done.status(), 200);
+    let video: Value = done.json().await.expect("json");
+    assert_eq!(video["sha256"], declared);
+
     app.stop().await;
     env.cleanup().await;
 }
