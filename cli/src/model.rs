@@ -78,8 +78,18 @@ pub struct Job {
     pub finished_at: Option<String>,
     /// By analysis name; present once the job has succeeded.
     pub results: Option<BTreeMap<String, AnalysisResult>>,
+    /// Where the finishing attempt's time went, stage by stage; present once it has succeeded.
+    #[serde(default)]
+    pub timings: Option<Vec<StageTime>>,
     #[serde(skip)]
     pub raw: Value,
+}
+
+/// One stage of a job and its wall time.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StageTime {
+    pub stage: String,
+    pub ms: u64,
 }
 
 impl Job {

@@ -64,6 +64,14 @@ pub fn job(job: &Job) -> String {
             }
         }
     }
+    if let Some(timings) = job.timings.as_ref().filter(|t| !t.is_empty()) {
+        out.push_str("\ntimings\n");
+        for t in timings {
+            let _ = writeln!(out, "  {:<15} {:>7.2} s", t.stage, t.ms as f64 / 1000.0);
+        }
+        let total: u64 = timings.iter().map(|t| t.ms).sum();
+        let _ = writeln!(out, "  {:<15} {:>7.2} s", "total", total as f64 / 1000.0);
+    }
     out
 }
 
@@ -303,7 +311,8 @@ mod tests {
                     "audio": {"index": 1, "codec": "aac", "sample_rate": 44100, "channels": 1, "sample_format": "fltp"},
                     "streams": [{"index": 0, "kind": "video", "codec": "h264"}, {"index": 1, "kind": "audio", "codec": "aac"}]
                 }, "model_versions": {}}
-            }
+            },
+            "timings": [{"stage": "download", "ms": 40}, {"stage": "inspect", "ms": 12}, {"stage": "probe", "ms": 1}, {"stage": "noop", "ms": 1005}]
         }))
         .expect("parses")
     }
@@ -340,6 +349,13 @@ noop
   {
     \"waited_ms\": 5
   }
+
+timings
+  download           0.04 s
+  inspect            0.01 s
+  probe              0.00 s
+  noop               1.00 s
+  total              1.06 s
 ";
         assert_eq!(text, expected);
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -43,6 +43,20 @@ pub struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub results: Option<BTreeMap<String, ResultView>>,
+    /// Where the time went on the attempt that finished the job, in the order the stages ran:
+    /// `download`, `inspect` (the probe that checks the limits), `decode`, then each analysis it
+    /// ran. Succeeded jobs only; an analysis finished by an earlier attempt is not in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Vec<StageTiming>>,
+}
+
+/// One stage of a job and its wall time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StageTiming {
+    /// `download`, `inspect`, `decode`, or the name of an analysis.
+    pub stage: String,
+    /// Wall time in milliseconds.
+    pub ms: u64,
 }
 
 /// A job's error.
@@ -94,6 +108,7 @@ mod tests {
             started_at: Some(at("2026-12-03T10:00:01Z")),
             finished_at: Some(at("2026-12-03T10:00:05Z")),
             results: Some(results),
+            timings: Some(vec![StageTiming { stage: "download".into(), ms: 12 }, StageTiming { stage: "probe".into(), ms: 3 }]),
         };
         let golden = json!({
             "id": "00000000-0000-0000-0000-000000000001",
@@ -111,7 +126,8 @@ mod tests {
             "updated_at": "2026-12-03T10:00:05Z",
             "started_at": "2026-12-03T10:00:01Z",
             "finished_at": "2026-12-03T10:00:05Z",
-            "results": { "probe": { "payload": { "duration_secs": 3.0 }, "model_versions": [] } }
+            "results": { "probe": { "payload": { "duration_secs": 3.0 }, "model_versions": [] } },
+            "timings": [{ "stage": "download", "ms": 12 }, { "stage": "probe", "ms": 3 }]
         });
         assert_eq!(serde_json::to_value(&view).expect("json"), golden);
 
@@ -120,10 +136,11 @@ mod tests {
             status: JobStatus::Failed,
             error: Some(JobErrorView { code: Some("invalid_media".into()), message: "not a video".into() }),
             results: None,
+            timings: None,
             ..view
         };
         let doc = serde_json::to_value(&failed).expect("json");
         assert_eq!(doc["error"], json!({ "code": "invalid_media", "message": "not a video" }));
-        assert!(doc.get("results").is_none(), "{doc}");
+        assert!(doc.get("results").is_none() && doc.get("timings").is_none(), "{doc}");
     }
 }

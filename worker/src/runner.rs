@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use reelq_shared::db::jobs::{self, ClaimOutcome, JobRecord, Lease};
+use reelq_shared::db::jobs::{self, ClaimOutcome, JobRecord, Lease, StageTiming};
 use reelq_shared::db::results::{self, NewResult};
 use reelq_shared::db::{self, DbError, videos};
 use reelq_shared::domain::{Analysis, JobErrorCode, JobMessage};
@@ -272,7 +272,7 @@ impl JobRunner {
         // The heartbeat keeps the lease while the outcome is written, which may wait out a
         // database outage; the job's own work is over, so nothing else watches `cancel` now.
         let disposition = match outcome {
-            Ok(Ok(last)) => self.complete(&job, &lease, last).await,
+            Ok(Ok((last, timings))) => self.complete(&job, &lease, last, &timings).await,
             Ok(Err(JobError::Stopped(why))) => {
                 tracing::info!(why, "job stopped; nothing more written");
                 Disposition::Ack
@@ -301,7 +301,8 @@ impl JobRunner {
         lease: &Lease,
         progress: &Arc<Mutex<Progress>>,
         cancel: &CancellationToken,
-    ) -> Result<Vec<NewResult>, JobError> {
+    ) -> Result<(Vec<NewResult>, Vec<StageTiming>), JobError> {
+        let mut timings = Timings::default();
         let mut analyses = Vec::with_capacity(job.analyses.len());
         for name in &job.analyses {
             let a = Analysis::parse(name).ok_or_else(|| JobError::Fatal {
@@ -334,12 +335,15 @@ impl JobRunner {
                 () = cancel.cancelled() => return Err(JobError::Stopped("cancelled")),
             }
             metrics::get().stage_seconds.with_label_values(&["download"]).observe(started.elapsed().as_secs_f64());
+            timings.add("download", started);
             // Every media analysis starts from the probe, which also enforces the limits
             // before anything is decoded.
             set_progress(progress, 0.1, "probe");
             let limits = self.settings.media.clone();
             let probe_path = path.clone();
+            let started = Instant::now();
             let found = run_blocking(move || probe::probe(&probe_path, &limits)).instrument(tracing::info_span!("stage", stage = "probe")).await??;
+            timings.add("inspect", started);
             media = Some(Media { _dir: dir, path, probe: found });
         }
 
@@ -359,10 +363,12 @@ impl JobRunner {
                 trending: if plan.trending { self.trending().await.to_vec() } else { Vec::new() },
             };
             let (pipeline, stop, wanted) = (self.pipeline.clone(), cancel.clone(), todo.clone());
-            let started = run_blocking(move || pipeline.start(input, &wanted, &|| stop.is_cancelled()))
+            let started = Instant::now();
+            let decoded = run_blocking(move || pipeline.start(input, &wanted, &|| stop.is_cancelled()))
                 .instrument(tracing::info_span!("stage", stage = "decode"))
                 .await??;
-            session = Some(started);
+            timings.add("decode", started);
+            session = Some(decoded);
         }
 
         let total = todo.len().max(1) as f32;
@@ -382,12 +388,14 @@ impl JobRunner {
             }
             set_progress(progress, 0.25 + 0.7 * (i as f32 / total), analysis.as_str());
             let stage_span = tracing::info_span!("stage", stage = analysis.as_str());
+            let started = Instant::now();
             let out = self.run_analysis(*analysis, job, &options, &mut session, cancel).instrument(stage_span).await?;
+            timings.add(analysis.as_str(), started);
             pending.push(NewResult { analysis: analysis.as_str().to_owned(), payload: out.payload, model_versions: out.models });
         }
         drop(session);
         drop(media);
-        Ok(pending)
+        Ok((pending, timings.0))
     }
 
     /// Copies the model pack from storage on first need; a failure is retried with the job.
@@ -476,9 +484,9 @@ impl JobRunner {
         }
     }
 
-    async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>) -> Disposition {
+    async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>, timings: &[StageTiming]) -> Disposition {
         // A failed write is retried, not the analysis: the results are in hand.
-        match self.deps.persist("jobs.complete", || jobs::complete(&self.pool, lease, &last)).await {
+        match self.deps.persist("jobs.complete", || jobs::complete(&self.pool, lease, &last, timings)).await {
             Ok(true) => {
                 metrics::get().jobs_finished.with_label_values(&["succeeded", ""]).inc();
                 tracing::info!("job succeeded");
@@ -598,5 +606,15 @@ async fn heartbeat(pool: PgPool, lease: Lease, ttl: Duration, every: Duration, p
             // A missed beat is survivable while the lease lasts; the next one may succeed.
             Err(e) => tracing::warn!(job_id = %lease.job_id, error = %e, "heartbeat failed"),
         }
+    }
+}
+
+/// The stages of one attempt, in the order they ran.
+#[derive(Default)]
+struct Timings(Vec<StageTiming>);
+
+impl Timings {
+    fn add(&mut self, stage: &str, started: Instant) {
+        self.0.push(StageTiming { stage: stage.to_owned(), ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX) });
     }
 }

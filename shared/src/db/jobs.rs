@@ -14,7 +14,7 @@ use super::results::{NewResult, ResultRecord};
 use super::{DbError, timed};
 use crate::domain::{JobErrorCode, JobStatus};
 /// The views live in `reelq-core`; re-exported so `db::jobs::JobView` paths keep working.
-pub use reelq_core::views::{JobErrorView, JobView, ResultView};
+pub use reelq_core::views::{JobErrorView, JobView, ResultView, StageTiming};
 
 /// A job row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -43,6 +43,8 @@ pub struct JobRecord {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// `[{stage, ms}]` of the attempt that finished the job; see [`StageTiming`].
+    pub timings: Option<serde_json::Value>,
 }
 
 impl JobRecord {
@@ -371,9 +373,11 @@ pub async fn lost_retries(db: impl PgExecutor<'_>, grace: Duration, limit: i64) 
     Ok(rows.into_iter().map(|r| (r.id, r.tenant_id, r.priority)).collect())
 }
 
-/// Marks a job succeeded, writing its last results and scheduling its webhook, all in one
-/// statement fenced by the lease. `false` means the lease was lost and nothing changed.
-pub async fn complete(db: impl PgExecutor<'_>, lease: &Lease, results: &[NewResult]) -> Result<bool, DbError> {
+/// Marks a job succeeded, writing its last results, where its time went and its webhook, all in
+/// one statement fenced by the lease. `false` means the lease was lost and nothing changed.
+pub async fn complete(db: impl PgExecutor<'_>, lease: &Lease, results: &[NewResult], timings: &[StageTiming]) -> Result<bool, DbError> {
+    // A list of names and integers always serialises.
+    let timings = (!timings.is_empty()).then(|| serde_json::to_value(timings).ok()).flatten();
     let analyses: Vec<String> = results.iter().map(|r| r.analysis.clone()).collect();
     let payloads: Vec<serde_json::Value> = results.iter().map(|r| r.payload.clone()).collect();
     let versions: Vec<serde_json::Value> = results.iter().map(|r| r.model_versions.clone()).collect();
@@ -382,7 +386,7 @@ pub async fn complete(db: impl PgExecutor<'_>, lease: &Lease, results: &[NewResu
         sqlx::query_scalar!(
             r#"WITH j AS (
                    UPDATE jobs SET status = 'succeeded', progress = 1, stage = NULL, error_code = NULL, error_message = NULL,
-                                   lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+                                   lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now(), timings = $7
                    WHERE id = $1 AND lease_token = $2 AND status = 'running'
                    RETURNING id, attempt, callback_url
                ), r AS (
@@ -403,7 +407,8 @@ pub async fn complete(db: impl PgExecutor<'_>, lease: &Lease, results: &[NewResu
             &analyses,
             &payloads,
             &versions,
-            Uuid::now_v7()
+            Uuid::now_v7(),
+            timings
         )
         .fetch_optional(db),
     )
@@ -465,6 +470,7 @@ pub async fn stale_leases(db: impl PgExecutor<'_>, grace: Duration, limit: i64) 
 pub fn view(job: JobRecord, results: Vec<ResultRecord>) -> JobView {
     let status = job.status();
     let error = job.error_message.map(|message| JobErrorView { code: job.error_code, message });
+    let timings = job.timings.filter(|_| status == JobStatus::Succeeded).and_then(|t| serde_json::from_value(t).ok());
     let results = (status == JobStatus::Succeeded)
         .then(|| results.into_iter().map(|r| (r.analysis, ResultView { payload: r.payload, model_versions: r.model_versions })).collect());
     JobView {
@@ -484,6 +490,7 @@ pub fn view(job: JobRecord, results: Vec<ResultRecord>) -> JobView {
         started_at: job.started_at,
         finished_at: job.finished_at,
         results,
+        timings,
     }
 }
 

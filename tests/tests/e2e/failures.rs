@@ -181,12 +181,12 @@ async fn stale_lease_cannot_overwrite_a_job_another_worker_finished() {
     };
     assert_eq!(fresh.attempt, stale.attempt + 1);
     let result = |v: &str| vec![NewResult { analysis: "noop".into(), payload: json!({ "by": v }), model_versions: json!({}) }];
-    assert!(jobs::complete(&env.pool, &fresh, &result("fresh")).await.expect("complete"));
+    assert!(jobs::complete(&env.pool, &fresh, &result("fresh"), &[]).await.expect("complete"));
 
     // The stale holder wakes up and tries to write and to end the job.
     let mut tx = env.pool.begin().await.expect("tx");
     assert!(!results::upsert_fenced(&mut tx, &stale, &result("stale")).await.expect("fenced"));
-    assert!(!jobs::complete(&mut *tx, &stale, &result("stale")).await.expect("fenced"));
+    assert!(!jobs::complete(&mut *tx, &stale, &result("stale"), &[]).await.expect("fenced"));
     assert!(!jobs::fail(&mut *tx, &stale, reelq_shared::domain::JobErrorCode::Timeout, "late").await.expect("fenced"));
     assert!(!jobs::heartbeat(&mut *tx, &stale, ttl, 0.5, "late").await.expect("fenced"));
     tx.commit().await.expect("commit");

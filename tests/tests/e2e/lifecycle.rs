@@ -39,6 +39,14 @@ async fn uploaded_clip_is_probed_end_to_end() {
     let duration = probe["duration_secs"].as_f64().expect("duration");
     assert!((duration - 2.0).abs() < 0.1, "duration {duration}");
     assert!(probe["container"].as_str().expect("container").contains("mp4"));
+    // Where the time went, stage by stage, within the attempt's own span.
+    let timings = done["timings"].as_array().expect("timings");
+    let stages: Vec<&str> = timings.iter().filter_map(|t| t["stage"].as_str()).collect();
+    assert_eq!(stages, ["download", "inspect", "decode", "probe"], "{done:#}");
+    let spent: u64 = timings.iter().map(|t| t["ms"].as_u64().expect("ms")).sum();
+    let at = |k: &str| done[k].as_str().expect(k).parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+    let attempt_ms = (at("finished_at") - at("started_at")).num_milliseconds();
+    assert!(spent as i64 <= attempt_ms + 1, "{spent} ms of stages within an attempt of {attempt_ms} ms");
     assert_eq!(count(&env.pool, "SELECT count(*) FROM results").await, 1);
     assert_eq!(count(&env.pool, "SELECT count(*) FROM outbox").await, 0, "outbox drained");
 
