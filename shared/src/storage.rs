@@ -591,35 +591,35 @@ impl Store {
         sha256: Option<&[u8; 32]>,
     ) -> Result<PresignedPut, StorageError> {
         let length = i64::try_from(content_length).map_err(|_| StorageError::Service { op: "presign", message: "length out of range".into() })?;
-        let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(|e| StorageError::Service { op: "presign", message: e.to_string() })?;
-        let req = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_content_type(content_type.map(str::to_owned))
-            .content_length(length)
-            .set_checksum_sha256(sha256.map(|d| base64::engine::general_purpose::STANDARD.encode(d)))
-            .presigned(cfg)
-            .await
-            .map_err(|e| StorageError::service("presign_put", e))?;
+        let req = self.presigned_put(key, content_type, Some(length), sha256.map(|d| base64::engine::general_purpose::STANDARD.encode(d))).await?;
         let headers = req.headers().map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned())).collect();
         Ok(PresignedPut { url: req.uri().to_owned(), headers })
     }
 
     async fn presign_put_with_length(&self, key: &str, content_type: Option<&str>, length: Option<i64>) -> Result<String, StorageError> {
+        Ok(self.presigned_put(key, content_type, length, None).await?.uri().to_owned())
+    }
+
+    /// A PUT of `key` presigned for this store's lifetime, for the length and base64 SHA-256
+    /// given.
+    async fn presigned_put(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        length: Option<i64>,
+        sha256: Option<String>,
+    ) -> Result<aws_sdk_s3::presigning::PresignedRequest, StorageError> {
         let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(|e| StorageError::Service { op: "presign", message: e.to_string() })?;
-        let req = self
-            .client
+        self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .set_content_type(content_type.map(str::to_owned))
             .set_content_length(length)
+            .set_checksum_sha256(sha256)
             .presigned(cfg)
             .await
-            .map_err(|e| StorageError::service("presign_put", e))?;
-        Ok(req.uri().to_owned())
+            .map_err(|e| StorageError::service("presign_put", e))
     }
 
     /// A presigned GET URL.
