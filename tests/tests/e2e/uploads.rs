@@ -505,7 +505,9 @@ async fn presigned_uploads_with_a_declared_sha256_are_checked_by_storage_not_rea
 async fn pending_uploads_expire_with_their_bytes() {
     let env = TestEnv::new().await;
     let mut settings = env.api_settings();
-    settings.storage.presign_ttl_secs = 1;
+    // A presigned URL's date has whole seconds, so a 1 s lifetime can end a moment after
+    // signing: 2 s leaves the PUTs below time to arrive.
+    settings.storage.presign_ttl_secs = 2;
     settings.api.pending_upload_ttl_secs = 3;
     settings.api.upload_sweep_interval_secs = 1;
     let ttl = Duration::from_secs(settings.api.pending_upload_ttl_secs);
