@@ -588,10 +588,10 @@ mod tests {
         let caption = |text: &str, y: &str, when: &str| {
             format!(",drawtext=text='{text}':fontsize=30:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=8:x=(w-text_w)/2:y={y}:enable='{when}'")
         };
-        // One frame a second over a turning gradient: a caption alone, then a second text above
-        // it, then another caption.
+        // One frame a second over drifting colour waves (computed, so the same on every run): a
+        // caption alone, then a second text above it, then another caption.
         let lavfi = format!(
-            "gradients=s={w}x{h}:r=1:speed=0.08:seed=3{}{}{}",
+            "nullsrc=s={w}x{h}:r=1,geq=r='128+90*sin((X+12*T)/50)':g='128+90*sin((Y+9*T)/70)':b='128+60*sin((X+Y+8*T)/90)',format=rgb24{}{}{}",
             caption("Boil the water first", "460", "lt(t,6)"),
             caption("Day two", "120", "between(t,3,5.9)"),
             caption("Then add the pasta", "460", "gte(t,6)"),
