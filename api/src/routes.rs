@@ -128,7 +128,12 @@ fn document_errors(path: &str, op: &mut Operation) {
 
 /// The API's routes and its OpenAPI document, from the same handler list.
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let uploads = OpenApiRouter::new().routes(routes!(videos::upload)).routes(routes!(jobs::submit)).layer(DefaultBodyLimit::disable());
+    // Routes that read their body themselves, each with its own limit.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(videos::upload))
+        .routes(routes!(jobs::submit))
+        .routes(routes!(jobs::submit_batch))
+        .layer(DefaultBodyLimit::disable());
     let rest = OpenApiRouter::new()
         .routes(routes!(videos::get_video))
         .routes(routes!(videos::presign))

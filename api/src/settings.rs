@@ -44,6 +44,8 @@ pub struct ApiSettings {
     pub request_timeout_secs: u64,
     /// Largest page of `GET /v1/jobs`.
     pub max_page_size: i64,
+    /// Most jobs one `POST /v1/jobs:batch` may carry.
+    pub max_batch_jobs: usize,
     /// Run the outbox relay in this process.
     pub run_relay: bool,
     /// How often each job event stream re-reads its job row, in milliseconds.
@@ -76,6 +78,7 @@ impl Default for ApiSettings {
             auth_cache_ttl_secs: 30,
             request_timeout_secs: 30,
             max_page_size: 200,
+            max_batch_jobs: 1000,
             run_relay: true,
             event_poll_ms: 300,
             max_event_streams: 512,
@@ -115,6 +118,9 @@ impl Validate for Settings {
         }
         if self.api.outbox_batch < 1 {
             return Err(ConfigError::invalid("api.outbox_batch", "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.api.max_batch_jobs) {
+            return Err(ConfigError::invalid("api.max_batch_jobs", "must be between 1 and 10000"));
         }
         if self.api.max_page_size < 1 {
             return Err(ConfigError::invalid("api.max_page_size", "must be at least 1"));

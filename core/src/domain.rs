@@ -457,13 +457,14 @@ pub enum MediaKind {
 }
 
 impl MediaKind {
+    /// The containers [`sniff_container`] names that hold an audio track; every other one is a
+    /// video. The job insert reads the same list, so the database and this type agree.
+    pub const AUDIO_CONTAINERS: [&'static str; 6] = ["mp3", "wav", "m4a", "aac", "flac", "ogg"];
+
     /// The kind of a container named by [`sniff_container`]. An MP4 or Matroska file holding
     /// only audio still counts as a video here; the worker's probe then finds no video stream.
     pub fn of_container(container: &str) -> Self {
-        match container {
-            "mp3" | "wav" | "m4a" | "aac" | "flac" | "ogg" => Self::Audio,
-            _ => Self::Video,
-        }
+        if Self::AUDIO_CONTAINERS.contains(&container) { Self::Audio } else { Self::Video }
     }
 
     /// Name used in responses.

@@ -12,6 +12,7 @@ use crate::config::DatabaseSettings;
 use crate::metrics;
 
 pub mod admin;
+pub mod batch;
 pub mod dead_letters;
 pub mod feedback;
 pub mod jobs;
@@ -51,6 +52,16 @@ pub enum DbError {
     /// The migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A statement that served several callers at once failed; each of them gets this error.
+    #[error(transparent)]
+    Shared(std::sync::Arc<DbError>),
+    /// The batcher that runs `query` for several callers at once has stopped (its process is
+    /// shutting down).
+    #[error("the batcher of `{query}` has stopped")]
+    Stopped {
+        /// Name of the query.
+        query: &'static str,
+    },
 }
 
 impl DbError {
@@ -58,6 +69,7 @@ impl DbError {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             Self::Query { source: sqlx::Error::Database(e), .. } => e.is_unique_violation(),
+            Self::Shared(e) => e.is_unique_violation(),
             _ => false,
         }
     }
@@ -66,6 +78,7 @@ impl DbError {
     pub fn sqlstate(&self) -> Option<String> {
         match self {
             Self::Query { source: sqlx::Error::Database(e), .. } => e.code().map(|c| c.into_owned()),
+            Self::Shared(e) => e.sqlstate(),
             _ => None,
         }
     }
@@ -75,9 +88,10 @@ impl DbError {
     /// with "try again" rather than as a defect.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Timeout { .. } => true,
+            Self::Timeout { .. } | Self::Stopped { .. } => true,
             Self::Query { source: sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed, .. } => true,
             Self::Query { .. } => self.is_connection_fault(),
+            Self::Shared(e) => e.is_transient(),
             Self::Migrate(_) => false,
         }
     }
@@ -94,6 +108,7 @@ impl DbError {
             Self::Query { source: sqlx::Error::Database(_), .. } => {
                 self.sqlstate().is_some_and(|c| matches!(c.as_str(), "57P01" | "57P02" | "57P03" | "40001" | "40P01") || c.starts_with("08"))
             }
+            Self::Shared(e) => e.is_connection_fault(),
             _ => false,
         }
     }

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub http_seconds: HistogramVec,
     /// `reelq_db_query_duration_seconds{query,outcome}`.
     pub db_query_seconds: HistogramVec,
+    /// `reelq_db_batch_size{query}`: how many callers one batched statement served.
+    pub db_batch_size: HistogramVec,
     /// `reelq_jobs_submitted_total{priority}`.
     pub jobs_submitted: IntCounterVec,
     /// `reelq_jobs_finished_total{status,code}`.
@@ -92,6 +94,13 @@ impl Metrics {
             http_requests: counter(&r, "reelq_http_requests_total", "HTTP requests served", &["route", "method", "status"]),
             http_seconds: histogram(&r, "reelq_http_request_duration_seconds", "HTTP request latency", &["route", "method"], FAST.to_vec()),
             db_query_seconds: histogram(&r, "reelq_db_query_duration_seconds", "Database call latency", &["query", "outcome"], FAST.to_vec()),
+            db_batch_size: histogram(
+                &r,
+                "reelq_db_batch_size",
+                "Callers served by one batched statement",
+                &["query"],
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
             jobs_submitted: counter(&r, "reelq_jobs_submitted_total", "Jobs accepted", &["priority"]),
             jobs_finished: counter(&r, "reelq_jobs_finished_total", "Jobs that reached a final state", &["status", "code"]),
             job_retries: counter(&r, "reelq_job_retries_total", "Attempts ended by a transient fault and retried", &["reason"]),

@@ -12,7 +12,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use reelq_shared::db::jobs::{self, ClaimOutcome, JobRecord, Lease, StageTiming};
+use reelq_shared::db::batch::Coalescer;
+use reelq_shared::db::jobs::{self, ClaimOutcome, Ending, Finish, JobRecord, Lease, StageTiming};
 use reelq_shared::db::results::{self, NewResult};
 use reelq_shared::db::{self, DbError, videos};
 use reelq_shared::domain::{Analysis, JobErrorCode, JobMessage};
@@ -33,6 +34,10 @@ mod mux;
 
 /// Most trending hashtags added to the suggestion vocabulary.
 const TRENDING_TAGS: i64 = 200;
+
+/// Most claims, or most job outcomes, one statement takes. Prefetch bounds how many a worker
+/// can have at once anyway; this keeps one statement's arrays and locks modest.
+const MAX_DB_BATCH: usize = 256;
 
 /// How a delivery must be settled once the runner is done with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +153,10 @@ pub struct JobRunner {
     registry: crate::registry::Registry,
     /// Whether PostgreSQL and storage are up; outcome writes wait for them.
     deps: Arc<Dependencies>,
+    /// Claims of deliveries that arrive together, in one statement.
+    claims: Coalescer<(uuid::Uuid, uuid::Uuid), ClaimOutcome>,
+    /// Outcomes of jobs that end together, in one statement; each still fenced by its lease.
+    finishes: Coalescer<Finish, bool>,
 }
 
 impl JobRunner {
@@ -161,6 +170,21 @@ impl JobRunner {
         );
         let registry = crate::registry::Registry::new(pool.clone(), store.clone(), Duration::from_millis(settings.inference.registry_refresh_ms));
         let deps = Dependencies::new(pool.clone(), store.clone(), Duration::from_millis(settings.worker.dependency_probe_ms));
+        let lease_ttl = Duration::from_millis(settings.worker.lease_ttl_ms);
+        let claims = Coalescer::spawn("jobs.claim", MAX_DB_BATCH, {
+            let pool = pool.clone();
+            move |wanted: Vec<(uuid::Uuid, uuid::Uuid)>| {
+                let pool = pool.clone();
+                async move { jobs::claim_many(&pool, &wanted, lease_ttl).await }
+            }
+        });
+        let finishes = Coalescer::spawn("jobs.finish", MAX_DB_BATCH, {
+            let pool = pool.clone();
+            move |outcomes: Vec<Finish>| {
+                let pool = pool.clone();
+                async move { jobs::finish_many(&pool, &outcomes).await }
+            }
+        });
         Self {
             pool,
             store,
@@ -172,6 +196,8 @@ impl JobRunner {
             trending: tokio::sync::Mutex::new(None),
             registry,
             deps,
+            claims,
+            finishes,
         }
     }
 
@@ -200,7 +226,7 @@ impl JobRunner {
     }
 
     async fn handle_in_span(&self, msg: &JobMessage) -> Disposition {
-        let claim = match jobs::claim(&self.pool, msg.job_id, msg.tenant_id, self.lease_ttl()).await {
+        let claim = match self.claims.call((msg.job_id, msg.tenant_id)).await {
             Ok(c) => c,
             Err(e) => {
                 // The database is the source of truth; without it nothing can be decided, so
@@ -486,7 +512,8 @@ impl JobRunner {
 
     async fn complete(&self, job: &JobRecord, lease: &Lease, last: Vec<NewResult>, timings: &[StageTiming]) -> Disposition {
         // A failed write is retried, not the analysis: the results are in hand.
-        match self.deps.persist("jobs.complete", || jobs::complete(&self.pool, lease, &last, timings)).await {
+        let done = Finish { lease: *lease, ending: Ending::Succeeded { results: last, timings: timings.to_vec() } };
+        match self.deps.persist("jobs.complete", || self.finishes.call(done.clone())).await {
             Ok(true) => {
                 metrics::get().jobs_finished.with_label_values(&["succeeded", ""]).inc();
                 tracing::info!("job succeeded");
@@ -501,7 +528,8 @@ impl JobRunner {
     }
 
     async fn fail(&self, job: &JobRecord, lease: &Lease, code: JobErrorCode, message: &str, dead_letter: bool) -> Disposition {
-        match self.deps.persist("jobs.fail", || jobs::fail(&self.pool, lease, code, message)).await {
+        let failed = Finish { lease: *lease, ending: Ending::Failed { code, message: message.to_owned() } };
+        match self.deps.persist("jobs.fail", || self.finishes.call(failed.clone())).await {
             Ok(true) => {
                 metrics::get().jobs_finished.with_label_values(&["failed", code.as_str()]).inc();
                 tracing::info!(code = code.as_str(), message, "job failed");

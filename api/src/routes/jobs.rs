@@ -25,6 +25,9 @@ use crate::routes::videos::{content_length, content_type, is_multipart};
 use crate::state::{AppState, AuthTenant};
 use crate::{extract, ingest, retry};
 
+mod batch;
+pub use batch::*;
+
 /// Header making submissions safe to retry.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
@@ -160,7 +163,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Hash of what a request asks for, to tell an idempotent replay from a conflicting reuse.
-fn request_hash(req: &JobRequest, file_sha256: Option<&str>) -> String {
+pub(crate) fn request_hash(req: &JobRequest, file_sha256: Option<&str>) -> String {
     let analyses: BTreeSet<&str> = req.analyses.iter().map(|a| a.as_str()).collect();
     let canonical = serde_json::json!({
         "video": file_sha256.map(str::to_owned).or_else(|| req.video_id.map(|v| v.to_string())),
@@ -234,6 +237,40 @@ async fn create_job(
     {
         return replay(state, existing, request_hash).await;
     }
+    let (job, message, headers) = prepare(state, tenant_id, video_id, job_id, request, idem, request_hash).await?;
+    let inserted = match jobs::insert_with_message(&state.pool, &job, &message, &headers).await {
+        Ok(Some(r)) => r,
+        // Only now, on the rare refusal, find out why: one round trip less per submission.
+        Ok(None) => return Err(why_refused(videos::get(&state.pool, tenant_id, video_id).await?.as_ref())),
+        Err(e) if e.is_unique_violation() => {
+            if let Some(key) = idem {
+                // Lost a race with a concurrent request carrying the same key.
+                let existing = jobs::by_idempotency_key(&state.pool, tenant_id, key).await?.ok_or(ApiError::Internal("idempotent job vanished".into()))?;
+                return replay(state, existing, request_hash).await;
+            }
+            // A first try whose commit went through before its connection was lost.
+            let existing = jobs::get(&state.pool, tenant_id, job_id).await?.ok_or(ApiError::Database(e))?;
+            return Ok((jobs::view(existing, Vec::new()), true));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    metrics::get().jobs_submitted.with_label_values(&[request.priority.as_str()]).inc();
+    tracing::info!(job_id = %inserted.id, video_id = %video_id, priority = request.priority.as_str(), "job submitted");
+    Ok((jobs::view(inserted, Vec::new()), true))
+}
+
+/// Checks a job request the way every submission does (analyses, options, the `mux` track,
+/// the callback URL) and builds the row and its dispatch message. The video itself is checked
+/// by the insert.
+pub(crate) async fn prepare(
+    state: &AppState,
+    tenant_id: Uuid,
+    video_id: Uuid,
+    job_id: Uuid,
+    request: &JobRequest,
+    idem: Option<&str>,
+    request_hash: &str,
+) -> Result<(NewJob, serde_json::Value, serde_json::Value), ApiError> {
     let analyses: BTreeSet<Analysis> = request.analyses.iter().copied().collect();
     if analyses.is_empty() {
         return Err(ApiError::invalid("no_analyses", "ask for at least one analysis"));
@@ -252,7 +289,7 @@ async fn create_job(
     let wanted: Vec<Analysis> = analyses.iter().copied().collect();
     let options = JobOptions::parse(&request.options, &wanted).map_err(|e| ApiError::invalid(e.code, e.message))?;
     let mux = options.mux;
-    check_media(state, tenant_id, video_id, mux.as_ref()).await?;
+    check_media(state, tenant_id, mux.as_ref()).await?;
     if let Some(url) = &request.callback_url {
         webhook::check_callback_url(url, state.settings.webhooks.allow_private)
             .await
@@ -275,42 +312,26 @@ async fn create_job(
     };
     let message = serde_json::to_value(JobMessage { job_id: job.id, tenant_id }).unwrap_or_default();
     let headers = serde_json::to_value(&trace).unwrap_or_default();
-
-    let inserted = match jobs::insert_with_message(&state.pool, &job, &message, &headers).await {
-        Ok(Some(r)) => r,
-        // Only now, on the rare refusal, find out why: one round trip less per submission.
-        Ok(None) => {
-            return Err(match videos::get(&state.pool, tenant_id, video_id).await? {
-                None => ApiError::NotFound("video"),
-                Some(_) => ApiError::invalid("video_not_ready", "the video's upload has not been completed"),
-            });
-        }
-        Err(e) if e.is_unique_violation() => {
-            if let Some(key) = idem {
-                // Lost a race with a concurrent request carrying the same key.
-                let existing = jobs::by_idempotency_key(&state.pool, tenant_id, key).await?.ok_or(ApiError::Internal("idempotent job vanished".into()))?;
-                return replay(state, existing, request_hash).await;
-            }
-            // A first try whose commit went through before its connection was lost.
-            let existing = jobs::get(&state.pool, tenant_id, job_id).await?.ok_or(ApiError::Database(e))?;
-            return Ok((jobs::view(existing, Vec::new()), true));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    metrics::get().jobs_submitted.with_label_values(&[request.priority.as_str()]).inc();
-    tracing::info!(job_id = %inserted.id, video_id = %video_id, priority = request.priority.as_str(), "job submitted");
-    Ok((jobs::view(inserted, Vec::new()), true))
+    Ok((job, message, headers))
 }
 
-/// Refuses a job on an audio upload (only a `mux` track may be audio), and a `mux` whose track
-/// is not a stored upload of the same tenant (another tenant's id is simply not found).
-async fn check_media(state: &AppState, tenant_id: Uuid, video_id: Uuid, mux: Option<&MuxOptions>) -> Result<(), ApiError> {
-    // A missing video is refused by the insert itself, with a 404.
-    if let Some(video) = videos::get(&state.pool, tenant_id, video_id).await?
-        && video.kind() == Some(MediaKind::Audio)
-    {
-        return Err(ApiError::invalid("not_a_video", "this upload is an audio track: analyses need a video (an audio track can be options.mux.audio_id)"));
+/// Why the insert refused a job's video: it is not this tenant's (another tenant's id is simply
+/// not found), its upload is unfinished, or it is an audio track (only a `mux` track may be).
+/// The insert checks all three itself, so a submission reads the video only when refused.
+pub(crate) fn why_refused(video: Option<&videos::Video>) -> ApiError {
+    match video {
+        None => ApiError::NotFound("video"),
+        Some(v) if v.kind() == Some(MediaKind::Audio) => {
+            ApiError::invalid("not_a_video", "this upload is an audio track: analyses need a video (an audio track can be options.mux.audio_id)")
+        }
+        // Pending, or completed between the insert and this read: either way, not yet.
+        Some(_) => ApiError::invalid("video_not_ready", "the video's upload has not been completed"),
     }
+}
+
+/// Refuses a `mux` whose track is not a stored upload of the same tenant (another tenant's id
+/// is simply not found).
+async fn check_media(state: &AppState, tenant_id: Uuid, mux: Option<&MuxOptions>) -> Result<(), ApiError> {
     if let Some(m) = mux {
         let track = videos::get(&state.pool, tenant_id, m.audio_id).await?.ok_or(ApiError::NotFound("audio track"))?;
         if track.status != "stored" {

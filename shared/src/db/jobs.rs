@@ -4,15 +4,15 @@
 //! that worker is conditional on `status = 'running' AND lease_token = $token`, so a worker whose
 //! lease expired and was taken over (or whose job was cancelled) can no longer change the job.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::results::{NewResult, ResultRecord};
+use super::results::ResultRecord;
 use super::{DbError, timed};
-use crate::domain::{JobErrorCode, JobStatus};
+use crate::domain::{JobStatus, MediaKind};
+mod lease;
+pub use lease::*;
 /// The views live in `reelq-core`; re-exported so `db::jobs::JobView` paths keep working.
 pub use reelq_core::views::{JobErrorView, JobView, ResultView, StageTiming};
 
@@ -72,7 +72,7 @@ pub struct NewJob {
 
 /// Inserts a job together with its dispatch message in the outbox, and wakes the relay, in one
 /// statement (so one round trip and one implicit transaction). Nothing is inserted, and `None`
-/// returned, unless the job's video is a stored video of the same tenant.
+/// returned, unless the job's video is a stored video (not an audio track) of the same tenant.
 pub async fn insert_with_message(
     db: impl PgExecutor<'_>,
     job: &NewJob,
@@ -87,6 +87,7 @@ pub async fn insert_with_message(
                                      callback_url, idempotency_key, request_hash, trace_context)
                    SELECT $1, $2, v.id, 'queued', $4, $5, $6, $7, $8, $9, $10, $11
                    FROM videos v WHERE v.id = $3 AND v.tenant_id = $2 AND v.status = 'stored'
+                     AND (v.container IS NULL OR v.container <> ALL($15))
                    RETURNING *
                ), o AS (
                    INSERT INTO outbox (routing_key, payload, headers) SELECT j.priority, $12, $13 FROM j
@@ -109,7 +110,91 @@ pub async fn insert_with_message(
         .bind(message)
         .bind(headers)
         .bind(super::outbox::NOTIFY_CHANNEL)
+        .bind(&MediaKind::AUDIO_CONTAINERS[..])
         .fetch_optional(db),
+    )
+    .await
+}
+
+/// Inserts many jobs of one tenant with their dispatch messages (`messages[i]` is `jobs[i]`'s),
+/// and wakes the relay, in one statement. A job is inserted only when its video is a stored
+/// video (not an audio track) of the tenant and its id and idempotency key are new; the others
+/// are skipped, not refused, and the caller finds out why. Returns the inserted rows. The
+/// outbox rows follow the order given, so the jobs are dispatched in that order.
+pub async fn insert_many(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    jobs: &[NewJob],
+    messages: &[serde_json::Value],
+    headers: &serde_json::Value,
+) -> Result<Vec<JobRecord>, DbError> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let video_ids: Vec<Option<Uuid>> = jobs.iter().map(|j| j.video_id).collect();
+    // Analysis names are identifiers; a comma never occurs in one.
+    let analyses: Vec<String> = jobs.iter().map(|j| j.analyses.join(",")).collect();
+    let options: Vec<&serde_json::Value> = jobs.iter().map(|j| &j.options).collect();
+    let priorities: Vec<&str> = jobs.iter().map(|j| j.priority.as_str()).collect();
+    let callbacks: Vec<Option<&str>> = jobs.iter().map(|j| j.callback_url.as_deref()).collect();
+    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
+    let hashes: Vec<Option<&str>> = jobs.iter().map(|j| j.request_hash.as_deref()).collect();
+    let traces: Vec<&serde_json::Value> = jobs.iter().map(|j| &j.trace_context).collect();
+    let attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+    timed(
+        "jobs.insert_many",
+        sqlx::query_as::<_, JobRecord>(
+            r#"WITH u AS (
+                   SELECT * FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::text[],
+                                        $10::jsonb[], $11::jsonb[], $12::int4[])
+                     WITH ORDINALITY AS u(id, video_id, analyses, options, priority, callback_url, idempotency_key, request_hash,
+                                          trace_context, message, max_attempts, ord)
+               ), j AS (
+                   INSERT INTO jobs (id, tenant_id, video_id, status, analyses, options, priority, max_attempts,
+                                     callback_url, idempotency_key, request_hash, trace_context)
+                   SELECT u.id, $1, v.id, 'queued', string_to_array(u.analyses, ','), u.options, u.priority, u.max_attempts,
+                          u.callback_url, u.idempotency_key, u.request_hash, u.trace_context
+                   FROM u JOIN videos v ON v.id = u.video_id AND v.tenant_id = $1 AND v.status = 'stored'
+                                        AND (v.container IS NULL OR v.container <> ALL($13))
+                   ORDER BY u.ord
+                   ON CONFLICT DO NOTHING
+                   RETURNING *
+               ), o AS (
+                   INSERT INTO outbox (routing_key, payload, headers)
+                   SELECT j.priority, u.message, $14 FROM j JOIN u ON u.id = j.id ORDER BY u.ord
+               ), n AS (
+                   SELECT pg_notify($15, '') WHERE EXISTS (SELECT 1 FROM j)
+               )
+               SELECT j.* FROM j, n"#,
+        )
+        .bind(tenant_id)
+        .bind(&ids)
+        .bind(&video_ids)
+        .bind(&analyses)
+        .bind(&options)
+        .bind(&priorities)
+        .bind(&callbacks)
+        .bind(&keys)
+        .bind(&hashes)
+        .bind(&traces)
+        .bind(messages)
+        .bind(&attempts)
+        .bind(&MediaKind::AUDIO_CONTAINERS[..])
+        .bind(headers)
+        .bind(super::outbox::NOTIFY_CHANNEL)
+        .fetch_all(db),
+    )
+    .await
+}
+
+/// A tenant's jobs among `ids`, or with one of the idempotency `keys`: what a batch submission
+/// reads for the items its insert skipped.
+pub async fn by_ids_or_keys(db: impl PgExecutor<'_>, tenant_id: Uuid, ids: &[Uuid], keys: &[String]) -> Result<Vec<JobRecord>, DbError> {
+    timed(
+        "jobs.by_ids_or_keys",
+        sqlx::query_as!(JobRecord, "SELECT * FROM jobs WHERE tenant_id = $1 AND (id = ANY($2) OR idempotency_key = ANY($3))", tenant_id, ids, keys)
+            .fetch_all(db),
     )
     .await
 }
@@ -245,225 +330,6 @@ pub async fn cancel(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> Resul
         Some(job) => CancelOutcome::AlreadyFinished(job),
         None => CancelOutcome::NotFound,
     })
-}
-
-/// A lease a worker holds on a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
-    /// The job.
-    pub job_id: Uuid,
-    /// The fencing token.
-    pub token: Uuid,
-    /// The attempt number this lease belongs to.
-    pub attempt: i32,
-}
-
-/// Result of trying to take a job.
-#[derive(Debug)]
-pub enum ClaimOutcome {
-    /// The caller now holds the job. Boxed: a job row is large beside the other outcomes.
-    Claimed(Box<JobRecord>, Lease),
-    /// The job has ended; the message is a duplicate.
-    Finished(JobStatus),
-    /// Another worker holds a live lease; try again after it expires.
-    LeaseHeld,
-    /// The tenant already runs as many jobs as it may.
-    TenantAtCapacity,
-    /// No such job.
-    NotFound,
-}
-
-/// Takes a job for `lease_ttl`: a queued job, or a running one whose lease has lapsed (its
-/// worker died or is between retries). One round trip: `reelq_claim_job` locks the tenant row
-/// so the running-job cap holds exactly, and batch jobs leave one of the tenant's slots to
-/// interactive ones.
-pub async fn claim(pool: &PgPool, job_id: Uuid, tenant_id: Uuid, lease_ttl: Duration) -> Result<ClaimOutcome, DbError> {
-    let token = Uuid::new_v4();
-    let ttl_ms = lease_ttl.as_secs_f64() * 1000.0;
-    // A function returning rows of `jobs`: checked at run time, since the macros cannot see
-    // through the function's result type.
-    let claimed = timed(
-        "jobs.claim",
-        sqlx::query_as::<_, JobRecord>("SELECT * FROM reelq_claim_job($1, $2, $3, $4)")
-            .bind(job_id)
-            .bind(tenant_id)
-            .bind(token)
-            .bind(ttl_ms)
-            .fetch_optional(pool),
-    )
-    .await?;
-    if let Some(job) = claimed {
-        let lease = Lease { job_id, token, attempt: job.attempt };
-        return Ok(ClaimOutcome::Claimed(Box::new(job), lease));
-    }
-    Ok(match get_by_id(pool, job_id).await? {
-        None => ClaimOutcome::NotFound,
-        Some(job) if job.tenant_id != tenant_id => ClaimOutcome::NotFound,
-        Some(job) if job.status().is_terminal() => ClaimOutcome::Finished(job.status()),
-        Some(job) if job.status == "running" && job.lease_token.is_some() && job.lease_expires_at >= Some(Utc::now()) => ClaimOutcome::LeaseHeld,
-        Some(_) => ClaimOutcome::TenantAtCapacity,
-    })
-}
-
-/// Extends a lease and records progress. Returns `false` when the lease is lost (the job was
-/// cancelled, or taken over after this worker stalled): the worker must stop.
-pub async fn heartbeat(db: impl PgExecutor<'_>, lease: &Lease, lease_ttl: Duration, progress: f32, stage: &str) -> Result<bool, DbError> {
-    let ttl_ms = i64::try_from(lease_ttl.as_millis()).unwrap_or(i64::MAX);
-    let r = timed(
-        "jobs.heartbeat",
-        sqlx::query!(
-            r#"UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3::float8 / 1000.0),
-                              heartbeat_at = now(), progress = GREATEST(progress, $4), stage = $5, updated_at = now()
-               WHERE id = $1 AND lease_token = $2 AND status = 'running'"#,
-            lease.job_id,
-            lease.token,
-            ttl_ms as f64,
-            progress,
-            stage
-        )
-        .execute(db),
-    )
-    .await?;
-    Ok(r.rows_affected() == 1)
-}
-
-/// Gives a lease back after a transient fault so that the retry can claim at once, keeping the
-/// job `running` (it is still being worked on) and recording the fault. With `refund`, the
-/// attempt does not count: the fault was a dependency's outage, not the job's.
-pub async fn release_for_retry(db: impl PgExecutor<'_>, lease: &Lease, message: &str, refund: bool) -> Result<bool, DbError> {
-    let r = timed(
-        "jobs.release_for_retry",
-        sqlx::query!(
-            r#"UPDATE jobs SET lease_token = NULL, lease_expires_at = NULL, stage = 'waiting_to_retry',
-                              error_message = $3, updated_at = now(),
-                              attempt = CASE WHEN $4 THEN GREATEST(attempt - 1, 0) ELSE attempt END
-               WHERE id = $1 AND lease_token = $2 AND status = 'running'"#,
-            lease.job_id,
-            lease.token,
-            message,
-            refund
-        )
-        .execute(db),
-    )
-    .await?;
-    Ok(r.rows_affected() == 1)
-}
-
-/// Jobs released for a retry whose delayed message has not brought them back within `grace`
-/// (a message lost with a broker's disk, or refused during an upgrade): they are marked as
-/// re-dispatched (so one pass takes each) and returned as (id, tenant_id, priority) for the
-/// reaper to publish again. Safe with several reapers.
-pub async fn lost_retries(db: impl PgExecutor<'_>, grace: Duration, limit: i64) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
-    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    let rows = timed(
-        "jobs.lost_retries",
-        sqlx::query!(
-            r#"UPDATE jobs SET updated_at = now()
-               WHERE id IN (SELECT id FROM jobs
-                            WHERE status = 'running' AND lease_token IS NULL
-                              AND updated_at < now() - make_interval(secs => $1::float8 / 1000.0)
-                            ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-               RETURNING id, tenant_id, priority"#,
-            grace_ms as f64,
-            limit
-        )
-        .fetch_all(db),
-    )
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.tenant_id, r.priority)).collect())
-}
-
-/// Marks a job succeeded, writing its last results, where its time went and its webhook, all in
-/// one statement fenced by the lease. `false` means the lease was lost and nothing changed.
-pub async fn complete(db: impl PgExecutor<'_>, lease: &Lease, results: &[NewResult], timings: &[StageTiming]) -> Result<bool, DbError> {
-    // A list of names and integers always serialises.
-    let timings = (!timings.is_empty()).then(|| serde_json::to_value(timings).ok()).flatten();
-    let analyses: Vec<String> = results.iter().map(|r| r.analysis.clone()).collect();
-    let payloads: Vec<serde_json::Value> = results.iter().map(|r| r.payload.clone()).collect();
-    let versions: Vec<serde_json::Value> = results.iter().map(|r| r.model_versions.clone()).collect();
-    let done = timed(
-        "jobs.complete",
-        sqlx::query_scalar!(
-            r#"WITH j AS (
-                   UPDATE jobs SET status = 'succeeded', progress = 1, stage = NULL, error_code = NULL, error_message = NULL,
-                                   lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now(), timings = $7
-                   WHERE id = $1 AND lease_token = $2 AND status = 'running'
-                   RETURNING id, attempt, callback_url
-               ), r AS (
-                   INSERT INTO results (job_id, analysis, payload, model_versions, attempt)
-                   SELECT j.id, u.a, u.p, u.v, j.attempt FROM j, UNNEST($3::text[], $4::jsonb[], $5::jsonb[]) AS u(a, p, v)
-                   ON CONFLICT (job_id, analysis) DO UPDATE
-                     SET payload = EXCLUDED.payload, model_versions = EXCLUDED.model_versions,
-                         attempt = EXCLUDED.attempt, created_at = now()
-               ), w AS (
-                   INSERT INTO webhook_deliveries (id, job_id, url, payload)
-                   SELECT $6, j.id, j.callback_url, jsonb_build_object('event', 'job.succeeded') FROM j
-                   WHERE j.callback_url IS NOT NULL
-                   ON CONFLICT (job_id) DO NOTHING
-               )
-               SELECT id AS "id!" FROM j"#,
-            lease.job_id,
-            lease.token,
-            &analyses,
-            &payloads,
-            &versions,
-            Uuid::now_v7(),
-            timings
-        )
-        .fetch_optional(db),
-    )
-    .await?;
-    Ok(done.is_some())
-}
-
-/// Marks a job failed and schedules its webhook, in one statement fenced by the lease.
-/// `false` means the lease was lost and nothing changed.
-pub async fn fail(db: impl PgExecutor<'_>, lease: &Lease, code: JobErrorCode, message: &str) -> Result<bool, DbError> {
-    let done = timed(
-        "jobs.fail",
-        sqlx::query_scalar!(
-            r#"WITH j AS (
-                   UPDATE jobs SET status = 'failed', stage = NULL, error_code = $3, error_message = $4,
-                                   lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
-                   WHERE id = $1 AND lease_token = $2 AND status = 'running'
-                   RETURNING id, callback_url
-               ), w AS (
-                   INSERT INTO webhook_deliveries (id, job_id, url, payload)
-                   SELECT $5, j.id, j.callback_url, jsonb_build_object('event', 'job.failed') FROM j
-                   WHERE j.callback_url IS NOT NULL
-                   ON CONFLICT (job_id) DO NOTHING
-               )
-               SELECT id AS "id!" FROM j"#,
-            lease.job_id,
-            lease.token,
-            code.as_str(),
-            message,
-            Uuid::now_v7()
-        )
-        .fetch_optional(db),
-    )
-    .await?;
-    Ok(done.is_some())
-}
-
-/// Jobs whose worker stopped heartbeating more than `grace` ago, for the reaper to dispatch
-/// again. Returned rows are (id, tenant_id, priority).
-pub async fn stale_leases(db: impl PgExecutor<'_>, grace: Duration, limit: i64) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
-    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    let rows = timed(
-        "jobs.stale_leases",
-        sqlx::query!(
-            r#"SELECT id, tenant_id, priority FROM jobs
-               WHERE status = 'running' AND lease_token IS NOT NULL
-                 AND lease_expires_at < now() - make_interval(secs => $1::float8 / 1000.0)
-               ORDER BY lease_expires_at LIMIT $2"#,
-            grace_ms as f64,
-            limit
-        )
-        .fetch_all(db),
-    )
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.tenant_id, r.priority)).collect())
 }
 
 /// The view of a job with its results; `results` are attached only to succeeded jobs.

@@ -211,6 +211,22 @@ pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<O
     .await
 }
 
+/// A tenant's videos among `ids`; other tenants' ids are left out as missing ones are.
+pub async fn get_many(db: impl PgExecutor<'_>, tenant_id: Uuid, ids: &[Uuid]) -> Result<Vec<Video>, DbError> {
+    timed(
+        "videos.get_many",
+        sqlx::query_as!(
+            Video,
+            r#"SELECT id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at
+               FROM videos WHERE tenant_id = $1 AND id = ANY($2)"#,
+            tenant_id,
+            ids
+        )
+        .fetch_all(db),
+    )
+    .await
+}
+
 /// Deletes a video row (an upload rejected after its row was written).
 pub async fn delete(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<(), DbError> {
     timed("videos.delete", sqlx::query!("DELETE FROM videos WHERE tenant_id = $1 AND id = $2", tenant_id, id).execute(db)).await?;

@@ -3,6 +3,7 @@
 
 mod analyses;
 mod api;
+mod batching;
 mod browser;
 mod db_faults;
 mod dead_letters;

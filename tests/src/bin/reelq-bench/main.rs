@@ -1,8 +1,9 @@
-//! `reelq-bench`: prints throughput and latency figures of the full job path, and the api's
-//! memory and speed during a large streamed upload. Figures only: nothing here asserts timings.
+//! `reelq-bench`: prints throughput, latency and cost-per-job figures of the full job path, and
+//! the api's memory and speed during a large streamed upload. Figures only: nothing here asserts
+//! timings.
 //!
 //! ```text
-//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64
+//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N]
 //! cargo build --release -p reelq-api && cargo run --release -p reelq-tests --bin reelq-bench -- upload --mib 1024
 //! ```
 
@@ -13,11 +14,15 @@ use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 
+use uuid::Uuid;
+
 use reelq_tests::{TestApp, TestEnv, TestWorker, sample_clip};
+
+mod cost;
 
 #[derive(Debug)]
 enum Mode {
-    Noop { jobs: usize, concurrency: usize, workers: usize, tenants: usize },
+    Noop { jobs: usize, concurrency: usize, workers: usize, tenants: usize, paced: Vec<f64>, paced_jobs: usize },
     Upload { mib: u64 },
 }
 
@@ -28,12 +33,25 @@ fn parse_args() -> Mode {
     };
     match args.first().map(String::as_str) {
         Some("upload") => Mode::Upload { mib: flag("--mib", 1024) },
-        _ => Mode::Noop {
-            jobs: flag("--jobs", 5000) as usize,
-            concurrency: flag("--concurrency", 64) as usize,
-            workers: flag("--worker-concurrency", 128) as usize,
-            tenants: flag("--tenants", 1).max(1) as usize,
-        },
+        _ => {
+            let jobs = flag("--jobs", 5000) as usize;
+            // `--paced 0.5,0.9`: fractions of the burst's rate to hold for `--paced-jobs` each;
+            // `--paced none` skips them.
+            let paced = args
+                .iter()
+                .position(|a| a == "--paced")
+                .and_then(|i| args.get(i + 1))
+                .map(|v| v.split(',').filter_map(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0).collect())
+                .unwrap_or_else(|| vec![0.5, 0.9]);
+            Mode::Noop {
+                jobs,
+                concurrency: flag("--concurrency", 64) as usize,
+                workers: flag("--worker-concurrency", 128) as usize,
+                tenants: flag("--tenants", 1).max(1) as usize,
+                paced,
+                paced_jobs: flag("--paced-jobs", (jobs / 2) as u64) as usize,
+            }
+        }
     }
 }
 
@@ -48,13 +66,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     match parse_args() {
-        Mode::Noop { jobs, concurrency, workers, tenants } => noop(jobs, concurrency, workers, tenants).await,
+        Mode::Noop { jobs, concurrency, workers, tenants, paced, paced_jobs } => noop(jobs, concurrency, workers, tenants, &paced, paced_jobs).await,
         Mode::Upload { mib } => upload(mib).await,
     }
 }
 
-/// No-op jobs through REST submit → PostgreSQL → outbox → RabbitMQ → worker → PostgreSQL.
-async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize, tenants: usize) {
+/// No-op jobs through REST submit → PostgreSQL → outbox → RabbitMQ → worker → PostgreSQL: first
+/// an unbounded burst (the maximum rate, and what each job costs), then paced runs at fractions
+/// of that rate (latency under a steady load, as a service sees it).
+async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize, tenants: usize, paced: &[f64], paced_jobs: usize) {
     let env = TestEnv::new().await;
     let mut api = env.api_settings();
     api.api.outbox_batch = 1000;
@@ -77,55 +97,102 @@ async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize, tenant
         let video: serde_json::Value = resp.json().await.expect("video");
         clients.push((key, json!({ "video_id": video["id"], "analyses": ["noop"] })));
     }
+    let submitter = Submitter { http: app.http.clone(), url: app.url("/v1/jobs"), clients };
 
     println!(
         "no-op jobs: {jobs} submitted over REST with {concurrency} concurrent clients for {tenants} tenant(s); worker concurrency {worker_concurrency}"
     );
+    let before = cost::sample(&env.pool, Duration::ZERO).await;
     let started = Instant::now();
-    let url = app.url("/v1/jobs");
-    let submitted = futures::stream::iter(0..jobs)
-        .map(|i| {
-            let (key, body) = &clients[i % clients.len()];
-            app.http.post(&url).bearer_auth(key).json(body).send()
-        })
-        .buffer_unordered(concurrency)
-        .filter_map(|r| futures::future::ready(r.ok()))
-        .filter(|r| futures::future::ready(r.status() == 202))
-        .count()
-        .await;
+    let ids: Vec<Uuid> =
+        futures::stream::iter(0..jobs).map(|i| submitter.submit(i)).buffer_unordered(concurrency).filter_map(futures::future::ready).collect().await;
     let submit_secs = started.elapsed().as_secs_f64();
-    println!("  submit: {submitted} accepted in {submit_secs:.2} s = {:.0} jobs/s", submitted as f64 / submit_secs);
-
-    loop {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'succeeded'").fetch_one(&env.pool).await.unwrap_or(0);
-        if done as usize >= submitted {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            println!("  gave up waiting: {done} of {submitted} done");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    println!("  submit: {} accepted in {submit_secs:.2} s = {:.0} jobs/s", ids.len(), ids.len() as f64 / submit_secs);
+    wait_succeeded(&env.pool, &ids).await;
+    let secs = started.elapsed().as_secs_f64();
+    let after = cost::sample(&env.pool, Duration::from_secs(11)).await;
     let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as("SELECT min(created_at), max(finished_at) FROM jobs").fetch_one(&env.pool).await.expect("span");
+        sqlx::query_as("SELECT min(created_at), max(finished_at) FROM jobs WHERE id = ANY($1)").bind(&ids).fetch_one(&env.pool).await.expect("span");
     let span = (last - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    println!("  end to end: {submitted} jobs in {span:.2} s = {:.0} jobs/s (first submit to last success)", submitted as f64 / span);
-    for (label, sql) in [
-        ("submit→running", "SELECT EXTRACT(EPOCH FROM started_at - created_at)::float8 FROM jobs ORDER BY 1"),
-        ("submit→succeeded", "SELECT EXTRACT(EPOCH FROM finished_at - created_at)::float8 FROM jobs ORDER BY 1"),
-    ] {
-        let lat: Vec<f64> = sqlx::query_scalar(sql).fetch_all(&env.pool).await.expect("latencies");
-        println!(
-            "  {label}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            percentile(&lat, 0.5) * 1e3,
-            percentile(&lat, 0.99) * 1e3,
-            lat.last().copied().unwrap_or(f64::NAN) * 1e3
-        );
+    let max_rate = ids.len() as f64 / span;
+    println!("  end to end: {} jobs in {span:.2} s = {max_rate:.0} jobs/s (first submit to last success)", ids.len());
+    latencies(&env.pool, &ids).await;
+    cost::report(&before, &after, ids.len(), secs);
+
+    for &fraction in paced {
+        let rate = max_rate * fraction;
+        let every = Duration::from_secs_f64(1.0 / rate);
+        println!("  paced at {:.0} % of that rate ({rate:.0} jobs/s), {paced_jobs} jobs:", fraction * 100.0);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut sent = tokio::task::JoinSet::new();
+        let started = Instant::now();
+        for i in 0..paced_jobs {
+            tick.tick().await;
+            let s = submitter.clone();
+            sent.spawn(async move { s.submit(i).await });
+        }
+        let ids: Vec<Uuid> = sent.join_all().await.into_iter().flatten().collect();
+        let offered = paced_jobs as f64 / started.elapsed().as_secs_f64();
+        wait_succeeded(&env.pool, &ids).await;
+        println!("    offered {offered:.0} jobs/s, {} accepted", ids.len());
+        latencies(&env.pool, &ids).await;
     }
     worker.stop().await;
     app.stop().await;
     env.cleanup().await;
+}
+
+/// Submits the bench's jobs round-robin over its tenants.
+#[derive(Clone)]
+struct Submitter {
+    http: reqwest::Client,
+    url: String,
+    clients: Vec<(String, serde_json::Value)>,
+}
+
+impl Submitter {
+    /// The accepted job's id, or `None` when the request failed.
+    async fn submit(&self, i: usize) -> Option<Uuid> {
+        let (key, body) = &self.clients[i % self.clients.len()];
+        let resp = self.http.post(&self.url).bearer_auth(key).json(body).send().await.ok()?;
+        if resp.status() != 202 {
+            return None;
+        }
+        resp.json::<serde_json::Value>().await.ok()?["id"].as_str()?.parse().ok()
+    }
+}
+
+async fn wait_succeeded(pool: &sqlx::PgPool, ids: &[Uuid]) {
+    let started = Instant::now();
+    loop {
+        let done: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND status = 'succeeded'").bind(ids).fetch_one(pool).await.unwrap_or(0);
+        if done as usize >= ids.len() {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            println!("  gave up waiting: {done} of {} done", ids.len());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn latencies(pool: &sqlx::PgPool, ids: &[Uuid]) {
+    for (label, sql) in [
+        ("submit→running", "SELECT EXTRACT(EPOCH FROM started_at - created_at)::float8 FROM jobs WHERE id = ANY($1) ORDER BY 1"),
+        ("submit→succeeded", "SELECT EXTRACT(EPOCH FROM finished_at - created_at)::float8 FROM jobs WHERE id = ANY($1) ORDER BY 1"),
+    ] {
+        let lat: Vec<f64> = sqlx::query_scalar(sql).bind(ids).fetch_all(pool).await.expect("latencies");
+        println!(
+            "    {label}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&lat, 0.5) * 1e3,
+            percentile(&lat, 0.9) * 1e3,
+            percentile(&lat, 0.99) * 1e3,
+            lat.last().copied().unwrap_or(f64::NAN) * 1e3
+        );
+    }
 }
 
 /// Streams `mib` MiB through a real `reelq-api` process and samples its resident memory.
