@@ -33,6 +33,9 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Upload a video and submit a job for it; prints the job id.
     Submit(SubmitArgs),
+    /// Submit one job per video in few requests: files are uploaded first, stored video ids
+    /// are used as they are. Prints one line per item; exits 2 when any item was refused.
+    SubmitMany(SubmitManyArgs),
     /// Show one job.
     Status(JobArgs),
     /// List jobs, newest first.
@@ -135,6 +138,37 @@ pub struct SubmitArgs {
     /// With --wait: give up after this many seconds.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     pub timeout: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitManyArgs {
+    /// Video files to upload, or ids of stored videos.
+    #[arg(value_name = "FILE|VIDEO_ID")]
+    pub items: Vec<String>,
+    /// Also read items from this file, one per line (`-` for stdin); blank lines and lines
+    /// starting with `#` are skipped.
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+    #[arg(long, value_delimiter = ',', default_value = "probe", value_name = "LIST", help = queued_analyses_help())]
+    pub analyses: Vec<String>,
+    /// Dispatch lane.
+    #[arg(long, value_enum, default_value_t = Priority::Batch)]
+    pub priority: Priority,
+    /// URL called with each job when it ends.
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
+    /// Makes the run safe to repeat: each item's key is PREFIX:VIDEO_ID, so a second run
+    /// answers the jobs the first one created instead of making new ones.
+    #[arg(long, value_name = "PREFIX")]
+    pub idempotency_prefix: Option<String>,
+    /// Jobs per request (the server accepts up to its `api.max_batch_jobs`, 1000 by default).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// Files uploaded at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub uploads: u32,
     #[command(flatten)]
     pub output: OutputArgs,
 }

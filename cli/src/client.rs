@@ -9,7 +9,7 @@ use reqwest::{Body, RequestBuilder, StatusCode, Url};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::model::{Job, JobPage, JobRequest, Problem, Video};
+use crate::model::{BatchItem, Job, JobPage, JobRequest, Problem, Video};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Applies to every call but the upload, whose length depends on the file and the link.
@@ -121,6 +121,11 @@ impl ApiClient {
             req = req.header("Idempotency-Key", key);
         }
         parse_job(self.send(req).await?)
+    }
+
+    /// `POST /v1/jobs:batch`: the per-item answer.
+    pub async fn submit_batch(&self, jobs: &[BatchItem]) -> Result<Value> {
+        self.send(self.http.post(self.url("/v1/jobs:batch")).timeout(REQUEST_TIMEOUT).json(&serde_json::json!({ "jobs": jobs }))).await
     }
 
     /// `GET /v1/jobs/{id}`.

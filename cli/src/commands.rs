@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let client = ApiClient::new(&cli.api.api_url, key.trim())?;
     match cli.command {
         Command::Submit(args) => submit(&client, args).await,
+        Command::SubmitMany(args) => crate::submit_many::run(&client, args).await,
         Command::Status(args) => status(&client, args).await,
         Command::Jobs(args) => jobs(&client, args).await,
         Command::Cancel(args) => cancel(&client, args).await,

@@ -160,6 +160,15 @@ pub struct JobRequest {
     pub options: serde_json::Map<String, Value>,
 }
 
+/// One item of `POST /v1/jobs:batch`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchItem {
+    #[serde(flatten)]
+    pub request: JobRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
 /// An `application/problem+json` error body.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

@@ -20,12 +20,13 @@ BEGIN
         CONTINUE WHEN NOT FOUND;
         SELECT count(*) INTO v_running FROM jobs r
         WHERE r.tenant_id = v_tenant AND r.status = 'running' AND r.lease_token IS NOT NULL AND r.lease_expires_at >= now();
+        -- `= ANY` keeps this an index lookup of the batch's ids whatever plan is cached; a job
+        -- named twice is one row and takes the token of its first mention.
         FOR v_want IN
-            SELECT u.id, u.token, j.priority
-            FROM unnest(p_jobs, p_tenants, p_tokens) WITH ORDINALITY AS u(id, tenant, token, ord)
-            JOIN jobs j ON j.id = u.id AND j.tenant_id = v_tenant
-            WHERE u.tenant = v_tenant
-            ORDER BY j.priority = 'batch', u.ord
+            SELECT j.id, p_tokens[pos] AS token, j.priority
+            FROM jobs j, array_position(p_jobs, j.id) AS pos
+            WHERE j.id = ANY(p_jobs) AND j.tenant_id = v_tenant AND p_tenants[pos] = v_tenant
+            ORDER BY j.priority = 'batch', pos
         LOOP
             CONTINUE WHEN v_running >= v_cap - CASE WHEN v_want.priority = 'batch' AND v_cap > 1 THEN 1 ELSE 0 END;
             UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_token = v_want.token,

@@ -137,7 +137,11 @@ pub async fn timed<T>(query: &'static str, fut: impl Future<Output = Result<T, s
         }
         Ok(Err(source)) => {
             m.db_query_seconds.with_label_values(&[query, "error"]).observe(elapsed);
-            Err(DbError::Query { query, source })
+            let e = DbError::Query { query, source };
+            if e.is_connection_fault() {
+                note_connection_fault();
+            }
+            Err(e)
         }
         Err(_) => {
             m.db_query_seconds.with_label_values(&[query, "timeout"]).observe(elapsed);
@@ -146,8 +150,42 @@ pub async fn timed<T>(query: &'static str, fut: impl Future<Output = Result<T, s
     }
 }
 
+/// A pooled connection idle longer than this is checked with a round trip before it is handed
+/// out; one used a moment ago is handed out as it is.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// For this long after a statement failed on a dead connection, every connection is checked
+/// before it is handed out: the others the pool holds have probably died with it (a restart,
+/// sessions ended by an administrator).
+const CHECK_ALL_AFTER_FAULT: Duration = Duration::from_secs(2);
+
+/// When a statement last failed on a dead connection, in milliseconds since [`epoch`].
+static LAST_CONNECTION_FAULT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn note_connection_fault() {
+    let ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+    LAST_CONNECTION_FAULT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a connection idle for `idle` must be checked before use.
+fn must_check(idle: Duration) -> bool {
+    let fault = LAST_CONNECTION_FAULT_MS.load(std::sync::atomic::Ordering::Relaxed);
+    let recent_fault = fault > 0 && epoch().elapsed().saturating_sub(Duration::from_millis(fault)) < CHECK_ALL_AFTER_FAULT;
+    idle >= CHECK_IDLE_AFTER || recent_fault
+}
+
 /// Opens a lazily connecting pool: a process starts even while the database is down, and its
 /// readiness check says so.
+///
+/// A connection is checked before use when it has been idle a while (a restart of the database
+/// may have ended it meanwhile) and, for a moment, after any statement failed on a dead
+/// connection, so that a retry gets a live one. Otherwise, under load, when a check would
+/// double the round trips and PostgreSQL's transactions, connections go out unchecked.
 pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
     let options: PgConnectOptions = settings
         .url
@@ -156,7 +194,20 @@ pub fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
         .map_err(|source| DbError::Query { query: "connect", source })?
         .options([("statement_timeout", settings.statement_timeout_ms.to_string())])
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
-    Ok(PgPoolOptions::new().max_connections(settings.max_connections).acquire_timeout(settings.acquire_timeout()).connect_lazy_with(options))
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if must_check(meta.idle_for) {
+                    use sqlx::Connection as _;
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(options))
 }
 
 /// Applies the embedded migrations. Safe to race: sqlx takes an advisory lock.

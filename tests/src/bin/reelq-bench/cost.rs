@@ -19,8 +19,9 @@ pub struct Sample {
     own_ticks: u64,
     commits: i64,
     rollbacks: i64,
-    /// Round trips by query name, from the process's `reelq_db_query_duration_seconds`.
-    round_trips: BTreeMap<String, u64>,
+    /// Round trips by query name and the seconds they took, from the process's
+    /// `reelq_db_query_duration_seconds`.
+    round_trips: BTreeMap<String, (u64, f64)>,
     /// `pg_stat_statements` calls in this database, when the extension is loaded.
     statements: Option<i64>,
 }
@@ -49,7 +50,7 @@ fn own_ticks() -> u64 {
     std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| s.rsplit_once(')').map(|(_, rest)| process_ticks(rest))).unwrap_or(0)
 }
 
-fn round_trips() -> BTreeMap<String, u64> {
+fn round_trips() -> BTreeMap<String, (u64, f64)> {
     let mut by_query = BTreeMap::new();
     for family in reelq_shared::metrics::get().registry.gather() {
         if family.name() != "reelq_db_query_duration_seconds" {
@@ -57,7 +58,10 @@ fn round_trips() -> BTreeMap<String, u64> {
         }
         for m in family.get_metric() {
             let query = m.get_label().iter().find(|l| l.name() == "query").map(|l| l.value().to_owned()).unwrap_or_default();
-            *by_query.entry(query).or_default() += m.get_histogram().get_sample_count();
+            let h = m.get_histogram();
+            let e: &mut (u64, f64) = by_query.entry(query).or_default();
+            e.0 += h.get_sample_count();
+            e.1 += h.get_sample_sum();
         }
     }
     by_query
@@ -105,16 +109,21 @@ pub fn report(before: &Sample, after: &Sample, jobs: usize, secs: f64) {
     if let (Some(a), Some(b)) = (after.statements, before.statements) {
         println!("    statements (pg_stat_statements): {:.2}", per_job((a - b) as f64));
     }
-    let mut trips: Vec<(String, u64)> = after
+    let mut trips: Vec<(String, u64, f64)> = after
         .round_trips
         .iter()
-        .map(|(q, n)| (q.clone(), n.saturating_sub(before.round_trips.get(q).copied().unwrap_or(0))))
-        .filter(|(_, n)| *n > 0)
+        .map(|(q, (n, secs))| {
+            let (n0, secs0) = before.round_trips.get(q).copied().unwrap_or_default();
+            (q.clone(), n.saturating_sub(n0), secs - secs0)
+        })
+        .filter(|t| t.1 > 0)
         .collect();
     trips.sort_by_key(|t| std::cmp::Reverse(t.1));
     let all: u64 = trips.iter().map(|t| t.1).sum();
-    let listed: Vec<String> = trips.iter().take(8).map(|(q, n)| format!("{q} {:.2}", per_job(*n as f64))).collect();
+    let listed: Vec<String> = trips.iter().take(8).map(|(q, n, _)| format!("{q} {:.2}", per_job(*n as f64))).collect();
     println!("    database round trips by reelq: {:.2} ({})", per_job(all as f64), listed.join(", "));
+    let mean: Vec<String> = trips.iter().take(8).map(|(q, n, secs)| format!("{q} {:.2}", secs / *n as f64 * 1e3)).collect();
+    println!("    mean round trip, ms: {}", mean.join(", "));
 }
 
 #[cfg(test)]

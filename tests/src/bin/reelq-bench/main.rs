@@ -3,7 +3,7 @@
 //! timings.
 //!
 //! ```text
-//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N]
+//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N] [--bulk 100]
 //! cargo build --release -p reelq-api && cargo run --release -p reelq-tests --bin reelq-bench -- upload --mib 1024
 //! ```
 
@@ -22,7 +22,7 @@ mod cost;
 
 #[derive(Debug)]
 enum Mode {
-    Noop { jobs: usize, concurrency: usize, workers: usize, tenants: usize, paced: Vec<f64>, paced_jobs: usize },
+    Noop { jobs: usize, concurrency: usize, workers: usize, tenants: usize, paced: Vec<f64>, paced_jobs: usize, bulk: usize },
     Upload { mib: u64 },
 }
 
@@ -50,6 +50,7 @@ fn parse_args() -> Mode {
                 tenants: flag("--tenants", 1).max(1) as usize,
                 paced,
                 paced_jobs: flag("--paced-jobs", (jobs / 2) as u64) as usize,
+                bulk: flag("--bulk", 0) as usize,
             }
         }
     }
@@ -66,7 +67,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     match parse_args() {
-        Mode::Noop { jobs, concurrency, workers, tenants, paced, paced_jobs } => noop(jobs, concurrency, workers, tenants, &paced, paced_jobs).await,
+        Mode::Noop { jobs, concurrency, workers, tenants, paced, paced_jobs, bulk } => {
+            noop(NoopRun { jobs, concurrency, worker_concurrency: workers, tenants, paced: &paced, paced_jobs, bulk }).await
+        }
         Mode::Upload { mib } => upload(mib).await,
     }
 }
@@ -74,7 +77,21 @@ async fn main() {
 /// No-op jobs through REST submit → PostgreSQL → outbox → RabbitMQ → worker → PostgreSQL: first
 /// an unbounded burst (the maximum rate, and what each job costs), then paced runs at fractions
 /// of that rate (latency under a steady load, as a service sees it).
-async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize, tenants: usize, paced: &[f64], paced_jobs: usize) {
+/// One run of the no-op benchmark.
+struct NoopRun<'a> {
+    jobs: usize,
+    /// Requests in flight.
+    concurrency: usize,
+    worker_concurrency: usize,
+    tenants: usize,
+    paced: &'a [f64],
+    paced_jobs: usize,
+    /// Jobs per `POST /v1/jobs:batch` request; 0 submits them one by one.
+    bulk: usize,
+}
+
+async fn noop(run: NoopRun<'_>) {
+    let NoopRun { jobs, concurrency, worker_concurrency, tenants, paced, paced_jobs, bulk } = run;
     let env = TestEnv::new().await;
     let mut api = env.api_settings();
     api.api.outbox_batch = 1000;
@@ -99,13 +116,20 @@ async fn noop(jobs: usize, concurrency: usize, worker_concurrency: usize, tenant
     }
     let submitter = Submitter { http: app.http.clone(), url: app.url("/v1/jobs"), clients };
 
+    let how = if bulk > 0 { format!("in batches of {bulk}") } else { "one per request".to_owned() };
     println!(
-        "no-op jobs: {jobs} submitted over REST with {concurrency} concurrent clients for {tenants} tenant(s); worker concurrency {worker_concurrency}"
+        "no-op jobs: {jobs} submitted over REST {how} with {concurrency} concurrent clients for {tenants} tenant(s); worker concurrency {worker_concurrency}"
     );
     let before = cost::sample(&env.pool, Duration::ZERO).await;
     let started = Instant::now();
-    let ids: Vec<Uuid> =
-        futures::stream::iter(0..jobs).map(|i| submitter.submit(i)).buffer_unordered(concurrency).filter_map(futures::future::ready).collect().await;
+    let ids: Vec<Uuid> = if bulk > 0 {
+        let requests: Vec<(usize, usize)> = (0..jobs).step_by(bulk).map(|from| (from, bulk.min(jobs - from))).collect();
+        let batches: Vec<Vec<Uuid>> =
+            futures::stream::iter(requests).map(|(from, n)| submitter.submit_batch(from, n)).buffer_unordered(concurrency).collect().await;
+        batches.into_iter().flatten().collect()
+    } else {
+        futures::stream::iter(0..jobs).map(|i| submitter.submit(i)).buffer_unordered(concurrency).filter_map(futures::future::ready).collect().await
+    };
     let submit_secs = started.elapsed().as_secs_f64();
     println!("  submit: {} accepted in {submit_secs:.2} s = {:.0} jobs/s", ids.len(), ids.len() as f64 / submit_secs);
     wait_succeeded(&env.pool, &ids).await;
@@ -160,6 +184,17 @@ impl Submitter {
             return None;
         }
         resp.json::<serde_json::Value>().await.ok()?["id"].as_str()?.parse().ok()
+    }
+
+    /// The ids of the jobs one `POST /v1/jobs:batch` of `n` jobs accepted.
+    async fn submit_batch(&self, i: usize, n: usize) -> Vec<Uuid> {
+        let (key, body) = &self.clients[i % self.clients.len()];
+        let jobs: Vec<&serde_json::Value> = std::iter::repeat_n(body, n).collect();
+        let Ok(resp) = self.http.post(format!("{}:batch", self.url)).bearer_auth(key).json(&json!({ "jobs": jobs })).send().await else {
+            return Vec::new();
+        };
+        let Ok(answer) = resp.json::<serde_json::Value>().await else { return Vec::new() };
+        answer["items"].as_array().into_iter().flatten().filter_map(|i| i["job"]["id"].as_str()?.parse().ok()).collect()
     }
 }
 
