@@ -141,6 +141,8 @@ fn table(items: &[Item], answers: &[Value]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
 
     #[test]
@@ -152,6 +154,23 @@ mod tests {
         let file = dir.path().join(id);
         std::fs::write(&file, b"x").expect("write");
         assert_eq!(Item::parse(file.to_str().expect("utf-8")), Item::File(file.clone()));
+    }
+
+    #[tokio::test]
+    async fn items_go_in_requests_of_batch_size_and_a_refusal_exits_2() {
+        use crate::fake_api::fake_api;
+        let ids = ["0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e61", "0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e62", "0190b4a6-8a6e-7d3c-9b7e-1a2b3c4d5e63"];
+        let accepted = |i: usize| serde_json::json!({ "index": i, "status": 202, "job": { "id": format!("job-{i}") } });
+        let first = serde_json::json!({ "accepted": 2, "replayed": 0, "refused": 0, "items": [accepted(0), accepted(1)] });
+        let refused = serde_json::json!({ "index": 0, "status": 404, "error": { "code": "not_found", "detail": "video not found" } });
+        let second = serde_json::json!({ "accepted": 0, "replayed": 0, "refused": 1, "items": [refused] });
+        let (url, hits) = fake_api(vec![(200, first.to_string()), (200, second.to_string())]).await;
+        let client = ApiClient::new(&url, "k").expect("client");
+        let cli = crate::args::Cli::try_parse_from(["reelq", "submit-many", ids[0], ids[1], ids[2], "--batch-size", "2", "--json"]).expect("parses");
+        let crate::args::Command::SubmitMany(args) = cli.command else { panic!("not submit-many") };
+        let code = run(&client, args).await.expect("ran");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2, "three items in requests of two");
+        assert_eq!(code, ExitCode::from(2));
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! The outbox relay: publishes the messages that submissions wrote into PostgreSQL, with
 //! publisher confirms, and deletes them only after the broker has confirmed them.
 //!
-//! Several relays (one per api replica) may run at once: each locks its batch with
-//! `FOR UPDATE SKIP LOCKED`. A crash between confirm and delete publishes a batch twice;
+//! Several relays (one per api replica) may run at once: each takes its batch with
+//! `FOR UPDATE SKIP LOCKED`, deleting it in a transaction that commits only after the broker
+//! confirmed every message. A crash between confirm and commit publishes a batch twice;
 //! consumers are idempotent, so that is harmless. If the broker is down, rows wait and the
 //! relay retries with backoff, so a submission never fails because of the broker.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use sqlx::{Connection as _, PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -37,21 +38,38 @@ pub struct OutboxRelay {
     publisher: Arc<Publisher>,
     batch: i64,
     poll: Duration,
+    /// The relay's own connection, outside the pool: a batch keeps a transaction open on it
+    /// while the broker confirms. It is taken out for each pass and put back only after a pass
+    /// that ended its transaction, so a pass that fails or is abandoned drops the connection,
+    /// and PostgreSQL rolls the batch back.
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
 }
 
 impl OutboxRelay {
     /// A relay publishing up to `batch` rows per pass, polling every `poll` when no
     /// notification arrives.
     pub fn new(pool: PgPool, publisher: Arc<Publisher>, batch: i64, poll: Duration) -> Self {
-        Self { pool, publisher, batch, poll }
+        Self { pool, publisher, batch, poll, conn: tokio::sync::Mutex::new(None) }
     }
 
-    /// Publishes one batch; returns how many rows were published.
+    /// Publishes one batch; returns how many rows were published. Two round trips to
+    /// PostgreSQL whatever the batch's size: take the rows (in an open transaction), then,
+    /// once the broker confirmed them, commit.
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
-        let mut tx = db::timed("outbox.begin", self.pool.begin()).await?;
-        let rows = db::outbox::lock_batch(&mut tx, self.batch).await?;
+        let held = self.conn.lock().await.take();
+        let mut conn = match held {
+            Some(c) => c,
+            None => db::timed("outbox.connect", PgConnection::connect_with(&self.pool.connect_options())).await?,
+        };
+        let published = self.relay_on(&mut conn).await?;
+        *self.conn.lock().await = Some(conn);
+        Ok(published)
+    }
+
+    async fn relay_on(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
+        let rows = db::outbox::take_batch(conn, self.batch).await?;
         if rows.is_empty() {
-            db::timed("outbox.commit", tx.commit()).await?;
+            db::outbox::end_batch(conn, true).await?;
             return Ok(0);
         }
         let exchange = self.publisher.topology().jobs_exchange();
@@ -75,11 +93,14 @@ impl OutboxRelay {
                 }
             })
             .collect();
-        self.publisher.publish_all(&messages).await?;
+        if let Err(e) = self.publisher.publish_all(&messages).await {
+            // The rows go back for the next pass (and if the rollback fails too, the connection
+            // is dropped, which rolls back as well).
+            db::outbox::end_batch(conn, false).await?;
+            return Err(e.into());
+        }
         drop(spans);
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        db::outbox::delete(&mut tx, &ids).await?;
-        db::timed("outbox.commit", tx.commit()).await?;
+        db::outbox::end_batch(conn, true).await?;
         let m = metrics::get();
         for r in &rows {
             m.outbox_published.with_label_values(&[r.routing_key.as_str()]).inc();

@@ -1,7 +1,8 @@
 //! The transactional outbox: dispatch messages written in the same transaction as the job they
 //! announce, published later by the relay.
 
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgExecutor, Row as _};
 
 use super::{DbError, timed};
 
@@ -17,20 +18,34 @@ pub struct OutboxRow {
     pub headers: serde_json::Value,
 }
 
-/// Locks up to `limit` of the oldest rows for publishing. Rows locked by another relay are
-/// skipped, so several api replicas can relay at once without publishing a row twice.
-pub async fn lock_batch(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
-    timed(
-        "outbox.lock_batch",
-        sqlx::query_as!(OutboxRow, "SELECT id, routing_key, payload, headers FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
-            .fetch_all(conn),
-    )
-    .await
+/// Takes up to `limit` of the oldest rows, in a transaction left open on `conn`: `BEGIN` and a
+/// `DELETE … RETURNING` go together in one round trip. The caller publishes the rows and then
+/// ends the transaction with [`end_batch`]: a commit forgets them, a rollback (or a connection
+/// lost meanwhile) puts them back. Rows another relay holds are skipped, so several api replicas
+/// can relay at once without publishing a row twice.
+pub async fn take_batch(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
+    // The simple protocol takes no parameters; the limit is an integer formatted here.
+    let sql = format!(
+        "BEGIN; DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED) \
+         RETURNING id, routing_key, payload, headers",
+        limit.max(1)
+    );
+    let rows = timed("outbox.take_batch", sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn)).await?;
+    let decode = |r: &PgRow| -> Result<OutboxRow, sqlx::Error> {
+        Ok(OutboxRow { id: r.try_get("id")?, routing_key: r.try_get("routing_key")?, payload: r.try_get("payload")?, headers: r.try_get("headers")? })
+    };
+    // A row that does not decode fails the pass; the caller drops the connection, which rolls
+    // the batch back.
+    let mut taken =
+        rows.iter().map(decode).collect::<Result<Vec<OutboxRow>, _>>().map_err(|source| DbError::Query { query: "outbox.take_batch", source })?;
+    taken.sort_by_key(|r| r.id);
+    Ok(taken)
 }
 
-/// Removes published rows.
-pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> Result<(), DbError> {
-    timed("outbox.delete", sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", ids).execute(conn)).await?;
+/// Ends the transaction [`take_batch`] opened: commits (the rows were published) or rolls back.
+pub async fn end_batch(conn: &mut PgConnection, commit: bool) -> Result<(), DbError> {
+    let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+    timed(if commit { "outbox.commit" } else { "outbox.rollback" }, sqlx::raw_sql(sql).execute(conn)).await?;
     Ok(())
 }
 

@@ -258,6 +258,7 @@ async fn openapi_document_matches_the_routes() {
         "POST /v1/jobs",
         "POST /v1/jobs/{id}/cancel",
         "POST /v1/jobs/{id}/feedback",
+        "POST /v1/jobs:batch",
         "POST /v1/uploads",
         "POST /v1/videos",
         "POST /v1/videos/{id}/complete",
