@@ -58,6 +58,7 @@ impl Application {
             publisher,
             auth_cache: Arc::new(AuthCache::new(Duration::from_secs(settings.api.auth_cache_ttl_secs))),
             events: Arc::new(EventStreams::new(settings.api.max_event_streams, Duration::from_millis(settings.api.event_poll_ms))),
+            relay_wake: Arc::new(tokio::sync::Notify::new()),
             settings: Arc::new(settings),
         };
         Ok(Self { listener, state })
@@ -83,7 +84,8 @@ impl Application {
                 state.publisher.clone(),
                 state.settings.api.outbox_batch,
                 Duration::from_millis(state.settings.api.outbox_poll_ms),
-            );
+            )
+            .with_wake(state.relay_wake.clone());
             spawn_named("outbox-relay", relay.run(shutdown.clone()))
         });
         let sweeper = spawn_named("upload-sweeper", crate::ingest::run_upload_sweeper(state.clone(), shutdown.clone()));

@@ -26,6 +26,23 @@ pub struct AppState {
     pub auth_cache: Arc<AuthCache>,
     /// Open job event streams: their cap and the token that ends them at shutdown.
     pub events: Arc<crate::routes::events::EventStreams>,
+    /// Wakes this process's outbox relay once a submission has committed.
+    pub relay_wake: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    /// Whether submissions must wake relays through PostgreSQL: only when this process runs
+    /// none of its own.
+    pub fn notify_relays(&self) -> bool {
+        !self.settings.api.run_relay
+    }
+
+    /// Wakes this process's relay, after a submission committed.
+    pub fn wake_relay(&self) {
+        if self.settings.api.run_relay {
+            self.relay_wake.notify_one();
+        }
+    }
 }
 
 /// Remembers recently authenticated keys (by hash) so that most requests skip a query.

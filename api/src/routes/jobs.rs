@@ -238,7 +238,7 @@ async fn create_job(
         return replay(state, existing, request_hash).await;
     }
     let (job, message, headers) = prepare(state, tenant_id, video_id, job_id, request, idem, request_hash).await?;
-    let inserted = match jobs::insert_with_message(&state.pool, &job, &message, &headers).await {
+    let inserted = match jobs::insert_with_message(&state.pool, &job, &message, &headers, state.notify_relays()).await {
         Ok(Some(r)) => r,
         // Only now, on the rare refusal, find out why: one round trip less per submission.
         Ok(None) => return Err(why_refused(videos::get(&state.pool, tenant_id, video_id).await?.as_ref())),
@@ -254,6 +254,7 @@ async fn create_job(
         }
         Err(e) => return Err(e.into()),
     };
+    state.wake_relay();
     metrics::get().jobs_submitted.with_label_values(&[request.priority.as_str()]).inc();
     tracing::info!(job_id = %inserted.id, video_id = %video_id, priority = request.priority.as_str(), "job submitted");
     Ok((jobs::view(inserted, Vec::new()), true))

@@ -70,14 +70,22 @@ pub struct NewJob {
     pub trace_context: serde_json::Value,
 }
 
-/// Inserts a job together with its dispatch message in the outbox, and wakes the relay, in one
-/// statement (so one round trip and one implicit transaction). Nothing is inserted, and `None`
-/// returned, unless the job's video is a stored video (not an audio track) of the same tenant.
+/// Inserts a job together with its dispatch message in the outbox in one statement (so one round
+/// trip and one implicit transaction). Nothing is inserted, and `None` returned, unless the job's
+/// video is a stored video (not an audio track) of the same tenant.
+///
+/// With `notify`, the statement also wakes the relays that listen on [`NOTIFY_CHANNEL`]. A
+/// caller whose own process runs a relay wakes it in memory instead: PostgreSQL serialises the
+/// commits of every transaction that notified, so a notification per job caps the rate of
+/// submissions at one commit at a time.
+///
+/// [`NOTIFY_CHANNEL`]: super::outbox::NOTIFY_CHANNEL
 pub async fn insert_with_message(
     db: impl PgExecutor<'_>,
     job: &NewJob,
     message: &serde_json::Value,
     headers: &serde_json::Value,
+    notify: bool,
 ) -> Result<Option<JobRecord>, DbError> {
     timed(
         "jobs.insert",
@@ -92,9 +100,9 @@ pub async fn insert_with_message(
                ), o AS (
                    INSERT INTO outbox (routing_key, payload, headers) SELECT j.priority, $12, $13 FROM j
                ), n AS (
-                   SELECT pg_notify($14, '') FROM j
+                   SELECT pg_notify($14, '') FROM j WHERE $16
                )
-               SELECT j.* FROM j, n"#,
+               SELECT j.* FROM j LEFT JOIN n ON true"#,
         )
         .bind(job.id)
         .bind(job.tenant_id)
@@ -111,13 +119,14 @@ pub async fn insert_with_message(
         .bind(headers)
         .bind(super::outbox::NOTIFY_CHANNEL)
         .bind(&MediaKind::AUDIO_CONTAINERS[..])
+        .bind(notify)
         .fetch_optional(db),
     )
     .await
 }
 
-/// Inserts many jobs of one tenant with their dispatch messages (`messages[i]` is `jobs[i]`'s),
-/// and wakes the relay, in one statement. A job is inserted only when its video is a stored
+/// Inserts many jobs of one tenant with their dispatch messages (`messages[i]` is `jobs[i]`'s)
+/// in one statement, waking the listening relays with `notify` as [`insert_with_message`] does. A job is inserted only when its video is a stored
 /// video (not an audio track) of the tenant and its id and idempotency key are new; the others
 /// are skipped, not refused, and the caller finds out why. Returns the inserted rows. The
 /// outbox rows follow the order given, so the jobs are dispatched in that order.
@@ -127,6 +136,7 @@ pub async fn insert_many(
     jobs: &[NewJob],
     messages: &[serde_json::Value],
     headers: &serde_json::Value,
+    notify: bool,
 ) -> Result<Vec<JobRecord>, DbError> {
     if jobs.is_empty() {
         return Ok(Vec::new());
@@ -164,9 +174,9 @@ pub async fn insert_many(
                    INSERT INTO outbox (routing_key, payload, headers)
                    SELECT j.priority, u.message, $14 FROM j JOIN u ON u.id = j.id ORDER BY u.ord
                ), n AS (
-                   SELECT pg_notify($15, '') WHERE EXISTS (SELECT 1 FROM j)
+                   SELECT pg_notify($15, '') WHERE $16 AND EXISTS (SELECT 1 FROM j)
                )
-               SELECT j.* FROM j, n"#,
+               SELECT j.* FROM j LEFT JOIN n ON true"#,
         )
         .bind(tenant_id)
         .bind(&ids)
@@ -183,6 +193,7 @@ pub async fn insert_many(
         .bind(&MediaKind::AUDIO_CONTAINERS[..])
         .bind(headers)
         .bind(super::outbox::NOTIFY_CHANNEL)
+        .bind(notify)
         .fetch_all(db),
     )
     .await

@@ -6,7 +6,8 @@ use sqlx::{PgConnection, PgExecutor, Row as _};
 
 use super::{DbError, timed};
 
-/// Channel the relay listens on for new rows (`jobs::insert_with_message` notifies it).
+/// Channel the relays listen on for new rows written by a process that runs no relay itself
+/// (an api replica without one, the scheduler, a replay of dead letters).
 pub const NOTIFY_CHANNEL: &str = "reelq_outbox";
 
 /// An unpublished message.

@@ -205,3 +205,32 @@ async fn a_bulk_submission_answers_every_item_and_runs_only_the_accepted_ones() 
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_submission_wakes_the_relay_of_its_own_process_and_through_postgres_one_elsewhere() {
+    let env = TestEnv::new().await;
+    // Relays that would otherwise look for new rows once a minute.
+    let mut relaying = env.api_settings();
+    relaying.api.outbox_poll_ms = 60_000;
+    let with_relay = TestApp::spawn(&env, relaying.clone()).await;
+    let mut plain = env.api_settings();
+    plain.api.run_relay = false;
+    let without_relay = TestApp::spawn(&env, plain).await;
+    let worker = reelq_tests::TestWorker::spawn(env.worker_settings()).await;
+    let video = with_relay.upload_clip(sample_clip()).await;
+    // Let the relay reach its idle wait before the submissions.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Its own process's submission wakes the relay in memory; the other process's, through
+    // PostgreSQL. Either way the job runs long before the next poll.
+    for app in [&with_relay, &without_relay] {
+        let started = std::time::Instant::now();
+        let id = app.submit_ok(job(video, "interactive")).await;
+        assert_eq!(app.wait_terminal(id, Duration::from_secs(20)).await["status"], "succeeded");
+        assert!(started.elapsed() < Duration::from_secs(20), "dispatched by a wake, not by the minute's poll");
+    }
+    worker.stop().await;
+    without_relay.stop().await;
+    with_relay.stop().await;
+    env.cleanup().await;
+}

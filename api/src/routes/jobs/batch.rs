@@ -214,7 +214,13 @@ async fn insert(state: &AppState, tenant_id: Uuid, ready: &[Ready]) -> Result<Ve
     let messages: Vec<serde_json::Value> = ready.iter().map(|r| r.message.clone()).collect();
     let headers = serde_json::to_value(reelq_shared::telemetry::current_context()).unwrap_or_default();
     let pool = &state.pool;
-    retry::idempotent("jobs.submit_batch", || async { Ok(jobs::insert_many(pool, tenant_id, &rows, &messages, &headers).await?) }).await
+    let notify = state.notify_relays();
+    let inserted =
+        retry::idempotent("jobs.submit_batch", || async { Ok(jobs::insert_many(pool, tenant_id, &rows, &messages, &headers, notify).await?) }).await?;
+    if !inserted.is_empty() {
+        state.wake_relay();
+    }
+    Ok(inserted)
 }
 
 /// Answers the checked items the insert skipped: recorded by an earlier try of this batch
