@@ -1,5 +1,5 @@
-//! What a run costs each part: CPU time of PostgreSQL's processes, of the broker and of this
-//! process (which runs the api and the worker), transactions PostgreSQL committed, and the
+//! What a run costs each part: CPU time of PostgreSQL's processes, of the broker and of the api
+//! and the worker (this process, and the api and worker processes it started), transactions PostgreSQL committed, and the
 //! database round trips reelq made, by query name. Read before and after a run; the difference
 //! divided by the jobs is the cost per job.
 
@@ -46,6 +46,10 @@ fn process_ticks(after_comm: &str) -> u64 {
     fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
+fn pid_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| s.rsplit_once(')').map(|(_, rest)| process_ticks(rest))).unwrap_or(0)
+}
+
 fn own_ticks() -> u64 {
     std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| s.rsplit_once(')').map(|(_, rest)| process_ticks(rest))).unwrap_or(0)
 }
@@ -69,10 +73,10 @@ fn round_trips() -> BTreeMap<String, (u64, f64)> {
 
 /// Reads every counter. PostgreSQL publishes a backend's transaction counts when it goes idle
 /// for a while, so the end of a run is read after `settle`.
-pub async fn sample(pool: &PgPool, settle: Duration) -> Sample {
+pub async fn sample(pool: &PgPool, services: &[u32], settle: Duration) -> Sample {
     let postgres_ticks = ticks_of("postgres");
     let broker_ticks = ticks_of("beam.smp");
-    let own_ticks = own_ticks();
+    let own_ticks = own_ticks() + services.iter().map(|pid| pid_ticks(*pid)).sum::<u64>();
     let round_trips = round_trips();
     tokio::time::sleep(settle).await;
     let _ = sqlx::query("SELECT pg_stat_clear_snapshot()").execute(pool).await;

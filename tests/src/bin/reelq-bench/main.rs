@@ -3,26 +3,42 @@
 //! timings.
 //!
 //! ```text
-//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N] [--bulk 100]
+//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N] [--bulk 100] [--hold-snapshot] [--apis 2 --workers 4]
 //! cargo build --release -p reelq-api && cargo run --release -p reelq-tests --bin reelq-bench -- upload --mib 1024
 //! ```
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 
+use sqlx::Connection as _;
 use uuid::Uuid;
 
 use reelq_tests::{TestApp, TestEnv, TestWorker, sample_clip};
 
 mod cost;
+mod processes;
+
+/// The no-op benchmark's options.
+#[derive(Debug)]
+struct NoopArgs {
+    jobs: usize,
+    concurrency: usize,
+    worker_concurrency: usize,
+    tenants: usize,
+    paced: Vec<f64>,
+    paced_jobs: usize,
+    bulk: usize,
+    hold_snapshot: bool,
+    apis: usize,
+    workers: usize,
+}
 
 #[derive(Debug)]
 enum Mode {
-    Noop { jobs: usize, concurrency: usize, workers: usize, tenants: usize, paced: Vec<f64>, paced_jobs: usize, bulk: usize },
+    Noop(NoopArgs),
     Upload { mib: u64 },
 }
 
@@ -43,15 +59,18 @@ fn parse_args() -> Mode {
                 .and_then(|i| args.get(i + 1))
                 .map(|v| v.split(',').filter_map(|f| f.parse::<f64>().ok()).filter(|f| *f > 0.0).collect())
                 .unwrap_or_else(|| vec![0.5, 0.9]);
-            Mode::Noop {
+            Mode::Noop(NoopArgs {
                 jobs,
                 concurrency: flag("--concurrency", 64) as usize,
-                workers: flag("--worker-concurrency", 128) as usize,
+                worker_concurrency: flag("--worker-concurrency", 128) as usize,
                 tenants: flag("--tenants", 1).max(1) as usize,
                 paced,
                 paced_jobs: flag("--paced-jobs", (jobs / 2) as u64) as usize,
                 bulk: flag("--bulk", 0) as usize,
-            }
+                hold_snapshot: args.iter().any(|a| a == "--hold-snapshot"),
+                apis: flag("--apis", 0) as usize,
+                workers: flag("--workers", 1) as usize,
+            })
         }
     }
 }
@@ -67,8 +86,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     match parse_args() {
-        Mode::Noop { jobs, concurrency, workers, tenants, paced, paced_jobs, bulk } => {
-            noop(NoopRun { jobs, concurrency, worker_concurrency: workers, tenants, paced: &paced, paced_jobs, bulk }).await
+        Mode::Noop(a) => {
+            let run = NoopRun {
+                jobs: a.jobs,
+                concurrency: a.concurrency,
+                worker_concurrency: a.worker_concurrency,
+                tenants: a.tenants,
+                paced: &a.paced,
+                paced_jobs: a.paced_jobs,
+                bulk: a.bulk,
+                hold_snapshot: a.hold_snapshot,
+                apis: a.apis,
+                workers: a.workers,
+            };
+            noop(run).await
         }
         Mode::Upload { mib } => upload(mib).await,
     }
@@ -88,39 +119,89 @@ struct NoopRun<'a> {
     paced_jobs: usize,
     /// Jobs per `POST /v1/jobs:batch` request; 0 submits them one by one.
     bulk: usize,
+    /// Keep another client's repeatable-read transaction open through the burst.
+    hold_snapshot: bool,
+    /// Api processes to start (release binaries); 0 runs the api and the worker in this process.
+    apis: usize,
+    /// Worker processes to start with `apis`; they share `worker_concurrency`.
+    workers: usize,
 }
 
 async fn noop(run: NoopRun<'_>) {
-    let NoopRun { jobs, concurrency, worker_concurrency, tenants, paced, paced_jobs, bulk } = run;
+    let NoopRun { jobs, concurrency, worker_concurrency, tenants, paced, paced_jobs, bulk, hold_snapshot, apis, workers } = run;
     let env = TestEnv::new().await;
-    let mut api = env.api_settings();
-    api.api.outbox_batch = 1000;
-    api.database.max_connections = 32;
-    let app = TestApp::spawn_with_cap(&env, api, Some(100_000)).await;
-    let mut ws = env.worker_settings();
-    ws.worker.concurrency = worker_concurrency;
-    ws.worker.interactive_reserved = worker_concurrency / 8;
-    ws.worker.lease_ttl_ms = 30_000;
-    ws.worker.heartbeat_interval_ms = 5_000;
-    ws.database.max_connections = 48;
-    let worker = TestWorker::spawn(ws).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+    // The api and the worker in this process, or as `apis` and `workers` processes of their own.
+    let (services, bases) = if apis == 0 {
+        let mut api = env.api_settings();
+        api.api.outbox_batch = 1000;
+        api.database.max_connections = 32;
+        let app = TestApp::spawn_with_cap(&env, api, Some(100_000)).await;
+        let mut ws = env.worker_settings();
+        ws.worker.concurrency = worker_concurrency;
+        ws.worker.interactive_reserved = worker_concurrency / 8;
+        ws.worker.lease_ttl_ms = 30_000;
+        ws.worker.heartbeat_interval_ms = 5_000;
+        ws.database.max_connections = 48;
+        let worker = TestWorker::spawn(ws).await;
+        let base = app.url("");
+        (Services::InProcess(app, worker), vec![base])
+    } else {
+        let mut children = Vec::new();
+        let mut bases = Vec::new();
+        let api_settings = [
+            ("REELQ__API__ALLOW_DIAGNOSTICS", "true".to_owned()),
+            ("REELQ__API__OUTBOX_BATCH", "1000".to_owned()),
+            ("REELQ__DATABASE__MAX_CONNECTIONS", "32".to_owned()),
+        ];
+        for _ in 0..apis {
+            let port = processes::free_port();
+            children.push(processes::spawn_api(&env, port, &api_settings));
+            bases.push(format!("http://127.0.0.1:{port}"));
+        }
+        for base in &bases {
+            processes::wait_healthy(&http, base).await;
+        }
+        for _ in 0..workers.max(1) {
+            children.push(processes::spawn_worker(&env, (worker_concurrency / workers.max(1)).max(8)));
+        }
+        println!("  {apis} api process(es) and {} worker process(es)", workers.max(1));
+        (Services::Processes(children), bases)
+    };
     // Each tenant gets its own key and video; submissions go round-robin over them.
     let mut clients = Vec::new();
     for i in 0..tenants {
         let t = reelq_shared::db::tenants::upsert(&env.pool, &format!("bench-{i}"), Some(100_000)).await.expect("tenant");
         let key = reelq_shared::db::tenants::create_key(&env.pool, t.id, "bench").await.expect("key").key.expose_secret().to_owned();
-        let resp =
-            app.http.post(app.url("/v1/videos")).bearer_auth(&key).header("content-type", "video/mp4").body(sample_clip()).send().await.expect("upload");
+        let resp = http
+            .post(format!("{}/v1/videos", bases[0]))
+            .bearer_auth(&key)
+            .header("content-type", "video/mp4")
+            .body(sample_clip())
+            .send()
+            .await
+            .expect("upload");
         let video: serde_json::Value = resp.json().await.expect("video");
         clients.push((key, json!({ "video_id": video["id"], "analyses": ["noop"] })));
     }
-    let submitter = Submitter { http: app.http.clone(), url: app.url("/v1/jobs"), clients };
+    let submitter = Submitter { http: http.clone(), urls: bases.iter().map(|b| format!("{b}/v1/jobs")).collect(), clients };
+    let pids = services.pids();
 
     let how = if bulk > 0 { format!("in batches of {bulk}") } else { "one per request".to_owned() };
     println!(
         "no-op jobs: {jobs} submitted over REST {how} with {concurrency} concurrent clients for {tenants} tenant(s); worker concurrency {worker_concurrency}"
     );
-    let before = cost::sample(&env.pool, Duration::ZERO).await;
+    println!("  tables before: {}", table_stats(&env.pool).await);
+    // Another client's transaction held open through the run (a long report, a stuck session).
+    let mut held = None;
+    if hold_snapshot {
+        let mut c = sqlx::PgConnection::connect(&format!("{}/{}", reelq_tests::pg_base(), env.db_name)).await.expect("connects");
+        sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM jobs").execute(&mut c).await.expect("snapshot");
+        println!("  a repeatable-read transaction stays open through the burst");
+        held = Some(c);
+    }
+    let before = cost::sample(&env.pool, &pids, Duration::ZERO).await;
+    let since = db_now(&env.pool).await;
     let started = Instant::now();
     let ids: Vec<Uuid> = if bulk > 0 {
         let requests: Vec<(usize, usize)> = (0..jobs).step_by(bulk).map(|from| (from, bulk.min(jobs - from))).collect();
@@ -132,16 +213,29 @@ async fn noop(run: NoopRun<'_>) {
     };
     let submit_secs = started.elapsed().as_secs_f64();
     println!("  submit: {} accepted in {submit_secs:.2} s = {:.0} jobs/s", ids.len(), ids.len() as f64 / submit_secs);
-    wait_succeeded(&env.pool, &ids).await;
+    let burst = Window { since, until: db_now(&env.pool).await };
+    burst.wait_succeeded(&env.pool, ids.len()).await;
     let secs = started.elapsed().as_secs_f64();
-    let after = cost::sample(&env.pool, Duration::from_secs(11)).await;
+    if let Some(mut c) = held.take() {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut c).await;
+    }
+    let after = cost::sample(&env.pool, &pids, Duration::from_secs(11)).await;
     let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as("SELECT min(created_at), max(finished_at) FROM jobs WHERE id = ANY($1)").bind(&ids).fetch_one(&env.pool).await.expect("span");
+        sqlx::query_as("SELECT min(created_at), max(finished_at) FROM jobs WHERE created_at >= $1 AND created_at < $2")
+            .bind(burst.since)
+            .bind(burst.until)
+            .fetch_one(&env.pool)
+            .await
+            .expect("span");
     let span = (last - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
     let max_rate = ids.len() as f64 / span;
     println!("  end to end: {} jobs in {span:.2} s = {max_rate:.0} jobs/s (first submit to last success)", ids.len());
-    latencies(&env.pool, &ids).await;
+    burst.latencies(&env.pool).await;
+    if ids.len() >= 200_000 {
+        burst.rate_by_slice(&env.pool, 100_000).await;
+    }
     cost::report(&before, &after, ids.len(), secs);
+    println!("  tables after: {}", table_stats(&env.pool).await);
 
     for &fraction in paced {
         let rate = max_rate * fraction;
@@ -150,6 +244,7 @@ async fn noop(run: NoopRun<'_>) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut sent = tokio::task::JoinSet::new();
+        let since = db_now(&env.pool).await;
         let started = Instant::now();
         for i in 0..paced_jobs {
             tick.tick().await;
@@ -158,20 +253,54 @@ async fn noop(run: NoopRun<'_>) {
         }
         let ids: Vec<Uuid> = sent.join_all().await.into_iter().flatten().collect();
         let offered = paced_jobs as f64 / started.elapsed().as_secs_f64();
-        wait_succeeded(&env.pool, &ids).await;
+        let window = Window { since, until: db_now(&env.pool).await };
+        window.wait_succeeded(&env.pool, ids.len()).await;
         println!("    offered {offered:.0} jobs/s, {} accepted", ids.len());
-        latencies(&env.pool, &ids).await;
+        window.latencies(&env.pool).await;
+        if ids.len() >= 200_000 {
+            window.rate_by_slice(&env.pool, 100_000).await;
+        }
     }
-    worker.stop().await;
-    app.stop().await;
+    services.stop().await;
     env.cleanup().await;
 }
 
-/// Submits the bench's jobs round-robin over its tenants.
+/// Where the api and the worker run.
+enum Services {
+    InProcess(TestApp, TestWorker),
+    Processes(Vec<tokio::process::Child>),
+}
+
+impl Services {
+    /// The processes whose CPU is the api's and the worker's, besides this one.
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Self::InProcess(..) => Vec::new(),
+            Self::Processes(children) => children.iter().filter_map(tokio::process::Child::id).collect(),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Self::InProcess(app, worker) => {
+                worker.stop().await;
+                app.stop().await;
+            }
+            Self::Processes(children) => {
+                for mut c in children {
+                    let _ = c.start_kill();
+                    let _ = c.wait().await;
+                }
+            }
+        }
+    }
+}
+
+/// Submits the bench's jobs round-robin over its tenants and the apis.
 #[derive(Clone)]
 struct Submitter {
     http: reqwest::Client,
-    url: String,
+    urls: Vec<String>,
     clients: Vec<(String, serde_json::Value)>,
 }
 
@@ -179,7 +308,7 @@ impl Submitter {
     /// The accepted job's id, or `None` when the request failed.
     async fn submit(&self, i: usize) -> Option<Uuid> {
         let (key, body) = &self.clients[i % self.clients.len()];
-        let resp = self.http.post(&self.url).bearer_auth(key).json(body).send().await.ok()?;
+        let resp = self.http.post(&self.urls[i % self.urls.len()]).bearer_auth(key).json(body).send().await.ok()?;
         if resp.status() != 202 {
             return None;
         }
@@ -190,7 +319,8 @@ impl Submitter {
     async fn submit_batch(&self, i: usize, n: usize) -> Vec<Uuid> {
         let (key, body) = &self.clients[i % self.clients.len()];
         let jobs: Vec<&serde_json::Value> = std::iter::repeat_n(body, n).collect();
-        let Ok(resp) = self.http.post(format!("{}:batch", self.url)).bearer_auth(key).json(&json!({ "jobs": jobs })).send().await else {
+        let url = format!("{}:batch", self.urls[i % self.urls.len()]);
+        let Ok(resp) = self.http.post(url).bearer_auth(key).json(&json!({ "jobs": jobs })).send().await else {
             return Vec::new();
         };
         let Ok(answer) = resp.json::<serde_json::Value>().await else { return Vec::new() };
@@ -198,65 +328,101 @@ impl Submitter {
     }
 }
 
-async fn wait_succeeded(pool: &sqlx::PgPool, ids: &[Uuid]) {
-    let started = Instant::now();
-    loop {
-        let done: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE id = ANY($1) AND status = 'succeeded'").bind(ids).fetch_one(pool).await.unwrap_or(0);
-        if done as usize >= ids.len() {
-            return;
+/// The jobs submitted between two instants of the database's clock: one phase of a run.
+struct Window {
+    since: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+}
+
+async fn db_now(pool: &sqlx::PgPool) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(pool).await.expect("clock")
+}
+
+impl Window {
+    async fn wait_succeeded(&self, pool: &sqlx::PgPool, n: usize) {
+        let started = Instant::now();
+        loop {
+            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE created_at >= $1 AND created_at < $2 AND status = 'succeeded'")
+                .bind(self.since)
+                .bind(self.until)
+                .fetch_one(pool)
+                .await
+                .unwrap_or(0);
+            if done as usize >= n {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(3600) {
+                println!("  gave up waiting: {done} of {n} done");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if started.elapsed() > Duration::from_secs(600) {
-            println!("  gave up waiting: {done} of {} done", ids.len());
-            return;
+    }
+
+    async fn latencies(&self, pool: &sqlx::PgPool) {
+        for (label, sql) in [
+            (
+                "submit→running",
+                "SELECT EXTRACT(EPOCH FROM started_at - created_at)::float8 FROM jobs WHERE created_at >= $1 AND created_at < $2 ORDER BY 1",
+            ),
+            (
+                "submit→succeeded",
+                "SELECT EXTRACT(EPOCH FROM finished_at - created_at)::float8 FROM jobs WHERE created_at >= $1 AND created_at < $2 ORDER BY 1",
+            ),
+        ] {
+            let lat: Vec<f64> = sqlx::query_scalar(sql).bind(self.since).bind(self.until).fetch_all(pool).await.expect("latencies");
+            println!(
+                "    {label}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                percentile(&lat, 0.5) * 1e3,
+                percentile(&lat, 0.9) * 1e3,
+                percentile(&lat, 0.99) * 1e3,
+                lat.last().copied().unwrap_or(f64::NAN) * 1e3
+            );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    /// The completion rate over each successive `size` jobs, in the order they finished: a rate
+    /// that holds shows as equal slices.
+    async fn rate_by_slice(&self, pool: &sqlx::PgPool, size: i64) {
+        let rows: Vec<(i64, f64)> = sqlx::query_as(
+            "SELECT (rn - 1) / $3 AS slice, EXTRACT(EPOCH FROM max(finished_at) - min(finished_at))::float8
+             FROM (SELECT finished_at, row_number() OVER (ORDER BY finished_at) AS rn FROM jobs WHERE created_at >= $1 AND created_at < $2) f
+             GROUP BY 1 HAVING count(*) = $3 ORDER BY 1",
+        )
+        .bind(self.since)
+        .bind(self.until)
+        .bind(size)
+        .fetch_all(pool)
+        .await
+        .expect("slices");
+        let rates: Vec<String> = rows.iter().map(|(_, secs)| format!("{:.0}", size as f64 / secs.max(1e-9))).collect();
+        println!("    completions per second, by slice of {size} jobs: {}", rates.join(", "));
     }
 }
 
-async fn latencies(pool: &sqlx::PgPool, ids: &[Uuid]) {
-    for (label, sql) in [
-        ("submit→running", "SELECT EXTRACT(EPOCH FROM started_at - created_at)::float8 FROM jobs WHERE id = ANY($1) ORDER BY 1"),
-        ("submit→succeeded", "SELECT EXTRACT(EPOCH FROM finished_at - created_at)::float8 FROM jobs WHERE id = ANY($1) ORDER BY 1"),
-    ] {
-        let lat: Vec<f64> = sqlx::query_scalar(sql).bind(ids).fetch_all(pool).await.expect("latencies");
-        println!(
-            "    {label}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            percentile(&lat, 0.5) * 1e3,
-            percentile(&lat, 0.9) * 1e3,
-            percentile(&lat, 0.99) * 1e3,
-            lat.last().copied().unwrap_or(f64::NAN) * 1e3
-        );
-    }
+/// Rows, dead rows and size on disk (with indexes) of the tables jobs go through.
+async fn table_stats(pool: &sqlx::PgPool) -> String {
+    let _ = sqlx::query("SELECT pg_stat_clear_snapshot()").execute(pool).await;
+    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT relname::text, n_live_tup, n_dead_tup, pg_total_relation_size(relid), autovacuum_count
+         FROM pg_stat_user_tables WHERE relname IN ('jobs', 'results', 'outbox') ORDER BY relname",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    rows.iter()
+        .map(|(t, live, dead, bytes, vacuums)| format!("{t} {live} rows, {dead} dead, {:.1} MiB, autovacuumed {vacuums}×", *bytes as f64 / 1048576.0))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Streams `mib` MiB through a real `reelq-api` process and samples its resident memory.
 async fn upload(mib: u64) {
     let env = TestEnv::new().await;
-    let exe = std::env::current_exe().expect("own path");
-    let api_bin = std::env::var("REELQ_API_BIN").map(std::path::PathBuf::from).unwrap_or_else(|_| exe.with_file_name("reelq-api"));
-    assert!(api_bin.exists(), "build the api first: cargo build --release -p reelq-api ({})", api_bin.display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = processes::free_port();
     let tenant = reelq_shared::db::tenants::upsert(&env.pool, "bench", None).await.expect("tenant");
     let key = reelq_shared::db::tenants::create_key(&env.pool, tenant.id, "bench").await.expect("key");
-    let mut child = tokio::process::Command::new(&api_bin)
-        .env("REELQ_CONFIG_DIR", "/nonexistent")
-        .env("REELQ__DATABASE__URL", env.database.url.expose_secret())
-        .env("REELQ__DATABASE__RUN_MIGRATIONS", "false")
-        .env("REELQ__AMQP__URL", env.amqp.url.expose_secret())
-        .env("REELQ__AMQP__PREFIX", &env.amqp.prefix)
-        .env("REELQ__STORAGE__ENDPOINT", &env.storage.endpoint)
-        .env("REELQ__STORAGE__BUCKET", &env.storage.bucket)
-        .env("REELQ__STORAGE__ACCESS_KEY", &env.storage.access_key)
-        .env("REELQ__STORAGE__SECRET_KEY", env.storage.secret_key.expose_secret())
-        .env("REELQ__API__BIND", format!("127.0.0.1:{port}"))
-        .env("REELQ__API__MAX_UPLOAD_BYTES", ((mib + 1) * 1024 * 1024).to_string())
-        .env("REELQ__TELEMETRY__LOG_FILTER", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("api starts");
+    let mut child = processes::spawn_api(&env, port, &[("REELQ__API__MAX_UPLOAD_BYTES", ((mib + 1) * 1024 * 1024).to_string())]);
     let pid = child.id().expect("pid");
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
