@@ -159,8 +159,9 @@ pub struct SubmitManyArgs {
     /// URL called with each job when it ends.
     #[arg(long, value_name = "URL")]
     pub callback_url: Option<String>,
-    /// Makes the run safe to repeat: each item's key is PREFIX:VIDEO_ID, so a second run
-    /// answers the jobs the first one created instead of making new ones.
+    /// Makes the run safe to repeat for stored video ids: each item's key is PREFIX:VIDEO_ID,
+    /// so a second run answers the jobs the first one created instead of making new ones. A file
+    /// is uploaded again on every run, as a new video with a new job.
     #[arg(long, value_name = "PREFIX")]
     pub idempotency_prefix: Option<String>,
     /// Jobs per request (the server accepts up to its `api.max_batch_jobs`, 1000 by default).
