@@ -27,6 +27,9 @@ fn command(env: &TestEnv, name: &str) -> Command {
         .env("REELQ__DATABASE__RUN_MIGRATIONS", "false")
         .env("REELQ__AMQP__URL", env.amqp.url.expose_secret())
         .env("REELQ__AMQP__PREFIX", &env.amqp.prefix)
+        // The same delay queues as the bench's own settings, which its cleanup removes.
+        .env("REELQ__AMQP__RETRY_DELAYS_MS", env.amqp.retry_delays_ms.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
+        .env("REELQ__AMQP__DEFER_DELAY_MS", env.amqp.defer_delay_ms.to_string())
         .env("REELQ__STORAGE__ENDPOINT", &env.storage.endpoint)
         .env("REELQ__STORAGE__BUCKET", &env.storage.bucket)
         .env("REELQ__STORAGE__ACCESS_KEY", &env.storage.access_key)
