@@ -173,14 +173,14 @@ impl JobRunner {
         let lease_ttl = Duration::from_millis(settings.worker.lease_ttl_ms);
         let claims = Coalescer::spawn("jobs.claim", MAX_DB_BATCH, {
             let pool = pool.clone();
-            move |wanted: Vec<(uuid::Uuid, uuid::Uuid)>| {
+            move |wanted: std::sync::Arc<[(uuid::Uuid, uuid::Uuid)]>| {
                 let pool = pool.clone();
                 async move { jobs::claim_many(&pool, &wanted, lease_ttl).await }
             }
         });
         let finishes = Coalescer::spawn("jobs.finish", MAX_DB_BATCH, {
             let pool = pool.clone();
-            move |outcomes: Vec<Finish>| {
+            move |outcomes: std::sync::Arc<[Finish]>| {
                 let pool = pool.clone();
                 async move { jobs::finish_many(&pool, &outcomes).await }
             }

@@ -155,11 +155,18 @@ pub async fn submit(State(state): State<AppState>, AuthTenant(tenant): AuthTenan
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get(IDEMPOTENCY_HEADER) else { return Ok(None) };
-    let key = v.to_str().map_err(|_| ApiError::invalid("invalid_idempotency_key", "Idempotency-Key must be visible ASCII"))?.trim();
-    if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::invalid("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters"));
+    let key = v.to_str().map_err(|_| ApiError::invalid("invalid_idempotency_key", "Idempotency-Key must be visible ASCII"))?;
+    checked_idempotency_key(key, "Idempotency-Key").map(Some)
+}
+
+/// An idempotency key as stored: trimmed, 1 to 255 visible ASCII characters (spaces allowed
+/// inside). `name` is how the request spelled it, for the error.
+pub(crate) fn checked_idempotency_key(raw: &str, name: &str) -> Result<String, ApiError> {
+    let key = raw.trim();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(ApiError::invalid("invalid_idempotency_key", format!("{name} must be 1 to 255 visible ASCII characters")));
     }
-    Ok(Some(key.to_owned()))
+    Ok(key.to_owned())
 }
 
 /// Hash of what a request asks for, to tell an idempotent replay from a conflicting reuse.

@@ -27,13 +27,13 @@ pub struct Coalescer<Req, Resp> {
     tx: mpsc::UnboundedSender<(Req, Reply<Resp>)>,
 }
 
-impl<Req: Clone + Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
+impl<Req: Clone + Send + Sync + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
     /// Starts the task running `run` on batches of at most `max_batch` requests. `run` must
     /// return one response per request, in the same order. The task ends when the coalescer
     /// is dropped, after the statement under way.
     pub fn spawn<F, Fut>(query: &'static str, max_batch: usize, run: F) -> Self
     where
-        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<[Req]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Resp>, DbError>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Req, Reply<Resp>)>();
@@ -42,16 +42,16 @@ impl<Req: Clone + Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
             let mut waiting = Vec::with_capacity(max_batch);
             while rx.recv_many(&mut waiting, max_batch).await > 0 {
                 let (requests, replies): (Vec<Req>, Vec<Reply<Resp>>) = waiting.drain(..).unzip();
+                let requests: Arc<[Req]> = requests.into();
                 let n = requests.len();
                 crate::metrics::get().db_batch_size.with_label_values(&[query]).observe(n as f64);
-                let kept = (n > 1).then(|| requests.clone());
-                match answered(query, n, run(requests).await) {
+                match answered(query, n, run(requests.clone()).await) {
                     Ok(responses) => {
                         for (response, reply) in responses.into_iter().zip(replies) {
                             let _ = reply.send(Ok(response));
                         }
                     }
-                    Err(e) if e.is_transient() || kept.is_none() => {
+                    Err(e) if e.is_transient() || n == 1 => {
                         let e = Arc::new(e);
                         for reply in replies {
                             let _ = reply.send(Err(DbError::Shared(e.clone())));
@@ -59,8 +59,9 @@ impl<Req: Clone + Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
                     }
                     Err(e) => {
                         tracing::warn!(query, batch = n, error = %e, "a batched statement failed; running its requests one by one");
-                        for (request, reply) in kept.unwrap_or_default().into_iter().zip(replies) {
-                            let alone = answered(query, 1, run(vec![request]).await).and_then(|mut r| r.pop().ok_or(DbError::Stopped { query }));
+                        for (request, reply) in requests.iter().zip(replies) {
+                            let alone =
+                                answered(query, 1, run(Arc::from([request.clone()])).await).and_then(|mut r| r.pop().ok_or(DbError::Stopped { query }));
                             let _ = reply.send(alone);
                         }
                     }
@@ -111,7 +112,7 @@ mod tests {
     fn gated(query: &'static str, fail_on: u32) -> (Coalescer<u32, u32>, Arc<Semaphore>, Sizes) {
         let (gate, sizes) = (Arc::new(Semaphore::new(0)), Arc::new(Mutex::new(Vec::new())));
         let (g, seen) = (gate.clone(), sizes.clone());
-        let c = Coalescer::spawn(query, 100, move |reqs: Vec<u32>| {
+        let c = Coalescer::spawn(query, 100, move |reqs: Arc<[u32]>| {
             seen.lock().expect("lock").push(reqs.len());
             let g = g.clone();
             async move {
@@ -162,8 +163,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_transient_failure_reaches_each_caller_and_the_next_batch_runs() {
-        let c = Coalescer::spawn("test.flaky", 10, |reqs: Vec<u32>| async move {
-            if reqs.contains(&0) { Err(DbError::Timeout { query: "test.flaky", after: Duration::ZERO }) } else { Ok(reqs) }
+        let c = Coalescer::spawn("test.flaky", 10, |reqs: Arc<[u32]>| async move {
+            if reqs.contains(&0) { Err(DbError::Timeout { query: "test.flaky", after: Duration::ZERO }) } else { Ok(reqs.to_vec()) }
         });
         let e = c.call(0).await.expect_err("failed batch");
         assert!(e.is_transient(), "{e}");
@@ -172,7 +173,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_answered_short_is_an_error_not_a_hang() {
-        let c = Coalescer::spawn("test.short", 10, |_reqs: Vec<u32>| async move { Ok(Vec::<u32>::new()) });
+        let c = Coalescer::spawn("test.short", 10, |_reqs: Arc<[u32]>| async move { Ok(Vec::<u32>::new()) });
         assert!(c.call(1).await.is_err());
     }
 }

@@ -17,7 +17,7 @@ use reelq_shared::db::videos;
 use reelq_shared::domain::{Analysis, Priority};
 use reelq_shared::metrics;
 
-use super::{IDEMPOTENCY_HEADER, JobRequest, prepare, request_hash, why_refused};
+use super::{IDEMPOTENCY_HEADER, JobRequest, checked_idempotency_key, prepare, request_hash, why_refused};
 use crate::error::{ApiError, Problem};
 use crate::state::{AppState, AuthTenant};
 use crate::{extract, retry};
@@ -107,6 +107,8 @@ struct Ready {
     index: usize,
     job: NewJob,
     message: serde_json::Value,
+    /// The trace context the outbox row carries to the worker (the same for every item).
+    headers: serde_json::Value,
     video_id: Uuid,
 }
 
@@ -185,16 +187,10 @@ pub async fn submit_batch(State(state): State<AppState>, AuthTenant(tenant): Aut
 
 /// Checks one item as a single submission is checked.
 async fn check(state: &AppState, tenant_id: Uuid, index: usize, item: BatchItem, fresh_key: bool) -> Result<Ready, ApiError> {
-    let key = match item.idempotency_key.as_deref().map(str::trim) {
-        None => None,
-        Some(k) if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
-            return Err(ApiError::invalid("invalid_idempotency_key", "idempotency_key must be 1 to 255 visible ASCII characters"));
-        }
-        Some(_) if !fresh_key => {
-            return Err(ApiError::invalid("duplicate_idempotency_key", "this idempotency_key is used by an earlier item of the batch"));
-        }
-        Some(k) => Some(k.to_owned()),
-    };
+    let key = item.idempotency_key.as_deref().map(|k| checked_idempotency_key(k, "idempotency_key")).transpose()?;
+    if key.is_some() && !fresh_key {
+        return Err(ApiError::invalid("duplicate_idempotency_key", "this idempotency_key is used by an earlier item of the batch"));
+    }
     let request = JobRequest {
         video_id: Some(item.video_id),
         analyses: item.analyses,
@@ -203,8 +199,8 @@ async fn check(state: &AppState, tenant_id: Uuid, index: usize, item: BatchItem,
         options: item.options,
     };
     let hash = request_hash(&request, None);
-    let (job, message, _) = prepare(state, tenant_id, item.video_id, Uuid::now_v7(), &request, key.as_deref(), &hash).await?;
-    Ok(Ready { index, job, message, video_id: item.video_id })
+    let (job, message, headers) = prepare(state, tenant_id, item.video_id, Uuid::now_v7(), &request, key.as_deref(), &hash).await?;
+    Ok(Ready { index, job, message, headers, video_id: item.video_id })
 }
 
 /// Inserts the checked items in one statement. A try after a lost connection inserts nothing
@@ -212,7 +208,7 @@ async fn check(state: &AppState, tenant_id: Uuid, index: usize, item: BatchItem,
 async fn insert(state: &AppState, tenant_id: Uuid, ready: &[Ready]) -> Result<Vec<JobRecord>, ApiError> {
     let rows: Vec<NewJob> = ready.iter().map(|r| r.job.clone()).collect();
     let messages: Vec<serde_json::Value> = ready.iter().map(|r| r.message.clone()).collect();
-    let headers = serde_json::to_value(reelq_shared::telemetry::current_context()).unwrap_or_default();
+    let headers = ready.first().map(|r| r.headers.clone()).unwrap_or_default();
     let pool = &state.pool;
     let notify = state.notify_relays();
     let inserted =
