@@ -41,6 +41,9 @@ pub enum ApiError {
     Conflict { code: &'static str, detail: String },
     #[error("{detail}")]
     TooManyRequests { code: &'static str, detail: String },
+    /// Something that existed and was removed on purpose (by retention).
+    #[error("{detail}")]
+    Gone { code: &'static str, detail: String },
     #[error("{0}")]
     Unavailable(String),
     /// A database call failed; [`ApiError::status`] tells the client's fault (text PostgreSQL
@@ -73,7 +76,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } | Self::BodyTooLarge(_) => "payload_too_large",
             Self::UriTooLong(_) => "uri_too_long",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::Invalid { code, .. } | Self::Conflict { code, .. } | Self::TooManyRequests { code, .. } => code,
+            Self::Invalid { code, .. } | Self::Conflict { code, .. } | Self::TooManyRequests { code, .. } | Self::Gone { code, .. } => code,
             Self::Unavailable(_) => "service_unavailable",
             Self::Database(e) if e.is_invalid_text() => INVALID_TEXT,
             Self::Database(e) if e.is_transient() => "service_unavailable",
@@ -93,6 +96,7 @@ impl ApiError {
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(e) if e.is_invalid_text() => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Database(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,

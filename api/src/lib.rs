@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod ingest;
+pub mod retention;
 pub mod retry;
 pub mod routes;
 pub mod settings;

@@ -135,7 +135,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::submit_batch))
         .layer(DefaultBodyLimit::disable());
     let rest = OpenApiRouter::new()
-        .routes(routes!(videos::get_video))
+        .routes(routes!(videos::get_video, videos::delete_video))
         .routes(routes!(videos::presign))
         .routes(routes!(videos::complete))
         .routes(routes!(analyses::list_analyses))
@@ -152,6 +152,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::replay_all))
         .routes(routes!(admin::replay_job))
         .routes(routes!(admin::job_replays))
+        .routes(routes!(admin::erase_tenant))
         .routes(routes!(models::list_models))
         .routes(routes!(models::rollback))
         .routes(routes!(models::start_training))

@@ -15,6 +15,34 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub webhooks: WebhookSettings,
     pub api: ApiSettings,
+    pub retention: RetentionSettings,
+}
+
+/// The `[retention]` section: how long uploads, outputs and finished jobs are kept. Ages are
+/// in days; 0 keeps forever.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Days a stored upload's bytes are kept after it was stored. The video row, its jobs and
+    /// their results stay (the video becomes `expired`); uploads a queued or running job still
+    /// needs wait for it.
+    pub upload_days: u32,
+    /// Days a `mux` output file is kept after its job succeeded. The result stays, marked with
+    /// `expired_at`; downloading answers 410.
+    pub output_days: u32,
+    /// Days a finished job (with its results and webhook record) is kept after it ended. Jobs
+    /// a creator gave feedback on are kept as training examples.
+    pub finished_job_days: u32,
+    /// How often the sweep runs, in seconds. Each replica sweeps; they take disjoint batches.
+    pub sweep_interval_secs: u64,
+    /// Rows one sweep transaction takes.
+    pub sweep_batch: i64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { upload_days: 30, output_days: 30, finished_job_days: 0, sweep_interval_secs: 300, sweep_batch: 500 }
+    }
 }
 
 /// The `[api]` section.
@@ -147,6 +175,19 @@ impl Validate for Settings {
         }
         if self.api.upload_sweep_interval_secs == 0 {
             return Err(ConfigError::invalid("api.upload_sweep_interval_secs", "must be at least 1"));
+        }
+        let r = &self.retention;
+        if r.sweep_interval_secs == 0 {
+            return Err(ConfigError::invalid("retention.sweep_interval_secs", "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&r.sweep_batch) {
+            return Err(ConfigError::invalid("retention.sweep_batch", "must be between 1 and 10000"));
+        }
+        if r.finished_job_days > 0 && (r.output_days == 0 || r.output_days > r.finished_job_days) {
+            return Err(ConfigError::invalid(
+                "retention.output_days",
+                "must be set and at most retention.finished_job_days, so that no output outlives its job",
+            ));
         }
         if let Some(key) = &self.api.dev_api_key
             && reelq_shared::auth::key_prefix(key).is_none()

@@ -89,6 +89,7 @@ impl Application {
             spawn_named("outbox-relay", relay.run(shutdown.clone()))
         });
         let sweeper = spawn_named("upload-sweeper", crate::ingest::run_upload_sweeper(state.clone(), shutdown.clone()));
+        let retention = spawn_named("retention-sweeper", crate::retention::run_sweeper(state.clone(), shutdown.clone()));
         tracing::info!(addr = %self.local_addr(), "api listening");
         let app = crate::routes::router(state.clone());
         // Event streams last as long as their job: end them when shutdown begins, or the
@@ -103,6 +104,7 @@ impl Application {
             .await;
         shutdown.cancel();
         let _ = sweeper.await;
+        let _ = retention.await;
         if let Some(r) = relay {
             let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
         }

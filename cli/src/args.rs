@@ -42,6 +42,9 @@ pub enum Command {
     Jobs(JobsArgs),
     /// Cancel a queued or running job.
     Cancel(JobArgs),
+    /// Delete an uploaded video and everything made from it: its jobs (running ones are
+    /// stopped), results, outputs and feedback. Cannot be undone.
+    Delete(DeleteArgs),
     /// Wait for a job to end and show its result.
     Wait(WaitArgs),
     /// List trained model versions (hashtag classifier, virality regressor) and their figures.
@@ -178,6 +181,14 @@ pub struct SubmitManyArgs {
 pub struct JobArgs {
     /// Job id.
     pub id: Uuid,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Video id.
+    pub video_id: Uuid,
     #[command(flatten)]
     pub output: OutputArgs,
 }

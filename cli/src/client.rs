@@ -140,6 +140,11 @@ impl ApiClient {
         parse_job(self.send(req).await?)
     }
 
+    /// `DELETE /v1/videos/{id}`: what was removed.
+    pub async fn delete_video(&self, id: Uuid) -> Result<Value> {
+        self.send(self.http.delete(self.url(&format!("/v1/videos/{id}"))).timeout(REQUEST_TIMEOUT)).await
+    }
+
     /// `GET /v1/jobs`.
     pub async fn list_jobs(&self, query: &ListQuery<'_>) -> Result<JobPage> {
         let mut params: Vec<(&str, String)> = Vec::new();

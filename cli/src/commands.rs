@@ -29,6 +29,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(args) => status(&client, args).await,
         Command::Jobs(args) => jobs(&client, args).await,
         Command::Cancel(args) => cancel(&client, args).await,
+        Command::Delete(args) => {
+            let raw = client.delete_video(args.video_id).await?;
+            let text = if args.output.json {
+                render::pretty_json(&raw)
+            } else {
+                let pending = if raw["complete"] == true { "" } else { "; the rest of its stored files are removed within minutes" };
+                format!(
+                    "video {} deleted: {} job(s) removed ({} stopped), {} stored file(s){pending}\n",
+                    args.video_id,
+                    raw["jobs_removed"].as_i64().unwrap_or(0),
+                    raw["jobs_cancelled"].as_i64().unwrap_or(0),
+                    raw["objects"].as_u64().unwrap_or(0)
+                )
+            };
+            print_out(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Wait(args) => wait(&client, args).await,
         Command::Models(args) => {
             let raw = client.models(args.model.as_deref(), args.limit).await?;

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod dead_letters;
 pub mod feedback;
 pub mod jobs;
+pub mod lifecycle;
 pub mod models;
 pub mod outbox;
 pub mod results;

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub upload_refusals: IntCounterVec,
     /// `reelq_pending_uploads_expired_total`: presigned uploads never completed, swept.
     pub pending_uploads_expired: IntCounterVec,
+    /// `reelq_objects_removed_total{reason}`: what deletions and retention removed, by reason:
+    /// `deletion` (deleted videos' and erased tenants' objects, counted per deletion settled),
+    /// `upload_expired` and `output_expired` (objects), `job_expired` (job rows).
+    pub objects_removed: IntCounterVec,
     /// `reelq_job_replays_total`: dead-lettered jobs queued again by an operator.
     pub job_replays: IntCounterVec,
     /// `reelq_jobs_in_flight`: jobs this worker is processing now.
@@ -114,6 +118,7 @@ impl Metrics {
             upload_bytes: counter(&r, "reelq_upload_bytes_total", "Bytes received in uploads", &["outcome"]),
             upload_refusals: counter(&r, "reelq_upload_refusals_total", "Uploads cut off or turned away", &["reason"]),
             pending_uploads_expired: counter(&r, "reelq_pending_uploads_expired_total", "Presigned uploads never completed and swept", &[]),
+            objects_removed: counter(&r, "reelq_objects_removed_total", "Objects and rows removed by deletions and retention", &["reason"]),
             job_replays: counter(&r, "reelq_job_replays_total", "Dead-lettered jobs queued again", &[]),
             jobs_in_flight: gauge(&r, "reelq_jobs_in_flight", "Jobs being processed by this worker"),
             inference_seconds: histogram(&r, "reelq_inference_duration_seconds", "Time spent in model calls per analysis", &["model"], SLOW.to_vec()),

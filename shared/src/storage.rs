@@ -14,7 +14,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
@@ -545,6 +545,39 @@ impl Store {
         })
         .await?;
         Ok(())
+    }
+
+    /// Deletes many objects, up to 1,000 per request (absent objects are fine). Fails when
+    /// storage refuses any key, naming the first; the keys it did delete stay deleted, so a
+    /// caller simply tries the whole set again.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<(), StorageError> {
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build().map_err(|e| StorageError::Service { op: "delete_objects", message: e.to_string() }))
+                .collect::<Result<Vec<_>, _>>()?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StorageError::Service { op: "delete_objects", message: e.to_string() })?;
+            let out = observe("delete_many", async {
+                self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.map_err(|e| StorageError::service("delete_objects", e))
+            })
+            .await?;
+            if let Some(e) = out.errors().first() {
+                let message = format!("{}: {}", e.key().unwrap_or("?"), e.message().or(e.code()).unwrap_or("refused"));
+                return Err(StorageError::Service { op: "delete_objects", message });
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every object under `prefix`; returns how many there were.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StorageError> {
+        let keys = self.list_keys(prefix).await?;
+        self.delete_many(&keys).await?;
+        Ok(keys.len())
     }
 
     /// Keys of every object under `prefix`, in key order (all pages of the listing).

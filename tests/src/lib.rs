@@ -100,6 +100,7 @@ impl TestEnv {
             telemetry: TelemetrySettings::default(),
             webhooks: self.webhooks.clone(),
             api: Default::default(),
+            retention: Default::default(),
         };
         s.database.run_migrations = false;
         s.api.bind = "127.0.0.1:0".into();

@@ -1,6 +1,7 @@
 //! `/v1/admin/runs`: the scheduler's run history, and triggering a schedule now.
 //! `/v1/admin/dead-letters` and `/v1/admin/jobs/{id}/replay…`: jobs that used up their attempts
-//! on transient faults, and replaying them once the cause is fixed. Admin keys only
+//! on transient faults, and replaying them once the cause is fixed.
+//! `/v1/admin/tenants/{id}/data`: erasing a tenant's data on request. Admin keys only
 //! (`reelq-api key create --admin`).
 
 use axum::Json;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 use reelq_shared::db;
 use reelq_shared::db::dead_letters::{self, DeadLetter, ReplayOutcome, ReplayRecord};
 use reelq_shared::db::jobs::{self, JobView};
+use reelq_shared::db::lifecycle;
 use reelq_shared::db::schedules::{self, RunRecord};
 use reelq_shared::domain::JobMessage;
 
@@ -227,6 +229,76 @@ pub async fn replay_job(
             },
         }),
     }
+}
+
+/// What erasing a tenant's data removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantErasure {
+    /// The tenant, which stays with its API keys.
+    pub tenant_id: Uuid,
+    /// Uploads (videos and audio tracks) removed.
+    pub videos_removed: i64,
+    /// Jobs removed with their results and webhook records (queued and running ones stop).
+    pub jobs_removed: i64,
+    /// Feedback removed, with its training embeddings.
+    pub feedback_removed: i64,
+}
+
+/// Erase a tenant's data.
+///
+/// Removes every upload, job, result, `mux` output, webhook record and piece of feedback of the
+/// tenant, and the training embeddings of that feedback. The rows are gone when this answers;
+/// the stored objects (`uploads/<tenant>/` and `outputs/<tenant>/` in the bucket) are being
+/// removed, and the retention sweep finishes any that storage refused. The tenant and its API
+/// keys stay. Models already trained on the tenant's feedback are not retrained.
+#[utoipa::path(
+    delete, path = "/v1/admin/tenants/{id}/data", tag = "admin",
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    responses(
+        (status = 202, description = "Rows removed; objects being removed", body = TenantErasure),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn erase_tenant(State(state): State<AppState>, admin: AdminKey, Path(id): Path<Uuid>) -> Result<(StatusCode, Json<TenantErasure>), ApiError> {
+    let pool = &state.pool;
+    let presign_ttl = std::time::Duration::from_secs(state.settings.storage.presign_ttl_secs);
+    let erased = crate::retry::idempotent("tenants.erase", move || async move {
+        let mut tx = db::timed("tenants.erase.begin", pool.begin()).await?;
+        let e = lifecycle::erase_tenant(&mut tx, id, presign_ttl).await?;
+        if e.is_some() {
+            db::timed("tenants.erase.commit", tx.commit()).await?;
+        }
+        Ok(e)
+    })
+    .await?
+    .ok_or(ApiError::NotFound("tenant"))?;
+    tracing::warn!(
+        tenant_id = %id,
+        by = %admin.0.id,
+        videos = erased.videos_removed,
+        jobs = erased.jobs_removed,
+        feedback = erased.feedback_removed,
+        "tenant data erased"
+    );
+    // Emptying the tenant's folders can take a while; the answer does not wait for it.
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::retention::remove_owed(&background, Some(erased.deletion_id), 1).await {
+            tracing::warn!(tenant_id = %id, error = %e, "an erased tenant's objects could not be removed yet; the sweep will");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TenantErasure {
+            tenant_id: id,
+            videos_removed: erased.videos_removed,
+            jobs_removed: erased.jobs_removed,
+            feedback_removed: erased.feedback_removed,
+        }),
+    ))
 }
 
 /// A job's history of replays.

@@ -91,6 +91,7 @@ pub struct JobForm {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The video does not exist for this tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key reused with a different request", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Retention removed the video's (`video_expired`) or the mux track's (`audio_expired`) bytes", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request; `invalid_text` when a string holds a NUL character", body = Problem, content_type = "application/problem+json"),
@@ -332,6 +333,10 @@ pub(crate) fn why_refused(video: Option<&videos::Video>) -> ApiError {
         Some(v) if v.kind() == Some(MediaKind::Audio) => {
             ApiError::invalid("not_a_video", "this upload is an audio track: analyses need a video (an audio track can be options.mux.audio_id)")
         }
+        Some(v) if v.status == "expired" => ApiError::Gone {
+            code: "video_expired",
+            detail: "retention removed this video's bytes; its earlier results stay readable. Upload it again to analyse it".into(),
+        },
         // Pending, or completed between the insert and this read: either way, not yet.
         Some(_) => ApiError::invalid("video_not_ready", "the video's upload has not been completed"),
     }
@@ -342,6 +347,9 @@ pub(crate) fn why_refused(video: Option<&videos::Video>) -> ApiError {
 async fn check_media(state: &AppState, tenant_id: Uuid, mux: Option<&MuxOptions>) -> Result<(), ApiError> {
     if let Some(m) = mux {
         let track = videos::get(&state.pool, tenant_id, m.audio_id).await?.ok_or(ApiError::NotFound("audio track"))?;
+        if track.status == "expired" {
+            return Err(ApiError::Gone { code: "audio_expired", detail: "retention removed this audio track's bytes; upload it again".into() });
+        }
         if track.status != "stored" {
             return Err(ApiError::invalid("audio_not_ready", "the audio track's upload has not been completed"));
         }
@@ -384,6 +392,9 @@ pub async fn get_job(State(state): State<AppState>, AuthTenant(tenant): AuthTena
 async fn add_output_url(state: &AppState, view: &mut JobView) -> Result<(), ApiError> {
     let Some(result) = view.results.as_mut().and_then(|r| r.get_mut(Analysis::Mux.as_str())) else { return Ok(()) };
     let Some(key) = result.payload.get("output_key").and_then(serde_json::Value::as_str).map(str::to_owned) else { return Ok(()) };
+    if result.payload.get("expired_at").is_some() {
+        return Ok(());
+    }
     let url = state.store.presign_get(&key).await?;
     let ttl = chrono::Duration::from_std(state.store.presign_ttl()).unwrap_or_else(|_| chrono::Duration::hours(1));
     if let Some(obj) = result.payload.as_object_mut() {
@@ -404,6 +415,7 @@ async fn add_output_url(state: &AppState, view: &mut JobView) -> Result<(), ApiE
         (status = 303, description = "`Location` is a presigned URL of the output MP4"),
         (status = 404, description = "No such job for this tenant, or the job has no mux analysis", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Retention removed the output (`output_expired`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -420,12 +432,14 @@ pub async fn get_output(State(state): State<AppState>, AuthTenant(tenant): AuthT
         });
     }
     let results = retry::idempotent("results.for_job", move || async move { Ok(results::for_job(pool, id).await?) }).await?;
-    let key = results
-        .iter()
-        .find(|r| r.analysis == Analysis::Mux.as_str())
-        .and_then(|r| r.payload.get("output_key"))
-        .and_then(serde_json::Value::as_str)
-        .ok_or(ApiError::NotFound("output"))?;
+    let payload = results.iter().find(|r| r.analysis == Analysis::Mux.as_str()).map(|r| &r.payload).ok_or(ApiError::NotFound("output"))?;
+    if let Some(when) = payload.get("expired_at").and_then(serde_json::Value::as_str) {
+        return Err(ApiError::Gone {
+            code: "output_expired",
+            detail: format!("retention removed this output at {when}; submit the job again to rebuild it"),
+        });
+    }
+    let key = payload.get("output_key").and_then(serde_json::Value::as_str).ok_or(ApiError::NotFound("output"))?;
     let url = state.store.presign_get(key).await?;
     let location = HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(format!("presigned URL is not a header value: {e}")))?;
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response())

@@ -1,4 +1,5 @@
-//! `/v1/videos` and `/v1/uploads`: streamed uploads, presigned uploads and their completion.
+//! `/v1/videos` and `/v1/uploads`: streamed uploads, presigned uploads and their completion,
+//! and deleting a video with everything made from it.
 
 use axum::Json;
 use axum::body::Body;
@@ -9,12 +10,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use reelq_shared::db;
+use reelq_shared::db::lifecycle;
 use reelq_shared::db::videos::{self, DeclaredUpload, StoredObject, Video};
 use reelq_shared::domain::video_object_key;
 use reelq_shared::storage::StorageError;
 
 use crate::error::{ApiError, Problem};
 use crate::ingest::{self, acceptable_raw_content_type};
+use crate::retention;
 use crate::state::{AppState, AuthTenant};
 
 pub(crate) fn content_type(req: &Request) -> Option<String> {
@@ -103,6 +107,64 @@ pub struct UploadForm {
 pub async fn get_video(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<Video>, ApiError> {
     let video = videos::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("video"))?;
     Ok(Json(video))
+}
+
+/// What deleting a video removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VideoDeletion {
+    /// The deleted video.
+    pub id: Uuid,
+    /// Queued or running jobs the deletion stopped.
+    pub jobs_cancelled: i64,
+    /// Jobs removed with their results, webhook records and feedback.
+    pub jobs_removed: i64,
+    /// Stored objects removed: the upload and the jobs' `mux` outputs.
+    pub objects: usize,
+    /// Whether storage is already clean. `false` when storage could not be reached, or a
+    /// cancelled job's worker could still be writing an output: the retention sweep then
+    /// removes what is left within `retention.sweep_interval_secs` of that becoming safe.
+    pub complete: bool,
+}
+
+/// Delete a video and everything made from it.
+///
+/// Removes the upload, its jobs (a queued or running job is cancelled: its worker stops and
+/// writes nothing), their results, `mux` outputs, webhook records and feedback, and the
+/// training embeddings of that feedback. Nothing is kept: the id answers 404 afterwards.
+/// Models already trained on the feedback are not retrained.
+#[utoipa::path(
+    delete, path = "/v1/videos/{id}", tag = "videos",
+    params(("id" = Uuid, Path, description = "Video id")),
+    responses(
+        (status = 200, description = "Deleted", body = VideoDeletion),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such video for this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_video(State(state): State<AppState>, AuthTenant(tenant): AuthTenant, Path(id): Path<Uuid>) -> Result<Json<VideoDeletion>, ApiError> {
+    let pool = &state.pool;
+    let presign_ttl = std::time::Duration::from_secs(state.settings.storage.presign_ttl_secs);
+    // The transaction rolls back whole when its connection dies, so it can run once more.
+    let deletion = crate::retry::idempotent("videos.delete", move || async move {
+        let mut tx = db::timed("videos.delete.begin", pool.begin()).await?;
+        let d = lifecycle::delete_video(&mut tx, tenant.id, id, presign_ttl).await?;
+        if d.is_some() {
+            db::timed("videos.delete.commit", tx.commit()).await?;
+        }
+        Ok(d)
+    })
+    .await?
+    .ok_or(ApiError::NotFound("video"))?;
+    let complete = match retention::remove_owed(&state, Some(deletion.deletion_id), 1).await {
+        Ok((_, settled)) => settled == 1,
+        Err(e) => {
+            tracing::warn!(video_id = %id, error = %e, "a deleted video's objects could not be removed yet; the sweep will");
+            false
+        }
+    };
+    tracing::info!(video_id = %id, jobs_removed = deletion.jobs_removed, jobs_cancelled = deletion.jobs_cancelled, complete, "video deleted");
+    Ok(Json(VideoDeletion { id, jobs_cancelled: deletion.jobs_cancelled, jobs_removed: deletion.jobs_removed, objects: deletion.keys.len(), complete }))
 }
 
 /// Request for a presigned upload.

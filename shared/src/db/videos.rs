@@ -22,7 +22,8 @@ pub struct Video {
     /// Object key in the bucket.
     #[serde(skip)]
     pub object_key: String,
-    /// `pending` (presigned upload not completed) or `stored`.
+    /// `pending` (presigned upload not completed), `stored`, or `expired` (retention removed
+    /// the bytes; its jobs and results stay, and no new job can name it).
     pub status: String,
     /// Size in bytes, once stored.
     pub size_bytes: Option<i64>,
@@ -37,6 +38,8 @@ pub struct Video {
     pub created_at: DateTime<Utc>,
     /// When the bytes were stored and checked.
     pub stored_at: Option<DateTime<Utc>>,
+    /// When retention removed the bytes.
+    pub expired_at: Option<DateTime<Utc>>,
 }
 
 impl Video {
@@ -73,7 +76,7 @@ pub async fn insert_stored(
             Video,
             r#"INSERT INTO videos (id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, stored_at)
                VALUES ($1, $2, $3, 'stored', $4, $5, $6, $7, now())
-               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at"#,
+               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at, expired_at"#,
             id,
             tenant_id,
             object_key,
@@ -113,7 +116,7 @@ pub async fn insert_pending(
         sqlx::query_as::<_, Video>(
             r#"INSERT INTO videos (id, tenant_id, object_key, status, content_type, declared_size, declared_sha256)
                VALUES ($1, $2, $3, 'pending', $4, $5, $6)
-               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at"#,
+               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at, expired_at"#,
         )
         .bind(id)
         .bind(tenant_id)
@@ -183,7 +186,7 @@ pub async fn mark_stored(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid, sto
             Video,
             r#"UPDATE videos SET status = 'stored', size_bytes = $3, sha256 = $4, container = $5, stored_at = now()
                WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
-               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at"#,
+               RETURNING id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at, expired_at"#,
             tenant_id,
             id,
             stored.size_bytes,
@@ -201,7 +204,7 @@ pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<O
         "videos.get",
         sqlx::query_as!(
             Video,
-            r#"SELECT id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at
+            r#"SELECT id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at, expired_at
                FROM videos WHERE tenant_id = $1 AND id = $2"#,
             tenant_id,
             id
@@ -217,7 +220,7 @@ pub async fn get_many(db: impl PgExecutor<'_>, tenant_id: Uuid, ids: &[Uuid]) ->
         "videos.get_many",
         sqlx::query_as!(
             Video,
-            r#"SELECT id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at
+            r#"SELECT id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at, expired_at
                FROM videos WHERE tenant_id = $1 AND id = ANY($2)"#,
             tenant_id,
             ids

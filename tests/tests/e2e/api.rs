@@ -232,6 +232,8 @@ async fn openapi_document_matches_the_routes() {
     }
     documented.sort();
     let expected = [
+        "DELETE /v1/admin/tenants/{id}/data",
+        "DELETE /v1/videos/{id}",
         "GET /healthz",
         "GET /metrics",
         "GET /openapi.json",

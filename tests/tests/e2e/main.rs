@@ -7,6 +7,7 @@ mod batching;
 mod browser;
 mod db_faults;
 mod dead_letters;
+mod deletion;
 mod errors;
 mod events;
 mod failures;

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N] [--bulk 100] [--hold-snapshot] [--apis 2 --workers 4]
 //! cargo build --release -p reelq-api && cargo run --release -p reelq-tests --bin reelq-bench -- upload --mib 1024
+//! cargo run --release -p reelq-tests --bin reelq-bench -- retention --objects 10000 [--batch 500]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ struct NoopArgs {
 enum Mode {
     Noop(NoopArgs),
     Upload { mib: u64 },
+    Retention { objects: usize, batch: i64 },
 }
 
 fn parse_args() -> Mode {
@@ -49,6 +51,7 @@ fn parse_args() -> Mode {
     };
     match args.first().map(String::as_str) {
         Some("upload") => Mode::Upload { mib: flag("--mib", 1024) },
+        Some("retention") => Mode::Retention { objects: flag("--objects", 10_000) as usize, batch: flag("--batch", 500) as i64 },
         _ => {
             let jobs = flag("--jobs", 5000) as usize;
             // `--paced 0.5,0.9`: fractions of the burst's rate to hold for `--paced-jobs` each;
@@ -102,7 +105,54 @@ async fn main() {
             noop(run).await
         }
         Mode::Upload { mib } => upload(mib).await,
+        Mode::Retention { objects, batch } => retention(objects, batch).await,
     }
+}
+
+/// The retention sweep over `objects` uploads stored 31 days ago (1 KiB each, in the bench's
+/// S3 server): how long one sweep takes to remove their bytes and mark their rows.
+async fn retention(objects: usize, batch: i64) {
+    let env = TestEnv::new().await;
+    let mut settings = env.api_settings();
+    settings.retention.sweep_interval_secs = 86_400;
+    settings.retention.sweep_batch = batch;
+    let tenant = reelq_shared::db::tenants::upsert(&env.pool, "bench", None).await.expect("tenant");
+    let store = reelq_shared::storage::Store::new(&env.storage);
+    let ids: Vec<Uuid> = (0..objects).map(|_| Uuid::now_v7()).collect();
+    let started = Instant::now();
+    futures::stream::iter(ids.iter().map(|id| {
+        let store = store.clone();
+        let key = reelq_shared::domain::video_object_key(tenant.id, *id);
+        async move { store.put_bytes(&key, vec![0u8; 1024], "video/mp4").await.expect("put") }
+    }))
+    .buffer_unordered(32)
+    .collect::<Vec<()>>()
+    .await;
+    sqlx::query(
+        r#"INSERT INTO videos (id, tenant_id, object_key, status, size_bytes, sha256, content_type, container, created_at, stored_at)
+           SELECT id, $1, 'uploads/' || $1 || '/' || id, 'stored', 1024, '', 'video/mp4', 'mp4', now() - interval '31 days', now() - interval '31 days'
+           FROM unnest($2::uuid[]) AS id"#,
+    )
+    .bind(tenant.id)
+    .bind(&ids)
+    .execute(&env.pool)
+    .await
+    .expect("rows");
+    println!("retention: {objects} expired uploads written in {:.1} s", started.elapsed().as_secs_f64());
+    let app = reelq_api::Application::build(settings).await.expect("api builds");
+    let state = app.state().clone();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
+    let swept = reelq_api::retention::sweep(&state, &cancel).await.expect("sweep");
+    let secs = started.elapsed().as_secs_f64();
+    let left = store.list_keys(&format!("uploads/{}/", tenant.id)).await.expect("list").len();
+    let expired = reelq_tests::count(&env.pool, "SELECT count(*) FROM videos WHERE status = 'expired'").await;
+    println!(
+        "retention: one sweep removed {} uploads in {secs:.2} s ({:.0} objects/s, batches of {batch}); objects left {left}, rows expired {expired}",
+        swept.uploads,
+        swept.uploads as f64 / secs
+    );
+    env.cleanup().await;
 }
 
 /// No-op jobs through REST submit → PostgreSQL → outbox → RabbitMQ → worker → PostgreSQL: first
