@@ -145,6 +145,31 @@ pub struct ViralityFinding {
     pub held_out_spearman: Option<Option<f64>>,
 }
 
+/// `safety`: how likely the frames are to be not safe for work.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SafetyFinding {
+    /// The video's score, 0–1: the highest frame score, so one explicit moment is enough.
+    pub score: f32,
+    /// The mean frame score, 0–1.
+    pub mean_score: f32,
+    /// Whether `score` reached `threshold`.
+    pub flagged: bool,
+    /// The threshold it was held to (`inference.safety_threshold`).
+    pub threshold: f32,
+    /// The highest-scoring frames, worst first (at most 3).
+    pub worst_frames: Vec<FrameScore>,
+    /// Frames scored (one every `inference.ocr_interval_secs`).
+    pub frames_scored: usize,
+}
+
+/// One frame's safety score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FrameScore {
+    /// Seconds from the start.
+    pub time_secs: f64,
+    pub score: f32,
+}
+
 /// The finding of one analysis.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -158,6 +183,7 @@ pub enum Finding {
     Hashtags(HashtagFinding),
     Music(MusicFinding),
     Virality(ViralityFinding),
+    Safety(SafetyFinding),
 }
 
 /// A finding and the models behind it.

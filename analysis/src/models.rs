@@ -16,6 +16,7 @@ use reelq_inference::clip::{ImageEncoder, TextEncoder};
 use reelq_inference::embedding::TextEmbedder;
 use reelq_inference::image::RgbImage;
 use reelq_inference::ocr::{Ocr, OcrOptions, TextLine};
+use reelq_inference::safety::SafetyClassifier;
 use reelq_inference::tagger::AudioTagger;
 use reelq_inference::vad::Vad;
 use reelq_inference::whisper::Whisper;
@@ -26,6 +27,9 @@ pub type ImageBatcher = Batcher<RgbImage, Vec<f32>>;
 
 /// The queue in front of the text reader: frames in, text lines out.
 pub type OcrBatcher = Batcher<RgbImage, Vec<TextLine>>;
+
+/// The queue in front of the safety model: frames in, scores out.
+pub type SafetyBatcher = Batcher<RgbImage, f32>;
 
 /// Lazily loaded models.
 pub struct Models {
@@ -39,6 +43,8 @@ pub struct Models {
     image_batcher: Mutex<Option<Arc<ImageBatcher>>>,
     tagger: Mutex<Option<Arc<AudioTagger>>>,
     ocr_batcher: Mutex<Option<Arc<OcrBatcher>>>,
+    safety: Mutex<Option<Arc<SafetyClassifier>>>,
+    safety_batcher: Mutex<Option<Arc<SafetyBatcher>>>,
     /// Embeddings of hashtag descriptions and prompts, by model and text.
     tag_vectors: Mutex<HashMap<String, Arc<Vec<f32>>>>,
     classifier_path: Option<PathBuf>,
@@ -64,6 +70,8 @@ impl Models {
             image_batcher: Mutex::new(None),
             tagger: Mutex::new(None),
             ocr_batcher: Mutex::new(None),
+            safety: Mutex::new(None),
+            safety_batcher: Mutex::new(None),
             tag_vectors: Mutex::new(HashMap::new()),
             classifier_path: None,
             classifier: Mutex::new(None),
@@ -131,6 +139,18 @@ impl Models {
 
     fn batcher_config(&self) -> BatcherConfig {
         BatcherConfig { max_batch: self.settings.batch_max_size, max_wait: std::time::Duration::from_millis(self.settings.batch_max_wait_ms) }
+    }
+
+    /// The content-safety classifier. Blocking.
+    pub fn safety(&self) -> Result<Arc<SafetyClassifier>, InferenceError> {
+        load(&self.safety, || SafetyClassifier::load(&*self.runtime()?, &self.store(), &self.settings.safety_model))
+    }
+
+    /// The queue in front of the safety classifier that merges frames of concurrent jobs into
+    /// shared model calls. Blocking.
+    pub fn safety_batcher(&self) -> Result<Arc<SafetyBatcher>, InferenceError> {
+        let config = self.batcher_config();
+        load(&self.safety_batcher, || self.safety()?.batcher(config))
     }
 
     /// The voice activity detector. Blocking.

@@ -19,7 +19,9 @@ use reelq_media::decode::{self, DecodeLimits, DecodeOptions, DecodeOutput, Frame
 use reelq_media::probe::Probe;
 use reelq_media::quality;
 
-use crate::findings::{AnalysisOutput, EmbeddingVector, Embeddings, Finding, HashtagFinding, ModelRef, OcrFinding, TranscriptFinding};
+use crate::findings::{
+    AnalysisOutput, EmbeddingVector, Embeddings, Finding, FrameScore, HashtagFinding, ModelRef, OcrFinding, SafetyFinding, TranscriptFinding,
+};
 use crate::hashtags::{SpanSource, TextSpan, Vocabulary};
 use crate::models::Models;
 use crate::observe::{Observer, Quiet};
@@ -184,6 +186,7 @@ impl Pipeline {
             }
             Analysis::Music => self.music(session)?,
             Analysis::Virality => self.virality(session)?,
+            Analysis::Safety => self.safety(session)?,
             Analysis::Mux | Analysis::Noop | Analysis::Train => {
                 return Err(AnalysisError::refused(
                     JobErrorCode::InvalidRequest,
@@ -259,6 +262,30 @@ impl Pipeline {
             session.embeddings = Some(Embeddings { text: text_vec, image: image_vec });
         }
         Ok(session.embeddings.as_ref().expect("set above"))
+    }
+
+    /// Scores every sampled frame with the safety classifier, through the batcher shared by
+    /// every video of this process.
+    fn safety(&self, session: &Session) -> Result<AnalysisOutput, AnalysisError> {
+        let samples = &session.decoded()?.samples;
+        let frames: Vec<RgbImage> = samples.iter().map(|f| RgbView::new(&f.rgb, f.width, f.height).map(|v| v.to_owned())).collect::<Result<_, _>>()?;
+        let model = self.models.safety()?;
+        let scores = if frames.is_empty() { Vec::new() } else { self.models.safety_batcher()?.submit_all_blocking(frames)? };
+        let threshold = self.settings.inference.safety_threshold;
+        let mut ranked: Vec<FrameScore> = samples.iter().zip(&scores).map(|(f, &score)| FrameScore { time_secs: f.time_secs, score }).collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.time_secs.total_cmp(&b.time_secs)));
+        let score = ranked.first().map_or(0.0, |f| f.score);
+        let mean_score = if scores.is_empty() { 0.0 } else { scores.iter().sum::<f32>() / scores.len() as f32 };
+        ranked.truncate(3);
+        let finding = SafetyFinding {
+            score,
+            mean_score,
+            flagged: !scores.is_empty() && score >= threshold,
+            threshold,
+            worst_frames: ranked,
+            frames_scored: scores.len(),
+        };
+        Ok(AnalysisOutput { finding: Finding::Safety(finding), models: vec![ModelRef::from(&model.model())] })
     }
 
     /// The mean image embedding of an even spread of the decoded frames, when an image encoder

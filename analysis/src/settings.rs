@@ -39,6 +39,12 @@ pub fn validate(media: &MediaSettings, inference: &InferenceSettings, hashtags: 
     if inference.speech_model.trim().is_empty() {
         return Err(ConfigError::invalid("inference.speech_model", "must name a model of the pack"));
     }
+    if inference.safety_model.trim().is_empty() {
+        return Err(ConfigError::invalid("inference.safety_model", "must name a model of the pack"));
+    }
+    if !(inference.safety_threshold > 0.0 && inference.safety_threshold <= 1.0) {
+        return Err(ConfigError::invalid("inference.safety_threshold", "must be above 0 and at most 1"));
+    }
     if inference.ocr_batch_max_size == Some(0) {
         return Err(ConfigError::invalid("inference.ocr_batch_max_size", "must be at least 1"));
     }
@@ -126,6 +132,10 @@ pub struct InferenceSettings {
     /// How often the worker asks the model registry for newly promoted (or rolled back)
     /// versions, in milliseconds; a promotion takes effect within this time, without a restart.
     pub registry_refresh_ms: u64,
+    /// Content-safety model of the pack for the `safety` analysis.
+    pub safety_model: String,
+    /// A video whose worst frame scores at least this (0–1) is flagged by `safety`.
+    pub safety_threshold: f32,
 }
 
 impl InferenceSettings {
@@ -152,6 +162,8 @@ impl Default for InferenceSettings {
             ocr_batch_max_size: None,
             batch_max_wait_ms: 20,
             registry_refresh_ms: 10_000,
+            safety_model: "open-nsfw".to_owned(),
+            safety_threshold: 0.8,
         }
     }
 }

@@ -18,6 +18,7 @@ const STAGES = {
   hashtags: 'Finding hashtags',
   music: 'Finding music that fits',
   virality: 'Estimating reach',
+  safety: 'Checking content safety',
   mux: 'Putting your video together',
   waiting_to_retry: 'A hiccup on our side: trying again',
 };

@@ -350,13 +350,32 @@ function mux(p) {
     num(p.bytes) !== null ? `${(p.bytes / 1048576).toFixed(1)} MB` : null,
     p.mode === 'mix' ? 'the track mixed under your sound' : p.mode === 'replace' ? 'the track replacing your sound' : null,
   ].filter(Boolean).join(' · ');
+  if (typeof p.expired_at === 'string') {
+    return card('mux', 'Your video with a new soundtrack',
+      h('p', {}, 'This file was removed when its retention period ended. Run the soundtrack again to make a new one.'),
+      size ? h('p', { class: 'help' }, `${size}.`) : null);
+  }
   return card('mux', 'Your video with a new soundtrack',
     link ? h('p', {}, h('a', { href: link, rel: 'noopener' }, 'Download the MP4'))
       : h('p', {}, 'Your video is ready, but no download link could be made just now. Open the job again for one.'),
     size ? h('p', { class: 'help' }, `${size}.${link ? ' The link works for a limited time; reopen the job for a fresh one.' : ''}`) : null);
 }
 
-const RENDERERS = { quality, hashtags, transcript, virality, music, mux, ocr, audio, probe, embeddings };
+function safety(p) {
+  if (!isObj(p) || num(p.score) === null || typeof p.flagged !== 'boolean') return null;
+  const worst = Array.isArray(p.worst_frames) ? p.worst_frames.filter((f) => isObj(f) && num(f.time_secs) !== null && num(f.score) !== null) : [];
+  const frames = num(p.frames_scored) ?? 0;
+  return card('safety', 'Content safety',
+    h('p', { class: 'lead' }, p.flagged
+      ? 'Flagged: some moments may not be safe for work. Check them before posting.'
+      : 'Nothing here looks unsafe for work.'),
+    h('p', { class: 'help' }, `Worst moment scores ${p.score.toFixed(2)} (flagged at ${num(p.threshold) !== null ? p.threshold.toFixed(2) : '?'} or more), over ${frames} frame${frames === 1 ? '' : 's'}.`),
+    p.flagged && worst.length
+      ? h('ul', { class: 'plain' }, worst.map((f) => h('li', {}, `${clock(f.time_secs)}: ${f.score.toFixed(2)}`)))
+      : null);
+}
+
+const RENDERERS = { quality, hashtags, transcript, virality, music, safety, mux, ocr, audio, probe, embeddings };
 
 /** Cards for every result of a job, known kinds first, the rest as formatted JSON. */
 export function renderResults(results, ctx) {

@@ -115,7 +115,7 @@ const MUX: OptionSpec = OptionSpec { name: "mux", summary: "The track to put und
 const NOOP_MS: OptionSpec = OptionSpec { name: "noop_ms", summary: "Milliseconds to wait (up to 600,000)." };
 
 /// Every analysis, in the order documentation lists them.
-pub static CATALOGUE: [AnalysisSpec; 12] = [
+pub static CATALOGUE: [AnalysisSpec; 13] = [
     AnalysisSpec {
         name: Analysis::Probe,
         title: "File details",
@@ -205,6 +205,16 @@ pub static CATALOGUE: [AnalysisSpec; 12] = [
         options: &[CAPTION],
         output: "ViralityResult",
         offer: Offer::Ticked,
+    },
+    AnalysisSpec {
+        name: Analysis::Safety,
+        title: "Content safety",
+        summary: "How likely the frames are to be not safe for work (open-NSFW): a score, the worst moments and a flag against the configured threshold.",
+        visibility: Visibility::Public,
+        needs: Needs { video: true, frames: Frames::ModelSamples, models: true, ..NOTHING },
+        options: &[],
+        output: "SafetyResult",
+        offer: Offer::Unticked,
     },
     AnalysisSpec {
         name: Analysis::Mux,
@@ -363,7 +373,7 @@ mod tests {
     #[test]
     fn local_analyses_need_no_services() {
         let local: Vec<&str> = Analysis::ALL.into_iter().filter(|a| a.runs_locally()).map(Analysis::as_str).collect();
-        assert_eq!(local, ["probe", "quality", "ocr", "audio", "transcript", "embeddings", "hashtags", "virality"]);
+        assert_eq!(local, ["probe", "quality", "ocr", "audio", "transcript", "embeddings", "hashtags", "virality", "safety"]);
         let p = Plan::of(&[Analysis::Quality, Analysis::Ocr]);
         assert!(p.video && p.audio && p.models && p.statistics && p.model_samples && !p.services);
         let p = Plan::of(&[Analysis::Probe]);

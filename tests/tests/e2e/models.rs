@@ -241,3 +241,32 @@ async fn on_screen_text_and_speech_are_found_and_name_their_models() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generated_clip_is_scored_safe_by_the_open_nsfw_model() {
+    let env = TestEnv::new().await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let worker = TestWorker::spawn(env.worker_settings()).await;
+    let video = app.upload_clip(tokio::task::spawn_blocking(captioned_speech_clip).await.expect("clip")).await;
+
+    let id = app.submit_ok(json!({ "video_id": video, "analyses": ["safety"] })).await;
+    let job = app.wait_terminal(id, Duration::from_secs(120)).await;
+
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let safety = &job["results"]["safety"];
+    let payload = &safety["payload"];
+    assert_eq!(payload["flagged"], false, "{payload:#}");
+    assert!(payload["score"].as_f64().is_some_and(|s| (0.0..0.2).contains(&s)), "{payload:#}");
+    assert_eq!(payload["threshold"].as_f64(), Some(0.8f32.into()));
+    let frames = payload["frames_scored"].as_u64().expect("frames");
+    assert!(frames >= 3, "one frame a second: {payload:#}");
+    let worst = payload["worst_frames"].as_array().expect("worst frames");
+    assert!(!worst.is_empty() && worst.iter().all(|f| f["time_secs"].as_f64().is_some()), "{payload:#}");
+    assert_eq!(safety["model_versions"][0]["name"], "open-nsfw");
+    assert!(safety["model_versions"][0]["sha256"].is_string());
+    let metrics = app.http.get(format!("http://{}/metrics", worker.health)).send().await.expect("sent").text().await.expect("text");
+    assert!(metrics.contains("reelq_inference_duration_seconds_count{model=\"safety\"}"), "the safety model's calls are timed");
+    worker.stop().await;
+    app.stop().await;
+    env.cleanup().await;
+}
