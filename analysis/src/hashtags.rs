@@ -11,6 +11,11 @@
 //! `1 − Π(1 − w·s)`: two weak but independent hints beat one, and no single signal reaches 1.
 //! Generic tags (#fyp, #viral) only fill slots no specific tag with enough score wants, and
 //! at most `max_generic` of them.
+//!
+//! When a job names its creator, the tags that creator chose for their latest posts are a prior:
+//! a tag the content already supports (a score of at least half `min_score`) and that the creator
+//! used in a share `u` of those posts also counts `0.5·u` in the noisy OR, with the history as
+//! evidence. A tag the content does not support is never added, however often it was used.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -22,6 +27,30 @@ const W_CLASSIFIER: f32 = 0.85;
 const W_KEYWORDS: f32 = 0.75;
 const W_TEXT: f32 = 0.55;
 const W_VISUAL: f32 = 0.45;
+const W_CREATOR: f32 = 0.5;
+
+/// What a creator chose for their latest posts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CreatorHistory {
+    /// Posts read.
+    pub posts: usize,
+    /// Tag (lower case, with `#`) → in how many of those posts it was chosen.
+    pub uses: BTreeMap<String, usize>,
+}
+
+impl CreatorHistory {
+    /// From the tags chosen for each post; a tag counts once per post.
+    pub fn from_posts(posts: &[Vec<String>]) -> Self {
+        let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+        for post in posts {
+            let tags: BTreeSet<String> = post.iter().filter_map(|t| normalise_tag(t)).collect();
+            for tag in tags {
+                *uses.entry(tag).or_default() += 1;
+            }
+        }
+        Self { posts: posts.len(), uses }
+    }
+}
 
 /// Where a vocabulary entry came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,7 +198,8 @@ pub enum SpanSource {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evidence {
     /// `transcript`, `on_screen_text`, `caption` (a word found there), `model` (a similarity or
-    /// a classifier probability) or `frame` (a frame that matched visually).
+    /// a classifier probability), `frame` (a frame that matched visually) or `creator` (the
+    /// job's creator chose it for earlier posts).
     pub kind: &'static str,
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -197,6 +227,8 @@ pub struct Signals {
     pub visual: Option<(Vec<(f32, f64)>, String)>,
     /// Classifier probability per entry (`None` for entries that are not its labels).
     pub classifier: Option<(Vec<Option<f32>>, String)>,
+    /// The job's creator's latest choices.
+    pub creator: Option<CreatorHistory>,
 }
 
 /// How many suggestions, and how strict.
@@ -256,8 +288,25 @@ pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &Ra
         if parts.is_empty() {
             continue;
         }
-        let score = 1.0 - parts.iter().map(|(_, s)| 1.0 - s).product::<f32>();
+        let content = 1.0 - parts.iter().map(|(_, s)| 1.0 - s).product::<f32>();
         parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut score = content;
+        if let Some(history) = &signals.creator
+            && let Some(&used) = history.uses.get(&entry.tag)
+            && history.posts > 0
+            && content >= opts.min_score / 2.0
+        {
+            let share = used as f32 / history.posts as f32;
+            score = 1.0 - (1.0 - content) * (1.0 - W_CREATOR * share);
+            parts.push(("creator", W_CREATOR * share));
+            let posts = history.posts;
+            let text = if used == posts {
+                format!("you used {} in all of your last {posts} posts", entry.tag)
+            } else {
+                format!("you used {} in {used} of your last {posts} posts", entry.tag)
+            };
+            evidence.push(Evidence { kind: "creator", text, time_secs: None });
+        }
         scored.push(Suggestion {
             tag: entry.tag.clone(),
             score: (score * 1000.0).round() / 1000.0,
@@ -401,6 +450,38 @@ mod tests {
         sources.sort_unstable();
         assert_eq!(sources, vec!["keywords", "text_embedding"]);
         assert!(both[0].score < 1.0);
+    }
+
+    #[test]
+    fn a_creators_history_reorders_supported_tags_and_adds_none() {
+        let v = Vocabulary::curated();
+        let spans = [span(SpanSource::Transcript, "Leg day at the gym: squats, deadlifts and a fitness workout with cardio and exercise")];
+        let tags = |creator: Option<CreatorHistory>| {
+            let signals = Signals { creator, ..Signals::default() };
+            rank(&v, &spans, &signals, &RankOptions { count: 10, max_generic: 1, min_score: 0.15 })
+        };
+        let plain = tags(None);
+        let order = |s: &[Suggestion]| s.iter().map(|x| x.tag.clone()).collect::<Vec<_>>();
+        let (gym, fitness) = (|s: &[Suggestion]| s.iter().position(|x| x.tag == "#gym"), |s: &[Suggestion]| s.iter().position(|x| x.tag == "#fitness"));
+        assert!(gym(&plain).is_some() && fitness(&plain).is_some(), "{:?}", order(&plain));
+        // Two creators: one always posts #fitness, the other #gym; both also love #cooking.
+        let post = |tags: &[&str]| tags.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+        let lifter = CreatorHistory::from_posts(&[post(&["#gym", "#cooking"]), post(&["#GYM", "#gym"]), post(&["#cooking"])]);
+        let runner = CreatorHistory::from_posts(&[post(&["#fitness", "#cooking"]), post(&["#fitness"]), post(&["#fitness", "#travel"])]);
+        let (a, b) = (tags(Some(lifter)), tags(Some(runner)));
+        assert!(gym(&a) < fitness(&a), "the lifter's order: {:?}", order(&a));
+        assert!(fitness(&b) < gym(&b), "the runner's order: {:?}", order(&b));
+        // Tags the video does not support are never added, and the others are the same set.
+        for out in [&a, &b] {
+            assert!(!out.iter().any(|s| s.tag == "#cooking" || s.tag == "#travel"), "{:?}", order(out));
+            let (mut mine, mut base) = (order(out), order(&plain));
+            mine.sort();
+            base.sort();
+            assert_eq!(mine, base);
+        }
+        let lifted = a.iter().find(|s| s.tag == "#gym").expect("#gym");
+        assert_eq!(lifted.evidence.last().map(|e| e.text.as_str()), Some("you used #gym in 2 of your last 3 posts"));
+        assert_eq!(lifted.sources.last(), Some(&"creator"));
     }
 
     #[test]

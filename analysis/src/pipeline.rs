@@ -22,7 +22,7 @@ use reelq_media::quality;
 use crate::findings::{
     AnalysisOutput, EmbeddingVector, Embeddings, Finding, FrameScore, HashtagFinding, ModelRef, OcrFinding, SafetyFinding, TranscriptFinding,
 };
-use crate::hashtags::{SpanSource, TextSpan, Vocabulary};
+use crate::hashtags::{CreatorHistory, SpanSource, TextSpan, Vocabulary};
 use crate::models::Models;
 use crate::observe::{Observer, Quiet};
 use crate::settings::{HashtagSettings, InferenceSettings, MediaSettings};
@@ -37,6 +37,9 @@ pub struct Input {
     pub options: JobOptions,
     /// Extra hashtags to consider (the trending list).
     pub trending: Vec<String>,
+    /// What the job's creator (`options.creator`) chose for their latest posts, where the
+    /// services are at hand to read it.
+    pub creator: Option<CreatorHistory>,
 }
 
 /// The pulled TikTok data an analysis reads, where the services are at hand (the worker reads
@@ -376,7 +379,7 @@ mod tests {
 
     fn embed(p: &Pipeline, path: PathBuf) -> usize {
         let probe = probe::probe(&path, &MediaSettings::default()).expect("probe");
-        let input = Input { path, probe, options: JobOptions::default(), trending: Vec::new() };
+        let input = Input { path, probe, options: JobOptions::default(), trending: Vec::new(), creator: None };
         let mut session = p.start(input, &[Analysis::Embeddings], &|| false).expect("decode");
         let out = p.run(&mut session, Analysis::Embeddings).expect("embeddings");
         let payload = out.payload().expect("json");

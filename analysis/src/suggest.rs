@@ -38,7 +38,7 @@ impl Pipeline {
         }
         let embeddings = self.embeddings(session)?.clone();
         let mut used: Vec<ModelRef> = Vec::new();
-        let mut signals = Signals::default();
+        let mut signals = Signals { creator: session.input.creator.clone(), ..Signals::default() };
 
         if let Some(text) = &embeddings.text {
             let embedder = self.models.text_embedder()?;

@@ -110,6 +110,10 @@ const CAPTION: OptionSpec = OptionSpec {
     name: "caption",
     summary: "The text the video will be posted with (up to 2,200 characters): evidence for hashtags and the reach estimate.",
 };
+const CREATOR: OptionSpec = OptionSpec {
+    name: "creator",
+    summary: "Who is posting: an id you choose for one of your creators (letters, digits, . _ : @ -). Hashtags they chose for earlier posts rank higher when this video supports them.",
+};
 const REGION: OptionSpec = OptionSpec { name: "region", summary: "Two-letter country code (US, GB…) whose pulled videos choose the music." };
 const MUX: OptionSpec = OptionSpec { name: "mux", summary: "The track to put under the video and how (audio_id, mode, gains, offsets)." };
 const NOOP_MS: OptionSpec = OptionSpec { name: "noop_ms", summary: "Milliseconds to wait (up to 600,000)." };
@@ -182,7 +186,7 @@ pub static CATALOGUE: [AnalysisSpec; 13] = [
         summary: "Ranked hashtag suggestions, each with its score and the evidence behind it.",
         visibility: Visibility::Public,
         needs: Needs { registry: true, trending: true, builds_on: &[Analysis::Transcript, Analysis::Ocr, Analysis::Embeddings], ..TEXT_AND_PICTURE },
-        options: &[CAPTION],
+        options: &[CAPTION, CREATOR],
         output: "HashtagResult",
         offer: Offer::Ticked,
     },
@@ -192,7 +196,7 @@ pub static CATALOGUE: [AnalysisSpec; 13] = [
         summary: "Sounds of pulled videos carrying the video's suggested hashtags, ranked by the engagement those videos earned.",
         visibility: Visibility::Public,
         needs: Needs { registry: true, trending: true, services: true, builds_on: &[Analysis::Hashtags], ..TEXT_AND_PICTURE },
-        options: &[CAPTION, REGION],
+        options: &[CAPTION, REGION, CREATOR],
         output: "MusicResult",
         offer: Offer::Ticked,
     },

@@ -23,6 +23,9 @@ pub struct JobOptions {
     pub noop_ms: u64,
     /// The track of a `mux` job (parsed only when `mux` is requested).
     pub mux: Option<MuxOptions>,
+    /// Who is posting: an id the tenant chooses for one of its creators. Their saved feedback
+    /// lifts the hashtags they use when the video supports them.
+    pub creator: Option<String>,
 }
 
 /// A refused option: the stable problem code and a sentence for the client.
@@ -68,18 +71,31 @@ impl JobOptions {
                     .ok_or_else(|| OptionsError::invalid(format!("caption must be text of at most {MAX_CAPTION_CHARS} characters")))?,
             ),
         };
+        let creator = match options.get("creator") {
+            None => None,
+            Some(v) => Some(v.as_str().filter(|c| valid_creator(c)).map(str::to_owned).ok_or_else(|| {
+                OptionsError::invalid(format!("creator must be an id of 1 to {MAX_CREATOR_CHARS} letters, digits and . _ : @ -, such as \"creator-42\""))
+            })?),
+        };
         let mux = if analyses.contains(&Analysis::Mux) {
             Some(MuxOptions::from_job_options(options).map_err(|message| OptionsError { code: "invalid_mux_options", message })?)
         } else {
             None
         };
-        Ok(Self { caption, region, noop_ms, mux })
+        Ok(Self { caption, region, noop_ms, mux, creator })
     }
 
     /// The caption, when it has any text.
     pub fn caption_text(&self) -> Option<&str> {
         self.caption.as_deref().filter(|c| !c.trim().is_empty())
     }
+}
+
+/// Longest creator id.
+pub const MAX_CREATOR_CHARS: usize = 128;
+
+fn valid_creator(c: &str) -> bool {
+    (1..=MAX_CREATOR_CHARS).contains(&c.len()) && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "._:@-".contains(ch))
 }
 
 #[cfg(test)]
@@ -94,8 +110,10 @@ mod tests {
 
     #[test]
     fn reads_every_key_and_keeps_defaults() {
-        let o = parse(json!({ "caption": "cats #cat", "region": "gb", "noop_ms": 5, "other": true }), &[Analysis::Noop]).expect("valid");
-        assert_eq!(o, JobOptions { caption: Some("cats #cat".into()), region: Some("GB".into()), noop_ms: 5, mux: None });
+        let o = parse(json!({ "caption": "cats #cat", "region": "gb", "noop_ms": 5, "creator": "maya.fit", "other": true }), &[Analysis::Noop])
+            .expect("valid");
+        let creator = Some("maya.fit".into());
+        assert_eq!(o, JobOptions { caption: Some("cats #cat".into()), region: Some("GB".into()), noop_ms: 5, mux: None, creator });
         assert_eq!(parse(json!({}), &[Analysis::Probe]).expect("empty"), JobOptions::default());
         assert_eq!(parse(json!({ "caption": "  " }), &[]).expect("blank").caption_text(), None);
     }
@@ -109,6 +127,9 @@ mod tests {
         assert_eq!(code(json!({ "caption": 7 }), &[]), "invalid_options");
         assert_eq!(code(json!({ "caption": "x".repeat(2201) }), &[]), "invalid_options");
         assert_eq!(code(json!({}), &[Analysis::Mux]), "invalid_mux_options");
+        for creator in [json!(""), json!("has space"), json!("x".repeat(129)), json!(42), json!("über")] {
+            assert_eq!(code(json!({ "creator": creator }), &[]), "invalid_options", "{creator}");
+        }
         // `mux` is only read when the mux analysis is asked for.
         assert!(parse(json!({ "mux": "anything" }), &[Analysis::Probe]).is_ok());
     }

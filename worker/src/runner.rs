@@ -21,6 +21,7 @@ use reelq_shared::metrics;
 use reelq_shared::queue::Topology;
 use reelq_shared::storage::{StorageError, Store};
 
+use reelq_analysis::hashtags::CreatorHistory;
 use reelq_analysis::{AnalysisError, Input, Pipeline, PulledData, Session};
 use reelq_core::catalogue::Plan;
 use reelq_core::options::JobOptions;
@@ -31,6 +32,9 @@ use crate::media::probe::{self, Probe};
 use crate::settings::Settings;
 
 mod mux;
+
+/// A creator's latest posts whose chosen hashtags lift their suggestions.
+const CREATOR_POSTS: i64 = 10;
 
 /// Most trending hashtags added to the suggestion vocabulary.
 const TRENDING_TAGS: i64 = 200;
@@ -387,6 +391,10 @@ impl JobRunner {
                 probe: m.probe.clone(),
                 options: options.clone(),
                 trending: if plan.trending { self.trending().await.to_vec() } else { Vec::new() },
+                creator: match options.creator.as_deref() {
+                    Some(creator) if plan.trending => Some(self.creator_history(job, creator).await?),
+                    _ => None,
+                },
             };
             let (pipeline, stop, wanted) = (self.pipeline.clone(), cancel.clone(), todo.clone());
             let started = Instant::now();
@@ -434,6 +442,13 @@ impl JobRunner {
             })
             .await
             .map(|_| ())
+    }
+
+    /// The hashtags the job's creator chose for their latest posts (feedback on the tenant's
+    /// other jobs that named the same creator).
+    async fn creator_history(&self, job: &JobRecord, creator: &str) -> Result<CreatorHistory, JobError> {
+        let posts = reelq_shared::db::feedback::creator_posts(&self.pool, job.tenant_id, creator, job.id, CREATOR_POSTS).await?;
+        Ok(CreatorHistory::from_posts(&posts))
     }
 
     /// The trending hashtags the scheduler computed, read at most every five minutes. Without

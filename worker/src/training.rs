@@ -526,7 +526,7 @@ async fn with_video<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
             let probe = crate::media::probe::probe(&path, &limits)?;
-            let input = Input { path, probe, options: JobOptions { caption, ..JobOptions::default() }, trending: Vec::new() };
+            let input = Input { path, probe, options: JobOptions { caption, ..JobOptions::default() }, trending: Vec::new(), creator: None };
             let session = pipeline.start(input, &[Analysis::Embeddings], &|| stop.is_cancelled())?;
             let out = f(&pipeline, session);
             drop(dir);

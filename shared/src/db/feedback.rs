@@ -34,18 +34,19 @@ pub async fn upsert(db: impl PgExecutor<'_>, tenant_id: Uuid, job_id: Uuid, hash
         "feedback.upsert",
         sqlx::query_as!(
             FeedbackRecord,
-            r#"INSERT INTO feedback (job_id, tenant_id, video_id, hashtags, suggested)
+            r#"INSERT INTO feedback (job_id, tenant_id, video_id, hashtags, suggested, creator)
                SELECT j.id, j.tenant_id, j.video_id, $3,
                       COALESCE((SELECT array_agg(s->>'tag' ORDER BY n)
                                 FROM results r,
                                      jsonb_array_elements(CASE WHEN jsonb_typeof(r.payload->'suggestions') = 'array'
                                                                THEN r.payload->'suggestions' ELSE '[]'::jsonb END)
                                        WITH ORDINALITY AS e(s, n)
-                                WHERE r.job_id = j.id AND r.analysis = 'hashtags' AND s->>'tag' IS NOT NULL), '{}')
+                                WHERE r.job_id = j.id AND r.analysis = 'hashtags' AND s->>'tag' IS NOT NULL), '{}'),
+                      j.options->>'creator'
                FROM jobs j
                WHERE j.id = $2 AND j.tenant_id = $1 AND j.status = 'succeeded'
                ON CONFLICT (job_id) DO UPDATE
-                 SET hashtags = EXCLUDED.hashtags, suggested = EXCLUDED.suggested, updated_at = now()
+                 SET hashtags = EXCLUDED.hashtags, suggested = EXCLUDED.suggested, creator = EXCLUDED.creator, updated_at = now()
                RETURNING job_id, tenant_id, video_id, hashtags, suggested, created_at, updated_at"#,
             tenant_id,
             job_id,
@@ -120,6 +121,26 @@ pub async fn examples(db: impl PgExecutor<'_>, since: DateTime<Utc>, limit: i64)
             since,
             limit
         )
+        .fetch_all(db),
+    )
+    .await
+}
+
+/// The hashtags a tenant's creator chose for their latest `limit` posts (feedback on jobs that
+/// named them in `options.creator`), newest first, leaving out `except` (the job being
+/// analysed, whose own feedback must not vote for itself).
+pub async fn creator_posts(db: impl PgExecutor<'_>, tenant_id: Uuid, creator: &str, except: Uuid, limit: i64) -> Result<Vec<Vec<String>>, DbError> {
+    timed(
+        "feedback.creator_posts",
+        sqlx::query_scalar::<_, Vec<String>>(
+            r#"SELECT hashtags FROM feedback
+               WHERE tenant_id = $1 AND creator = $2 AND job_id <> $3
+               ORDER BY updated_at DESC LIMIT $4"#,
+        )
+        .bind(tenant_id)
+        .bind(creator)
+        .bind(except)
+        .bind(limit)
         .fetch_all(db),
     )
     .await

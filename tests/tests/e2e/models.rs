@@ -270,3 +270,61 @@ async fn a_generated_clip_is_scored_safe_by_the_open_nsfw_model() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_creators_get_the_same_clip_ranked_by_their_own_history() {
+    // Arrange: a lifter who posts #gym and a runner who posts #fitness, each with two earlier
+    // jobs and the hashtags they chose for them.
+    let env = TestEnv::new().await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let worker = TestWorker::spawn(env.worker_settings()).await;
+    let clip = tokio::task::spawn_blocking(|| topic_clip("Leg day", "Leg day at the gym. Squats and deadlifts, a great fitness workout."));
+    let video = app.upload_clip(clip.await.expect("clip")).await;
+    for (creator, tags) in
+        [("lifter", json!(["#gym", "#legs"])), ("lifter", json!(["#gym"])), ("runner", json!(["#fitness", "#run"])), ("runner", json!(["#fitness"]))]
+    {
+        let earlier = app.submit_ok(json!({ "video_id": video, "analyses": ["probe"], "options": { "creator": creator } })).await;
+        assert_eq!(app.wait_terminal(earlier, Duration::from_secs(60)).await["status"], "succeeded");
+        let saved = app.http.post(app.url(&format!("/v1/jobs/{earlier}/feedback"))).bearer_auth(&app.key).json(&json!({ "hashtags": tags })).send().await;
+        assert_eq!(saved.expect("sent").status(), 200);
+    }
+    let bad = app.submit(json!({ "video_id": video, "analyses": ["hashtags"], "options": { "creator": "not an id" } })).await;
+    assert_eq!(bad.status(), 422);
+
+    // Act: the same clip for each, and for nobody.
+    let submit = |creator: Option<&str>| {
+        let options = creator.map_or_else(|| json!({}), |c| json!({ "creator": c }));
+        app.submit_ok(json!({ "video_id": video, "analyses": ["transcript", "ocr", "hashtags"], "options": options }))
+    };
+    let (lifter, runner, nobody) = (submit(Some("lifter")).await, submit(Some("runner")).await, submit(None).await);
+    let wait = |id| app.wait_terminal(id, Duration::from_secs(180));
+    let (lifter, runner, nobody) = (wait(lifter).await, wait(runner).await, wait(nobody).await);
+
+    // Assert: each creator's own tag comes first of the two, every tag has content evidence,
+    // and the history is shown.
+    let suggestions = |job: &serde_json::Value| job["results"]["hashtags"]["payload"]["suggestions"].as_array().expect("suggestions").clone();
+    let rank_of = |job: &serde_json::Value, tag: &str| suggestions(job).iter().position(|s| s["tag"] == tag);
+    for job in [&lifter, &runner, &nobody] {
+        assert_eq!(job["status"], "succeeded", "{job:#}");
+        assert!(rank_of(job, "#gym").is_some() && rank_of(job, "#fitness").is_some(), "{:?} {}", top_tags(job, 10), job["results"]);
+        for s in suggestions(job) {
+            let content = s["sources"].as_array().expect("sources").iter().any(|x| x != "creator");
+            assert!(content, "a tag without content evidence: {s}");
+        }
+    }
+    eprintln!("lifter {:?}\nrunner {:?}\nnobody {:?}", top_tags(&lifter, 10), top_tags(&runner, 10), top_tags(&nobody, 10));
+    assert!(rank_of(&lifter, "#gym") < rank_of(&lifter, "#fitness"), "lifter: {:?}", top_tags(&lifter, 10));
+    assert!(rank_of(&runner, "#fitness") < rank_of(&runner, "#gym"), "runner: {:?}", top_tags(&runner, 10));
+    assert_ne!(top_tags(&lifter, 10), top_tags(&runner, 10));
+    for tag in ["#legs", "#run"] {
+        assert!(rank_of(&lifter, tag).is_none() && rank_of(&runner, tag).is_none(), "{tag} is not in this video");
+    }
+    let gym = &suggestions(&lifter)[rank_of(&lifter, "#gym").expect("#gym")];
+    let said: Vec<&str> =
+        gym["evidence"].as_array().expect("evidence").iter().filter(|e| e["kind"] == "creator").filter_map(|e| e["text"].as_str()).collect();
+    assert_eq!(said, ["you used #gym in all of your last 2 posts"]);
+    assert!(suggestions(&nobody).iter().all(|s| !s["sources"].as_array().expect("sources").iter().any(|x| x == "creator")));
+    worker.stop().await;
+    app.stop().await;
+    env.cleanup().await;
+}
