@@ -291,7 +291,7 @@ fn safety_table(payload: &Value) -> Option<String> {
     let frames = payload.get("frames_scored")?.as_u64()?;
     let verdict = if payload.get("flagged")?.as_bool()? { "FLAGGED: may be not safe for work" } else { "safe for work" };
     let mut out = format!(
-        "  Verdict       {verdict} (worst frame {score:.2}, threshold {threshold:.2}, {frames} frames scored)
+        "  Verdict       {verdict} (worst frame {score:.3}, threshold {threshold:.2}, {frames} frames scored)
 "
     );
     if let Some(mean) = payload.get("mean_score").and_then(Value::as_f64) {
@@ -305,7 +305,7 @@ fn safety_table(payload: &Value) -> Option<String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|f| Some(format!("{} ({:.2})", duration(f.get("time_secs")?.as_f64()?), f.get("score")?.as_f64()?)))
+        .filter_map(|f| Some(format!("{} ({:.3})", duration(f.get("time_secs")?.as_f64()?), f.get("score")?.as_f64()?)))
         .collect();
     if !worst.is_empty() {
         out.push_str(&format!("  Worst at      {}\n", worst.join(", ")));
