@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod decode;
+pub mod fingerprint;
 pub mod mux;
 mod pcm;
 pub mod probe;

@@ -290,15 +290,9 @@ fn safety_table(payload: &Value) -> Option<String> {
     let threshold = payload.get("threshold")?.as_f64()?;
     let frames = payload.get("frames_scored")?.as_u64()?;
     let verdict = if payload.get("flagged")?.as_bool()? { "FLAGGED: may be not safe for work" } else { "safe for work" };
-    let mut out = format!(
-        "  Verdict       {verdict} (worst frame {score:.3}, threshold {threshold:.2}, {frames} frames scored)
-"
-    );
+    let mut out = format!("  Verdict       {verdict} (worst frame {score:.3}, threshold {threshold:.2}, {frames} frames scored)\n");
     if let Some(mean) = payload.get("mean_score").and_then(Value::as_f64) {
-        out.push_str(&format!(
-            "  Mean score    {mean:.3}
-"
-        ));
+        out.push_str(&format!("  Mean score    {mean:.3}\n"));
     }
     let worst: Vec<String> = payload
         .get("worst_frames")
