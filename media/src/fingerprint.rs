@@ -130,26 +130,30 @@ impl Catalogue {
             .min_by(|a, b| a.bit_error_rate.total_cmp(&b.bit_error_rate))
     }
 
-    /// Aligns `excerpt` with `track` at `offset` items (or one item either side) and keeps the
-    /// best alignment if it is the same recording.
     fn verify(&self, track: u64, offset: i64, excerpt: &[u32]) -> Option<TrackMatch> {
-        let items = self.tracks.get(&track)?;
-        (offset - 1..=offset + 1)
-            .filter_map(|o| {
-                let (t0, e0) = if o >= 0 { (o as usize, 0) } else { (0, (-o) as usize) };
-                let n = items.len().saturating_sub(t0).min(excerpt.len().saturating_sub(e0));
-                (n >= MIN_ALIGNED_ITEMS).then(|| (o, n, bit_error_rate(&items[t0..t0 + n], &excerpt[e0..e0 + n])))
-            })
-            .min_by(|a, b| a.2.total_cmp(&b.2))
-            .filter(|(_, _, ber)| *ber <= MAX_BIT_ERROR_RATE)
-            .map(|(o, n, ber)| TrackMatch {
-                track,
-                offset_secs: o as f64 * ITEM_SECS,
-                confidence: ((MAX_BIT_ERROR_RATE - ber) / MAX_BIT_ERROR_RATE).clamp(0.0, 1.0),
-                bit_error_rate: ber,
-                aligned_items: n,
-            })
+        verify(track, self.tracks.get(&track)?, offset, excerpt)
     }
+}
+
+/// Aligns `excerpt` with a track's `items` at `offset` items (or one item either side) and
+/// keeps the best alignment if it is the same recording: the second step of matching, for a
+/// candidate the votes proposed.
+pub fn verify(track: u64, items: &[u32], offset: i64, excerpt: &[u32]) -> Option<TrackMatch> {
+    (offset - 1..=offset + 1)
+        .filter_map(|o| {
+            let (t0, e0) = if o >= 0 { (o as usize, 0) } else { (0, (-o) as usize) };
+            let n = items.len().saturating_sub(t0).min(excerpt.len().saturating_sub(e0));
+            (n >= MIN_ALIGNED_ITEMS).then(|| (o, n, bit_error_rate(&items[t0..t0 + n], &excerpt[e0..e0 + n])))
+        })
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .filter(|(_, _, ber)| *ber <= MAX_BIT_ERROR_RATE)
+        .map(|(o, n, ber)| TrackMatch {
+            track,
+            offset_secs: o as f64 * ITEM_SECS,
+            confidence: ((MAX_BIT_ERROR_RATE - ber) / MAX_BIT_ERROR_RATE).clamp(0.0, 1.0),
+            bit_error_rate: ber,
+            aligned_items: n,
+        })
 }
 
 /// Synthetic music for tests and benchmarks: a seeded melody over chords and a bass line, with

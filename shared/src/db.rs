@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod results;
 pub mod schedules;
 pub mod scraped;
+pub mod songs;
 pub mod tenants;
 pub mod videos;
 pub mod webhooks;

@@ -13,6 +13,7 @@ pub mod model_pack;
 pub mod registry;
 pub mod runner;
 pub mod settings;
+pub mod songs;
 pub mod training;
 pub mod webhooks;
 

@@ -19,5 +19,6 @@ mod observability;
 mod retries;
 mod scheduler;
 mod schemathesis;
+mod songs;
 mod training;
 mod uploads;

@@ -6,6 +6,7 @@
 //! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N] [--bulk 100] [--hold-snapshot] [--apis 2 --workers 4]
 //! cargo build --release -p reelq-api && cargo run --release -p reelq-tests --bin reelq-bench -- upload --mib 1024
 //! cargo run --release -p reelq-tests --bin reelq-bench -- retention --objects 10000 [--batch 500]
+//! cargo run --release -p reelq-tests --bin reelq-bench -- songs --tracks 1000 [--excerpts 60]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ enum Mode {
     Noop(NoopArgs),
     Upload { mib: u64 },
     Retention { objects: usize, batch: i64 },
+    Songs { tracks: u64, excerpts: u64 },
 }
 
 fn parse_args() -> Mode {
@@ -51,6 +53,7 @@ fn parse_args() -> Mode {
     };
     match args.first().map(String::as_str) {
         Some("upload") => Mode::Upload { mib: flag("--mib", 1024) },
+        Some("songs") => Mode::Songs { tracks: flag("--tracks", 1000), excerpts: flag("--excerpts", 60) },
         Some("retention") => Mode::Retention { objects: flag("--objects", 10_000) as usize, batch: flag("--batch", 500) as i64 },
         _ => {
             let jobs = flag("--jobs", 5000) as usize;
@@ -106,7 +109,55 @@ async fn main() {
         }
         Mode::Upload { mib } => upload(mib).await,
         Mode::Retention { objects, batch } => retention(objects, batch).await,
+        Mode::Songs { tracks, excerpts } => songs(tracks, excerpts).await,
     }
+}
+
+/// Song recognition against a catalogue of `tracks` synthetic 30 s tracks stored in
+/// PostgreSQL: how long one excerpt's candidate query and verification take, and how many
+/// 12 s excerpts (clean, and with another song mixed 12 dB under) are found.
+async fn songs(tracks: u64, excerpts: u64) {
+    use reelq_worker::media::fingerprint::{fingerprint, synthetic_song};
+    const RATE: u32 = 16_000;
+    let env = TestEnv::new().await;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for seed in 0..tracks {
+        let song = synthetic_song(seed, 30.0, RATE);
+        let track = reelq_shared::db::songs::NewTrack { title: format!("Track {seed}"), ..Default::default() };
+        ids.push(reelq_worker::songs::add_track(&env.pool, track, &song, RATE).await.expect("added") as u64);
+    }
+    sqlx::query("VACUUM ANALYZE track_keys").execute(&env.pool).await.expect("vacuum");
+    let keys = reelq_tests::count(&env.pool, "SELECT count(*) FROM track_keys").await;
+    let size: String = sqlx::query_scalar("SELECT pg_size_pretty(pg_total_relation_size('track_keys'))").fetch_one(&env.pool).await.expect("size");
+    println!("songs: {tracks} tracks stored in {:.1} s; track_keys {keys} rows, {size} with its indexes", started.elapsed().as_secs_f64());
+    for (kind, under) in [("clean", 0.0f32), ("another song 12 dB under", 0.25)] {
+        let (mut found, mut times) = (0, Vec::new());
+        for e in 0..excerpts {
+            let track = (e * 7919) % tracks;
+            let from = (e as f64 * 1.7) % 18.0;
+            let song = synthetic_song(track, 30.0, RATE);
+            let a = (from * f64::from(RATE)) as usize;
+            let mut clip = song[a..a + 12 * RATE as usize].to_vec();
+            let noise = synthetic_song(5_000_000 + e, 12.0, RATE);
+            clip.iter_mut().zip(&noise).for_each(|(s, n)| *s = *s * (1.0 - under) + n * under);
+            let items = fingerprint(&clip, RATE);
+            let t = Instant::now();
+            let hit = reelq_worker::songs::identify(&env.pool, &items).await.expect("query");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            if hit.is_some_and(|m| m.track == ids[track as usize] && (m.offset_secs - from).abs() < 0.5) {
+                found += 1;
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "songs: {kind}: {found}/{excerpts} found at the right offset; match in PostgreSQL p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+            percentile(&times, 0.5),
+            percentile(&times, 0.9),
+            times.last().copied().unwrap_or(0.0)
+        );
+    }
+    env.cleanup().await;
 }
 
 /// The retention sweep over `objects` uploads stored 31 days ago (1 KiB each, in the bench's
