@@ -286,6 +286,7 @@ pub async fn presign(
     responses(
         (status = 200, body = Video),
         (status = 404, description = "No such pending video", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Retention removed the video's bytes (`video_expired`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Nothing was uploaded, or not the declared size or SHA-256", body = Problem, content_type = "application/problem+json"),
@@ -296,6 +297,9 @@ pub async fn complete(State(state): State<AppState>, AuthTenant(tenant): AuthTen
     let video = videos::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound("video"))?;
     if video.status == "stored" {
         return Ok(Json(video));
+    }
+    if video.status == "expired" {
+        return Err(ApiError::Gone { code: "video_expired", detail: "retention removed this video's bytes; upload it again".into() });
     }
     let key = &video.object_key;
     let limit = state.settings.api.max_upload_bytes;

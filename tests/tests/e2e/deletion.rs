@@ -219,6 +219,8 @@ async fn retention_removes_old_uploads_and_outputs_and_then_old_jobs_but_keeps_r
     let v: Value = app.http.get(app.url(&format!("/v1/videos/{old}"))).bearer_auth(&app.key).send().await.expect("sent").json().await.expect("json");
     assert_eq!(v["status"], "expired");
     assert!(v["expired_at"].is_string(), "{v}");
+    let complete = app.http.post(app.url(&format!("/v1/videos/{old}/complete"))).bearer_auth(&app.key).send().await.expect("sent");
+    assert_eq!(complete.status(), 410, "an expired upload cannot be completed again");
     let again = app.submit(json!({ "video_id": old, "analyses": ["probe"] })).await;
     assert_eq!(again.status(), 410);
     assert_eq!(again.json::<Value>().await.expect("json")["code"], "video_expired");
