@@ -330,18 +330,24 @@ pub async fn mark_outputs_expired(conn: &mut PgConnection, job_ids: &[Uuid]) -> 
 /// Locks up to `limit` jobs that ended longer than `age` ago, oldest first, except those with
 /// feedback (kept as training examples); other sweepers skip them. `key` is the output of a
 /// `mux` job.
+///
+/// Job ids are UUIDv7 and a job ends after it is created, so only ids made before the cutoff
+/// can qualify: they are read in primary-key order, and no index on `finished_at` is kept up on
+/// the hot path for this sweep.
 pub async fn lock_finished_jobs(conn: &mut PgConnection, age: Duration, limit: i64) -> Result<Vec<Expiring>, DbError> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
     let rows: Vec<(Uuid, Uuid, bool)> = timed(
         "lifecycle.lock_finished_jobs",
         sqlx::query_as(
             r#"SELECT j.id, j.tenant_id, 'mux' = ANY (j.analyses) FROM jobs j
-               WHERE j.status IN ('succeeded', 'failed', 'cancelled') AND j.finished_at < now() - make_interval(secs => $1)
+               WHERE j.id < $3 AND j.status IN ('succeeded', 'failed', 'cancelled') AND j.finished_at < $1
                  AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.job_id = j.id)
-               ORDER BY j.finished_at LIMIT $2
+               ORDER BY j.id LIMIT $2
                FOR UPDATE OF j SKIP LOCKED"#,
         )
-        .bind(age.as_secs_f64())
+        .bind(cutoff)
         .bind(limit)
+        .bind(first_v7_of(cutoff))
         .fetch_all(conn),
     )
     .await?;
@@ -351,4 +357,30 @@ pub async fn lock_finished_jobs(conn: &mut PgConnection, age: Duration, limit: i
 /// Deletes jobs with their results, webhooks and replays.
 pub async fn delete_jobs(conn: &mut PgConnection, ids: &[Uuid]) -> Result<u64, DbError> {
     Ok(timed("lifecycle.delete_jobs", sqlx::query("DELETE FROM jobs WHERE id = ANY ($1)").bind(ids).execute(conn)).await?.rows_affected())
+}
+
+/// The smallest UUIDv7 of the millisecond `at`: every v7 id made earlier sorts below it.
+pub fn first_v7_of(at: DateTime<Utc>) -> Uuid {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_v7_ids_sort_below_the_bound_and_later_ones_above() {
+        let at = Utc::now() - chrono::Duration::days(60);
+        let bound = first_v7_of(at);
+        let ts = |t: DateTime<Utc>| uuid::Timestamp::from_unix(uuid::NoContext, t.timestamp() as u64, t.timestamp_subsec_nanos());
+        let before = Uuid::new_v7(ts(at - chrono::Duration::milliseconds(1)));
+        let after = Uuid::new_v7(ts(at + chrono::Duration::milliseconds(1)));
+        assert!(before < bound && bound < after, "{before} {bound} {after}");
+        assert_eq!(bound.get_version_num(), 7);
+    }
 }

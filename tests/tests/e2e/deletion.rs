@@ -232,13 +232,42 @@ async fn retention_removes_old_uploads_and_outputs_and_then_old_jobs_but_keeps_r
     assert!(payload["expired_at"].is_string() && payload.get("url").is_none(), "{payload}");
     assert!(app.job(probe).await["results"]["probe"]["payload"].is_object(), "results stay");
 
-    // Jobs 61 days finished go, except the one with feedback.
-    sqlx::query("UPDATE jobs SET finished_at = now() - interval '61 days'").execute(&env.pool).await.expect("age");
+    // Jobs made and finished 61 days ago go, except the one with feedback; today's jobs stay.
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(61);
+    let stamp = uuid::Timestamp::from_unix(uuid::NoContext, long_ago.timestamp() as u64, 0);
+    let (plain, liked) = (Uuid::new_v7(stamp), Uuid::new_v7(stamp));
+    for id in [plain, liked] {
+        sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, video_id, status, analyses, priority, max_attempts, created_at, finished_at)
+             VALUES ($1, $2, $3, 'succeeded', '{probe}', 'batch', 3, $4, $4)",
+        )
+        .bind(id)
+        .bind(app.tenant_id)
+        .bind(fresh)
+        .bind(long_ago)
+        .execute(&env.pool)
+        .await
+        .expect("an old job");
+        sqlx::query("INSERT INTO results (job_id, analysis, payload, attempt) VALUES ($1, 'probe', '{}', 1)")
+            .bind(id)
+            .execute(&env.pool)
+            .await
+            .expect("result");
+    }
+    sqlx::query("INSERT INTO feedback (job_id, tenant_id, hashtags) VALUES ($1, $2, '{#gym}')")
+        .bind(liked)
+        .bind(app.tenant_id)
+        .execute(&env.pool)
+        .await
+        .expect("feedback");
     let swept = reelq_api::retention::sweep(&state, &stop).await.expect("sweep");
     assert_eq!(swept.jobs, 1, "{swept:?}");
-    assert_eq!(rows(&env, "SELECT count(*) FROM jobs WHERE id = $1", mux).await, 0);
-    assert_eq!(rows(&env, "SELECT count(*) FROM results WHERE job_id = $1", mux).await, 0);
-    assert_eq!(rows(&env, "SELECT count(*) FROM jobs WHERE id = $1", probe).await, 1, "feedback keeps its job");
+    assert_eq!(rows(&env, "SELECT count(*) FROM jobs WHERE id = $1", plain).await, 0);
+    assert_eq!(rows(&env, "SELECT count(*) FROM results WHERE job_id = $1", plain).await, 0);
+    assert_eq!(rows(&env, "SELECT count(*) FROM jobs WHERE id = $1", liked).await, 1, "feedback keeps its job");
+    for job in [mux, probe] {
+        assert_eq!(rows(&env, "SELECT count(*) FROM jobs WHERE id = $1", job).await, 1, "today's jobs stay");
+    }
     app.stop().await;
     env.cleanup().await;
 }
