@@ -265,16 +265,9 @@ pub struct TenantErasure {
 pub async fn erase_tenant(State(state): State<AppState>, admin: AdminKey, Path(id): Path<Uuid>) -> Result<(StatusCode, Json<TenantErasure>), ApiError> {
     let pool = &state.pool;
     let presign_ttl = std::time::Duration::from_secs(state.settings.storage.presign_ttl_secs);
-    let erased = crate::retry::idempotent("tenants.erase", move || async move {
-        let mut tx = db::timed("tenants.erase.begin", pool.begin()).await?;
-        let e = lifecycle::erase_tenant(&mut tx, id, presign_ttl).await?;
-        if e.is_some() {
-            db::timed("tenants.erase.commit", tx.commit()).await?;
-        }
-        Ok(e)
-    })
-    .await?
-    .ok_or(ApiError::NotFound("tenant"))?;
+    let erased = crate::retry::idempotent("tenants.erase", move || async move { Ok(lifecycle::erase_tenant(pool, id, presign_ttl).await?) })
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
     tracing::warn!(
         tenant_id = %id,
         by = %admin.0.id,

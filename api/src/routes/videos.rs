@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use reelq_shared::db;
 use reelq_shared::db::lifecycle;
 use reelq_shared::db::videos::{self, DeclaredUpload, StoredObject, Video};
 use reelq_shared::domain::video_object_key;
@@ -146,16 +145,9 @@ pub async fn delete_video(State(state): State<AppState>, AuthTenant(tenant): Aut
     let pool = &state.pool;
     let presign_ttl = std::time::Duration::from_secs(state.settings.storage.presign_ttl_secs);
     // The transaction rolls back whole when its connection dies, so it can run once more.
-    let deletion = crate::retry::idempotent("videos.delete", move || async move {
-        let mut tx = db::timed("videos.delete.begin", pool.begin()).await?;
-        let d = lifecycle::delete_video(&mut tx, tenant.id, id, presign_ttl).await?;
-        if d.is_some() {
-            db::timed("videos.delete.commit", tx.commit()).await?;
-        }
-        Ok(d)
-    })
-    .await?
-    .ok_or(ApiError::NotFound("video"))?;
+    let deletion = crate::retry::idempotent("videos.delete", move || async move { Ok(lifecycle::delete_video(pool, tenant.id, id, presign_ttl).await?) })
+        .await?
+        .ok_or(ApiError::NotFound("video"))?;
     let complete = match retention::remove_owed(&state, Some(deletion.deletion_id), 1).await {
         Ok((_, settled)) => settled == 1,
         Err(e) => {

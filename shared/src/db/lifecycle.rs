@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{DbError, timed};
@@ -46,8 +46,12 @@ struct JobOfVideo {
 /// is cancelled by its row going: a worker's fenced writes then find nothing to write to),
 /// their results, webhooks, replays and feedback, and the training embeddings of that
 /// feedback; records its upload and its jobs' outputs as owed. `None` when the tenant has no
-/// such video. Runs inside the caller's transaction.
-pub async fn delete_video(conn: &mut PgConnection, tenant_id: Uuid, video_id: Uuid, presign_ttl: Duration) -> Result<Option<VideoDeletion>, DbError> {
+/// such video. Runs in its own transaction, committed only when the video was found.
+pub async fn delete_video(pool: &PgPool, tenant_id: Uuid, video_id: Uuid, presign_ttl: Duration) -> Result<Option<VideoDeletion>, DbError> {
+    in_transaction(pool, async |tx| delete_video_in(tx, tenant_id, video_id, presign_ttl).await).await
+}
+
+async fn delete_video_in(conn: &mut PgConnection, tenant_id: Uuid, video_id: Uuid, presign_ttl: Duration) -> Result<Option<VideoDeletion>, DbError> {
     let video: Option<(String, String, DateTime<Utc>)> = timed(
         "lifecycle.lock_video",
         sqlx::query_as("SELECT object_key, status, created_at FROM videos WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
@@ -102,9 +106,24 @@ pub struct TenantErasure {
 
 /// Erases everything a tenant stored: uploads, jobs, results, feedback and the training
 /// embeddings of that feedback; records the tenant's upload and output folders as owed. The
-/// tenant and its API keys stay. `None` when there is no such tenant. Runs inside the caller's
-/// transaction.
-pub async fn erase_tenant(conn: &mut PgConnection, tenant_id: Uuid, presign_ttl: Duration) -> Result<Option<TenantErasure>, DbError> {
+/// tenant and its API keys stay. `None` when there is no such tenant. Runs in its own
+/// transaction, committed only when the tenant was found.
+pub async fn erase_tenant(pool: &PgPool, tenant_id: Uuid, presign_ttl: Duration) -> Result<Option<TenantErasure>, DbError> {
+    in_transaction(pool, async |tx| erase_tenant_in(tx, tenant_id, presign_ttl).await).await
+}
+
+/// Runs `work` in a transaction and commits it when it found something; otherwise the
+/// transaction is dropped, which rolls it back.
+async fn in_transaction<T>(pool: &PgPool, work: impl AsyncFnOnce(&mut PgConnection) -> Result<Option<T>, DbError>) -> Result<Option<T>, DbError> {
+    let mut tx = timed("lifecycle.begin", pool.begin()).await?;
+    let found = work(&mut tx).await?;
+    if found.is_some() {
+        timed("lifecycle.commit", tx.commit()).await?;
+    }
+    Ok(found)
+}
+
+async fn erase_tenant_in(conn: &mut PgConnection, tenant_id: Uuid, presign_ttl: Duration) -> Result<Option<TenantErasure>, DbError> {
     let exists: Option<(Uuid,)> =
         timed("lifecycle.lock_tenant", sqlx::query_as("SELECT id FROM tenants WHERE id = $1 FOR UPDATE").bind(tenant_id).fetch_optional(&mut *conn))
             .await?;
