@@ -123,9 +123,31 @@ pub struct MusicFinding {
     pub hashtags: Vec<String>,
     /// The region asked for, upper case.
     pub region: Option<String>,
+    /// Sounds that fit, best first; the sound the video already uses is not among them.
     pub recommendations: Vec<MusicScore>,
     /// Pulled videos read.
     pub videos_considered: usize,
+    /// The known track the video already uses (`song`), and how it fares against the sounds
+    /// that fit its hashtags; null when none was recognised.
+    pub current_sound: Option<CurrentSound>,
+}
+
+/// The recognised track under the video, as `music` sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurrentSound {
+    pub title: String,
+    pub artist: String,
+    /// The pulled sound (TikTok music id) it is, when known.
+    pub music_id: Option<String>,
+    /// Its rank (1 is best) among the sounds of pulled videos carrying the video's hashtags;
+    /// null when no such video uses it.
+    pub rank: Option<usize>,
+    /// Its weighted engagement among those videos (0 when none uses it).
+    pub score: f64,
+    /// Pulled videos with the video's hashtags that use it.
+    pub videos: u32,
+    /// For people: whether it fits, and what the alternatives offer.
+    pub advice: String,
 }
 
 /// `virality`: the promoted regressor's estimate, or why there is none.
@@ -184,6 +206,7 @@ pub enum Finding {
     Music(MusicFinding),
     Virality(ViralityFinding),
     Safety(SafetyFinding),
+    Song(crate::song::SongFinding),
 }
 
 /// A finding and the models behind it.

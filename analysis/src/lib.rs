@@ -4,7 +4,8 @@
 //! serialised once, where it leaves this crate.
 //!
 //! This crate knows nothing of PostgreSQL, RabbitMQ or object storage: what an analysis needs
-//! from the services (pulled TikTok data for `music`) comes in through [`PulledData`], and its
+//! from the services (pulled TikTok data for `music`, the song catalogue for `song`) comes in
+//! through [`PulledData`] and [`song::Recognizer`], and its
 //! timings go out through [`Observer`]. Failures are [`AnalysisError`]s, which say whether the
 //! video or the system is at fault; the worker maps them to fail or retry.
 
@@ -15,6 +16,7 @@ pub mod models;
 pub mod observe;
 pub mod pipeline;
 pub mod settings;
+pub mod song;
 mod sound;
 mod suggest;
 

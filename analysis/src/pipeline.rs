@@ -26,6 +26,7 @@ use crate::hashtags::{CreatorHistory, SpanSource, TextSpan, Vocabulary};
 use crate::models::Models;
 use crate::observe::{Observer, Quiet};
 use crate::settings::{HashtagSettings, InferenceSettings, MediaSettings};
+use crate::song::{Recognizer, SongFinding};
 use crate::{AnalysisError, sound};
 
 /// The video a run works on.
@@ -77,6 +78,7 @@ pub struct Pipeline {
     pub(crate) vocabulary: Vocabulary,
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) pulled: Option<Arc<dyn PulledData>>,
+    pub(crate) recognizers: Vec<Arc<dyn Recognizer>>,
 }
 
 /// One video's decode and what the analyses have found so far.
@@ -87,6 +89,7 @@ pub struct Session {
     pub(crate) transcript: Option<(TranscriptFinding, ModelRef)>,
     pub(crate) embeddings: Option<Embeddings>,
     pub(crate) hashtags: Option<(HashtagFinding, Vec<ModelRef>)>,
+    pub(crate) song: Option<SongFinding>,
 }
 
 /// Most frames kept for the models (OCR, image encoder): 2 minutes at one per second, about
@@ -98,7 +101,7 @@ const IMAGE_FRAMES: usize = 16;
 
 impl Pipeline {
     pub fn new(models: Arc<Models>, settings: PipelineSettings) -> Self {
-        Self { models, settings, vocabulary: Vocabulary::curated(), observer: Arc::new(Quiet), pulled: None }
+        Self { models, settings, vocabulary: Vocabulary::curated(), observer: Arc::new(Quiet), pulled: None, recognizers: Vec::new() }
     }
 
     /// A pipeline with its own models, as the configuration's analysis sections describe them.
@@ -117,6 +120,12 @@ impl Pipeline {
     /// Reads pulled data from `pulled` (without it, `music` cannot run).
     pub fn with_pulled_data(mut self, pulled: Arc<dyn PulledData>) -> Self {
         self.pulled = Some(pulled);
+        self
+    }
+
+    /// Recognises songs with `recognizers` (without any, `song` cannot run).
+    pub fn with_recognizers(mut self, recognizers: Vec<Arc<dyn Recognizer>>) -> Self {
+        self.recognizers = recognizers;
         self
     }
 
@@ -159,7 +168,7 @@ impl Pipeline {
             }
             None => None,
         };
-        Ok(Session { input, decoded, ocr: None, transcript: None, embeddings: None, hashtags: None })
+        Ok(Session { input, decoded, ocr: None, transcript: None, embeddings: None, hashtags: None, song: None })
     }
 
     /// Runs one analysis over the session. Blocking.
@@ -190,7 +199,8 @@ impl Pipeline {
             Analysis::Music => self.music(session)?,
             Analysis::Virality => self.virality(session)?,
             Analysis::Safety => self.safety(session)?,
-            Analysis::Mux | Analysis::Noop | Analysis::Train => {
+            Analysis::Song => self.song_output(session)?,
+            Analysis::Mux | Analysis::Noop | Analysis::Train | Analysis::AddSong => {
                 return Err(AnalysisError::refused(
                     JobErrorCode::InvalidRequest,
                     format!("the analysis `{}` is a job of the service, not an analysis of one video", analysis.as_str()),

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use reelq_learn::engagement::music;
+use reelq_learn::engagement::music::{self, MusicScore};
 use reelq_learn::features::{virality_feature_model, virality_features};
 
 use crate::AnalysisError;
-use crate::findings::{AnalysisOutput, Finding, HashtagFinding, ModelRef, MusicFinding, ViralityFinding};
+use crate::findings::{AnalysisOutput, CurrentSound, Finding, HashtagFinding, ModelRef, MusicFinding, ViralityFinding};
 use crate::hashtags::{self, RankOptions, Signals, VocabSource};
 use crate::pipeline::{Pipeline, Session};
+use crate::song::RecognizedTrack;
 
 /// Suggested hashtags (specific ones, best first) that choose the music.
 const MUSIC_TAGS: usize = 5;
@@ -80,7 +81,8 @@ impl Pipeline {
         Ok((finding, used))
     }
 
-    /// Sounds of pulled videos that carry the video's specific suggested hashtags.
+    /// Sounds of pulled videos that carry the video's specific suggested hashtags, and how the
+    /// sound the video already uses (when `song` knows it) fares among them.
     pub(crate) fn music(&self, session: &mut Session) -> Result<AnalysisOutput, AnalysisError> {
         let pulled = self.pulled.clone().ok_or_else(|| AnalysisError::Unavailable("music reads pulled data, which only the service has".into()))?;
         let tags: Vec<String> = self
@@ -92,10 +94,22 @@ impl Pipeline {
             .map(|s| s.tag.trim_start_matches('#').to_owned())
             .take(MUSIC_TAGS)
             .collect();
+        // Without a recogniser (or while a remote one is down) the recommendations still stand.
+        let heard = match self.song(session) {
+            Ok(song) => song.track.clone(),
+            Err(AnalysisError::Unavailable(why)) => {
+                tracing::info!(why, "music without the current sound");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let region = session.input.options.region.clone();
         let uses = if tags.is_empty() { Vec::new() } else { pulled.music_uses(&tags, region.as_deref(), MUSIC_VIDEOS)? };
-        let recommendations = music::rank(&uses, None, chrono::Utc::now(), MUSIC_RESULTS);
-        Ok(AnalysisOutput::plain(Finding::Music(MusicFinding { hashtags: tags, region, recommendations, videos_considered: uses.len() })))
+        let ranked = music::rank(&uses, None, chrono::Utc::now(), usize::MAX);
+        let current_sound = heard.map(|t| current_sound(&t, &ranked));
+        let in_use = current_sound.as_ref().and_then(|c| c.music_id.clone());
+        let recommendations: Vec<_> = ranked.into_iter().filter(|m| in_use.as_deref() != Some(m.music_id.as_str())).take(MUSIC_RESULTS).collect();
+        Ok(AnalysisOutput::plain(Finding::Music(MusicFinding { hashtags: tags, region, recommendations, videos_considered: uses.len(), current_sound })))
     }
 
     /// The promoted regressor's estimate from the video's text embedding and caption: predicted
@@ -141,6 +155,30 @@ impl Pipeline {
             held_out_spearman: Some(model.metrics.get("spearman").copied()),
         };
         Ok(AnalysisOutput { finding: Finding::Virality(finding), models: vec![regressor, ModelRef::from(&text.model)] })
+    }
+}
+
+/// How the recognised `track` fares among the `ranked` sounds that fit the video's hashtags.
+fn current_sound(track: &RecognizedTrack, ranked: &[MusicScore]) -> CurrentSound {
+    let name = if track.artist.is_empty() { format!("“{}”", track.title) } else { format!("“{}” by {}", track.title, track.artist) };
+    let found = track.music_id.as_deref().and_then(|id| ranked.iter().position(|m| m.music_id == id).map(|i| (i + 1, &ranked[i])));
+    let advice = match (found, ranked.len()) {
+        (Some((1, m)), _) => format!("The video uses {name}, the best-performing sound among {} pulled videos with its hashtags.", m.videos),
+        (Some((rank, m)), n) => format!(
+            "The video uses {name}, ranked {rank} of {n} sounds among pulled videos with its hashtags ({} videos); the sounds above it earned more engagement.",
+            m.videos
+        ),
+        (None, 0) => format!("The video uses {name}; no pulled video with its hashtags shows how sounds perform there yet."),
+        (None, _) => format!("The video uses {name}, which no pulled video with its hashtags uses: the sounds below are what that audience engages with."),
+    };
+    CurrentSound {
+        title: track.title.clone(),
+        artist: track.artist.clone(),
+        music_id: track.music_id.clone(),
+        rank: found.map(|(r, _)| r),
+        score: found.map_or(0.0, |(_, m)| m.score),
+        videos: found.map_or(0, |(_, m)| m.videos),
+        advice,
     }
 }
 

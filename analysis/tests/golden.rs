@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use reelq_analysis::findings::{
-    AudioFinding, EmbeddingVector, Embeddings, HashtagFinding, ModelRef, MusicFinding, OcrFinding, SoundProfile, TranscriptFinding, ViralityFinding,
+    AudioFinding, CurrentSound, EmbeddingVector, Embeddings, HashtagFinding, ModelRef, MusicFinding, OcrFinding, SoundProfile, TranscriptFinding,
+    ViralityFinding,
 };
 use reelq_analysis::hashtags::{Evidence, Suggestion};
 use reelq_analysis::inference::ModelId;
@@ -13,6 +14,7 @@ use reelq_analysis::inference::ocr::OnScreenText;
 use reelq_analysis::inference::tagger::AudioTag;
 use reelq_analysis::inference::vad::SpeechSegment;
 use reelq_analysis::inference::whisper::TranscriptSegment;
+use reelq_analysis::song::{RecognizedTrack, RecognizerRefusal, SongFinding};
 use reelq_analysis::{AnalysisOutput, Finding};
 use reelq_learn::engagement::music::MusicScore;
 use reelq_learn::engagement::virality::ViralityModel;
@@ -135,6 +137,15 @@ fn music() {
         region: None,
         recommendations: vec![MusicScore { music_id: "m1".into(), name: "Song".into(), author: "Band".into(), score: 10.5, videos: 2 }],
         videos_considered: 7,
+        current_sound: Some(CurrentSound {
+            title: "Tune".into(),
+            artist: "Someone".into(),
+            music_id: Some("m0".into()),
+            rank: None,
+            score: 0.0,
+            videos: 0,
+            advice: "The video uses “Tune” by Someone".into(),
+        }),
     };
     assert_eq!(
         payload(Finding::Music(m)),
@@ -142,7 +153,59 @@ fn music() {
             "hashtags": ["pasta"],
             "region": null,
             "recommendations": [{ "music_id": "m1", "name": "Song", "author": "Band", "score": 10.5, "videos": 2 }],
-            "videos_considered": 7
+            "videos_considered": 7,
+            "current_sound": {
+                "title": "Tune", "artist": "Someone", "music_id": "m0", "rank": null, "score": 0.0, "videos": 0,
+                "advice": "The video uses “Tune” by Someone"
+            }
+        })
+    );
+}
+
+#[test]
+fn song_found_and_not() {
+    let found = SongFinding {
+        track: Some(RecognizedTrack {
+            title: "Tune".into(),
+            artist: "Someone".into(),
+            track_id: Some(4),
+            music_id: None,
+            source: "catalogue".into(),
+            video_secs: 12.0,
+            track_offset_secs: Some(31.5),
+            confidence: 0.8,
+            link: None,
+        }),
+        listened_secs: 24.0,
+        excerpts: 2,
+        recognizers: vec!["catalogue".into()],
+        unavailable: Vec::new(),
+        reason: None,
+    };
+    assert_eq!(
+        payload(Finding::Song(found)),
+        json!({
+            "track": {
+                "title": "Tune", "artist": "Someone", "track_id": 4, "music_id": null, "source": "catalogue",
+                "video_secs": 12.0, "track_offset_secs": 31.5, "confidence": 0.8
+            },
+            "listened_secs": 24.0, "excerpts": 2, "recognizers": ["catalogue"]
+        })
+    );
+    let silent = SongFinding {
+        track: None,
+        listened_secs: 0.0,
+        excerpts: 0,
+        recognizers: vec!["catalogue".into(), "audd".into()],
+        unavailable: vec![RecognizerRefusal { recognizer: "audd".into(), code: "quota_exceeded".into(), message: "limit".into() }],
+        reason: Some("the video has no sound".into()),
+    };
+    assert_eq!(
+        payload(Finding::Song(silent)),
+        json!({
+            "track": null, "listened_secs": 0.0, "excerpts": 0, "recognizers": ["catalogue", "audd"],
+            "unavailable": [{ "recognizer": "audd", "code": "quota_exceeded", "message": "limit" }],
+            "reason": "the video has no sound"
         })
     );
 }

@@ -31,6 +31,7 @@ pub mod jobs;
 pub mod models;
 pub mod music;
 pub mod page;
+pub mod songs;
 pub mod videos;
 
 #[derive(OpenApi)]
@@ -42,7 +43,7 @@ pub mod videos;
         (name = "jobs", description = "Analysis jobs"),
         (name = "trends", description = "Trending hashtags and music from pulled TikTok data"),
         (name = "models", description = "Trained model versions"),
-        (name = "admin", description = "Scheduler, training and model operation (admin keys)"),
+        (name = "admin", description = "Scheduler, training, model operation, the song catalogue and data erasure (admin keys)"),
         (name = "health", description = "Operations"),
     )
 )]
@@ -153,6 +154,9 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::replay_job))
         .routes(routes!(admin::job_replays))
         .routes(routes!(admin::erase_tenant))
+        .routes(routes!(songs::add_song, songs::list_songs))
+        .routes(routes!(songs::add_pulled_songs))
+        .routes(routes!(songs::delete_song))
         .routes(routes!(models::list_models))
         .routes(routes!(models::rollback))
         .routes(routes!(models::start_training))

@@ -293,10 +293,16 @@ function noTracksReason(p) {
   return `No track suggestions among the videos pulled with ${tagList(tags)}${where}.`;
 }
 
+/** The sound the video already uses, as the music card tells it. */
+function currentSound(p) {
+  const c = isObj(p) && isObj(p.current_sound) ? p.current_sound : null;
+  return c && typeof c.advice === 'string' ? h('p', { class: 'lead' }, c.advice) : null;
+}
+
 function music(p, ctx) {
   const recs = isObj(p) && Array.isArray(p.recommendations) ? p.recommendations.filter(isObj) : null;
   if (!recs) return null;
-  if (!recs.length) return card('music', 'Music that fits', h('p', {}, noTracksReason(p)));
+  if (!recs.length) return card('music', 'Music that fits', currentSound(p), h('p', {}, noTracksReason(p)));
   const tags = Array.isArray(p.hashtags) ? p.hashtags.filter(Boolean) : [];
   const considered = num(p.videos_considered);
   const items = recs.map((r) => {
@@ -317,6 +323,7 @@ function music(p, ctx) {
       out);
   });
   return card('music', 'Music that fits',
+    currentSound(p),
     h('p', { class: 'help' },
       `Sounds of pulled videos${tags.length ? ` tagged ${tagList(tags)}` : ''}${typeof p.region === 'string' && p.region ? ` in ${p.region}` : ''}`,
       considered ? ` (${plural(considered, 'video')} looked at)` : '',
@@ -375,7 +382,29 @@ function safety(p) {
       : null);
 }
 
-const RENDERERS = { quality, hashtags, transcript, virality, music, safety, mux, ocr, audio, probe, embeddings };
+function song(p, ctx) {
+  if (!isObj(p) || !('track' in p)) return null;
+  const refusals = Array.isArray(p.unavailable) ? p.unavailable.filter(isObj) : [];
+  const note = refusals.length
+    ? h('p', { class: 'help' }, refusals.map((r) => `${r.recognizer} could not answer (${String(r.code).replaceAll('_', ' ')}).`).join(' '))
+    : null;
+  const t = isObj(p.track) ? p.track : null;
+  if (!t) {
+    const why = typeof p.reason === 'string' ? `Nothing to listen to: ${p.reason}.`
+      : `No known song: ${num(p.listened_secs) !== null ? `${Math.round(p.listened_secs)} s` : 'the sound'} heard, and no catalogue track matched.`;
+    return card('song', 'Song under the video', h('p', {}, why), note);
+  }
+  const name = `${t.title || 'Untitled'}${t.artist ? ` · ${t.artist}` : ''}`;
+  const where = num(t.track_offset_secs) !== null ? `, ${clock(t.track_offset_secs)} into the track` : '';
+  const link = typeof t.link === 'string' && /^https?:\/\//.test(t.link) ? h('a', { href: t.link, rel: 'noopener' }, 'About this track') : null;
+  return card('song', 'Song under the video',
+    h('p', { class: 'lead' }, h('strong', {}, name)),
+    h('p', {}, 'Heard from ', num(t.video_secs) !== null ? seekButton(t.video_secs, ctx) : 'the video', where,
+      num(t.confidence) !== null ? ` (confidence ${t.confidence.toFixed(2)}, ${t.source === 'catalogue' ? 'song catalogue' : t.source})` : ''),
+    link, note);
+}
+
+const RENDERERS = { quality, hashtags, transcript, virality, music, song, safety, mux, ocr, audio, probe, embeddings };
 
 /** Cards for every result of a job, known kinds first, the rest as formatted JSON. */
 export function renderResults(results, ctx) {

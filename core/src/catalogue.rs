@@ -119,7 +119,7 @@ const MUX: OptionSpec = OptionSpec { name: "mux", summary: "The track to put und
 const NOOP_MS: OptionSpec = OptionSpec { name: "noop_ms", summary: "Milliseconds to wait (up to 600,000)." };
 
 /// Every analysis, in the order documentation lists them.
-pub static CATALOGUE: [AnalysisSpec; 13] = [
+pub static CATALOGUE: [AnalysisSpec; 15] = [
     AnalysisSpec {
         name: Analysis::Probe,
         title: "File details",
@@ -193,9 +193,9 @@ pub static CATALOGUE: [AnalysisSpec; 13] = [
     AnalysisSpec {
         name: Analysis::Music,
         title: "Music that fits",
-        summary: "Sounds of pulled videos carrying the video's suggested hashtags, ranked by the engagement those videos earned.",
+        summary: "Sounds of pulled videos carrying the video's suggested hashtags, ranked by the engagement those videos earned; when the video already uses a known sound, it says so and ranks the alternatives.",
         visibility: Visibility::Public,
-        needs: Needs { registry: true, trending: true, services: true, builds_on: &[Analysis::Hashtags], ..TEXT_AND_PICTURE },
+        needs: Needs { registry: true, trending: true, services: true, builds_on: &[Analysis::Hashtags, Analysis::Song], ..TEXT_AND_PICTURE },
         options: &[CAPTION, REGION, CREATOR],
         output: "MusicResult",
         offer: Offer::Ticked,
@@ -218,6 +218,16 @@ pub static CATALOGUE: [AnalysisSpec; 13] = [
         needs: Needs { video: true, frames: Frames::ModelSamples, models: true, ..NOTHING },
         options: &[],
         output: "SafetyResult",
+        offer: Offer::Unticked,
+    },
+    AnalysisSpec {
+        name: Analysis::Song,
+        title: "Song under the video",
+        summary: "Which catalogue track plays under the video, matched by acoustic fingerprint even under speech: its title, where in the track the video's sound comes from, and a confidence.",
+        visibility: Visibility::Public,
+        needs: Needs { video: true, audio: true, services: true, ..NOTHING },
+        options: &[],
+        output: "SongResult",
         offer: Offer::Unticked,
     },
     AnalysisSpec {
@@ -248,6 +258,16 @@ pub static CATALOGUE: [AnalysisSpec; 13] = [
         needs: Needs { models: true, services: true, ..NOTHING },
         options: &[],
         output: "TrainingReport",
+        offer: Offer::Never,
+    },
+    AnalysisSpec {
+        name: Analysis::AddSong,
+        title: "Add a song",
+        summary: "Fingerprints an audio upload, or a pulled sound's audio, into the song catalogue.",
+        visibility: Visibility::Internal,
+        needs: Needs { services: true, ..NOTHING },
+        options: &[],
+        output: "CatalogueTrack",
         offer: Offer::Never,
     },
 ];
@@ -356,6 +376,7 @@ mod tests {
             }
         }
         assert_eq!(Analysis::Train.visibility(), Visibility::Internal);
+        assert_eq!(Analysis::AddSong.visibility(), Visibility::Internal);
     }
 
     #[test]
@@ -365,7 +386,8 @@ mod tests {
         assert!(pos(Analysis::Transcript) < pos(Analysis::Embeddings));
         assert!(pos(Analysis::Embeddings) < pos(Analysis::Hashtags));
         assert!(pos(Analysis::Hashtags) < pos(Analysis::Music));
-        assert_eq!(order.len(), 5, "{order:?}");
+        assert!(pos(Analysis::Song) < pos(Analysis::Music));
+        assert_eq!(order.len(), 6, "{order:?}");
         // Every builds-on relation points at an analysis that needs no more than its dependant.
         for s in &CATALOGUE {
             for b in s.needs.builds_on {

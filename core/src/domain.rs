@@ -141,11 +141,18 @@ pub enum Analysis {
     /// Content safety from the open-NSFW model over the sampled frames: a per-video score, the
     /// worst frames with their times, and a flag against the configured threshold.
     Safety,
+    /// Which known track plays under the video: the song catalogue's tracks matched by
+    /// acoustic fingerprint (and a hosted recognition service when configured), with where in
+    /// the track the video's sound comes from and a confidence.
+    Song,
+    /// Internal: fingerprints an audio upload (or a pulled sound's audio) into the song
+    /// catalogue. Operators enqueue it through the admin routes.
+    AddSong,
 }
 
 impl Analysis {
     /// Every analysis, internal ones included, in the order documentation lists them.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::Probe,
         Self::Quality,
         Self::Ocr,
@@ -156,9 +163,11 @@ impl Analysis {
         Self::Music,
         Self::Virality,
         Self::Safety,
+        Self::Song,
         Self::Mux,
         Self::Noop,
         Self::Train,
+        Self::AddSong,
     ];
 
     /// The analyses a client may ask for: all but the internal ones.
@@ -182,6 +191,8 @@ impl Analysis {
             Self::Train => "train",
             Self::Virality => "virality",
             Self::Safety => "safety",
+            Self::Song => "song",
+            Self::AddSong => "add_song",
         }
     }
 
@@ -201,6 +212,8 @@ impl Analysis {
             "train" => Some(Self::Train),
             "virality" => Some(Self::Virality),
             "safety" => Some(Self::Safety),
+            "song" => Some(Self::Song),
+            "add_song" => Some(Self::AddSong),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@ pub mod audio;
 pub mod decode;
 pub mod fingerprint;
 pub mod mux;
-mod pcm;
+pub mod pcm;
 pub mod probe;
 pub mod quality;
 

@@ -166,3 +166,51 @@ impl Resampler {
         }
     }
 }
+
+/// Why a file's sound could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file has no audio stream FFmpeg can decode.
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller asked it to stop.
+    #[error("stopped")]
+    Stopped,
+}
+
+/// The first `max_secs` of `path`'s best audio stream (any file FFmpeg reads: an audio track or
+/// a video), as mono `f32` at `rate`. `should_stop` is polled between packets.
+pub fn read_mono(path: &std::path::Path, rate: u32, max_secs: f64, should_stop: &dyn Fn() -> bool) -> Result<Vec<f32>, ReadError> {
+    use ffmpeg::format::sample::Type as SampleType;
+    crate::init();
+    let mut ictx = ffmpeg::format::input(&path).map_err(|e| ReadError::Invalid(format!("the file could not be read: {e}")))?;
+    let stream = ictx.streams().best(ffmpeg::media::Type::Audio).ok_or_else(|| ReadError::Invalid("the file has no audio stream".into()))?;
+    let mut decoder = AudioDecoder::open(&stream).map_err(|e| ReadError::Invalid(format!("the audio stream {e}")))?;
+    let limit = (max_secs * f64::from(rate)) as usize;
+    let mut resampler: Option<Resampler> = None;
+    let mut out: Vec<f32> = Vec::new();
+    let mut take = |f: &frame::Audio, out: &mut Vec<f32>| {
+        if let Some(mono) = Resampler::fit(&mut resampler, f, Sample::F32(SampleType::Packed), ChannelLayout::MONO, rate).and_then(|r| r.run(f)) {
+            let n = mono.samples();
+            // Packed mono: the first plane holds every sample.
+            out.extend(mono.plane::<f32>(0).iter().take(n));
+        }
+    };
+    for (s, packet) in ictx.packets() {
+        if should_stop() {
+            return Err(ReadError::Stopped);
+        }
+        if s.index() != decoder.index() {
+            continue;
+        }
+        decoder.send(&packet, |f| take(f, &mut out));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    if out.len() < limit {
+        decoder.finish(|f| take(f, &mut out));
+    }
+    out.truncate(limit);
+    Ok(out)
+}

@@ -15,6 +15,7 @@ pub use reelq_core::{catalogue, domain, options};
 pub mod metrics;
 pub mod outbox;
 pub mod queue;
+pub mod songs;
 pub mod storage;
 pub mod telemetry;
 pub mod training;

@@ -31,6 +31,7 @@ use crate::dependencies::Dependencies;
 use crate::media::probe::{self, Probe};
 use crate::settings::Settings;
 
+mod add_song;
 mod mux;
 
 /// A creator's latest posts whose chosen hashtags lift their suggestions.
@@ -170,7 +171,8 @@ impl JobRunner {
         let pipeline = Arc::new(
             Pipeline::from_settings(&settings.media, &settings.inference, &settings.hashtags)
                 .with_observer(Arc::new(crate::Metrics))
-                .with_pulled_data(Arc::new(PulledFromDb { pool: pool.clone() })),
+                .with_pulled_data(Arc::new(PulledFromDb { pool: pool.clone() }))
+                .with_recognizers(crate::songs::recognizers(&pool, &settings.songs)),
         );
         let registry = crate::registry::Registry::new(pool.clone(), store.clone(), Duration::from_millis(settings.inference.registry_refresh_ms));
         let deps = Dependencies::new(pool.clone(), store.clone(), Duration::from_millis(settings.worker.dependency_probe_ms));
@@ -506,6 +508,7 @@ impl JobRunner {
                 };
                 crate::training::run(&trainer, job, cancel).await
             }
+            Analysis::AddSong => Ok(Output::plain(add_song::run(self, job, cancel).await?)),
             of_the_video => {
                 let mut s = session.take().ok_or_else(|| JobError::Retryable("the video was not fetched".into()))?;
                 let pipeline = self.pipeline.clone();

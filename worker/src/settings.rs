@@ -1,6 +1,7 @@
 //! The worker's settings: the shared sections, `[worker]`, and the analysis sections
-//! (`[media]`, `[inference]`, `[hashtags]`) from `reelq-analysis`.
+//! (`[media]`, `[inference]`, `[hashtags]`) from `reelq-analysis`, and `[songs]`.
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use reelq_shared::config::{AmqpSettings, CommonSettings, ConfigError, DatabaseSettings, StorageSettings, TelemetrySettings, Validate, WebhookSettings};
@@ -18,6 +19,7 @@ pub struct Settings {
     pub media: MediaSettings,
     pub inference: InferenceSettings,
     pub hashtags: HashtagSettings,
+    pub songs: SongSettings,
 }
 
 /// The `[worker]` section.
@@ -71,6 +73,61 @@ impl Default for WorkerSettings {
     }
 }
 
+/// The `[songs]` section: how `song` recognises the track under a video, and how catalogue
+/// tracks are made.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SongSettings {
+    /// Recognise against the song catalogue in PostgreSQL (tracks added with
+    /// `POST /v1/admin/songs`).
+    pub catalogue: bool,
+    /// A hosted recognition service with an AudD-style API (multipart `file` and `api_token`,
+    /// JSON `status`/`result`/`error`), asked only when the catalogue knows nothing. Empty: off.
+    pub service_url: String,
+    /// Its name in results.
+    pub service_name: String,
+    /// Its API key, sent as `api_token`; never logged.
+    pub service_api_key: SecretString,
+    /// Longest wait for one answer.
+    pub service_timeout_ms: u64,
+    /// Further attempts after a timeout, a connection failure, 429 or 5xx, with doubling waits
+    /// from `service_backoff_ms`; after them the job is retried like any outage.
+    pub service_retries: u32,
+    pub service_backoff_ms: u64,
+    /// Longest stretch of a track fingerprinted into the catalogue, in seconds.
+    pub max_track_secs: u64,
+}
+
+impl Default for SongSettings {
+    fn default() -> Self {
+        Self {
+            catalogue: true,
+            service_url: String::new(),
+            service_name: "audd".into(),
+            service_api_key: SecretString::from(String::new()),
+            service_timeout_ms: 10_000,
+            service_retries: 2,
+            service_backoff_ms: 500,
+            max_track_secs: 900,
+        }
+    }
+}
+
+impl std::fmt::Debug for SongSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SongSettings")
+            .field("catalogue", &self.catalogue)
+            .field("service_url", &self.service_url)
+            .field("service_name", &self.service_name)
+            .field("service_api_key", &"[redacted]")
+            .field("service_timeout_ms", &self.service_timeout_ms)
+            .field("service_retries", &self.service_retries)
+            .field("service_backoff_ms", &self.service_backoff_ms)
+            .field("max_track_secs", &self.max_track_secs)
+            .finish()
+    }
+}
+
 pub use reelq_analysis::settings::{HashtagSettings, InferenceSettings, MediaSettings};
 
 impl Validate for Settings {
@@ -100,6 +157,17 @@ impl Validate for Settings {
             return Err(ConfigError::invalid("worker.health_bind", "must be an address such as 0.0.0.0:8081"));
         }
         reelq_analysis::settings::validate(&self.media, &self.inference, &self.hashtags)?;
+        let s = &self.songs;
+        let url_ok = s.service_url.is_empty() || s.service_url.starts_with("http://") || s.service_url.starts_with("https://");
+        if !url_ok {
+            return Err(ConfigError::invalid("songs.service_url", "must be an http(s) URL, or empty to leave the service off"));
+        }
+        if s.service_timeout_ms == 0 || s.service_retries > 10 {
+            return Err(ConfigError::invalid("songs.service_timeout_ms", "must be positive, with at most 10 songs.service_retries"));
+        }
+        if s.max_track_secs < 10 || s.max_track_secs > 3_600 {
+            return Err(ConfigError::invalid("songs.max_track_secs", "must be 10..=3600"));
+        }
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ pub fn analysis(name: &str, result: &AnalysisResult) -> String {
         "virality" => virality_table(&result.payload),
         "music" => music_table(&result.payload),
         "safety" => safety_table(&result.payload),
+        "song" => song_table(&result.payload),
         _ => None,
     };
     match table {
@@ -312,6 +313,9 @@ fn music_table(payload: &Value) -> Option<String> {
     let tracks = payload.get("recommendations")?.as_array()?;
     let tags: Vec<&str> = payload.get("hashtags").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
     let mut out = String::new();
+    if let Some(advice) = payload.get("current_sound").and_then(|c| c.get("advice")).and_then(Value::as_str) {
+        out.push_str(&format!("  {advice}\n"));
+    }
     for t in tracks {
         let name = t.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).unwrap_or("(untitled)");
         let author = t.get("author").and_then(Value::as_str).filter(|a| !a.is_empty()).unwrap_or("unknown");
@@ -327,6 +331,37 @@ fn music_table(payload: &Value) -> Option<String> {
                 tags.join(", #")
             )
         });
+    }
+    Some(out)
+}
+
+/// The recognised track, or why there is none.
+fn song_table(payload: &Value) -> Option<String> {
+    let track = payload.get("track")?;
+    let mut out = String::new();
+    if track.is_null() {
+        match payload.get("reason").and_then(Value::as_str) {
+            Some(reason) => out.push_str(&format!("  No song: {reason}\n")),
+            None => out.push_str(&format!(
+                "  No known song in {} s of sound\n",
+                payload.get("listened_secs").and_then(Value::as_f64).map_or("the".to_owned(), |s| format!("{s:.0}"))
+            )),
+        }
+    } else {
+        let title = track.get("title").and_then(Value::as_str).filter(|t| !t.is_empty()).unwrap_or("(untitled)");
+        let artist = track.get("artist").and_then(Value::as_str).filter(|a| !a.is_empty()).unwrap_or("unknown");
+        out.push_str(&format!("  Track         {title} · {artist}\n"));
+        let at = track.get("video_secs").and_then(Value::as_f64).map(duration).unwrap_or_default();
+        let offset = track.get("track_offset_secs").and_then(Value::as_f64).map(|o| format!(", {} into the track", duration(o))).unwrap_or_default();
+        out.push_str(&format!("  Heard at      {at}{offset}\n"));
+        let confidence = track.get("confidence").and_then(Value::as_f64).unwrap_or(0.0);
+        let source = track.get("source").and_then(Value::as_str).unwrap_or("");
+        out.push_str(&format!("  Confidence    {confidence:.2} ({source})\n"));
+    }
+    for r in payload.get("unavailable").and_then(Value::as_array).into_iter().flatten() {
+        let name = r.get("recognizer").and_then(Value::as_str).unwrap_or("a recognizer");
+        let code = r.get("code").and_then(Value::as_str).unwrap_or("");
+        out.push_str(&format!("  Unavailable   {name}: {code}\n"));
     }
     Some(out)
 }
@@ -363,6 +398,22 @@ mod tests {
         )
         .expect("text");
         assert!(some.contains("Song · Band") && some.contains("2 pulled videos"), "{some}");
+        let current =
+            music_table(&json!({ "hashtags": ["pasta"], "recommendations": [], "current_sound": { "advice": "The video uses “Tune”." } })).expect("text");
+        assert!(current.starts_with("  The video uses “Tune”."), "{current}");
+    }
+
+    #[test]
+    fn songs_read_as_the_track_and_where_it_was_heard() {
+        let found = song_table(&json!({
+            "track": { "title": "Tune", "artist": "Band", "source": "catalogue", "video_secs": 12.0, "track_offset_secs": 40.5, "confidence": 0.81 },
+            "listened_secs": 24.0, "excerpts": 2, "recognizers": ["catalogue"]
+        }))
+        .expect("text");
+        assert!(found.contains("Tune · Band") && found.contains("0.81 (catalogue)") && found.contains("into the track"), "{found}");
+        let none = song_table(&json!({ "track": null, "listened_secs": 30.0, "unavailable": [{ "recognizer": "audd", "code": "quota_exceeded" }] }))
+            .expect("text");
+        assert!(none.contains("No known song in 30 s") && none.contains("audd: quota_exceeded"), "{none}");
     }
 
     #[test]

@@ -210,8 +210,8 @@ pub async fn by_ids_or_keys(db: impl PgExecutor<'_>, tenant_id: Uuid, ids: &[Uui
     .await
 }
 
-/// Inserts an internal job (one without a video, such as training) with its dispatch message,
-/// like [`insert_with_message`].
+/// Inserts an internal job (training, or adding a song from an upload the caller has checked)
+/// with its dispatch message, like [`insert_with_message`].
 pub async fn insert_internal(
     db: impl PgExecutor<'_>,
     job: &NewJob,
@@ -224,7 +224,7 @@ pub async fn insert_internal(
             r#"WITH j AS (
                    INSERT INTO jobs (id, tenant_id, video_id, status, analyses, options, priority, max_attempts,
                                      callback_url, idempotency_key, request_hash, trace_context)
-                   VALUES ($1, $2, NULL, 'queued', $3, $4, $5, $6, NULL, $7, NULL, $8)
+                   VALUES ($1, $2, $12, 'queued', $3, $4, $5, $6, NULL, $7, NULL, $8)
                    RETURNING *
                ), o AS (
                    INSERT INTO outbox (routing_key, payload, headers) SELECT j.priority, $9, $10 FROM j
@@ -244,6 +244,7 @@ pub async fn insert_internal(
         .bind(message)
         .bind(headers)
         .bind(super::outbox::NOTIFY_CHANNEL)
+        .bind(job.video_id)
         .fetch_one(db),
     )
     .await

@@ -232,6 +232,7 @@ async fn openapi_document_matches_the_routes() {
     }
     documented.sort();
     let expected = [
+        "DELETE /v1/admin/songs/{track_id}",
         "DELETE /v1/admin/tenants/{id}/data",
         "DELETE /v1/videos/{id}",
         "GET /healthz",
@@ -241,6 +242,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /v1/admin/dead-letters",
         "GET /v1/admin/jobs/{id}/replays",
         "GET /v1/admin/runs",
+        "GET /v1/admin/songs",
         "GET /v1/admin/training/{id}",
         "GET /v1/analyses",
         "GET /v1/hashtags/trending",
@@ -256,6 +258,8 @@ async fn openapi_document_matches_the_routes() {
         "POST /v1/admin/jobs/{id}/replay",
         "POST /v1/admin/models/{model}/rollback",
         "POST /v1/admin/runs",
+        "POST /v1/admin/songs",
+        "POST /v1/admin/songs/pulled",
         "POST /v1/admin/training",
         "POST /v1/jobs",
         "POST /v1/jobs/{id}/cancel",
@@ -271,7 +275,7 @@ async fn openapi_document_matches_the_routes() {
     // undocumented one is not.
     for op in &documented {
         let (method, path) = op.split_once(' ').expect("op");
-        let url = app.url(&path.replace("{id}", &Uuid::now_v7().to_string()).replace("{model}", "hashtags"));
+        let url = app.url(&path.replace("{id}", &Uuid::now_v7().to_string()).replace("{model}", "hashtags").replace("{track_id}", "7"));
         let req = app.http.request(method.parse().expect("method"), url).bearer_auth(&app.key);
         let resp = req.send().await.expect("sent");
         assert_ne!(resp.status(), 405, "{op}");

@@ -19,6 +19,7 @@ mod observability;
 mod retries;
 mod scheduler;
 mod schemathesis;
+mod song_analysis;
 mod songs;
 mod training;
 mod uploads;

@@ -28,7 +28,7 @@ fn fatal(code: JobErrorCode, message: impl Into<String>) -> JobError {
 
 /// Downloads `key` to `path`, stopping when the job is cancelled; a missing object fails the
 /// job with `missing`.
-async fn fetch(store: &Store, key: &str, path: &Path, missing: JobErrorCode, cancel: &CancellationToken) -> Result<(), JobError> {
+pub(super) async fn fetch(store: &Store, key: &str, path: &Path, missing: JobErrorCode, cancel: &CancellationToken) -> Result<(), JobError> {
     let download = store.download_to_file(key, path).instrument(tracing::info_span!("stage", stage = "download"));
     tokio::select! {
         r = download => match r {
