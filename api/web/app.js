@@ -161,6 +161,18 @@ async function submit(e) {
   if (!chosen) { err.textContent = 'Choose a video first.'; return; }
   const analyses = [...document.querySelectorAll('input[name=analyses]:checked')].map((b) => b.value);
   if (!analyses.length) { err.textContent = 'Tick at least one thing to look at.'; return; }
+  const options = {};
+  const caption = $('caption').value.trim();
+  if (caption) options.caption = caption;
+  const creator = $('creator').value.trim();
+  if (creator) {
+    if (!/^[A-Za-z0-9._:@-]{1,128}$/.test(creator)) {
+      err.textContent = 'Who is posting: use letters, digits and . _ : @ - only.';
+      $('creator').focus();
+      return;
+    }
+    options.creator = creator;
+  }
   const button = $('submit');
   button.disabled = true;
   const box = $('upload-box');
@@ -176,7 +188,7 @@ async function submit(e) {
     });
     text.textContent = 'Uploaded';
     localVideos.set(video.id, URL.createObjectURL(chosen));
-    const job = await api.post('/v1/jobs', { video_id: video.id, analyses });
+    const job = await api.post('/v1/jobs', { video_id: video.id, analyses, options });
     follow(job);
     refreshHistory();
   } catch (ex) {

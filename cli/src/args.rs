@@ -55,6 +55,8 @@ pub enum Command {
     DeadLetters(DeadLettersArgs),
     /// Run dead-lettered jobs again once their cause is fixed, keeping their history (admin keys).
     Replay(ReplayArgs),
+    /// The song catalogue that the `song` analysis recognises tracks against (admin keys).
+    Songs(crate::songs::SongsArgs),
 }
 
 #[derive(Debug, Args)]

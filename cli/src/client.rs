@@ -177,6 +177,33 @@ impl ApiClient {
         self.send(self.http.post(self.url(&path)).json(&body).timeout(REQUEST_TIMEOUT)).await
     }
 
+    /// `POST` a JSON body to `path`; the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.http.post(self.url(path)).json(body).timeout(REQUEST_TIMEOUT)).await
+    }
+
+    /// `GET path`; the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Result<Value> {
+        self.send(self.http.get(self.url(path)).timeout(REQUEST_TIMEOUT)).await
+    }
+
+    /// `DELETE path`, expecting no body.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        let resp = self
+            .http
+            .delete(self.url(path))
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .with_context(|| format!("could not reach the reelq API at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ApiError::from_body(status, &body).into());
+        }
+        Ok(())
+    }
+
     /// `GET /v1/admin/dead-letters`.
     pub async fn dead_letters(&self, limit: u32, before: Option<Uuid>) -> Result<Value> {
         let mut params: Vec<(&str, String)> = vec![("limit", limit.to_string())];

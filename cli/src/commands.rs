@@ -64,6 +64,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay(args) => replay(&client, args).await,
+        Command::Songs(args) => crate::songs::run(&client, args).await,
         Command::Analyze(_) => unreachable!("handled above"),
     }
 }

@@ -10,6 +10,7 @@ mod fake_api;
 mod model;
 mod progress;
 mod render;
+mod songs;
 mod submit_many;
 mod upload;
 mod wait;

@@ -106,7 +106,14 @@ try {
   // Upload with a progress bar, then follow the live progress.
   await page.setInputFiles('#video-file', clip);
   await page.getByText(/MB$/).first().waitFor();
+  // The caption and who is posting travel with the job as its options.
+  await page.getByText('Caption and creator (optional)').click();
+  await page.getByLabel('The caption you will post it with').fill('Weeknight pasta #cooking');
+  await page.getByLabel('Who is posting').fill('chef.anna');
+  const posted = page.waitForRequest((r) => r.url().endsWith('/v1/jobs') && r.method() === 'POST');
   await page.getByRole('button', { name: 'Upload and analyse' }).click();
+  const sent = JSON.parse((await posted).postData());
+  assert.deepEqual(sent.options, { caption: 'Weeknight pasta #cooking', creator: 'chef.anna' }, 'caption and creator are sent');
   await page.locator('#upload-text').filter({ hasText: 'Uploaded' }).waitFor();
   assert.equal(await page.locator('#upload-progress').evaluate((e) => e.value), 100);
   await page.locator('#progress-panel').waitFor({ state: 'visible' });

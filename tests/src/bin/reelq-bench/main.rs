@@ -157,6 +157,14 @@ async fn songs(tracks: u64, excerpts: u64) {
             times.last().copied().unwrap_or(0.0)
         );
     }
+    let mut false_matches = 0;
+    for e in 0..excerpts {
+        let stranger = fingerprint(&synthetic_song(1_000_000 + e, 30.0, RATE)[..12 * RATE as usize], RATE);
+        if reelq_worker::songs::identify(&env.pool, &stranger).await.expect("query").is_some() {
+            false_matches += 1;
+        }
+    }
+    println!("songs: not in the catalogue: {false_matches}/{excerpts} matched (false matches)");
     env.cleanup().await;
 }
 
