@@ -10,6 +10,7 @@
 //! video or the system is at fault; the worker maps them to fail or retry.
 
 pub mod error;
+pub mod evaluate;
 pub mod findings;
 pub mod hashtags;
 pub mod models;
