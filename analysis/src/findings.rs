@@ -114,6 +114,10 @@ pub struct HashtagFinding {
     /// The classifier version used, if any.
     pub classifier_version: Option<String>,
     pub vocabulary_size: usize,
+    /// What the suggestions could not see, for people: a video with no speech, on-screen text
+    /// or caption gets none rather than guesses, unless an image model is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// `music`: sounds that fit the video.

@@ -38,6 +38,16 @@ impl Pipeline {
             vocab.extend_tags(head.labels.iter().map(String::as_str), VocabSource::Classifier);
         }
         let embeddings = self.embeddings(session)?.clone();
+        let has_text = spans.iter().any(|s| !s.text.trim().is_empty());
+        if !has_text && embeddings.image.is_none() {
+            // Nothing was heard, read or captioned, and nothing looks at the picture: any tag
+            // would be a guess from priors alone.
+            let notice = "Nothing to suggest from: the video has no speech, on-screen text or caption, and no visual model is configured \
+                          (inference.clip_model), so suggestions come from speech and text only. Add a caption to get suggestions.";
+            let finding = HashtagFinding { suggestions: Vec::new(), classifier_version: None, vocabulary_size: vocab.len(), notice: Some(notice.into()) };
+            return Ok((finding, Vec::new()));
+        }
+        let notice = (!has_text).then(|| "No speech, on-screen text or caption: these suggestions come from the picture alone.".to_owned());
         let mut used: Vec<ModelRef> = Vec::new();
         let mut signals = Signals { creator: session.input.creator.clone(), ..Signals::default() };
 
@@ -77,7 +87,7 @@ impl Pipeline {
         let hs = &self.settings.hashtags;
         let opts = RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score };
         let suggestions = hashtags::rank(&vocab, &spans, &signals, &opts);
-        let finding = HashtagFinding { suggestions, classifier_version: head.as_ref().map(|h| h.version.clone()), vocabulary_size: vocab.len() };
+        let finding = HashtagFinding { suggestions, classifier_version: head.as_ref().map(|h| h.version.clone()), vocabulary_size: vocab.len(), notice };
         Ok((finding, used))
     }
 

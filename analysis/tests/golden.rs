@@ -113,7 +113,7 @@ fn hashtags_and_the_trained_model_reference() {
         generic: false,
     };
     let out = AnalysisOutput {
-        finding: Finding::Hashtags(HashtagFinding { suggestions: vec![s], classifier_version: None, vocabulary_size: 400 }),
+        finding: Finding::Hashtags(HashtagFinding { suggestions: vec![s], classifier_version: None, vocabulary_size: 400, notice: None }),
         models: vec![ModelRef::trained("hashtag-classifier", "v7")],
     };
     assert_eq!(

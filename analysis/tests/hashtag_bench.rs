@@ -12,9 +12,66 @@ use reelq_analysis::Pipeline;
 use reelq_analysis::evaluate::{self, Clip, Manifest};
 use reelq_analysis::inference::{DirStore, RuntimeConfig};
 use reelq_analysis::settings::{HashtagSettings, InferenceSettings, MediaSettings};
+use reelq_core::domain::Analysis;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn pipeline(clip_model: Option<&str>) -> (Pipeline, MediaSettings) {
+    let root = root();
+    let inference = InferenceSettings {
+        library: Some(RuntimeConfig::default_library(&root).display().to_string()),
+        models_dir: Some(DirStore::default_root(&root).display().to_string()),
+        clip_model: clip_model.map(str::to_owned),
+        ..InferenceSettings::default()
+    };
+    let media = MediaSettings::default();
+    (Pipeline::from_settings(&media, &inference, &HashtagSettings::default()), media)
+}
+
+#[test]
+fn a_video_with_nothing_to_hear_or_read_gets_a_notice_not_guesses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("silent.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=c=teal:s=320x568:r=25:d=4"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=44100:cl=mono:d=4",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ])
+        .arg(&path)
+        .status()
+        .expect("the ffmpeg CLI is installed");
+    assert!(status.success());
+    let suggest = |p: &Pipeline, media: &MediaSettings| {
+        let probe = reelq_analysis::media::probe::probe(&path, media).expect("probe");
+        let input = reelq_analysis::Input { path: path.clone(), probe, options: Default::default(), trending: Vec::new(), creator: None };
+        let mut session = p.start(input, &[Analysis::Hashtags], &|| false).expect("decode");
+        p.run(&mut session, Analysis::Hashtags).expect("hashtags").payload().expect("json")
+    };
+
+    let (p, media) = pipeline(None);
+    let blind = suggest(&p, &media);
+    assert_eq!(blind["suggestions"], serde_json::json!([]), "{blind:#}");
+    assert!(blind["notice"].as_str().is_some_and(|n| n.contains("no visual model is configured")), "{blind:#}");
+
+    // With an image model the picture is something to go on, and the notice says that is all.
+    let (p, media) = pipeline(Some("clip-tiny"));
+    let seeing = suggest(&p, &media);
+    assert!(seeing["notice"].as_str().is_some_and(|n| n.contains("picture alone")), "{seeing:#}");
 }
 
 #[test]
@@ -31,14 +88,7 @@ fn two_niches_of_the_benchmark_are_made_suggested_for_and_scored() {
     let halves: BTreeSet<&str> = manifest.clips.iter().map(|c| c.half.as_str()).collect();
     assert_eq!(halves, BTreeSet::from(["held_out", "tune"]));
 
-    let root = root();
-    let inference = InferenceSettings {
-        library: Some(RuntimeConfig::default_library(&root).display().to_string()),
-        models_dir: Some(DirStore::default_root(&root).display().to_string()),
-        ..InferenceSettings::default()
-    };
-    let media = MediaSettings::default();
-    let pipeline = Pipeline::from_settings(&media, &inference, &HashtagSettings::default());
+    let (pipeline, media) = pipeline(None);
     let clips: Vec<&Clip> = manifest.clips.iter().collect();
     let runs: Vec<_> = clips.iter().map(|c| evaluate::run_clip(&pipeline, dir.path(), c, &media).expect("suggested")).collect();
 

@@ -177,6 +177,7 @@ function hashtags(p, ctx) {
   }, 'Copy ticked tags');
 
   return card('hashtags', 'Hashtags',
+    typeof p.notice === 'string' ? h('p', { class: 'lead' }, p.notice) : null,
     list.length ? h('p', { class: 'help' }, 'Tick the tags you will post with. The number is how well each fits, out of 100.')
       : h('p', { class: 'help' }, 'No suggestions for this video. Add your own below.'),
     rows,

@@ -156,7 +156,9 @@ fn hashtags_table(payload: &Value) -> Option<String> {
             .collect();
         out.push_str(&format!("  {tag:<22} {score:.2}  {}\n", evidence.join("; ")));
     }
-    if out.is_empty() {
+    if let Some(notice) = payload.get("notice").and_then(Value::as_str) {
+        out.push_str(&format!("  {notice}\n"));
+    } else if out.is_empty() {
         out.push_str("  (no suggestion: the video has no speech or text to go on)\n");
     }
     Some(out)
