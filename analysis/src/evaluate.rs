@@ -158,7 +158,7 @@ pub fn run_clip(pipeline: &Pipeline, dir: &Path, clip: &Clip, media: &crate::set
         return Err(AnalysisError::Unavailable("hashtags gave another finding".into()));
     };
     let total_secs = started.elapsed().as_secs_f64();
-    let opts = RankOptions { count: 10, max_generic: 1, min_score: 0.3 };
+    let opts = RankOptions { count: 10, max_generic: 1, min_score: 0.3, content_phrases: false };
     let keyword_only = hashtags::rank(&Vocabulary::curated(), &spans, &Signals::default(), &opts);
     Ok(ClipRun {
         reelq: Ranked { clip: clip.id.clone(), tags: h.suggestions.into_iter().map(|s| s.tag).collect() },

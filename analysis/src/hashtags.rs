@@ -237,11 +237,15 @@ pub struct RankOptions {
     pub count: usize,
     pub max_generic: usize,
     pub min_score: f32,
+    /// Take tags from the phrases the video spells out (on-screen lines, the caption's words
+    /// and hashtags, words said twice), not only from the vocabulary.
+    pub content_phrases: bool,
 }
 
 /// Ranks the vocabulary for a video.
 pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &RankOptions) -> Vec<Suggestion> {
     let words = index_words(spans);
+    let phrases = if opts.content_phrases { content_phrases(spans) } else { Vec::new() };
     let mut scored: Vec<Suggestion> = Vec::new();
     for (i, entry) in vocab.entries().iter().enumerate() {
         let mut parts: Vec<(&'static str, f32)> = Vec::new();
@@ -259,6 +263,11 @@ pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &Ra
         if kw > 0.0 {
             parts.push(("keywords", W_KEYWORDS * kw));
             evidence.extend(kw_evidence);
+        } else if let Some(p) = phrases.iter().find(|p| p.tag == entry.tag) {
+            // A compound tag said or shown as its words ("meal prep" for #mealprep): the
+            // tag's own name, found.
+            parts.push(("keywords", W_KEYWORDS * (1.0 - (-1.2f32).exp())));
+            evidence.push(p.evidence());
         }
 
         if let Some((sims, model)) = &signals.text_similarity
@@ -315,12 +324,167 @@ pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &Ra
             generic: entry.generic,
         });
     }
+    // Tags the video itself spells out that the vocabulary does not know yet.
+    for p in &phrases {
+        if let Some(score) = p.strength()
+            && !vocab.entries().iter().any(|e| e.tag == p.tag)
+            && !scored.iter().any(|s| s.tag == p.tag)
+        {
+            scored.push(Suggestion { tag: p.tag.clone(), score, sources: vec!["content_phrase"], evidence: vec![p.evidence()], generic: false });
+        }
+    }
     scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.tag.cmp(&b.tag)));
 
     let (generic, specific): (Vec<_>, Vec<_>) = scored.into_iter().filter(|s| s.score >= opts.min_score).partition(|s| s.generic);
     let mut out: Vec<Suggestion> = specific.into_iter().take(opts.count).collect();
     let room = opts.count.saturating_sub(out.len()).min(opts.max_generic);
     out.extend(generic.into_iter().take(room));
+    out
+}
+
+/// Words that never start or end a content phrase.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "and", "or", "but", "so", "of", "to", "in", "on", "at", "for", "with", "from", "by", "up", "my", "your", "our", "his", "her",
+    "their", "its", "this", "that", "these", "those", "is", "are", "was", "were", "be", "been", "am", "i", "you", "we", "they", "he", "she", "it", "me",
+    "us", "them", "what", "how", "why", "when", "where", "who", "which", "do", "does", "did", "have", "has", "had", "will", "can", "just", "very",
+    "really", "not", "no", "yes", "all", "some", "any", "more", "most", "new", "best", "easy", "quick", "today", "tonight", "now", "then", "here",
+    "there", "about", "into", "out", "over", "after", "before", "again", "min", "mins", "minute", "minutes", "part", "pt", "vs",
+];
+
+/// A tag the video spells out: an on-screen line or a posting caption of one to three words
+/// ("LEG DAY" → #legday, "room makeover" → #roommakeover), a hashtag written in the caption,
+/// or two or three words said at least twice.
+#[derive(Debug, Clone)]
+struct Phrase {
+    tag: String,
+    text: String,
+    source: SpanSource,
+    time_secs: Option<f64>,
+    /// Times the same words were said, shown or written.
+    count: usize,
+    /// Written as a hashtag in the caption.
+    hashtag: bool,
+    words: usize,
+}
+
+impl Phrase {
+    /// Its score as a new tag, when it is supported strongly enough to suggest one: a
+    /// creator's own caption hashtag most, a short on-screen line or caption next, words said
+    /// twice least. Below what a vocabulary tag found by its keywords scores, so the known
+    /// tags keep the first slots.
+    fn strength(&self) -> Option<f32> {
+        let base = match (self.hashtag, self.source) {
+            (true, _) => 0.6,
+            (false, SpanSource::OnScreenText | SpanSource::Caption) if self.words >= 2 || self.count >= 2 => 0.45,
+            (false, SpanSource::OnScreenText | SpanSource::Caption) => 0.35,
+            (false, SpanSource::Transcript) if self.words >= 2 && self.count >= 2 => 0.35,
+            (false, SpanSource::Transcript) => return None,
+        };
+        Some((base + 0.05 * (self.count.min(3) - 1) as f32).min(0.7))
+    }
+
+    fn evidence(&self) -> Evidence {
+        let kind = if self.hashtag {
+            "caption"
+        } else {
+            match self.source {
+                SpanSource::Transcript => "transcript",
+                SpanSource::OnScreenText => "on_screen_text",
+                SpanSource::Caption => "caption",
+            }
+        };
+        Evidence { kind, text: self.text.clone(), time_secs: self.time_secs }
+    }
+}
+
+/// The content phrases of `spans`, merged by tag (the strongest source kept, counts added).
+fn content_phrases(spans: &[TextSpan]) -> Vec<Phrase> {
+    let mut out: Vec<Phrase> = Vec::new();
+    let add = |p: Phrase, out: &mut Vec<Phrase>| match out.iter_mut().find(|q| q.tag == p.tag) {
+        Some(q) => {
+            q.count += p.count;
+            if p.hashtag || (p.source != SpanSource::Transcript && q.source == SpanSource::Transcript) {
+                let count = q.count;
+                *q = Phrase { count, ..p };
+            }
+        }
+        None => out.push(p),
+    };
+    for span in spans {
+        // Hashtags the creator wrote themselves.
+        if span.source == SpanSource::Caption {
+            for raw in span.text.split_whitespace().filter(|w| w.starts_with('#')) {
+                if let Some(tag) = normalise_tag(raw.trim_end_matches(|c: char| !c.is_alphanumeric()))
+                    && tag.chars().count() > 2
+                    && !GENERIC.contains(&tag.as_str())
+                {
+                    add(Phrase { text: raw.to_owned(), tag, source: span.source, time_secs: None, count: 1, hashtag: true, words: 1 }, &mut out);
+                }
+            }
+        }
+        let words: Vec<String> = span
+            .text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        match span.source {
+            SpanSource::OnScreenText | SpanSource::Caption => {
+                // The whole line, without the small words at its edges.
+                let content: Vec<&String> = {
+                    let mut w: &[String] = &words;
+                    while w.first().is_some_and(|x| STOPWORDS.contains(&x.as_str())) {
+                        w = &w[1..];
+                    }
+                    while w.last().is_some_and(|x| STOPWORDS.contains(&x.as_str())) {
+                        w = &w[..w.len() - 1];
+                    }
+                    w.iter().collect()
+                };
+                let joined: String = content.iter().map(|w| w.as_str()).collect();
+                // One word must be a real one (OCR reads stray strokes as short tokens).
+                let word_ok = content.len() > 1 || (joined.chars().count() >= 4 && joined.chars().all(char::is_alphabetic));
+                if word_ok && (1..=3).contains(&content.len()) && (3..=30).contains(&joined.chars().count()) && span.text.split_whitespace().count() <= 6 {
+                    let text = content.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(" ");
+                    add(
+                        Phrase {
+                            tag: format!("#{joined}"),
+                            text,
+                            source: span.source,
+                            time_secs: span.time_secs,
+                            count: 1,
+                            hashtag: false,
+                            words: content.len(),
+                        },
+                        &mut out,
+                    );
+                }
+            }
+            SpanSource::Transcript => {
+                for n in 2..=3 {
+                    for gram in words.windows(n) {
+                        if STOPWORDS.contains(&gram[0].as_str()) || STOPWORDS.contains(&gram[n - 1].as_str()) {
+                            continue;
+                        }
+                        let joined: String = gram.concat();
+                        if (4..=30).contains(&joined.chars().count()) {
+                            let phrase = Phrase {
+                                tag: format!("#{joined}"),
+                                text: gram.join(" "),
+                                source: span.source,
+                                time_secs: span.time_secs,
+                                count: 1,
+                                hashtag: false,
+                                words: n,
+                            };
+                            add(phrase, &mut out);
+                        }
+                    }
+                }
+            }
+        }
+    }
     out
 }
 
@@ -385,7 +549,7 @@ mod tests {
         TextSpan { source, text: text.into(), time_secs: Some(1.0) }
     }
 
-    const OPTS: RankOptions = RankOptions { count: 5, max_generic: 1, min_score: 0.15 };
+    const OPTS: RankOptions = RankOptions { count: 5, max_generic: 1, min_score: 0.15, content_phrases: true };
 
     #[test]
     fn the_curated_list_parses_and_marks_generic_tags() {
@@ -413,15 +577,55 @@ mod tests {
     }
 
     #[test]
+    fn the_video_spells_out_tags_the_vocabulary_does_not_know() {
+        let v = Vocabulary::curated();
+        let spans = [
+            span(SpanSource::OnScreenText, "LEG DAY"),
+            span(SpanSource::Transcript, "Four sets of heavy squats. Heavy squats make strong legs, so heavy squats it is."),
+            span(SpanSource::Caption, "new routine #GymTok #fyp"),
+        ];
+        let got = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.3, content_phrases: true });
+        let find = |tag: &str| got.iter().find(|s| s.tag == tag);
+        let legday = find("#legday").expect("the on-screen line");
+        assert_eq!(
+            (legday.sources.as_slice(), legday.evidence[0].kind, legday.evidence[0].text.as_str()),
+            (&["content_phrase"][..], "on_screen_text", "leg day")
+        );
+        assert!(find("#gymtok").is_some_and(|s| s.evidence[0].kind == "caption"), "the creator's own hashtag: {got:?}");
+        assert!(find("#heavysquats").is_some(), "said three times: {got:?}");
+        assert!(
+            find("#foursets").is_none() && find("#strongleg").is_none() && find("#newroutine").is_none(),
+            "said once, or small words at the edge: {got:?}"
+        );
+        assert!(find("#fyp").is_none_or(|s| s.generic), "{got:?}");
+        // Known tags found by their keywords keep the first slots.
+        let spans = [span(SpanSource::Transcript, "my gym workout today"), span(SpanSource::OnScreenText, "push day")];
+        let got = rank(&v, &spans, &Signals::default(), &OPTS);
+        assert_eq!(got[0].tag, "#gym", "{got:?}");
+        assert!(got.iter().any(|s| s.tag == "#pushday"), "{got:?}");
+    }
+
+    #[test]
+    fn a_compound_tag_is_found_from_its_words() {
+        let mut v = Vocabulary::curated();
+        v.extend_tags(["#mealprep"], VocabSource::Trending);
+        let spans = [span(SpanSource::Transcript, "Sunday meal prep for the whole week")];
+        let got = rank(&v, &spans, &Signals::default(), &OPTS);
+        let tag = got.iter().find(|s| s.tag == "#mealprep").expect("found from its words");
+        assert_eq!(tag.sources, ["keywords"]);
+        assert_eq!(tag.evidence[0].text, "meal prep");
+    }
+
+    #[test]
     fn generic_tags_never_crowd_out_specific_ones() {
         let v = Vocabulary::curated();
         let spans = [span(SpanSource::Caption, "#fyp #viral #foryou #trending dinner recipe in the kitchen")];
         // The generic tags score as high as the specific ones here, yet take no slot a
         // specific tag wants.
-        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 2, max_generic: 1, min_score: 0.1 });
+        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 2, max_generic: 1, min_score: 0.1, content_phrases: true });
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|s| !s.generic), "{out:?}");
-        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.1 });
+        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.1, content_phrases: true });
         assert_eq!(out.iter().filter(|s| s.generic).count(), 1, "{out:?}");
         assert!(out.last().expect("suggestions").generic);
     }
@@ -458,7 +662,7 @@ mod tests {
         let spans = [span(SpanSource::Transcript, "Leg day at the gym: squats, deadlifts and a fitness workout with cardio and exercise")];
         let tags = |creator: Option<CreatorHistory>| {
             let signals = Signals { creator, ..Signals::default() };
-            rank(&v, &spans, &signals, &RankOptions { count: 10, max_generic: 1, min_score: 0.15 })
+            rank(&v, &spans, &signals, &RankOptions { count: 10, max_generic: 1, min_score: 0.15, content_phrases: true })
         };
         let plain = tags(None);
         let order = |s: &[Suggestion]| s.iter().map(|x| x.tag.clone()).collect::<Vec<_>>();

@@ -85,7 +85,7 @@ impl Pipeline {
         }
 
         let hs = &self.settings.hashtags;
-        let opts = RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score };
+        let opts = RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score, content_phrases: true };
         let suggestions = hashtags::rank(&vocab, &spans, &signals, &opts);
         let finding = HashtagFinding { suggestions, classifier_version: head.as_ref().map(|h| h.version.clone()), vocabulary_size: vocab.len(), notice };
         Ok((finding, used))
