@@ -39,6 +39,11 @@ const CREATOR_POSTS: i64 = 10;
 
 /// Most trending hashtags added to the suggestion vocabulary.
 const TRENDING_TAGS: i64 = 200;
+/// Most hashtags of pulled data added to the vocabulary, the most used first.
+const PULLED_TAGS: i64 = 2_000;
+/// Fewest pulled videos that must carry a hashtag before it joins the vocabulary: one
+/// creator's one-off tag is not yet a tag others use.
+const PULLED_TAG_MIN_USES: i64 = 3;
 
 /// Most claims, or most job outcomes, one statement takes. Prefetch bounds how many a worker
 /// can have at once anyway; this keeps one statement's arrays and locks modest.
@@ -453,8 +458,10 @@ impl JobRunner {
         Ok(CreatorHistory::from_posts(&posts))
     }
 
-    /// The trending hashtags the scheduler computed, read at most every five minutes. Without
-    /// them suggestions still come from the curated vocabulary, so a failed read only logs.
+    /// The hashtags of pulled data the vocabulary grows with, read at most every five minutes:
+    /// the trending ones the scheduler computed, then the ones pulled videos carry most.
+    /// Without them suggestions still come from the curated vocabulary, so a failed read only
+    /// logs.
     async fn trending(&self) -> Arc<Vec<String>> {
         const FRESH: Duration = Duration::from_secs(300);
         let mut slot = self.trending.lock().await;
@@ -463,8 +470,18 @@ impl JobRunner {
         {
             return tags.clone();
         }
-        let tags = match reelq_shared::db::scraped::trending(&self.pool, None, TRENDING_TAGS).await {
-            Ok(list) => Arc::new(list.into_iter().map(|t| t.hashtag).collect::<Vec<_>>()),
+        let read = async {
+            let mut tags: Vec<String> =
+                reelq_shared::db::scraped::trending(&self.pool, None, TRENDING_TAGS).await?.into_iter().map(|t| t.hashtag).collect();
+            for (tag, _) in reelq_shared::db::scraped::frequent_hashtags(&self.pool, PULLED_TAG_MIN_USES, PULLED_TAGS).await? {
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+            Ok::<_, DbError>(tags)
+        };
+        let tags = match read.await {
+            Ok(list) => Arc::new(list),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the trending hashtags; suggesting from the curated list");
                 slot.as_ref().map(|(_, t)| t.clone()).unwrap_or_default()

@@ -300,6 +300,23 @@ pub struct TrendingTag {
     pub computed_at: DateTime<Utc>,
 }
 
+/// The hashtags pulled videos carry most, with how many carry each: tags used at least
+/// `min_count` times, at most `limit`, most used first. The worker's hashtag vocabulary grows
+/// with them.
+pub async fn frequent_hashtags(db: impl PgExecutor<'_>, min_count: i64, limit: i64) -> Result<Vec<(String, i64)>, DbError> {
+    timed(
+        "scraped.frequent_hashtags",
+        sqlx::query_as(
+            r#"SELECT t, count(*) FROM scraped_videos, unnest(hashtags) AS t
+               GROUP BY t HAVING count(*) >= $1 ORDER BY count(*) DESC, t LIMIT $2"#,
+        )
+        .bind(min_count)
+        .bind(limit)
+        .fetch_all(db),
+    )
+    .await
+}
+
 /// The current trending tags of `region` (`None`: all regions together), best first. The
 /// worker's hashtag vocabulary reads this.
 pub async fn trending(db: impl PgExecutor<'_>, region: Option<&str>, limit: i64) -> Result<Vec<TrendingTag>, DbError> {

@@ -145,6 +145,48 @@ async fn music_is_recommended_from_pulled_videos_with_the_suggested_hashtags() {
     env.cleanup().await;
 }
 
+/// The hashtags suggested for `video`, from a new job.
+async fn suggest(app: &TestApp, video: uuid::Uuid) -> Vec<serde_json::Value> {
+    let id = app.submit_ok(json!({ "video_id": video, "analyses": ["hashtags"] })).await;
+    let job = app.wait_terminal(id, Duration::from_secs(180)).await;
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    job["results"]["hashtags"]["payload"]["suggestions"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_vocabulary_grows_with_the_hashtags_pulled_videos_carry() {
+    let env = TestEnv::new().await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let clip = tokio::task::spawn_blocking(|| topic_clip("Dinner", "Tonight is pasta night at our house, with a big salad.")).await.expect("clip");
+    let video = app.upload_clip(clip).await;
+
+    // Nothing pulled yet: "pasta night", said once, is no tag.
+    let worker = TestWorker::spawn(env.worker_settings()).await;
+    let before = suggest(&app, video).await;
+    assert!(!before.iter().any(|s| s["tag"] == "#pastanight"), "{before:#?}");
+    worker.stop().await;
+
+    // Three pulled videos carry #pastanight (two carry #rarelyseen, too few to count).
+    let videos = [
+        pulled("1", &["pastanight", "rarelyseen"], "m-a", (100, 1, 0, 0)),
+        pulled("2", &["pastanight", "rarelyseen"], "m-a", (100, 1, 0, 0)),
+        pulled("3", &["pastanight", "dinner"], "m-b", (100, 1, 0, 0)),
+    ];
+    let mut conn = env.pool.acquire().await.expect("connection");
+    scraped::upsert_batch(&mut conn, &videos, "test", chrono::Utc::now()).await.expect("seeded");
+    drop(conn);
+    let worker = TestWorker::spawn(env.worker_settings()).await;
+    let after = suggest(&app, video).await;
+    assert!(after.iter().any(|s| s["tag"] == "#pastanight"), "a tag of pulled data joins the vocabulary: {after:#?}");
+    // A tag joins once three pulled videos carry it: two are too few.
+    let frequent = scraped::frequent_hashtags(&env.pool, 3, 100).await.expect("read");
+    assert_eq!(frequent, [("pastanight".to_owned(), 3)]);
+
+    worker.stop().await;
+    app.stop().await;
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_model_pack_in_storage_is_copied_before_the_first_job_that_needs_it() {
     let env = TestEnv::new().await;
