@@ -422,8 +422,9 @@ fn content_phrases(spans: &[TextSpan]) -> Vec<Phrase> {
                 }
             }
         }
-        let words: Vec<String> = span
-            .text
+        // Hashtags were taken above; the phrase is what is written around them.
+        let plain: String = span.text.split_whitespace().filter(|w| !w.starts_with('#')).collect::<Vec<_>>().join(" ");
+        let words: Vec<String> = plain
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
             .map(str::to_lowercase)
@@ -445,7 +446,7 @@ fn content_phrases(spans: &[TextSpan]) -> Vec<Phrase> {
                 let joined: String = content.iter().map(|w| w.as_str()).collect();
                 // One word must be a real one (OCR reads stray strokes as short tokens).
                 let word_ok = content.len() > 1 || (joined.chars().count() >= 4 && joined.chars().all(char::is_alphabetic));
-                if word_ok && (1..=3).contains(&content.len()) && (3..=30).contains(&joined.chars().count()) && span.text.split_whitespace().count() <= 6 {
+                if word_ok && (1..=3).contains(&content.len()) && (3..=30).contains(&joined.chars().count()) && plain.split_whitespace().count() <= 6 {
                     let text = content.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(" ");
                     add(
                         Phrase {
@@ -552,6 +553,14 @@ mod tests {
     const OPTS: RankOptions = RankOptions { count: 5, max_generic: 1, min_score: 0.15, content_phrases: true };
 
     #[test]
+    fn the_curated_list_names_each_tag_once() {
+        let tags: Vec<&str> = CURATED.lines().filter(|l| l.contains('\t')).filter_map(|l| l.split('\t').next()).collect();
+        let unique: BTreeSet<&str> = tags.iter().copied().collect();
+        assert_eq!(tags.len(), unique.len(), "a tag is listed twice");
+        assert!(unique.len() > 250, "{}", unique.len());
+    }
+
+    #[test]
     fn the_curated_list_parses_and_marks_generic_tags() {
         let v = Vocabulary::curated();
         assert!(v.len() > 80, "{}", v.len());
@@ -580,21 +589,21 @@ mod tests {
     fn the_video_spells_out_tags_the_vocabulary_does_not_know() {
         let v = Vocabulary::curated();
         let spans = [
-            span(SpanSource::OnScreenText, "LEG DAY"),
+            span(SpanSource::OnScreenText, "ARM DAY"),
             span(SpanSource::Transcript, "Four sets of heavy squats. Heavy squats make strong legs, so heavy squats it is."),
-            span(SpanSource::Caption, "new routine #GymTok #fyp"),
+            span(SpanSource::Caption, "new routine #ShredSeason #fyp"),
         ];
         let got = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.3, content_phrases: true });
         let find = |tag: &str| got.iter().find(|s| s.tag == tag);
-        let legday = find("#legday").expect("the on-screen line");
+        let armday = find("#armday").expect("the on-screen line");
         assert_eq!(
-            (legday.sources.as_slice(), legday.evidence[0].kind, legday.evidence[0].text.as_str()),
-            (&["content_phrase"][..], "on_screen_text", "leg day")
+            (armday.sources.as_slice(), armday.evidence[0].kind, armday.evidence[0].text.as_str()),
+            (&["content_phrase"][..], "on_screen_text", "arm day")
         );
-        assert!(find("#gymtok").is_some_and(|s| s.evidence[0].kind == "caption"), "the creator's own hashtag: {got:?}");
+        assert!(find("#shredseason").is_some_and(|s| s.evidence[0].kind == "caption"), "the creator's own hashtag: {got:?}");
         assert!(find("#heavysquats").is_some(), "said three times: {got:?}");
         assert!(
-            find("#foursets").is_none() && find("#strongleg").is_none() && find("#newroutine").is_none(),
+            find("#foursets").is_none() && find("#strongleg").is_none() && find("#routineshredseasonfyp").is_none(),
             "said once, or small words at the edge: {got:?}"
         );
         assert!(find("#fyp").is_none_or(|s| s.generic), "{got:?}");
@@ -608,12 +617,12 @@ mod tests {
     #[test]
     fn a_compound_tag_is_found_from_its_words() {
         let mut v = Vocabulary::curated();
-        v.extend_tags(["#mealprep"], VocabSource::Trending);
-        let spans = [span(SpanSource::Transcript, "Sunday meal prep for the whole week")];
+        v.extend_tags(["#pastanight"], VocabSource::Trending);
+        let spans = [span(SpanSource::Transcript, "Sunday is pasta night for the whole family")];
         let got = rank(&v, &spans, &Signals::default(), &OPTS);
-        let tag = got.iter().find(|s| s.tag == "#mealprep").expect("found from its words");
+        let tag = got.iter().find(|s| s.tag == "#pastanight").expect("found from its words");
         assert_eq!(tag.sources, ["keywords"]);
-        assert_eq!(tag.evidence[0].text, "meal prep");
+        assert_eq!(tag.evidence[0].text, "pasta night");
     }
 
     #[test]
