@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AnalysisError;
 use crate::findings::Finding;
-use crate::hashtags::{self, RankOptions, Signals, SpanSource, TextSpan, Vocabulary};
+use crate::hashtags::{self, RankOptions, Signals, Vocabulary};
 use crate::pipeline::{Input, Pipeline};
 
 /// `manifest.json` as `make-clips` writes it.
@@ -123,6 +123,19 @@ pub fn most_frequent(tune: &[&Clip], all: &[&Clip]) -> Vec<Ranked> {
     all.iter().map(|c| Ranked { clip: c.id.clone(), tags: top.clone() }).collect()
 }
 
+/// A pipeline over the model pack and ONNX Runtime that `tools/models/build-pack` put in the
+/// checkout at `root` (`.data/`), with `clip_model` as its image encoder when given.
+pub fn checkout_pipeline(root: &Path, clip_model: Option<&str>) -> (Pipeline, crate::settings::MediaSettings) {
+    let inference = crate::settings::InferenceSettings {
+        library: Some(reelq_inference::RuntimeConfig::default_library(root).display().to_string()),
+        models_dir: Some(reelq_inference::DirStore::default_root(root).display().to_string()),
+        clip_model: clip_model.map(str::to_owned),
+        ..crate::settings::InferenceSettings::default()
+    };
+    let media = crate::settings::MediaSettings::default();
+    (Pipeline::from_settings(&media, &inference, &crate::settings::HashtagSettings::default()), media)
+}
+
 /// What reelq and the keyword baseline suggested for one clip.
 #[derive(Debug, Clone)]
 pub struct ClipRun {
@@ -141,18 +154,9 @@ pub fn run_clip(pipeline: &Pipeline, dir: &Path, clip: &Clip, media: &crate::set
     let probe = reelq_media::probe::probe(&path, media)?;
     let options = JobOptions { caption: clip.caption.clone(), ..JobOptions::default() };
     let input = Input { path, probe, options, trending: Vec::new(), creator: None };
-    let wanted = [Analysis::Transcript, Analysis::Ocr, Analysis::Hashtags];
-    let mut session = pipeline.start(input, &wanted, &|| false)?;
-    let mut spans = Vec::new();
-    if let Finding::Transcript(t) = pipeline.run(&mut session, Analysis::Transcript)?.finding {
-        spans.extend(t.segments.iter().map(|s| TextSpan { source: SpanSource::Transcript, text: s.text.clone(), time_secs: Some(s.start) }));
-    }
-    if let Finding::Ocr(o) = pipeline.run(&mut session, Analysis::Ocr)?.finding {
-        spans.extend(o.texts.iter().map(|t| TextSpan { source: SpanSource::OnScreenText, text: t.text.clone(), time_secs: t.frames.first().copied() }));
-    }
-    if let Some(c) = &clip.caption {
-        spans.push(TextSpan { source: SpanSource::Caption, text: c.clone(), time_secs: None });
-    }
+    let mut session = pipeline.start(input, &[Analysis::Hashtags], &|| false)?;
+    // The transcript and on-screen text, read once and kept in the session for the hashtags.
+    let spans = pipeline.spans(&mut session)?;
     let before_hashtags = started.elapsed().as_secs_f64();
     let Finding::Hashtags(h) = pipeline.run(&mut session, Analysis::Hashtags)?.finding else {
         return Err(AnalysisError::Unavailable("hashtags gave another finding".into()));

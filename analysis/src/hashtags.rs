@@ -17,7 +17,7 @@
 //! used in a share `u` of those posts also counts `0.5·u` in the noisy OR, with the history as
 //! evidence. A tag the content does not support is never added, however often it was used.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -245,7 +245,7 @@ pub struct RankOptions {
 /// Ranks the vocabulary for a video.
 pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &RankOptions) -> Vec<Suggestion> {
     let words = index_words(spans);
-    let phrases = if opts.content_phrases { content_phrases(spans) } else { Vec::new() };
+    let phrases = if opts.content_phrases { content_phrases(spans) } else { HashMap::new() };
     let mut scored: Vec<Suggestion> = Vec::new();
     for (i, entry) in vocab.entries().iter().enumerate() {
         let mut parts: Vec<(&'static str, f32)> = Vec::new();
@@ -263,7 +263,7 @@ pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &Ra
         if kw > 0.0 {
             parts.push(("keywords", W_KEYWORDS * kw));
             evidence.extend(kw_evidence);
-        } else if let Some(p) = phrases.iter().find(|p| p.tag == entry.tag) {
+        } else if let Some(p) = phrases.get(&entry.tag) {
             // A compound tag said or shown as its words ("meal prep" for #mealprep): the
             // tag's own name, found.
             parts.push(("keywords", W_KEYWORDS * (1.0 - (-1.2f32).exp())));
@@ -325,10 +325,10 @@ pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &Ra
         });
     }
     // Tags the video itself spells out that the vocabulary does not know yet.
-    for p in &phrases {
+    let known: HashSet<&str> = vocab.entries().iter().map(|e| e.tag.as_str()).collect();
+    for p in phrases.values() {
         if let Some(score) = p.strength()
-            && !vocab.entries().iter().any(|e| e.tag == p.tag)
-            && !scored.iter().any(|s| s.tag == p.tag)
+            && !known.contains(p.tag.as_str())
         {
             scored.push(Suggestion { tag: p.tag.clone(), score, sources: vec!["content_phrase"], evidence: vec![p.evidence()], generic: false });
         }
@@ -397,10 +397,10 @@ impl Phrase {
     }
 }
 
-/// The content phrases of `spans`, merged by tag (the strongest source kept, counts added).
-fn content_phrases(spans: &[TextSpan]) -> Vec<Phrase> {
-    let mut out: Vec<Phrase> = Vec::new();
-    let add = |p: Phrase, out: &mut Vec<Phrase>| match out.iter_mut().find(|q| q.tag == p.tag) {
+/// The content phrases of `spans` by tag, merged (the strongest source kept, counts added).
+fn content_phrases(spans: &[TextSpan]) -> HashMap<String, Phrase> {
+    let mut out: HashMap<String, Phrase> = HashMap::new();
+    let add = |p: Phrase, out: &mut HashMap<String, Phrase>| match out.get_mut(&p.tag) {
         Some(q) => {
             q.count += p.count;
             if p.hashtag || (p.source != SpanSource::Transcript && q.source == SpanSource::Transcript) {
@@ -408,7 +408,9 @@ fn content_phrases(spans: &[TextSpan]) -> Vec<Phrase> {
                 *q = Phrase { count, ..p };
             }
         }
-        None => out.push(p),
+        None => {
+            out.insert(p.tag.clone(), p);
+        }
     };
     for span in spans {
         // Hashtags the creator wrote themselves.

@@ -235,7 +235,7 @@ impl Pipeline {
     }
 
     /// The text the video carries: what is said, shown and written under it.
-    pub(crate) fn spans(&self, session: &mut Session) -> Result<Vec<TextSpan>, AnalysisError> {
+    pub fn spans(&self, session: &mut Session) -> Result<Vec<TextSpan>, AnalysisError> {
         let mut spans = Vec::new();
         for s in &sound::transcript(self, session)?.0.segments {
             spans.push(TextSpan { source: SpanSource::Transcript, text: s.text.clone(), time_secs: Some(s.start) });

@@ -10,8 +10,7 @@ use std::process::Command;
 
 use reelq_analysis::Pipeline;
 use reelq_analysis::evaluate::{self, Clip, Manifest};
-use reelq_analysis::inference::{DirStore, RuntimeConfig};
-use reelq_analysis::settings::{HashtagSettings, InferenceSettings, MediaSettings};
+use reelq_analysis::settings::MediaSettings;
 use reelq_core::domain::Analysis;
 
 fn root() -> PathBuf {
@@ -19,15 +18,7 @@ fn root() -> PathBuf {
 }
 
 fn pipeline(clip_model: Option<&str>) -> (Pipeline, MediaSettings) {
-    let root = root();
-    let inference = InferenceSettings {
-        library: Some(RuntimeConfig::default_library(&root).display().to_string()),
-        models_dir: Some(DirStore::default_root(&root).display().to_string()),
-        clip_model: clip_model.map(str::to_owned),
-        ..InferenceSettings::default()
-    };
-    let media = MediaSettings::default();
-    (Pipeline::from_settings(&media, &inference, &HashtagSettings::default()), media)
+    evaluate::checkout_pipeline(&root(), clip_model)
 }
 
 #[test]

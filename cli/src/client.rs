@@ -189,19 +189,7 @@ impl ApiClient {
 
     /// `DELETE path`, expecting no body.
     pub async fn delete(&self, path: &str) -> Result<()> {
-        let resp = self
-            .http
-            .delete(self.url(path))
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .with_context(|| format!("could not reach the reelq API at {}", self.base))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(ApiError::from_body(status, &body).into());
-        }
-        Ok(())
+        self.answer(self.http.delete(self.url(path)).timeout(REQUEST_TIMEOUT)).await.map(drop)
     }
 
     /// `GET /v1/admin/dead-letters`.
@@ -234,6 +222,12 @@ impl ApiClient {
 
     /// Sends a request and returns its JSON body, or the API's error.
     async fn send(&self, req: RequestBuilder) -> Result<Value> {
+        let resp = self.answer(req).await?;
+        resp.json::<Value>().await.with_context(|| format!("the reelq API at {} sent an unreadable answer", self.base))
+    }
+
+    /// The response to `req` when it succeeded; otherwise the API's problem as an error.
+    async fn answer(&self, req: RequestBuilder) -> Result<reqwest::Response> {
         let resp = req.send().await.with_context(|| format!("could not reach the reelq API at {}", self.base))?;
         let status = resp.status();
         if !status.is_success() {
@@ -241,7 +235,7 @@ impl ApiClient {
             let body = resp.text().await.unwrap_or_default();
             return Err(ApiError::from_body(status, &body).into());
         }
-        resp.json::<Value>().await.with_context(|| format!("the reelq API at {} sent an unreadable answer", self.base))
+        Ok(resp)
     }
 }
 

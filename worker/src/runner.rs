@@ -642,6 +642,11 @@ fn set_progress(progress: &Arc<Mutex<Progress>>, fraction: f32, stage: &'static 
     }
 }
 
+/// A failure the input is at fault for: `code` is what the client sees; never retried.
+fn fatal(code: JobErrorCode, message: impl Into<String>) -> JobError {
+    JobError::Fatal { code, message: message.into() }
+}
+
 /// Runs blocking work (decoding, inference) on the blocking pool with the caller's span.
 async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, JobError> {
     let span = tracing::Span::current();

@@ -13,10 +13,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use reelq_analysis::Pipeline;
 use reelq_analysis::evaluate::{self, Clip, ClipRun, Manifest};
-use reelq_analysis::inference::{DirStore, RuntimeConfig};
-use reelq_analysis::settings::{HashtagSettings, InferenceSettings, MediaSettings};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,14 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let inference = InferenceSettings {
-        library: Some(RuntimeConfig::default_library(&root).display().to_string()),
-        models_dir: Some(DirStore::default_root(&root).display().to_string()),
-        ..InferenceSettings::default()
-    };
-    let media = MediaSettings::default();
-    let pipeline = Pipeline::from_settings(&media, &inference, &HashtagSettings::default());
+    let (pipeline, media) = evaluate::checkout_pipeline(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."), None);
 
     let tune: Vec<&Clip> = manifest.clips.iter().filter(|c| c.half == "tune").collect();
     let judged: Vec<&Clip> = manifest.clips.iter().filter(|c| half == "all" || c.half == half).collect();

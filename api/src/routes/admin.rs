@@ -119,7 +119,7 @@ pub async fn trigger_run(
 }
 
 /// A listing's page size: 50 unless asked, at most 200.
-fn page_limit(asked: Option<i64>) -> Result<i64, ApiError> {
+pub(crate) fn page_limit(asked: Option<i64>) -> Result<i64, ApiError> {
     let limit = asked.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit must be between 1 and 200"));

@@ -161,10 +161,7 @@ pub async fn list_songs(
     query: Result<Query<SongsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SongPage>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::invalid("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", "limit must be between 1 and 200"));
-    }
+    let limit = super::admin::page_limit(q.limit)?;
     let (mut tracks, total) = songs::list(&state.pool, q.before, limit + 1).await?;
     let more = tracks.len() as i64 > limit;
     tracks.truncate(limit as usize);

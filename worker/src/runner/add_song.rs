@@ -15,15 +15,11 @@ use reelq_shared::domain::JobErrorCode;
 use reelq_shared::songs::SongRequest;
 use tokio_util::sync::CancellationToken;
 
-use super::{JobError, JobRunner};
+use super::{JobError, JobRunner, fatal};
 
 /// Shortest track worth a fingerprint: an excerpt is matched over about 5 s, and a track
 /// shorter than two excerpts is more likely a mistake than a song.
 const MIN_TRACK_SECS: f64 = 10.0;
-
-fn fatal(code: JobErrorCode, message: impl Into<String>) -> JobError {
-    JobError::Fatal { code, message: message.into() }
-}
 
 pub(super) async fn run(runner: &JobRunner, job: &JobRecord, cancel: &CancellationToken) -> Result<serde_json::Value, JobError> {
     let request = SongRequest::from_options(&job.options).map_err(|m| fatal(JobErrorCode::InvalidRequest, m))?;

@@ -18,13 +18,9 @@ use reelq_shared::db::videos;
 use reelq_shared::domain::{JobErrorCode, MediaKind, mux_output_key};
 use reelq_shared::storage::{StorageError, Store};
 
-use super::{JobError, JobRunner};
+use super::{JobError, JobRunner, fatal};
 use crate::media::mux::{self, MuxError};
 use crate::media::probe;
-
-fn fatal(code: JobErrorCode, message: impl Into<String>) -> JobError {
-    JobError::Fatal { code, message: message.into() }
-}
 
 /// Downloads `key` to `path`, stopping when the job is cancelled; a missing object fails the
 /// job with `missing`.
