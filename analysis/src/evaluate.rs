@@ -13,8 +13,8 @@ use reelq_core::options::JobOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::AnalysisError;
-use crate::findings::Finding;
-use crate::hashtags::{self, RankOptions, Signals, Vocabulary};
+use crate::HashtagInputs;
+use crate::hashtags::{self, RankOptions, Ranker, Signals, ranker};
 use crate::pipeline::{Input, Pipeline};
 
 /// `manifest.json` as `make-clips` writes it.
@@ -136,18 +136,19 @@ pub fn checkout_pipeline(root: &Path, clip_model: Option<&str>) -> (Pipeline, cr
     (Pipeline::from_settings(&media, &inference, &crate::settings::HashtagSettings::default()), media)
 }
 
-/// What reelq and the keyword baseline suggested for one clip.
+/// What the pipeline found in one clip, ready to be ranked by any ranker.
 #[derive(Debug, Clone)]
 pub struct ClipRun {
-    pub reelq: Ranked,
-    pub keywords: Ranked,
+    pub clip: String,
+    pub inputs: HashtagInputs,
     /// Seconds the hashtags took beyond what the transcript and on-screen text took.
     pub hashtag_secs: f64,
     pub total_secs: f64,
 }
 
-/// Runs `pipeline` over one clip: the transcript and on-screen text, then the hashtags; and
-/// keyword matching alone over the same text.
+/// Runs `pipeline` over one clip: the transcript and on-screen text, then what the hashtags
+/// are ranked from (with the pipeline's own classifier, if any), ranked once with the shipped
+/// ranker for the timing.
 pub fn run_clip(pipeline: &Pipeline, dir: &Path, clip: &Clip, media: &crate::settings::MediaSettings) -> Result<ClipRun, AnalysisError> {
     let started = std::time::Instant::now();
     let path: PathBuf = dir.join(&clip.file);
@@ -156,20 +157,99 @@ pub fn run_clip(pipeline: &Pipeline, dir: &Path, clip: &Clip, media: &crate::set
     let input = Input { path, probe, options, trending: Vec::new(), creator: None };
     let mut session = pipeline.start(input, &[Analysis::Hashtags], &|| false)?;
     // The transcript and on-screen text, read once and kept in the session for the hashtags.
-    let spans = pipeline.spans(&mut session)?;
+    pipeline.spans(&mut session)?;
     let before_hashtags = started.elapsed().as_secs_f64();
-    let Finding::Hashtags(h) = pipeline.run(&mut session, Analysis::Hashtags)?.finding else {
-        return Err(AnalysisError::Unavailable("hashtags gave another finding".into()));
-    };
+    let head = pipeline.models().hashtag_head()?;
+    let inputs = pipeline.hashtag_inputs(&mut session, head.as_deref())?;
+    let _ = suggest(&inputs, Ranker::shipped(), &default_options(Ranker::shipped()));
     let total_secs = started.elapsed().as_secs_f64();
-    let opts = RankOptions { count: 10, max_generic: 1, min_score: 0.3, content_phrases: false };
-    let keyword_only = hashtags::rank(&Vocabulary::curated(), &spans, &Signals::default(), &opts);
-    Ok(ClipRun {
-        reelq: Ranked { clip: clip.id.clone(), tags: h.suggestions.into_iter().map(|s| s.tag).collect() },
-        keywords: Ranked { clip: clip.id.clone(), tags: keyword_only.into_iter().map(|s| s.tag).collect() },
-        hashtag_secs: total_secs - before_hashtags,
-        total_secs,
-    })
+    Ok(ClipRun { clip: clip.id.clone(), inputs, hashtag_secs: total_secs - before_hashtags, total_secs })
+}
+
+/// The options a default deployment ranks with.
+pub fn default_options(ranker: &Ranker) -> RankOptions {
+    let s = crate::settings::HashtagSettings::default();
+    RankOptions { count: s.count, max_generic: s.max_generic, min_score: s.min_score.unwrap_or(ranker.min_score), content_phrases: true }
+}
+
+/// What `ranker` suggests from `inputs`, best first.
+pub fn suggest(inputs: &HashtagInputs, ranker: &Ranker, opts: &RankOptions) -> Vec<String> {
+    if inputs.blind {
+        return Vec::new();
+    }
+    hashtags::rank_with(ranker, &inputs.vocab, &inputs.spans, &inputs.signals, opts).into_iter().map(|s| s.tag).collect()
+}
+
+/// reelq's suggestions for each run with `ranker` and `opts`.
+pub fn ranked(runs: &[ClipRun], ranker: &Ranker, opts: &RankOptions) -> Vec<Ranked> {
+    runs.iter().map(|r| Ranked { clip: r.clip.clone(), tags: suggest(&r.inputs, ranker, opts) }).collect()
+}
+
+/// The keyword baseline: vocabulary tags whose name or keywords occur in the clip's text, by
+/// how much of them occurs (the name counts 1.2, each other keyword 0.45), at least one
+/// keyword and a little more; generic tags last, at most one.
+pub fn keyword_baseline(run: &ClipRun) -> Ranked {
+    let at = |name: &str| ranker::FEATURES.iter().position(|f| *f == name).unwrap_or(0);
+    let mut scored: Vec<(f32, bool, String)> = hashtags::candidates(&run.inputs.vocab, &run.inputs.spans, &Signals::default(), false)
+        .into_iter()
+        .map(|c| {
+            let name = ["name_said", "name_shown", "name_captioned"].iter().any(|f| c.x[at(f)] > 0.0);
+            let others = -(1.0 - c.x[at("keywords")]).max(1e-6).ln();
+            (1.2 * f32::from(u8::from(name)) + others, c.generic, c.tag)
+        })
+        .filter(|(s, _, _)| *s >= 0.51)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    let (generic, specific): (Vec<_>, Vec<_>) = scored.into_iter().partition(|s| s.1);
+    let mut tags: Vec<String> = specific.into_iter().take(10).map(|s| s.2).collect();
+    if tags.len() < 10 {
+        tags.extend(generic.into_iter().take(1).map(|s| s.2));
+    }
+    Ranked { clip: run.clip.clone(), tags }
+}
+
+/// Every candidate of every run labelled by whether its clip accepts it: what the ranker is
+/// fitted on.
+pub fn examples(runs: &[ClipRun], clips: &[&Clip]) -> Vec<ranker::Example> {
+    let accept: BTreeMap<&str, BTreeSet<&str>> = clips.iter().map(|c| (c.id.as_str(), c.accept.iter().map(String::as_str).collect())).collect();
+    let mut out = Vec::new();
+    for run in runs {
+        let Some(ok) = accept.get(run.clip.as_str()) else { continue };
+        if run.inputs.blind {
+            continue;
+        }
+        for c in hashtags::candidates(&run.inputs.vocab, &run.inputs.spans, &run.inputs.signals, true) {
+            out.push(ranker::Example { x: c.x, accepted: ok.contains(c.tag.as_str()) });
+        }
+    }
+    out
+}
+
+/// Fits a ranker on `runs` of the `tune` clips: the weights by [`ranker::fit`], then the
+/// highest threshold whose P@5 on those clips is within 0.01 of the best any threshold gives
+/// (an empty slot counts as wrong, so a lower threshold never lowers P@5; the rule keeps the
+/// weak tags that only fill slots out).
+pub fn fit_ranker(runs: &[ClipRun], tune: &[&Clip], generic: &BTreeSet<String>, version: &str) -> (Ranker, Figures) {
+    let examples = examples(runs, tune);
+    let mut fitted = ranker::fit(&Ranker::prior(), &examples, &ranker::FitOptions::default());
+    fitted.version = version.to_owned();
+    let at = |min: f32, r: &Ranker| figures(tune, &ranked(runs, r, &RankOptions { min_score: min, ..default_options(r) }), generic);
+    let thresholds: Vec<f32> = (1..=12).map(|i| i as f32 * 0.05).collect();
+    let best = thresholds.iter().map(|t| at(*t, &fitted).precision_at_5).fold(0.0, f64::max);
+    fitted.min_score = thresholds.iter().rev().copied().find(|t| at(*t, &fitted).precision_at_5 >= best - 0.01).unwrap_or(0.3);
+    let f = at(fitted.min_score, &fitted);
+    fitted.fitted_on = serde_json::json!({
+        "what": "the tuning half of the hashtag benchmark (tools/hashtag-bench)",
+        "clips": tune.len(),
+        "candidates": examples.len(),
+        "accepted": examples.iter().filter(|e| e.accepted).count(),
+        "tune": { "hit_at_5": round2(f.hit_at_5), "precision_at_5": round2(f.precision_at_5), "recall_at_10": round2(f.recall_at_10), "mrr": round2(f.mrr) },
+    });
+    (fitted, f)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 /// The benchmark's table: one row per method.

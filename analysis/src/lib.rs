@@ -28,3 +28,4 @@ pub use pipeline::{Input, Pipeline, PipelineSettings, PulledData, Session};
 /// The media and model layers, for callers that probe a file or load a model themselves.
 pub use reelq_inference as inference;
 pub use reelq_media as media;
+pub use suggest::HashtagInputs;

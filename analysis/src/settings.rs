@@ -54,7 +54,9 @@ pub fn validate(media: &MediaSettings, inference: &InferenceSettings, hashtags: 
     if hashtags.count == 0 || hashtags.count > 50 {
         return Err(ConfigError::invalid("hashtags.count", "must be between 1 and 50"));
     }
-    if !(0.0..1.0).contains(&hashtags.min_score) {
+    if let Some(min) = hashtags.min_score
+        && !(0.0..1.0).contains(&min)
+    {
         return Err(ConfigError::invalid("hashtags.min_score", "must be at least 0 and below 1"));
     }
     if inference.intra_threads == 0 {
@@ -80,8 +82,9 @@ pub struct HashtagSettings {
     pub count: usize,
     /// Most generic tags (#fyp, #viral) among them; they only fill slots no specific tag wants.
     pub max_generic: usize,
-    /// Least fused score (0–1) a suggestion needs.
-    pub min_score: f32,
+    /// Least score (the ranker's probability, 0–1) a suggestion needs. Unset: the threshold
+    /// fitted with the ranker's weights.
+    pub min_score: Option<f32>,
     /// A trained classifier artifact (`reelq-hashtag-linear/1` JSON) to use until the model
     /// registry promotes one. Re-read when the file changes.
     pub classifier: Option<String>,
@@ -89,7 +92,7 @@ pub struct HashtagSettings {
 
 impl Default for HashtagSettings {
     fn default() -> Self {
-        Self { count: 10, max_generic: 1, min_score: 0.3, classifier: None }
+        Self { count: 10, max_generic: 1, min_score: None, classifier: None }
     }
 }
 

@@ -1,16 +1,15 @@
 //! The analyses that suggest: hashtags (from the video's text, frames, the classifier and the
 //! trending list), music (from the suggested hashtags and pulled data) and the reach estimate.
 
-use std::collections::BTreeMap;
-
 use reelq_learn::engagement::music::{self, MusicScore};
 use reelq_learn::features::{virality_feature_model, virality_features};
 
 use crate::AnalysisError;
 use crate::findings::{AnalysisOutput, CurrentSound, Finding, HashtagFinding, ModelRef, MusicFinding, ViralityFinding};
-use crate::hashtags::{self, RankOptions, Signals, VocabSource};
+use crate::hashtags::{self, RankOptions, Ranker, Signals, TextSpan, VocabSource, Vocabulary};
 use crate::pipeline::{Pipeline, Session};
 use crate::song::RecognizedTrack;
+use reelq_learn::classifier::LinearHead;
 
 /// Suggested hashtags (specific ones, best first) that choose the music.
 const MUSIC_TAGS: usize = 5;
@@ -18,6 +17,19 @@ const MUSIC_TAGS: usize = 5;
 const MUSIC_VIDEOS: usize = 5_000;
 /// Sounds recommended per video.
 const MUSIC_RESULTS: usize = 10;
+
+/// What one video's hashtags are ranked from.
+#[derive(Debug, Clone)]
+pub struct HashtagInputs {
+    pub vocab: Vocabulary,
+    pub spans: Vec<TextSpan>,
+    pub signals: Signals,
+    /// The models the signals came from.
+    pub models: Vec<ModelRef>,
+    pub notice: Option<String>,
+    /// Nothing to rank from: no text and no image model.
+    pub blind: bool,
+}
 
 impl Pipeline {
     /// The hashtag suggestions, ranked once per session.
@@ -30,11 +42,25 @@ impl Pipeline {
     }
 
     fn rank_hashtags(&self, session: &mut Session) -> Result<(HashtagFinding, Vec<ModelRef>), AnalysisError> {
+        let head = self.models.hashtag_head()?;
+        let inputs = self.hashtag_inputs(session, head.as_deref())?;
+        let hs = &self.settings.hashtags;
+        let ranker = Ranker::shipped();
+        let opts =
+            RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score.unwrap_or(ranker.min_score), content_phrases: true };
+        let suggestions = if inputs.blind { Vec::new() } else { hashtags::rank_with(ranker, &inputs.vocab, &inputs.spans, &inputs.signals, &opts) };
+        let classifier_version = inputs.signals.classifier.as_ref().map(|c| c.1.clone());
+        let finding = HashtagFinding { suggestions, classifier_version, vocabulary_size: inputs.vocab.len(), notice: inputs.notice };
+        Ok((finding, inputs.models))
+    }
+
+    /// What hashtags are ranked from, with `head` as the classifier: the vocabulary grown by the
+    /// trending list and the head's labels, the video's text, and the models' signals.
+    pub fn hashtag_inputs(&self, session: &mut Session, head: Option<&LinearHead>) -> Result<HashtagInputs, AnalysisError> {
         let spans = self.spans(session)?;
         let mut vocab = self.vocabulary.clone();
         vocab.extend_tags(session.input.trending.iter().map(String::as_str), VocabSource::Trending);
-        let head = self.models.hashtag_head()?;
-        if let Some(head) = &head {
+        if let Some(head) = head {
             vocab.extend_tags(head.labels.iter().map(String::as_str), VocabSource::Classifier);
         }
         let embeddings = self.embeddings(session)?.clone();
@@ -44,8 +70,7 @@ impl Pipeline {
             // would be a guess from priors alone.
             let notice = "Nothing to suggest from: the video has no speech, on-screen text or caption, and no visual model is configured \
                           (inference.clip_model), so suggestions come from speech and text only. Add a caption to get suggestions.";
-            let finding = HashtagFinding { suggestions: Vec::new(), classifier_version: None, vocabulary_size: vocab.len(), notice: Some(notice.into()) };
-            return Ok((finding, Vec::new()));
+            return Ok(HashtagInputs { vocab, spans, signals: Signals::default(), models: Vec::new(), notice: Some(notice.into()), blind: true });
         }
         let notice = (!has_text).then(|| "No speech, on-screen text or caption: these suggestions come from the picture alone.".to_owned());
         let mut used: Vec<ModelRef> = Vec::new();
@@ -58,13 +83,18 @@ impl Pipeline {
             signals.text_similarity = Some((tags.iter().map(|t| dot(t, &text.vector)).collect(), text.model.to_string()));
             used.push(ModelRef::from(&text.model));
         }
-        if let Some(head) = &head {
+        if let Some(head) = head {
             let text = embeddings.text.as_ref().map(|t| t.vector.clone()).unwrap_or_else(|| vec![0.0; head.text_dim]);
             let image = embeddings.image.as_ref().map(|i| i.vector.as_slice());
             match head.predict(&text, image) {
                 Ok(probs) => {
-                    let by_label: BTreeMap<&str, f32> = head.labels.iter().map(String::as_str).zip(probs).collect();
-                    let per_entry = vocab.entries().iter().map(|e| by_label.get(e.tag.as_str()).copied()).collect();
+                    // A label that is a variant of an entry speaks for it; the likeliest wins.
+                    let mut per_entry: Vec<Option<f32>> = vec![None; vocab.len()];
+                    for (label, p) in head.labels.iter().zip(probs) {
+                        if let Some(i) = vocab.find(label) {
+                            per_entry[i] = Some(per_entry[i].map_or(p, |q| q.max(p)));
+                        }
+                    }
                     signals.classifier = Some((per_entry, head.version.clone()));
                     used.push(ModelRef::trained("hashtag-classifier", &head.version));
                 }
@@ -83,12 +113,7 @@ impl Pipeline {
             used.push(ModelRef::from(&encoder.model()));
             used.push(ModelRef::from(&text_encoder.model()));
         }
-
-        let hs = &self.settings.hashtags;
-        let opts = RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score, content_phrases: true };
-        let suggestions = hashtags::rank(&vocab, &spans, &signals, &opts);
-        let finding = HashtagFinding { suggestions, classifier_version: head.as_ref().map(|h| h.version.clone()), vocabulary_size: vocab.len(), notice };
-        Ok((finding, used))
+        Ok(HashtagInputs { vocab, spans, signals, models: used, notice, blind: false })
     }
 
     /// Sounds of pulled videos that carry the video's specific suggested hashtags, and how the

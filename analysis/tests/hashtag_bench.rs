@@ -84,7 +84,8 @@ fn two_niches_of_the_benchmark_are_made_suggested_for_and_scored() {
     let runs: Vec<_> = clips.iter().map(|c| evaluate::run_clip(&pipeline, dir.path(), c, &media).expect("suggested")).collect();
 
     let generic: BTreeSet<String> = manifest.generic.iter().cloned().collect();
-    let reelq: Vec<_> = runs.iter().map(|r| r.reelq.clone()).collect();
+    let ranker = reelq_analysis::hashtags::Ranker::shipped();
+    let reelq = evaluate::ranked(&runs, ranker, &evaluate::default_options(ranker));
     let f = evaluate::figures(&clips, &reelq, &generic);
     assert_eq!(f.clips, 8);
     for v in [f.hit_at_5, f.precision_at_5, f.recall_at_10, f.mrr, f.generic_share, f.short_share] {

@@ -1,0 +1,277 @@
+//! The learned part of hashtag ranking: a logistic model over the features each candidate tag
+//! shows (where its words were found, how close its description is to what the video says,
+//! the classifier's and the image model's opinion, how widely pulled data uses it), fitted
+//! by [`fit`] on labelled videos, the tags a creator would post for them.
+//!
+//! The shipped weights (`assets/ranker.json`) are fitted by `reelq-hashtag-bench --fit` on the
+//! tuning half of the hashtag benchmark and judged on its held-out half. Features the fitting
+//! data never shows (the benchmark has no trained classifier and no image model) keep the
+//! prior weight the artifact states for them, so a classifier still counts once one is
+//! promoted.
+
+use std::sync::LazyLock;
+
+use serde::{Deserialize, Serialize};
+
+/// The artifact's format tag.
+pub const FORMAT: &str = "reelq-hashtag-ranker/1";
+
+/// The features of a candidate, in the order the weights use.
+pub const FEATURES: [&str; 18] = [
+    // The tag's own word (or the words of a compound tag, "leg day" for #legday) was said,
+    // shown on screen, or written in the caption.
+    "name_said",
+    "name_shown",
+    "name_captioned",
+    // Its other keywords: 1 − e^(−0.45·distinct − 0.1·repeats).
+    "keywords",
+    // All the text support is one other keyword, found once.
+    "one_weak_word",
+    // The creator wrote the tag (or a variant) as a hashtag in the caption.
+    "caption_hashtag",
+    // Cosine of the content's sentence embedding with the tag's description, and how far it
+    // falls below the best cosine in the vocabulary (0 for the best).
+    "text_similarity",
+    "text_margin",
+    // The trained classifier's probability, and the zero-shot image match (0–1).
+    "classifier",
+    "visual",
+    // Rank of the tag in pulled data, 1 for the most used, 0 when not pulled.
+    "popularity",
+    // Shipped in the curated seed, and among its broad niche tags (#fitness, #food).
+    "curated",
+    "broad",
+    "generic",
+    // A tag the vocabulary does not know, spelled out by the video: a short on-screen line or
+    // caption, words said at least twice, and how many times (log).
+    "new_line",
+    "new_said",
+    "new_count",
+    // A known tag whose words the video only spelled out as a phrase.
+    "name_phrase",
+];
+
+/// Number of features.
+pub const N: usize = FEATURES.len();
+
+/// A fitted ranking model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranker {
+    pub format: String,
+    pub version: String,
+    pub features: Vec<String>,
+    pub weights: Vec<f32>,
+    pub bias: f32,
+    /// Least probability a suggestion needs unless `hashtags.min_score` says otherwise.
+    pub min_score: f32,
+    /// What it was fitted on, and its figures there.
+    #[serde(default)]
+    pub fitted_on: serde_json::Value,
+}
+
+static SHIPPED: LazyLock<Ranker> = LazyLock::new(|| {
+    Ranker::from_json(include_bytes!("../../assets/ranker.json")).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the shipped hashtag ranker is unreadable; using its prior weights");
+        Ranker::prior()
+    })
+});
+
+impl Ranker {
+    /// The weights shipped with reelq.
+    pub fn shipped() -> &'static Ranker {
+        &SHIPPED
+    }
+
+    /// Hand-set weights in logit space: the starting point of a fit, and what a feature the
+    /// fitting data never shows keeps.
+    pub fn prior() -> Ranker {
+        let w = |name: &str| match name {
+            "name_said" | "name_shown" | "name_captioned" => 2.0,
+            "keywords" => 2.5,
+            "one_weak_word" => -1.0,
+            "caption_hashtag" => 4.0,
+            "text_similarity" => 4.0,
+            "text_margin" => 4.0,
+            "classifier" => 5.0,
+            "visual" => 3.0,
+            "popularity" => 0.5,
+            "curated" => 0.3,
+            "broad" => 0.5,
+            "generic" => -1.0,
+            "new_line" => 3.0,
+            "new_said" => 2.5,
+            "new_count" => 0.7,
+            "name_phrase" => 2.0,
+            _ => 0.0,
+        };
+        Ranker {
+            format: FORMAT.into(),
+            version: "prior".into(),
+            features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+            weights: FEATURES.iter().map(|f| w(f)).collect(),
+            bias: -3.0,
+            min_score: 0.3,
+            fitted_on: serde_json::Value::Null,
+        }
+    }
+
+    /// Reads an artifact, which must weigh exactly the features this build computes.
+    pub fn from_json(bytes: &[u8]) -> Result<Ranker, String> {
+        let r: Ranker = serde_json::from_slice(bytes).map_err(|e| format!("not a ranker artifact: {e}"))?;
+        if r.format != FORMAT {
+            return Err(format!("format `{}`, expected `{FORMAT}`", r.format));
+        }
+        if r.features != FEATURES || r.weights.len() != N {
+            return Err(format!("it weighs the features {:?}, this build computes {FEATURES:?}: refit it", r.features));
+        }
+        if !(r.bias.is_finite() && r.weights.iter().all(|w| w.is_finite()) && (0.0..1.0).contains(&r.min_score)) {
+            return Err("a weight or the threshold is out of range".into());
+        }
+        Ok(r)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// The probability that a creator would post a candidate with features `x`.
+    pub fn score(&self, x: &[f32; N]) -> f32 {
+        sigmoid(self.logit(x))
+    }
+
+    fn logit(&self, x: &[f32; N]) -> f32 {
+        self.bias + self.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f32>()
+    }
+
+    /// How much each feature moved the logit, for ordering a suggestion's sources.
+    pub fn contributions(&self, x: &[f32; N]) -> [f32; N] {
+        let mut out = [0.0; N];
+        for (i, (w, v)) in self.weights.iter().zip(x).enumerate() {
+            out[i] = w * v;
+        }
+        out
+    }
+}
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// One labelled candidate: its features and whether the video's creator would post it.
+#[derive(Debug, Clone, Copy)]
+pub struct Example {
+    pub x: [f32; N],
+    pub accepted: bool,
+}
+
+/// How [`fit`] fits.
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    pub epochs: usize,
+    pub learning_rate: f32,
+    /// L2 pull of each weight towards its prior.
+    pub l2: f32,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self { epochs: 6_000, learning_rate: 1.0, l2: 0.002 }
+    }
+}
+
+/// Features a benchmark whose acceptable tags come from a fixed list cannot judge (tags the
+/// vocabulary does not know, a creator's own caption hashtags) or that it does not exercise
+/// (the classifier, the image model): their weights are never fitted.
+pub const NOT_FITTED: [&str; 6] = ["caption_hashtag", "new_line", "new_said", "new_count", "classifier", "visual"];
+
+/// Fits a logistic model to `examples` by full-batch gradient descent from the `prior`, with an
+/// L2 pull towards the prior. A feature in [`NOT_FITTED`] or zero in every example is not
+/// fitted: one that can make a candidate on its own keeps the probability the prior gives a
+/// candidate with that feature alone (its weight moves by as much as the bias does); the
+/// others (`new_count`, `popularity`, which only add to other support) keep their weight.
+/// Accepted and rejected candidates weigh the same in total, so that a video with fifty
+/// candidates and three good tags still teaches what makes a tag good.
+pub fn fit(prior: &Ranker, examples: &[Example], opts: &FitOptions) -> Ranker {
+    let mut r = prior.clone();
+    let seen: Vec<bool> = (0..N).map(|j| !NOT_FITTED.contains(&FEATURES[j]) && examples.iter().any(|e| e.x[j] != 0.0)).collect();
+    let pos = examples.iter().filter(|e| e.accepted).count().max(1) as f32;
+    let neg = examples.iter().filter(|e| !e.accepted).count().max(1) as f32;
+    let total = pos + neg;
+    for _ in 0..opts.epochs {
+        let mut grad = [0.0f32; N];
+        let mut grad_b = 0.0f32;
+        for e in examples {
+            let weight = if e.accepted { total / (2.0 * pos) } else { total / (2.0 * neg) };
+            let err = (r.score(&e.x) - f32::from(u8::from(e.accepted))) * weight;
+            for (g, v) in grad.iter_mut().zip(&e.x) {
+                *g += err * v;
+            }
+            grad_b += err;
+        }
+        let n = examples.len().max(1) as f32;
+        for j in 0..N {
+            if seen[j] {
+                let g = grad[j] / n + opts.l2 * (r.weights[j] - prior.weights[j]);
+                r.weights[j] -= opts.learning_rate * g;
+            }
+        }
+        r.bias -= opts.learning_rate * grad_b / n;
+    }
+    for j in 0..N {
+        if !seen[j] && NOT_FITTED.contains(&FEATURES[j]) && FEATURES[j] != "new_count" {
+            r.weights[j] = prior.weights[j] + prior.bias - r.bias;
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(name: &str) -> usize {
+        FEATURES.iter().position(|f| *f == name).expect("a feature")
+    }
+
+    #[test]
+    fn the_shipped_ranker_weighs_the_features_this_build_computes() {
+        let shipped = Ranker::from_json(include_bytes!("../../assets/ranker.json")).expect("assets/ranker.json reads");
+        assert_ne!(shipped.version, "prior", "the shipped weights are fitted");
+        assert!(shipped.fitted_on.get("clips").is_some(), "it says what it was fitted on");
+        let stale = serde_json::json!({ "format": FORMAT, "version": "v", "features": ["keywords"], "weights": [1.0], "bias": 0.0, "min_score": 0.3 });
+        assert!(Ranker::from_json(stale.to_string().as_bytes()).expect_err("other features").contains("refit"));
+    }
+
+    #[test]
+    fn fitting_learns_which_feature_tells_and_keeps_unseen_priors() {
+        // Accepted tags have their name said; rejected ones only share one weak word, and
+        // popularity is noise.
+        let mut examples = Vec::new();
+        for i in 0..200 {
+            let mut x = [0.0; N];
+            let accepted = i % 4 == 0;
+            if accepted {
+                x[at("name_said")] = 1.0;
+            } else {
+                x[at("one_weak_word")] = 1.0;
+                x[at("keywords")] = 0.36;
+            }
+            x[at("popularity")] = (i % 7) as f32 / 7.0;
+            examples.push(Example { x, accepted });
+        }
+        let prior = Ranker::prior();
+        let fitted = fit(&prior, &examples, &FitOptions::default());
+        let said = examples.iter().find(|e| e.accepted).expect("an accepted example");
+        let weak = examples.iter().find(|e| !e.accepted).expect("a rejected example");
+        assert!(fitted.score(&said.x) > 0.8 && fitted.score(&weak.x) < 0.2, "{} {}", fitted.score(&said.x), fitted.score(&weak.x));
+        assert!(fitted.score(&said.x) - fitted.score(&weak.x) > prior.score(&said.x) - prior.score(&weak.x));
+        // Never seen: a candidate with only that feature keeps the prior's probability.
+        let mut alone = [0.0; N];
+        alone[at("classifier")] = 1.0;
+        assert!((fitted.score(&alone) - prior.score(&alone)).abs() < 1e-4, "{} {}", fitted.score(&alone), prior.score(&alone));
+        let round = Ranker::from_json(&fitted.to_json()).expect("round trip");
+        assert_eq!(round, fitted);
+    }
+}

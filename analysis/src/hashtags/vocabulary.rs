@@ -1,0 +1,278 @@
+//! The tags the suggester chooses from: a curated seed shipped with reelq
+//! (`assets/vocabulary/*.tsv`, one file per group of creator niches), grown at run time by the
+//! hashtags of pulled data and the trained classifier's labels.
+//!
+//! Each seed line is `tag<TAB>kind<TAB>aliases<TAB>description<TAB>keywords`: `kind` is `topic`
+//! or `generic`; `aliases` are tags that mean the same (`#jewellery` for `#jewelry`, `#gymlife`
+//! for `#gym`) or `-`; the description is what the sentence encoder compares a video with; the
+//! keywords are words that, said or shown, point to the tag.
+//!
+//! Variants merge into one entry: a tag, its aliases, and its spelling variants (`#Recipes`,
+//! `#recipe`, `#re_cipe` share the key `recipe`) all resolve to the entry that was known
+//! first, so a pulled `#recipes` adds nothing new when `#recipe` is curated, and a creator's
+//! `#GymLife` supports `#gym`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+/// The seed, by file; `core` holds the broad niche tags.
+const SEED: &[(&str, &str)] = &[
+    ("core", include_str!("../../assets/vocabulary/core.tsv")),
+    ("food", include_str!("../../assets/vocabulary/food.tsv")),
+    ("fitness", include_str!("../../assets/vocabulary/fitness.tsv")),
+    ("beauty", include_str!("../../assets/vocabulary/beauty.tsv")),
+    ("home", include_str!("../../assets/vocabulary/home.tsv")),
+    ("knowledge", include_str!("../../assets/vocabulary/knowledge.tsv")),
+    ("culture", include_str!("../../assets/vocabulary/culture.tsv")),
+    ("life", include_str!("../../assets/vocabulary/life.tsv")),
+];
+
+/// Where a vocabulary entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VocabSource {
+    /// Shipped with reelq.
+    Curated,
+    /// The hashtags of pulled data (the trending list and the frequent tags).
+    Trending,
+    /// A label of the trained classifier.
+    Classifier,
+}
+
+/// A hashtag the suggester may propose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VocabEntry {
+    /// Lowercase, with `#`.
+    pub tag: String,
+    pub generic: bool,
+    /// Stemmed words that point to the tag.
+    pub keywords: Vec<String>,
+    pub source: VocabSource,
+    /// What videos under the tag show, for a curated tag.
+    pub about: Option<String>,
+    /// Tags that mean the same, lower case with `#`.
+    pub aliases: Vec<String>,
+    /// A broad niche tag (#fitness, #food, #beauty) of the seed's core list, the kind a creator
+    /// posts beside the specific ones.
+    pub broad: bool,
+    /// How widely pulled data uses the tag (or one of its variants), 0–1 by rank: 1 for the
+    /// most used, 0 when pulled data does not carry it.
+    pub popularity: f32,
+}
+
+impl VocabEntry {
+    /// The text the sentence encoder sees for this tag.
+    pub fn description(&self) -> String {
+        let name = self.tag.trim_start_matches('#');
+        match &self.about {
+            Some(about) => format!("{name}: {about}"),
+            None if self.keywords.is_empty() => name.to_owned(),
+            None => format!("{name}: {}", self.keywords.join(" ")),
+        }
+    }
+}
+
+/// The tags the suggester chooses from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Vocabulary {
+    entries: Vec<VocabEntry>,
+    /// Variant key of every tag and alias → its entry.
+    index: HashMap<String, usize>,
+}
+
+impl Vocabulary {
+    /// The seed shipped with reelq.
+    pub fn curated() -> Self {
+        Self::seed().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the shipped hashtag vocabulary does not parse");
+            Self::default()
+        })
+    }
+
+    /// The shipped seed, or what is wrong with it.
+    pub fn seed() -> Result<Self, String> {
+        let mut v = Self::default();
+        for (name, text) in SEED {
+            v.parse_into(text, *name == "core").map_err(|e| format!("assets/vocabulary/{name}.tsv: {e}"))?;
+        }
+        Ok(v)
+    }
+
+    /// Parses seed lines (see the module documentation); lines starting with `# ` are comments.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut v = Self::default();
+        v.parse_into(text, false)?;
+        Ok(v)
+    }
+
+    fn parse_into(&mut self, text: &str, broad: bool) -> Result<(), String> {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end();
+            if line.is_empty() || line.starts_with("# ") || line == "#" {
+                continue;
+            }
+            let bad = |what: String| format!("line {}: {what}", n + 1);
+            let cols: Vec<&str> = line.split('\t').collect();
+            let [tag, kind, aliases, about, words] = cols[..] else {
+                return Err(bad("expected `tag<TAB>kind<TAB>aliases<TAB>description<TAB>keywords`".into()));
+            };
+            let tag = normalise_tag(tag).ok_or_else(|| bad(format!("`{tag}` is not a hashtag")))?;
+            let generic = match kind {
+                "generic" => true,
+                "topic" => false,
+                other => return Err(bad(format!("kind `{other}` is neither topic nor generic"))),
+            };
+            let aliases = if aliases == "-" {
+                Vec::new()
+            } else {
+                aliases
+                    .split_whitespace()
+                    .map(|a| normalise_tag(a).ok_or_else(|| bad(format!("alias `{a}` is not a hashtag"))))
+                    .collect::<Result<_, _>>()?
+            };
+            let mut keywords: Vec<String> = words.split_whitespace().map(stem).collect();
+            keywords.sort();
+            keywords.dedup();
+            let about = Some(about.trim().to_owned()).filter(|a| !a.is_empty());
+            let entry = VocabEntry { tag, generic, keywords, source: VocabSource::Curated, about, aliases, broad, popularity: 0.0 };
+            if let Some(clash) = self.clash(&entry) {
+                return Err(bad(format!("{} or an alias is a variant of {}, listed before", entry.tag, clash)));
+            }
+            self.push(entry);
+        }
+        Ok(())
+    }
+
+    /// The entry an earlier one already claims one of `e`'s variant keys for.
+    fn clash(&self, e: &VocabEntry) -> Option<&str> {
+        std::iter::once(&e.tag).chain(&e.aliases).find_map(|t| self.index.get(&variant_key(t))).map(|&i| self.entries[i].tag.as_str())
+    }
+
+    /// Adds tags (a pulled-data list, most used first, or a classifier's labels); a tag that
+    /// is a variant or alias of a known one merges into it, lending it its popularity.
+    pub fn extend_tags<'a>(&mut self, tags: impl IntoIterator<Item = &'a str>, source: VocabSource) {
+        let tags: Vec<String> = tags.into_iter().filter_map(normalise_tag).collect();
+        let n = tags.len().max(1) as f32;
+        for (rank, tag) in tags.into_iter().enumerate() {
+            let popularity = if source == VocabSource::Trending { 1.0 - rank as f32 / n } else { 0.0 };
+            match self.find(&tag) {
+                Some(i) => {
+                    let e = &mut self.entries[i];
+                    e.popularity = e.popularity.max(popularity);
+                }
+                None => {
+                    let generic = GENERIC.contains(&tag.as_str());
+                    let keywords = vec![stem(tag.trim_start_matches('#'))];
+                    self.push(VocabEntry { tag, generic, keywords, source, about: None, aliases: Vec::new(), broad: false, popularity });
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, e: VocabEntry) {
+        if self.clash(&e).is_some() {
+            return;
+        }
+        let i = self.entries.len();
+        for t in std::iter::once(&e.tag).chain(&e.aliases) {
+            self.index.insert(variant_key(t), i);
+        }
+        self.entries.push(e);
+    }
+
+    /// The entry `tag` (any case, with or without `#`, or an alias or variant) resolves to.
+    pub fn find(&self, tag: &str) -> Option<usize> {
+        self.index.get(&variant_key(&normalise_tag(tag)?)).copied()
+    }
+
+    pub fn entries(&self) -> &[VocabEntry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Tags that fit any video, recognised whichever list they arrive in.
+pub(crate) const GENERIC: &[&str] = &["#fyp", "#foryou", "#foryoupage", "#viral", "#trending", "#tiktok", "#explore", "#xyzbca", "#fy"];
+
+/// What spelling variants of one tag share: lower case, no `#` or `_`, a plural's singular.
+pub fn variant_key(tag: &str) -> String {
+    let body: String = tag.trim_start_matches('#').chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect();
+    stem(&body)
+}
+
+/// `Cooking` or `#cooking` → `#cooking`; `None` for something that cannot be a hashtag.
+pub fn normalise_tag(raw: &str) -> Option<String> {
+    let body = raw.trim().trim_start_matches('#').to_lowercase();
+    let ok = (1..=100).contains(&body.chars().count()) && body.chars().all(|c| c.is_alphanumeric() || c == '_');
+    ok.then(|| format!("#{body}"))
+}
+
+/// A light stemmer, enough to let "recipes" meet "recipe" and "goals" meet "goal".
+pub fn stem(word: &str) -> String {
+    let w = word.to_lowercase();
+    let w = w.trim_end_matches("'s");
+    let n = w.chars().count();
+    if n > 4 && w.ends_with("ies") {
+        format!("{}y", &w[..w.len() - 3])
+    } else if n > 3 && w.ends_with('s') && !["ss", "us", "is"].iter().any(|e| w.ends_with(e)) && !["news", "series", "species"].contains(&w) {
+        w[..w.len() - 1].to_owned()
+    } else {
+        w.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_parses_with_descriptions_and_no_tag_twice() {
+        let v = Vocabulary::seed().expect("the shipped seed parses");
+        assert!(v.len() >= 2_000, "{} tags", v.len());
+        let described = v.entries().iter().filter(|e| e.about.is_some()).count();
+        assert_eq!(described, v.len(), "every seed tag has a description");
+        let fyp = &v.entries()[v.find("#fyp").expect("#fyp")];
+        assert!(fyp.generic);
+        let cooking = &v.entries()[v.find("cooking").expect("#cooking")];
+        assert!(!cooking.generic && cooking.keywords.contains(&"recipe".to_owned()));
+    }
+
+    #[test]
+    fn variants_and_aliases_merge_into_the_entry_known_first() {
+        let mut v = Vocabulary::parse(
+            "#recipe\ttopic\t#recipes #recipeideas\tcooking instructions for a dish\tingredient\n#gym\ttopic\t#gymlife\tlifting weights at a gym\tweights\n",
+        )
+        .expect("parses");
+        assert_eq!(v.find("#Recipes"), Some(0));
+        assert_eq!(v.find("RECIPE_IDEAS"), Some(0));
+        assert_eq!(v.find("#gymlife"), Some(1));
+        v.extend_tags(["#GymLife", "#recipe_s", "#legday", "#legdays", "#Leg_Day"], VocabSource::Trending);
+        let tags: Vec<&str> = v.entries().iter().map(|e| e.tag.as_str()).collect();
+        assert_eq!(tags, ["#recipe", "#gym", "#legday"]);
+        // Popularity follows the pulled order, taken by the entry a variant merged into.
+        assert!(v.entries()[1].popularity > v.entries()[2].popularity && v.entries()[2].popularity > 0.0, "{v:?}");
+        assert_eq!(v.entries()[2].source, VocabSource::Trending);
+        // A seed that lists one tag under two spellings is refused.
+        let twice = Vocabulary::parse("#cat\ttopic\t-\tcats\tcat\n#cats\ttopic\t-\tmore cats\tcat\n").expect_err("a variant listed twice");
+        assert!(twice.contains("line 2") && twice.contains("#cat"), "{twice}");
+    }
+
+    #[test]
+    fn tags_are_normalised_and_stems_meet() {
+        assert_eq!(normalise_tag("Cooking").as_deref(), Some("#cooking"));
+        assert_eq!(normalise_tag("#not a tag"), None);
+        assert_eq!(stem("recipes"), "recipe");
+        assert_eq!(stem("puppies"), "puppy");
+        assert_eq!(stem("glass"), "glass");
+        assert_eq!((stem("news"), stem("analysis")), ("news".to_owned(), "analysis".to_owned()));
+        assert_eq!(variant_key("#Leg_Days"), "legday");
+    }
+}
