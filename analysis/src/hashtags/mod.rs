@@ -251,7 +251,11 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         }
         x[feature("popularity")] = entry.popularity;
         x[feature("curated")] = f32::from(u8::from(entry.source == VocabSource::Curated));
-        x[feature("broad")] = f32::from(u8::from(entry.broad));
+        // A broad niche tag counts in proportion to how near the content it is, next to the
+        // nearest tag of all: 1 as near, 0 from 0.25 below (and 0 without an embedding).
+        if entry.broad {
+            x[feature("broad")] = ((x[feature("text_margin")] + 0.25) / 0.25).clamp(0.0, 1.0) * f32::from(u8::from(signals.text_similarity.is_some()));
+        }
         x[feature("generic")] = f32::from(u8::from(entry.generic));
         out.push(Candidate { tag: entry.tag.clone(), generic: entry.generic, known: true, x, evidence });
     }
