@@ -13,6 +13,8 @@ use reelq_core::options::JobOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::AnalysisError;
+use reelq_learn::classifier::LinearHead;
+
 use crate::HashtagInputs;
 use crate::hashtags::{self, RankOptions, Ranker, Signals, ranker};
 use crate::pipeline::{Input, Pipeline};
@@ -164,6 +166,36 @@ pub fn run_clip(pipeline: &Pipeline, dir: &Path, clip: &Clip, media: &crate::set
     let _ = suggest(&inputs, Ranker::shipped(), &default_options(Ranker::shipped()));
     let total_secs = started.elapsed().as_secs_f64();
     Ok(ClipRun { clip: clip.id.clone(), inputs, hashtag_secs: total_secs - before_hashtags, total_secs })
+}
+
+/// The figures of the held-out half of the benchmark in `dir` with each of `heads` as the
+/// classifier (`None`: no classifier), the pipeline's own ranker and options: what a newly
+/// trained classifier is judged on beside its own held-out examples. Each clip is decoded,
+/// transcribed and read once for all heads.
+pub fn judge_heads(pipeline: &Pipeline, dir: &Path, heads: &[Option<&LinearHead>], stop: &dyn Fn() -> bool) -> Result<Vec<Figures>, AnalysisError> {
+    let manifest = Manifest::load(dir).map_err(AnalysisError::Unavailable)?;
+    let held_out: Vec<&Clip> = manifest.clips.iter().filter(|c| c.half == "held_out").collect();
+    let generic: BTreeSet<String> = manifest.generic.iter().cloned().collect();
+    let ranker = Ranker::shipped();
+    let hs = &pipeline.settings.hashtags;
+    let opts = RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score.unwrap_or(ranker.min_score), content_phrases: true };
+    let media = crate::settings::MediaSettings::default();
+    let mut ranked: Vec<Vec<Ranked>> = vec![Vec::new(); heads.len()];
+    for clip in &held_out {
+        if stop() {
+            return Err(AnalysisError::Stopped);
+        }
+        let path: PathBuf = dir.join(&clip.file);
+        let probe = reelq_media::probe::probe(&path, &media)?;
+        let options = JobOptions { caption: clip.caption.clone(), ..JobOptions::default() };
+        let input = Input { path, probe, options, trending: Vec::new(), creator: None };
+        let mut session = pipeline.start(input, &[Analysis::Hashtags], stop)?;
+        for (head, out) in heads.iter().zip(ranked.iter_mut()) {
+            let inputs = pipeline.hashtag_inputs(&mut session, *head)?;
+            out.push(Ranked { clip: clip.id.clone(), tags: suggest(&inputs, ranker, &opts) });
+        }
+    }
+    Ok(ranked.iter().map(|r| figures(&held_out, r, &generic)).collect())
 }
 
 /// The options a default deployment ranks with.

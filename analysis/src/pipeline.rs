@@ -129,6 +129,10 @@ impl Pipeline {
         self
     }
 
+    pub fn settings(&self) -> &PipelineSettings {
+        &self.settings
+    }
+
     pub fn models(&self) -> &Arc<Models> {
         &self.models
     }

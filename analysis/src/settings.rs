@@ -54,6 +54,9 @@ pub fn validate(media: &MediaSettings, inference: &InferenceSettings, hashtags: 
     if hashtags.count == 0 || hashtags.count > 50 {
         return Err(ConfigError::invalid("hashtags.count", "must be between 1 and 50"));
     }
+    if !(0.0..=1.0).contains(&hashtags.benchmark_tolerance) {
+        return Err(ConfigError::invalid("hashtags.benchmark_tolerance", "must be between 0 and 1"));
+    }
     if let Some(min) = hashtags.min_score
         && !(0.0..1.0).contains(&min)
     {
@@ -88,11 +91,16 @@ pub struct HashtagSettings {
     /// A trained classifier artifact (`reelq-hashtag-linear/1` JSON) to use until the model
     /// registry promotes one. Re-read when the file changes.
     pub classifier: Option<String>,
+    /// A hashtag benchmark folder (`tools/hashtag-bench/make-clips` output) that a newly trained
+    /// classifier is also judged on: it is promoted only if its P@5 on the held-out half is no
+    /// more than `benchmark_tolerance` below the promoted version's (or no classifier's).
+    pub benchmark: Option<String>,
+    pub benchmark_tolerance: f64,
 }
 
 impl Default for HashtagSettings {
     fn default() -> Self {
-        Self { count: 10, max_generic: 1, min_score: None, classifier: None }
+        Self { count: 10, max_generic: 1, min_score: None, classifier: None, benchmark: None, benchmark_tolerance: 0.01 }
     }
 }
 

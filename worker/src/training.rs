@@ -164,6 +164,8 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         .collect();
 
     let hashtags = train_hashtags(
+        pipeline,
+        cancel,
         pool,
         store,
         job,
@@ -194,6 +196,8 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
 /// Trains, judges and registers the hashtag classifier; the returned value describes it.
 #[allow(clippy::too_many_arguments)]
 async fn train_hashtags(
+    pipeline: &Arc<Pipeline>,
+    cancel: &CancellationToken,
     pool: &PgPool,
     store: &Store,
     job: &JobRecord,
@@ -218,6 +222,7 @@ async fn train_hashtags(
         None => None,
     };
     let opts = TrainOptions { epochs: request.epochs as usize, learning_rate: request.learning_rate, l2: 1e-4, holdout: request.holdout };
+    let current_for_bench = current_head.clone();
     let started = Instant::now();
     let (head, eval, baseline, frequencies) = tokio::task::spawn_blocking(move || -> Result<_, train::TrainError> {
         let (fit_on, held_out) = train::split_by_time(examples, opts.holdout);
@@ -235,6 +240,14 @@ async fn train_hashtags(
     .map_err(|e| JobError::Retryable(format!("training thread failed: {e}")))?
     .map_err(|e| JobError::Fatal { code: JobErrorCode::InvalidRequest, message: e.to_string() })?;
     let fit_secs = started.elapsed().as_secs_f64();
+    let mut head = head;
+    // The hashtag benchmark, when one is configured: the candidate's suggestions against the
+    // promoted version's (or none's) on the same clips.
+    let bench = judge_on_benchmark(pipeline, &head, current_for_bench, cancel).await?;
+    if let Some(b) = &bench {
+        head.metrics.insert("benchmark_p_at_5".into(), b.candidate.precision_at_5);
+        head.metrics.insert("benchmark_hit_at_5".into(), b.candidate.hit_at_5);
+    }
 
     let key = artifact_key(MODEL, version);
     store.put_bytes(&key, head.to_json(), "application/json").await?;
@@ -261,8 +274,19 @@ async fn train_hashtags(
         (Some(b), Some(c)) => (c.version.clone(), b),
         _ => ("ranking by label frequency".to_owned(), frequencies),
     };
-    let promote = train::should_promote(&eval, Some(&against.1), request.margin);
-    let decision = decide("mAP", eval.map, &against.0, against.1.map, request.margin, promote);
+    let mut promote = train::should_promote(&eval, Some(&against.1), request.margin);
+    let mut decision = decide("mAP", eval.map, &against.0, against.1.map, request.margin, promote);
+    if let Some(b) = &bench {
+        let (c, p) = (b.candidate.precision_at_5, b.promoted.precision_at_5);
+        let versus = current.as_ref().map_or_else(|| "no classifier".to_owned(), |v| v.version.clone());
+        let holds = c >= p - b.tolerance;
+        decision.push_str(&format!(
+            "; on the hashtag benchmark ({} held-out clips) P@5 {c:.2} against {p:.2} with {versus}: {}",
+            b.candidate.clips,
+            if holds { "no worse" } else { "worse, so not promoted" }
+        ));
+        promote &= holds;
+    }
     let status = settle(pool, MODEL, version, promote, &decision).await?;
     reelq_shared::metrics::get().model_versions.with_label_values(&[MODEL, status]).inc();
     tracing::info!(model = MODEL, version, status, map = eval.map, baseline = baseline.map(|b| b.map), "hashtag classifier trained");
@@ -273,12 +297,54 @@ async fn train_hashtags(
         "metrics": metrics,
         "baseline": baseline.map(|b: Evaluation| json!({ "version": current.as_ref().map(|c| c.version.clone()), "metrics": b.as_metrics() })),
         "label_frequency_baseline": frequencies.as_metrics(),
+        "benchmark": bench.as_ref().map(|b| json!({ "clips": b.candidate.clips, "candidate": b.candidate, "promoted": b.promoted, "tolerance": b.tolerance })),
         "labels": head.labels.len(),
         "image_model": head.image_model,
         "image_dim": head.image_dim,
         "artifact_key": key,
         "fit_seconds": round3(fit_secs),
     }))
+}
+
+/// A candidate classifier's figures on the hashtag benchmark beside the promoted version's.
+struct BenchmarkJudgement {
+    candidate: reelq_analysis::evaluate::Figures,
+    promoted: reelq_analysis::evaluate::Figures,
+    tolerance: f64,
+}
+
+/// Runs the configured hashtag benchmark (`hashtags.benchmark`) with the candidate and with the
+/// promoted classifier (or none); `None` when no benchmark is configured. A benchmark that
+/// cannot be read fails the job as retryable: an operator asked for the check.
+async fn judge_on_benchmark(
+    pipeline: &Arc<Pipeline>,
+    candidate: &LinearHead,
+    promoted: Option<LinearHead>,
+    cancel: &CancellationToken,
+) -> Result<Option<BenchmarkJudgement>, JobError> {
+    let settings = &pipeline.settings().hashtags;
+    let Some(dir) = settings.benchmark.clone() else { return Ok(None) };
+    let tolerance = settings.benchmark_tolerance;
+    let (pipeline, candidate, cancel) = (pipeline.clone(), candidate.clone(), cancel.clone());
+    let started = Instant::now();
+    let figures = tokio::task::spawn_blocking(move || {
+        let stop = || cancel.is_cancelled();
+        reelq_analysis::evaluate::judge_heads(&pipeline, Path::new(&dir), &[Some(&candidate), promoted.as_ref()], &stop)
+    })
+    .await
+    .map_err(|e| JobError::Retryable(format!("benchmark thread failed: {e}")))?
+    .map_err(|e| match e {
+        reelq_analysis::AnalysisError::Stopped => JobError::Stopped("cancelled"),
+        other => JobError::Retryable(format!("the hashtag benchmark could not be run: {other}")),
+    })?;
+    let [candidate, promoted] = figures[..] else { return Err(JobError::Retryable("the hashtag benchmark gave no figures".into())) };
+    tracing::info!(
+        p_at_5 = candidate.precision_at_5,
+        promoted_p_at_5 = promoted.precision_at_5,
+        secs = started.elapsed().as_secs_f64(),
+        "hashtag benchmark run"
+    );
+    Ok(Some(BenchmarkJudgement { candidate, promoted, tolerance }))
 }
 
 /// Trains, judges and registers the virality regressor.

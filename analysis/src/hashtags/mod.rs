@@ -13,8 +13,8 @@
 //!
 //! When a job names its creator, the tags that creator chose for their latest posts are a prior:
 //! a tag the content already supports (a score of at least half `min_score`) and that the creator
-//! used in a share `u` of those posts also counts `0.5·u` in a noisy OR with the ranker's
-//! probability, with the history as evidence. A tag the content does not support is never
+//! used in a share `u` of those posts gains `3·u` in log-odds over the ranker's probability,
+//! with the history as evidence. A tag the content does not support is never
 //! added, however often it was used. (No labelled data says yet how much a habit should weigh,
 //! so this one weight is set, not fitted.)
 
@@ -29,7 +29,14 @@ pub use ranker::Ranker;
 use vocabulary::GENERIC;
 pub use vocabulary::{VocabEntry, VocabSource, Vocabulary, normalise_tag, stem, variant_key};
 
-const W_CREATOR: f32 = 0.5;
+/// What a creator's habit adds to a supported tag's log-odds, times the share of their posts
+/// that carried it.
+const W_CREATOR: f32 = 3.0;
+
+fn logit(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
 
 /// What a creator chose for their latest posts.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -323,7 +330,7 @@ pub fn rank_with(ranker: &Ranker, vocab: &Vocabulary, spans: &[TextSpan], signal
             && history.posts > 0
         {
             let share = used as f32 / history.posts as f32;
-            score = 1.0 - (1.0 - content) * (1.0 - W_CREATOR * share);
+            score = 1.0 / (1.0 + (-(logit(content) + W_CREATOR * share)).exp());
             sources.push("creator");
             let posts = history.posts;
             let text = if used == posts {

@@ -95,7 +95,7 @@ impl Ranker {
             "text_margin" => 4.0,
             "classifier" => 5.0,
             "visual" => 3.0,
-            "popularity" => 0.5,
+            "popularity" => 2.0,
             "curated" => 0.3,
             "broad" => 0.5,
             "generic" => -1.0,

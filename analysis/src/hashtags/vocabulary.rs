@@ -12,7 +12,7 @@
 //! first, so a pulled `#recipes` adds nothing new when `#recipe` is curated, and a creator's
 //! `#GymLife` supports `#gym`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -79,6 +79,9 @@ pub struct Vocabulary {
     entries: Vec<VocabEntry>,
     /// Variant key of every tag and alias → its entry.
     index: HashMap<String, usize>,
+    /// The words of the seed's descriptions and keywords: what a new compound tag is split into
+    /// ("pastanight" → "pasta night") for the sentence encoder.
+    words: HashSet<String>,
 }
 
 impl Vocabulary {
@@ -131,6 +134,9 @@ impl Vocabulary {
                     .map(|a| normalise_tag(a).ok_or_else(|| bad(format!("alias `{a}` is not a hashtag"))))
                     .collect::<Result<_, _>>()?
             };
+            for w in about.split(|c: char| !c.is_ascii_alphabetic()).chain(words.split_whitespace()).filter(|w| w.len() >= 2) {
+                self.words.insert(w.to_lowercase());
+            }
             let mut keywords: Vec<String> = words.split_whitespace().map(stem).collect();
             keywords.sort();
             keywords.dedup();
@@ -164,7 +170,8 @@ impl Vocabulary {
                 None => {
                     let generic = GENERIC.contains(&tag.as_str());
                     let keywords = vec![stem(tag.trim_start_matches('#'))];
-                    self.push(VocabEntry { tag, generic, keywords, source, about: None, aliases: Vec::new(), broad: false, popularity });
+                    let about = self.split_words(tag.trim_start_matches('#'));
+                    self.push(VocabEntry { tag, generic, keywords, source, about, aliases: Vec::new(), broad: false, popularity });
                 }
             }
         }
@@ -179,6 +186,41 @@ impl Vocabulary {
             self.index.insert(variant_key(t), i);
         }
         self.entries.push(e);
+    }
+
+    /// `body` as two or more known words ("pastanight" → "pasta night"), the fewest that
+    /// cover it; `None` when no split into known words exists.
+    fn split_words(&self, body: &str) -> Option<String> {
+        let chars: Vec<char> = body.chars().filter(|c| *c != '_').collect();
+        let n = chars.len();
+        if !(4..=40).contains(&n) {
+            return None;
+        }
+        // best[i]: the fewest words covering chars[..i], and where the last one starts.
+        let mut best: Vec<Option<(usize, usize)>> = vec![None; n + 1];
+        best[0] = Some((0, 0));
+        for end in 1..=n {
+            for start in end.saturating_sub(20)..end {
+                let Some((count, _)) = best[start] else { continue };
+                let word: String = chars[start..end].iter().collect();
+                if self.words.contains(&word) && best[end].is_none_or(|(c, _)| count + 1 < c) {
+                    best[end] = Some((count + 1, start));
+                }
+            }
+        }
+        let (count, _) = best[n]?;
+        if count < 2 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut end = n;
+        while end > 0 {
+            let (_, start) = best[end]?;
+            parts.push(chars[start..end].iter().collect::<String>());
+            end = start;
+        }
+        parts.reverse();
+        Some(parts.join(" "))
     }
 
     /// The entry `tag` (any case, with or without `#`, or an alias or variant) resolves to.
@@ -257,6 +299,11 @@ mod tests {
         v.extend_tags(["#GymLife", "#recipe_s", "#legday", "#legdays", "#Leg_Day"], VocabSource::Trending);
         let tags: Vec<&str> = v.entries().iter().map(|e| e.tag.as_str()).collect();
         assert_eq!(tags, ["#recipe", "#gym", "#legday"]);
+        // A new compound tag is described by the known words it is made of.
+        v.extend_tags(["#gymweights", "#qzxv"], VocabSource::Trending);
+        let described = |t: &str| v.entries().iter().find(|e| e.tag == t).and_then(|e| e.about.clone());
+        assert_eq!(described("#gymweights").as_deref(), Some("gym weights"), "{v:?}");
+        assert_eq!(described("#qzxv"), None);
         // Popularity follows the pulled order, taken by the entry a variant merged into.
         assert!(v.entries()[1].popularity > v.entries()[2].popularity && v.entries()[2].popularity > 0.0, "{v:?}");
         assert_eq!(v.entries()[2].source, VocabSource::Trending);

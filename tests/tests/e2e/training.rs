@@ -459,3 +459,57 @@ async fn video_files_beside_a_dump_give_the_classifier_image_features() {
     worker.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_candidate_classifier_is_also_judged_on_the_hashtag_benchmark() {
+    // Arrange: two niches of the benchmark on disk, named by the worker's configuration.
+    let env = TestEnv::new().await;
+    let bench = tempfile::tempdir().expect("tempdir");
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let made = std::process::Command::new(root.join("tools/hashtag-bench/make-clips"))
+        .arg(bench.path())
+        .args(["--niches", "2"])
+        .status()
+        .expect("python3, espeak-ng and ffmpeg are installed (scripts/test installs them)");
+    assert!(made.success(), "make-clips failed");
+    let stub = StubServer::start(StubConfig { videos: 300, days: 14, ..StubConfig::default() }, "127.0.0.1:0").await.expect("stub");
+    let scheduler = reelq_scheduler::Scheduler::build(scheduler_settings(&env, &stub)).await.expect("scheduler builds");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(scheduler.run_until_stopped(stop.clone()));
+    let mut worker_settings = env.worker_settings();
+    worker_settings.hashtags.benchmark = Some(bench.path().display().to_string());
+    let _worker = TestWorker::spawn(worker_settings).await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let tenant = tenants::by_name(&env.pool, "acme").await.expect("query").expect("tenant");
+    let admin_key = tenants::create_key(&env.pool, tenant.id, "ml").await.expect("key");
+    assert!(admin::set_admin(&env.pool, &admin_key.hash, true).await.expect("flag"));
+    let ops = Ops { app: &app, key: secrecy::ExposeSecret::expose_secret(&admin_key.key).to_owned() };
+    let started = Instant::now();
+    while !schedules::exists(&env.pool, "retrain").await.expect("exists") {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Act: pull, then train with the benchmark configured.
+    assert_eq!(ops.run("pull").await["status"], "succeeded");
+    let trained = ops.run("retrain").await;
+    assert_eq!(trained["status"], "succeeded", "{trained}");
+
+    // Assert: the candidate's benchmark figures are registered, the decision names them, and
+    // the outcome follows them: promoted only if its P@5 there is within the tolerance (0.01)
+    // of having no classifier, and its held-out mAP beat label frequencies.
+    let listing = ops.models().await;
+    let version = listing["versions"].as_array().expect("versions").iter().find(|v| v["model"] == "hashtags").cloned().expect("a trained version");
+    let decision = version["decision"].as_str().expect("decision");
+    assert!(decision.contains("on the hashtag benchmark (4 held-out clips)") && decision.contains("with no classifier"), "{version}");
+    let candidate = version["metrics"]["benchmark_p_at_5"].as_f64().expect("benchmark P@5 registered");
+    let with_none: f64 =
+        decision.split(" against ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).expect("the figure without one");
+    let beat_frequencies = decision.starts_with("mAP") && decision.contains(" beats ");
+    let expected = if beat_frequencies && candidate >= with_none - 0.01 - 0.005 { "promoted" } else { "rejected" };
+    assert_eq!(version["status"], expected, "{version}");
+    stop.cancel();
+    task.await.expect("joined").expect("clean stop");
+    stub.stop().await;
+    env.cleanup().await;
+}
