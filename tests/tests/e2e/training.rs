@@ -73,7 +73,20 @@ struct Ops<'a> {
     key: String,
 }
 
-impl Ops<'_> {
+impl<'a> Ops<'a> {
+    /// An admin key of the main tenant, once the scheduler has registered `schedule`.
+    async fn admin(env: &TestEnv, app: &'a TestApp, schedule: &str) -> Self {
+        let tenant = tenants::by_name(&env.pool, "acme").await.expect("query").expect("tenant");
+        let admin_key = tenants::create_key(&env.pool, tenant.id, "ml").await.expect("key");
+        assert!(admin::set_admin(&env.pool, &admin_key.hash, true).await.expect("flag"));
+        let started = Instant::now();
+        while !schedules::exists(&env.pool, schedule).await.expect("exists") {
+            assert!(started.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ops { app, key: secrecy::ExposeSecret::expose_secret(&admin_key.key).to_owned() }
+    }
+
     async fn run(&self, schedule: &str) -> Value {
         let resp =
             self.app.http.post(self.app.url("/v1/admin/runs")).bearer_auth(&self.key).json(&json!({ "schedule": schedule })).send().await.expect("sent");
@@ -130,15 +143,7 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     worker_settings.inference.registry_refresh_ms = 0;
     let worker = TestWorker::spawn(worker_settings).await;
     let app = TestApp::spawn(&env, env.api_settings()).await;
-    let tenant = tenants::by_name(&env.pool, "acme").await.expect("query").expect("tenant");
-    let admin_key = tenants::create_key(&env.pool, tenant.id, "ml").await.expect("key");
-    assert!(admin::set_admin(&env.pool, &admin_key.hash, true).await.expect("flag"));
-    let ops = Ops { app: &app, key: secrecy::ExposeSecret::expose_secret(&admin_key.key).to_owned() };
-    let started = Instant::now();
-    while !schedules::exists(&env.pool, "retrain-bad").await.expect("exists") {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ops = Ops::admin(&env, &app, "retrain-bad").await;
     // Clients cannot enqueue training themselves.
     let clip = tokio::task::spawn_blocking(|| {
         make_clip(
@@ -480,15 +485,7 @@ async fn a_candidate_classifier_is_also_judged_on_the_hashtag_benchmark() {
     worker_settings.hashtags.benchmark = Some(bench.path().display().to_string());
     let _worker = TestWorker::spawn(worker_settings).await;
     let app = TestApp::spawn(&env, env.api_settings()).await;
-    let tenant = tenants::by_name(&env.pool, "acme").await.expect("query").expect("tenant");
-    let admin_key = tenants::create_key(&env.pool, tenant.id, "ml").await.expect("key");
-    assert!(admin::set_admin(&env.pool, &admin_key.hash, true).await.expect("flag"));
-    let ops = Ops { app: &app, key: secrecy::ExposeSecret::expose_secret(&admin_key.key).to_owned() };
-    let started = Instant::now();
-    while !schedules::exists(&env.pool, "retrain").await.expect("exists") {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ops = Ops::admin(&env, &app, "retrain").await;
 
     // Act: pull, then train with the benchmark configured.
     assert_eq!(ops.run("pull").await["status"], "succeeded");
