@@ -96,11 +96,14 @@ pub struct HashtagSettings {
     /// more than `benchmark_tolerance` below the promoted version's (or no classifier's).
     pub benchmark: Option<String>,
     pub benchmark_tolerance: f64,
+    /// Embed the vocabulary's descriptions when the worker starts, in the background, rather
+    /// than on its first hashtag job.
+    pub warm_up: bool,
 }
 
 impl Default for HashtagSettings {
     fn default() -> Self {
-        Self { count: 10, max_generic: 1, min_score: None, classifier: None, benchmark: None, benchmark_tolerance: 0.01 }
+        Self { count: 10, max_generic: 1, min_score: None, classifier: None, benchmark: None, benchmark_tolerance: 0.01, warm_up: true }
     }
 }
 

@@ -54,6 +54,16 @@ impl Pipeline {
         Ok((finding, inputs.models))
     }
 
+    /// Embeds the curated vocabulary's descriptions with the text encoder, ahead of the first
+    /// hashtag job (they are cached for the life of the process, and a first job would
+    /// otherwise wait for all of them); returns how many.
+    pub fn warm_hashtags(&self) -> Result<usize, AnalysisError> {
+        let embedder = self.models.text_embedder()?;
+        let descriptions: Vec<String> = self.vocabulary.entries().iter().map(|e| e.description()).collect();
+        self.models.cached_embeddings(&embedder.model().to_string(), &descriptions, |t| embedder.embed(t))?;
+        Ok(descriptions.len())
+    }
+
     /// What hashtags are ranked from, with `head` as the classifier: the vocabulary grown by the
     /// trending list and the head's labels, the video's text, and the models' signals.
     pub fn hashtag_inputs(&self, session: &mut Session, head: Option<&LinearHead>) -> Result<HashtagInputs, AnalysisError> {

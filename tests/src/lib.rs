@@ -131,6 +131,8 @@ impl TestEnv {
         let root = workspace_root();
         s.inference.models_dir = Some(reelq_worker::inference::DirStore::default_root(&root).display().to_string());
         s.inference.library = Some(reelq_worker::inference::RuntimeConfig::default_library(&root).display().to_string());
+        // Tests start many workers; each embeds the vocabulary on its first hashtag job instead.
+        s.hashtags.warm_up = false;
         s
     }
 

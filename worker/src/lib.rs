@@ -95,6 +95,17 @@ impl Worker {
             .map_err(|source| StartupError::Bind { addr: settings.worker.health_bind.clone(), source })?;
         let settings = Arc::new(settings);
         let runner = Arc::new(JobRunner::new(pool.clone(), store, settings.clone()));
+        if settings.hashtags.warm_up {
+            let pipeline = runner.pipeline();
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                match pipeline.warm_hashtags() {
+                    Ok(n) => tracing::info!(descriptions = n, secs = started.elapsed().as_secs_f64(), "hashtag vocabulary embedded"),
+                    // The first hashtag job embeds them, or says why it cannot.
+                    Err(e) => tracing::warn!(error = %e, "hashtag vocabulary not embedded ahead of jobs"),
+                }
+            });
+        }
         Ok(Self { settings, pool, runner, publisher, health, abort: CancellationToken::new() })
     }
 

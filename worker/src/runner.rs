@@ -170,6 +170,11 @@ pub struct JobRunner {
 }
 
 impl JobRunner {
+    /// The analysis pipeline every job of this runner shares.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.clone()
+    }
+
     /// A runner over the given connections.
     pub fn new(pool: PgPool, store: Store, settings: Arc<Settings>) -> Self {
         let scratch = settings.worker.scratch_dir.clone().map(PathBuf::from).unwrap_or_else(std::env::temp_dir);

@@ -42,12 +42,10 @@ fn main() -> ExitCode {
     let judged: Vec<&Clip> = manifest.clips.iter().filter(|c| half == "all" || c.half == half).collect();
     // Fitting needs the tuning half run too.
     let to_run: Vec<&Clip> = manifest.clips.iter().filter(|c| judged.iter().any(|j| j.id == c.id) || (fit && c.half == "tune")).collect();
-    // The vocabulary's description embeddings are computed once per process and cached, as in
-    // a running worker: one clip first, untimed.
-    if let Some(first) = to_run.first()
-        && let Err(e) = evaluate::run_clip(&pipeline, &dir, first, &media)
-    {
-        eprintln!("{}: {e}", first.file);
+    // The vocabulary's description embeddings are computed once per process and cached, as a
+    // worker does when it starts: first, untimed.
+    if let Err(e) = pipeline.warm_hashtags() {
+        eprintln!("the vocabulary's embeddings: {e}");
         return ExitCode::FAILURE;
     }
     let mut runs: Vec<ClipRun> = Vec::new();
