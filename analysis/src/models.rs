@@ -47,6 +47,9 @@ pub struct Models {
     safety_batcher: Mutex<Option<Arc<SafetyBatcher>>>,
     /// Embeddings of hashtag descriptions and prompts, by model and text.
     tag_vectors: Mutex<HashMap<String, Arc<Vec<f32>>>>,
+    /// Held while missing tag vectors are computed, so that a job arriving during the start-up
+    /// warm-up waits for it instead of embedding the same texts again.
+    tag_vectors_filling: Mutex<()>,
     classifier_path: Option<PathBuf>,
     /// The loaded classifier and the modification time of the file it came from.
     classifier: Mutex<Option<(SystemTime, Arc<LinearHead>)>>,
@@ -73,6 +76,7 @@ impl Models {
             safety: Mutex::new(None),
             safety_batcher: Mutex::new(None),
             tag_vectors: Mutex::new(HashMap::new()),
+            tag_vectors_filling: Mutex::new(()),
             classifier_path: None,
             classifier: Mutex::new(None),
             promoted_head: Mutex::new(None),
@@ -206,6 +210,7 @@ impl Models {
         embed: impl FnOnce(&[&str]) -> Result<Vec<Vec<f32>>, InferenceError>,
     ) -> Result<Vec<Arc<Vec<f32>>>, InferenceError> {
         let key = |t: &str| format!("{model}\u{0}{t}");
+        let _filling = self.tag_vectors_filling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let missing: Vec<&str> = {
             let cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             texts.iter().map(String::as_str).filter(|t| !cache.contains_key(&key(t))).collect()

@@ -352,7 +352,7 @@ pub fn rank_with(ranker: &Ranker, vocab: &Vocabulary, spans: &[TextSpan], signal
 }
 
 /// Words that never start or end a content phrase.
-const STOPWORDS: &[&str] = &[
+pub(crate) const STOPWORDS: &[&str] = &[
     "a", "an", "the", "and", "or", "but", "so", "of", "to", "in", "on", "at", "for", "with", "from", "by", "up", "my", "your", "our", "his", "her",
     "their", "its", "this", "that", "these", "those", "is", "are", "was", "were", "be", "been", "am", "i", "you", "we", "they", "he", "she", "it", "me",
     "us", "them", "what", "how", "why", "when", "where", "who", "which", "do", "does", "did", "have", "has", "had", "will", "can", "just", "very",

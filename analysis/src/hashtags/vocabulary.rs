@@ -137,7 +137,9 @@ impl Vocabulary {
             for w in about.split(|c: char| !c.is_ascii_alphabetic()).chain(words.split_whitespace()).filter(|w| w.len() >= 2) {
                 self.words.insert(w.to_lowercase());
             }
-            let mut keywords: Vec<String> = words.split_whitespace().map(stem).collect();
+            // Words that fit any video ("easy", "minutes") point to no tag.
+            let mut keywords: Vec<String> =
+                words.split_whitespace().filter(|w| !super::STOPWORDS.contains(&w.to_lowercase().as_str())).map(stem).collect();
             keywords.sort();
             keywords.dedup();
             let about = Some(about.trim().to_owned()).filter(|a| !a.is_empty());
