@@ -177,8 +177,7 @@ pub fn judge_heads(pipeline: &Pipeline, dir: &Path, heads: &[Option<&LinearHead>
     let held_out: Vec<&Clip> = manifest.clips.iter().filter(|c| c.half == "held_out").collect();
     let generic: BTreeSet<String> = manifest.generic.iter().cloned().collect();
     let ranker = Ranker::shipped();
-    let hs = &pipeline.settings.hashtags;
-    let opts = RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score.unwrap_or(ranker.min_score), content_phrases: true };
+    let opts = pipeline.settings.hashtags.rank_options(ranker);
     let media = crate::settings::MediaSettings::default();
     let mut ranked: Vec<Vec<Ranked>> = vec![Vec::new(); heads.len()];
     for clip in &held_out {
@@ -200,16 +199,12 @@ pub fn judge_heads(pipeline: &Pipeline, dir: &Path, heads: &[Option<&LinearHead>
 
 /// The options a default deployment ranks with.
 pub fn default_options(ranker: &Ranker) -> RankOptions {
-    let s = crate::settings::HashtagSettings::default();
-    RankOptions { count: s.count, max_generic: s.max_generic, min_score: s.min_score.unwrap_or(ranker.min_score), content_phrases: true }
+    crate::settings::HashtagSettings::default().rank_options(ranker)
 }
 
 /// What `ranker` suggests from `inputs`, best first.
 pub fn suggest(inputs: &HashtagInputs, ranker: &Ranker, opts: &RankOptions) -> Vec<String> {
-    if inputs.blind {
-        return Vec::new();
-    }
-    hashtags::rank_with(ranker, &inputs.vocab, &inputs.spans, &inputs.signals, opts).into_iter().map(|s| s.tag).collect()
+    inputs.rank(ranker, opts).into_iter().map(|s| s.tag).collect()
 }
 
 /// reelq's suggestions for each run with `ranker` and `opts`.

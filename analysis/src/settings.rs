@@ -101,6 +101,19 @@ pub struct HashtagSettings {
     pub warm_up: bool,
 }
 
+impl HashtagSettings {
+    /// How a pipeline with these settings ranks with `ranker`: its threshold unless
+    /// `min_score` overrides it.
+    pub fn rank_options(&self, ranker: &crate::hashtags::Ranker) -> crate::hashtags::RankOptions {
+        crate::hashtags::RankOptions {
+            count: self.count,
+            max_generic: self.max_generic,
+            min_score: self.min_score.unwrap_or(ranker.min_score),
+            content_phrases: true,
+        }
+    }
+}
+
 impl Default for HashtagSettings {
     fn default() -> Self {
         Self { count: 10, max_generic: 1, min_score: None, classifier: None, benchmark: None, benchmark_tolerance: 0.01, warm_up: true }

@@ -31,6 +31,16 @@ pub struct HashtagInputs {
     pub blind: bool,
 }
 
+impl HashtagInputs {
+    /// The suggestions `ranker` makes from these inputs (none when there was nothing to go on).
+    pub fn rank(&self, ranker: &Ranker, opts: &RankOptions) -> Vec<hashtags::Suggestion> {
+        if self.blind {
+            return Vec::new();
+        }
+        hashtags::rank_with(ranker, &self.vocab, &self.spans, &self.signals, opts)
+    }
+}
+
 impl Pipeline {
     /// The hashtag suggestions, ranked once per session.
     pub(crate) fn hashtags<'s>(&self, session: &'s mut Session) -> Result<&'s (HashtagFinding, Vec<ModelRef>), AnalysisError> {
@@ -44,11 +54,8 @@ impl Pipeline {
     fn rank_hashtags(&self, session: &mut Session) -> Result<(HashtagFinding, Vec<ModelRef>), AnalysisError> {
         let head = self.models.hashtag_head()?;
         let inputs = self.hashtag_inputs(session, head.as_deref())?;
-        let hs = &self.settings.hashtags;
         let ranker = Ranker::shipped();
-        let opts =
-            RankOptions { count: hs.count, max_generic: hs.max_generic, min_score: hs.min_score.unwrap_or(ranker.min_score), content_phrases: true };
-        let suggestions = if inputs.blind { Vec::new() } else { hashtags::rank_with(ranker, &inputs.vocab, &inputs.spans, &inputs.signals, &opts) };
+        let suggestions = inputs.rank(ranker, &self.settings.hashtags.rank_options(ranker));
         let classifier_version = inputs.signals.classifier.as_ref().map(|c| c.1.clone());
         let finding = HashtagFinding { suggestions, classifier_version, vocabulary_size: inputs.vocab.len(), notice: inputs.notice };
         Ok((finding, inputs.models))
