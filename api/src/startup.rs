@@ -53,12 +53,13 @@ impl Application {
         let publisher = Arc::new(Publisher::new(&settings.amqp, "reelq-api"));
         let listener = TcpListener::bind(&settings.api.bind).await.map_err(|source| StartupError::Bind { addr: settings.api.bind.clone(), source })?;
         let state = AppState {
-            pool,
+            pool: pool.clone(),
             store,
             publisher,
             auth_cache: Arc::new(AuthCache::new(Duration::from_secs(settings.api.auth_cache_ttl_secs))),
             events: Arc::new(EventStreams::new(settings.api.max_event_streams, Duration::from_millis(settings.api.event_poll_ms))),
             relay_wake: Arc::new(tokio::sync::Notify::new()),
+            submissions: AppState::submissions(&pool, !settings.api.run_relay),
             settings: Arc::new(settings),
         };
         Ok(Self { listener, state })

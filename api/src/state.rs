@@ -9,12 +9,17 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use sqlx::PgPool;
 
+use reelq_shared::db::batch::Coalescer;
+use reelq_shared::db::jobs::{JobRecord, Submission};
 use reelq_shared::db::tenants::{self, Tenant};
 use reelq_shared::queue::Publisher;
 use reelq_shared::storage::Store;
 
 use crate::error::ApiError;
 use crate::settings::Settings;
+
+/// Most single submissions inserted by one statement.
+const MAX_SUBMISSION_BATCH: usize = 256;
 
 /// Cheap to clone: everything behind `Arc`s.
 #[derive(Clone)]
@@ -28,6 +33,8 @@ pub struct AppState {
     pub events: Arc<crate::routes::events::EventStreams>,
     /// Wakes this process's outbox relay once a submission has committed.
     pub relay_wake: Arc<tokio::sync::Notify>,
+    /// Inserts the single submissions that arrive together in one statement.
+    pub submissions: Arc<Coalescer<Submission, Option<JobRecord>>>,
 }
 
 impl AppState {
@@ -35,6 +42,16 @@ impl AppState {
     /// none of its own.
     pub fn notify_relays(&self) -> bool {
         !self.settings.api.run_relay
+    }
+
+    /// The coalescer of single submissions for `pool`: a submission arriving while none is
+    /// being inserted goes alone at once; those that arrive meanwhile go together next.
+    pub fn submissions(pool: &PgPool, notify_relays: bool) -> Arc<Coalescer<Submission, Option<JobRecord>>> {
+        let pool = pool.clone();
+        Arc::new(Coalescer::spawn("jobs.insert_each", MAX_SUBMISSION_BATCH, move |items: Arc<[Submission]>| {
+            let pool = pool.clone();
+            async move { reelq_shared::db::jobs::insert_each(&pool, &items, notify_relays).await }
+        }))
     }
 
     /// Wakes this process's relay, after a submission committed.

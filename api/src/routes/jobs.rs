@@ -246,7 +246,17 @@ async fn create_job(
         return replay(state, existing, request_hash).await;
     }
     let (job, message, headers) = prepare(state, tenant_id, video_id, job_id, request, idem, request_hash).await?;
-    let inserted = match jobs::insert_with_message(&state.pool, &job, &message, &headers, state.notify_relays()).await {
+    let submission = jobs::Submission { job, message, headers };
+    let inserted = match state.submissions.call(submission.clone()).await {
+        // Refused in its group (a video that is not stored, a key or id already taken):
+        // inserting it alone says which.
+        Ok(None) => {
+            let jobs::Submission { job, message, headers } = &submission;
+            jobs::insert_with_message(&state.pool, job, message, headers, state.notify_relays()).await
+        }
+        other => other,
+    };
+    let inserted = match inserted {
         Ok(Some(r)) => r,
         // Only now, on the rare refusal, find out why: one round trip less per submission.
         Ok(None) => return Err(why_refused(videos::get(&state.pool, tenant_id, video_id).await?.as_ref())),

@@ -19,15 +19,15 @@ pub struct OutboxRow {
     pub headers: serde_json::Value,
 }
 
-/// Takes up to `limit` of the oldest rows, in a transaction left open on `conn`: `BEGIN` and a
+/// Takes up to `limit` of the oldest rows after id `after`, in a transaction left open on `conn`: `BEGIN` and a
 /// `DELETE … RETURNING` go together in one round trip. The caller publishes the rows and then
 /// ends the transaction with [`end_batch`]: a commit forgets them, a rollback (or a connection
 /// lost meanwhile) puts them back. Rows another relay holds are skipped, so several api replicas
 /// can relay at once without publishing a row twice.
-pub async fn take_batch(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
-    // The simple protocol takes no parameters; the limit is an integer formatted here.
+pub async fn take_batch(conn: &mut PgConnection, after: i64, limit: i64) -> Result<Vec<OutboxRow>, DbError> {
+    // The simple protocol takes no parameters; the bounds are integers formatted here.
     let sql = format!(
-        "BEGIN; DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED) \
+        "BEGIN; DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE id > {after} ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED) \
          RETURNING id, routing_key, payload, headers",
         limit.max(1)
     );
@@ -50,7 +50,7 @@ pub async fn end_batch(conn: &mut PgConnection, commit: bool) -> Result<(), DbEr
     Ok(())
 }
 
-/// Rows waiting to be published.
-pub async fn pending(db: impl PgExecutor<'_>) -> Result<i64, DbError> {
-    timed("outbox.pending", sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox"#).fetch_one(db)).await
+/// Rows after id `after` waiting to be published.
+pub async fn pending(db: impl PgExecutor<'_>, after: i64) -> Result<i64, DbError> {
+    timed("outbox.pending", sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE id > $1"#, after).fetch_one(db)).await
 }

@@ -234,3 +234,67 @@ async fn a_submission_wakes_the_relay_of_its_own_process_and_through_postgres_on
     with_relay.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_submissions_arriving_together_are_inserted_together_and_each_answered_as_if_alone() {
+    let env = TestEnv::new().await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let video = app.upload_clip(sample_clip()).await;
+    let url = app.url("/v1/jobs");
+    let send = |key: &str, body: serde_json::Value, idem: Option<&str>| {
+        let mut req = app.http.post(&url).bearer_auth(key).json(&body);
+        if let Some(k) = idem {
+            req = req.header("idempotency-key", k);
+        }
+        async move {
+            let resp = req.send().await.expect("sent");
+            let status = resp.status().as_u16();
+            let replayed = resp.headers().contains_key("idempotent-replayed");
+            (status, replayed, resp.json::<serde_json::Value>().await.expect("json"))
+        }
+    };
+    // All at once: jobs that go in, the same keyed request five times, another tenant naming
+    // this tenant's video, and a video that does not exist.
+    let mut calls = Vec::new();
+    for _ in 0..30 {
+        calls.push(send(&app.key, job(video, "interactive"), None));
+    }
+    for _ in 0..5 {
+        calls.push(send(&app.key, job(video, "batch"), Some("same")));
+    }
+    for _ in 0..5 {
+        calls.push(send(&app.other_key, job(video, "interactive"), None));
+    }
+    for _ in 0..3 {
+        calls.push(send(&app.key, job(Uuid::now_v7(), "interactive"), None));
+    }
+    let answers = futures::future::join_all(calls).await;
+
+    let plain = &answers[..30];
+    assert!(plain.iter().all(|(s, replayed, _)| *s == 202 && !replayed), "{plain:?}");
+    let ids: std::collections::HashSet<&str> = plain.iter().map(|(_, _, b)| b["id"].as_str().expect("id")).collect();
+    assert_eq!(ids.len(), 30);
+    let keyed = &answers[30..35];
+    assert!(keyed.iter().all(|(s, ..)| *s == 202), "{keyed:?}");
+    let replays = keyed.iter().filter(|(_, replayed, _)| *replayed).count();
+    assert_eq!(replays, 4, "one creates the job, the others replay it: {keyed:?}");
+    let keyed_ids: std::collections::HashSet<&str> = keyed.iter().map(|(_, _, b)| b["id"].as_str().expect("id")).collect();
+    assert_eq!(keyed_ids.len(), 1);
+    for (status, _, body) in &answers[35..] {
+        assert_eq!((*status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+    }
+    // Exactly the accepted jobs were recorded, each with one dispatch message, and they run.
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM jobs").await, 31);
+    let worker = reelq_tests::TestWorker::spawn(env.worker_settings()).await;
+    for id in ids.iter().chain(&keyed_ids) {
+        let id: Uuid = id.parse().expect("uuid");
+        assert_eq!(app.wait_terminal(id, Duration::from_secs(30)).await["status"], "succeeded");
+    }
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM outbox").await, 0, "every message was relayed once");
+    // Some statement carried more than one submission.
+    let sizes = reelq_shared::metrics::get().db_batch_size.with_label_values(&["jobs.insert_each"]);
+    assert!(sizes.get_sample_sum() > sizes.get_sample_count() as f64, "{} submissions in {} statements", sizes.get_sample_sum(), sizes.get_sample_count());
+    worker.stop().await;
+    app.stop().await;
+    env.cleanup().await;
+}

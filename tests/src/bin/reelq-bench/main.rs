@@ -3,7 +3,7 @@
 //! timings.
 //!
 //! ```text
-//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N] [--bulk 100] [--hold-snapshot] [--apis 2 --workers 4]
+//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N] [--bulk 100] [--hold-snapshot] [--slice 100000] [--setup-sql FILE] [--apis 2 --workers 4]
 //! cargo build --release -p reelq-api && cargo run --release -p reelq-tests --bin reelq-bench -- upload --mib 1024
 //! cargo run --release -p reelq-tests --bin reelq-bench -- retention --objects 10000 [--batch 500]
 //! cargo run --release -p reelq-tests --bin reelq-bench -- songs --tracks 1000 [--excerpts 60]
@@ -34,6 +34,8 @@ struct NoopArgs {
     paced_jobs: usize,
     bulk: usize,
     hold_snapshot: bool,
+    slice: usize,
+    setup_sql: Option<String>,
     apis: usize,
     workers: usize,
 }
@@ -74,6 +76,10 @@ fn parse_args() -> Mode {
                 paced_jobs: flag("--paced-jobs", (jobs / 2) as u64) as usize,
                 bulk: flag("--bulk", 0) as usize,
                 hold_snapshot: args.iter().any(|a| a == "--hold-snapshot"),
+                slice: flag("--slice", 100_000).max(1) as usize,
+                // `--setup-sql FILE`: statements run in the bench's database after its migrations,
+                // to measure a variant of a function or an index against the shipped one.
+                setup_sql: args.iter().position(|a| a == "--setup-sql").and_then(|i| args.get(i + 1)).cloned(),
                 apis: flag("--apis", 0) as usize,
                 workers: flag("--workers", 1) as usize,
             })
@@ -102,6 +108,8 @@ async fn main() {
                 paced_jobs: a.paced_jobs,
                 bulk: a.bulk,
                 hold_snapshot: a.hold_snapshot,
+                slice: a.slice,
+                setup_sql: a.setup_sql.as_deref(),
                 apis: a.apis,
                 workers: a.workers,
             };
@@ -228,8 +236,12 @@ struct NoopRun<'a> {
     paced_jobs: usize,
     /// Jobs per `POST /v1/jobs:batch` request; 0 submits them one by one.
     bulk: usize,
-    /// Keep another client's repeatable-read transaction open through the burst.
+    /// Keep another client's repeatable-read transaction open through the burst and the paced runs.
     hold_snapshot: bool,
+    /// Jobs per slice when a long run reports its rate and latency slice by slice.
+    slice: usize,
+    /// A file of SQL run in the bench's database after its migrations.
+    setup_sql: Option<&'a str>,
     /// Api processes to start (release binaries); 0 runs the api and the worker in this process.
     apis: usize,
     /// Worker processes to start with `apis`; they share `worker_concurrency`.
@@ -237,8 +249,13 @@ struct NoopRun<'a> {
 }
 
 async fn noop(run: NoopRun<'_>) {
-    let NoopRun { jobs, concurrency, worker_concurrency, tenants, paced, paced_jobs, bulk, hold_snapshot, apis, workers } = run;
+    let NoopRun { jobs, concurrency, worker_concurrency, tenants, paced, paced_jobs, bulk, hold_snapshot, slice, setup_sql, apis, workers } = run;
     let env = TestEnv::new().await;
+    if let Some(path) = setup_sql {
+        let sql = std::fs::read_to_string(path).expect("reads the setup SQL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&env.pool).await.expect("runs the setup SQL");
+        println!("  ran {path} in the bench database");
+    }
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
     // The api and the worker in this process, or as `apis` and `workers` processes of their own.
     let (services, bases) = if apis == 0 {
@@ -306,8 +323,8 @@ async fn noop(run: NoopRun<'_>) {
     if hold_snapshot {
         let mut c = sqlx::PgConnection::connect(&format!("{}/{}", reelq_tests::pg_base(), env.db_name)).await.expect("connects");
         sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM jobs").execute(&mut c).await.expect("snapshot");
-        println!("  a repeatable-read transaction stays open through the burst");
-        held = Some(c);
+        println!("  a repeatable-read transaction stays open through the burst and the paced runs");
+        held = Some((c, Instant::now()));
     }
     let before = cost::sample(&env.pool, &pids, Duration::ZERO).await;
     let since = db_now(&env.pool).await;
@@ -325,9 +342,6 @@ async fn noop(run: NoopRun<'_>) {
     let burst = Window { since, until: db_now(&env.pool).await };
     burst.wait_succeeded(&env.pool, ids.len()).await;
     let secs = started.elapsed().as_secs_f64();
-    if let Some(mut c) = held.take() {
-        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut c).await;
-    }
     let after = cost::sample(&env.pool, &pids, Duration::from_secs(11)).await;
     let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
         sqlx::query_as("SELECT min(created_at), max(finished_at) FROM jobs WHERE created_at >= $1 AND created_at < $2")
@@ -340,8 +354,8 @@ async fn noop(run: NoopRun<'_>) {
     let max_rate = ids.len() as f64 / span;
     println!("  end to end: {} jobs in {span:.2} s = {max_rate:.0} jobs/s (first submit to last success)", ids.len());
     burst.latencies(&env.pool).await;
-    if ids.len() >= 200_000 {
-        burst.rate_by_slice(&env.pool, 100_000).await;
+    if ids.len() >= 2 * slice {
+        burst.by_slice(&env.pool, slice as i64).await;
     }
     cost::report(&before, &after, ids.len(), secs);
     println!("  tables after: {}", table_stats(&env.pool).await);
@@ -366,9 +380,14 @@ async fn noop(run: NoopRun<'_>) {
         window.wait_succeeded(&env.pool, ids.len()).await;
         println!("    offered {offered:.0} jobs/s, {} accepted", ids.len());
         window.latencies(&env.pool).await;
-        if ids.len() >= 200_000 {
-            window.rate_by_slice(&env.pool, 100_000).await;
+        if ids.len() >= 2 * slice {
+            window.by_slice(&env.pool, slice as i64).await;
         }
+        println!("    tables after: {}", table_stats(&env.pool).await);
+    }
+    if let Some((mut c, since)) = held.take() {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut c).await;
+        println!("  the repeatable-read transaction was held open for {:.0} s", since.elapsed().as_secs_f64());
     }
     services.stop().await;
     env.cleanup().await;
@@ -492,10 +511,15 @@ impl Window {
 
     /// The completion rate over each successive `size` jobs, in the order they finished: a rate
     /// that holds shows as equal slices.
-    async fn rate_by_slice(&self, pool: &sqlx::PgPool, size: i64) {
-        let rows: Vec<(i64, f64)> = sqlx::query_as(
-            "SELECT (rn - 1) / $3 AS slice, EXTRACT(EPOCH FROM max(finished_at) - min(finished_at))::float8
-             FROM (SELECT finished_at, row_number() OVER (ORDER BY finished_at) AS rn FROM jobs WHERE created_at >= $1 AND created_at < $2) f
+    /// Completions per second and submit→running percentiles for each slice of `size` jobs in
+    /// the order they were submitted: whether the rate and the latency held from the first slice
+    /// to the last.
+    async fn by_slice(&self, pool: &sqlx::PgPool, size: i64) {
+        let rows: Vec<(i64, f64, f64, f64)> = sqlx::query_as(
+            "SELECT (rn - 1) / $3 AS slice, EXTRACT(EPOCH FROM max(finished_at) - min(finished_at))::float8,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY wait)::float8, percentile_cont(0.99) WITHIN GROUP (ORDER BY wait)::float8
+             FROM (SELECT finished_at, EXTRACT(EPOCH FROM started_at - created_at) AS wait, row_number() OVER (ORDER BY created_at) AS rn
+                   FROM jobs WHERE created_at >= $1 AND created_at < $2) f
              GROUP BY 1 HAVING count(*) = $3 ORDER BY 1",
         )
         .bind(self.since)
@@ -504,8 +528,10 @@ impl Window {
         .fetch_all(pool)
         .await
         .expect("slices");
-        let rates: Vec<String> = rows.iter().map(|(_, secs)| format!("{:.0}", size as f64 / secs.max(1e-9))).collect();
+        let rates: Vec<String> = rows.iter().map(|(_, secs, ..)| format!("{:.0}", size as f64 / secs.max(1e-9))).collect();
         println!("    completions per second, by slice of {size} jobs: {}", rates.join(", "));
+        let waits: Vec<String> = rows.iter().map(|(_, _, p50, p99)| format!("{:.0}/{:.0}", p50 * 1e3, p99 * 1e3)).collect();
+        println!("    submit→running p50/p99 ms, by slice: {}", waits.join(", "));
     }
 }
 
