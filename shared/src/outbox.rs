@@ -223,7 +223,10 @@ impl Horizon {
         for &id in ids {
             if id > self.seen {
                 let missed = id - self.seen - 1;
-                if self.seen > 0 && missed > 0 && self.gaps.len() as i64 + missed <= MAX_GAPS as i64 {
+                // On the first pass too: the ids below the first taken may belong to
+                // transactions that have not committed yet (until they have waited, the
+                // passes read from the first row, as a relay that has just started must).
+                if missed > 0 && self.gaps.len() as i64 + missed <= MAX_GAPS as i64 {
                     self.gaps.extend((self.seen + 1..id).map(|gap| (gap, now)));
                 }
                 self.seen = id;
@@ -292,6 +295,18 @@ mod tests {
         assert_eq!(h.start(t0 + RESCAN_EVERY), 0);
         h.taken(&[7], t0 + RESCAN_EVERY);
         assert_eq!(h.start(t0 + RESCAN_EVERY), 8);
+    }
+
+    #[test]
+    fn a_first_pass_that_took_later_ids_waits_for_the_earlier_ones() {
+        let t0 = Instant::now();
+        let mut h = Horizon::default();
+        h.start(t0);
+        // Another statement drew 1–200 first and has not committed yet.
+        h.taken(&(201..=400).collect::<Vec<_>>(), t0);
+        assert_eq!(h.start(t0 + Duration::from_millis(10)), 0);
+        h.taken(&(1..=200).collect::<Vec<_>>(), t0 + Duration::from_millis(10));
+        assert_eq!(h.start(t0 + Duration::from_millis(20)), 400);
     }
 
     #[test]
