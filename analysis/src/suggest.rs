@@ -66,9 +66,14 @@ impl Pipeline {
     /// otherwise wait for all of them); returns how many.
     pub fn warm_hashtags(&self) -> Result<usize, AnalysisError> {
         let embedder = self.models.text_embedder()?;
-        let descriptions: Vec<String> = self.vocabulary.entries().iter().map(|e| e.description()).collect();
-        self.models.cached_embeddings(&embedder.model().to_string(), &descriptions, |t| embedder.embed(t))?;
-        Ok(descriptions.len())
+        Ok(self.description_vectors(&embedder.model().to_string(), &self.vocabulary)?.len())
+    }
+
+    /// The text encoder's vectors of `vocab`'s descriptions, cached under `model`.
+    fn description_vectors(&self, model: &str, vocab: &Vocabulary) -> Result<Vec<std::sync::Arc<Vec<f32>>>, AnalysisError> {
+        let embedder = self.models.text_embedder()?;
+        let descriptions: Vec<String> = vocab.entries().iter().map(|e| e.description()).collect();
+        Ok(self.models.cached_embeddings(model, &descriptions, |t| embedder.embed(t))?)
     }
 
     /// What hashtags are ranked from, with `head` as the classifier: the vocabulary grown by the
@@ -94,9 +99,7 @@ impl Pipeline {
         let mut signals = Signals { creator: session.input.creator.clone(), ..Signals::default() };
 
         if let Some(text) = &embeddings.text {
-            let embedder = self.models.text_embedder()?;
-            let descriptions: Vec<String> = vocab.entries().iter().map(|e| e.description()).collect();
-            let tags = self.models.cached_embeddings(&text.model.to_string(), &descriptions, |t| embedder.embed(t))?;
+            let tags = self.description_vectors(&text.model.to_string(), &vocab)?;
             signals.text_similarity = Some((tags.iter().map(|t| dot(t, &text.vector)).collect(), text.model.to_string()));
             used.push(ModelRef::from(&text.model));
         }

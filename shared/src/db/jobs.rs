@@ -125,6 +125,38 @@ pub async fn insert_with_message(
     .await
 }
 
+/// The columns of jobs to insert, one array each, for an `UNNEST` insert.
+struct JobColumns<'a> {
+    ids: Vec<Uuid>,
+    video_ids: Vec<Option<Uuid>>,
+    /// Comma-joined: analysis names are identifiers, and a comma never occurs in one.
+    analyses: Vec<String>,
+    options: Vec<&'a serde_json::Value>,
+    priorities: Vec<&'a str>,
+    callbacks: Vec<Option<&'a str>>,
+    keys: Vec<Option<&'a str>>,
+    hashes: Vec<Option<&'a str>>,
+    traces: Vec<&'a serde_json::Value>,
+    attempts: Vec<i32>,
+}
+
+impl<'a> JobColumns<'a> {
+    fn of(jobs: impl Iterator<Item = &'a NewJob> + Clone) -> Self {
+        Self {
+            ids: jobs.clone().map(|j| j.id).collect(),
+            video_ids: jobs.clone().map(|j| j.video_id).collect(),
+            analyses: jobs.clone().map(|j| j.analyses.join(",")).collect(),
+            options: jobs.clone().map(|j| &j.options).collect(),
+            priorities: jobs.clone().map(|j| j.priority.as_str()).collect(),
+            callbacks: jobs.clone().map(|j| j.callback_url.as_deref()).collect(),
+            keys: jobs.clone().map(|j| j.idempotency_key.as_deref()).collect(),
+            hashes: jobs.clone().map(|j| j.request_hash.as_deref()).collect(),
+            traces: jobs.clone().map(|j| &j.trace_context).collect(),
+            attempts: jobs.map(|j| j.max_attempts).collect(),
+        }
+    }
+}
+
 /// One job submitted alone, with its dispatch message and the message's headers.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -144,19 +176,8 @@ pub async fn insert_each(db: impl PgExecutor<'_>, items: &[Submission], notify: 
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let jobs = || items.iter().map(|i| &i.job);
-    let ids: Vec<Uuid> = jobs().map(|j| j.id).collect();
-    let tenants: Vec<Uuid> = jobs().map(|j| j.tenant_id).collect();
-    let video_ids: Vec<Option<Uuid>> = jobs().map(|j| j.video_id).collect();
-    // Analysis names are identifiers; a comma never occurs in one.
-    let analyses: Vec<String> = jobs().map(|j| j.analyses.join(",")).collect();
-    let options: Vec<&serde_json::Value> = jobs().map(|j| &j.options).collect();
-    let priorities: Vec<&str> = jobs().map(|j| j.priority.as_str()).collect();
-    let callbacks: Vec<Option<&str>> = jobs().map(|j| j.callback_url.as_deref()).collect();
-    let keys: Vec<Option<&str>> = jobs().map(|j| j.idempotency_key.as_deref()).collect();
-    let hashes: Vec<Option<&str>> = jobs().map(|j| j.request_hash.as_deref()).collect();
-    let traces: Vec<&serde_json::Value> = jobs().map(|j| &j.trace_context).collect();
-    let attempts: Vec<i32> = jobs().map(|j| j.max_attempts).collect();
+    let c = JobColumns::of(items.iter().map(|i| &i.job));
+    let tenants: Vec<Uuid> = items.iter().map(|i| i.job.tenant_id).collect();
     let messages: Vec<&serde_json::Value> = items.iter().map(|i| &i.message).collect();
     let headers: Vec<&serde_json::Value> = items.iter().map(|i| &i.headers).collect();
     let inserted = timed(
@@ -185,19 +206,19 @@ pub async fn insert_each(db: impl PgExecutor<'_>, items: &[Submission], notify: 
                )
                SELECT j.* FROM j LEFT JOIN n ON true"#,
         )
-        .bind(&ids)
+        .bind(&c.ids)
         .bind(&tenants)
-        .bind(&video_ids)
-        .bind(&analyses)
-        .bind(&options)
-        .bind(&priorities)
-        .bind(&callbacks)
-        .bind(&keys)
-        .bind(&hashes)
-        .bind(&traces)
+        .bind(&c.video_ids)
+        .bind(&c.analyses)
+        .bind(&c.options)
+        .bind(&c.priorities)
+        .bind(&c.callbacks)
+        .bind(&c.keys)
+        .bind(&c.hashes)
+        .bind(&c.traces)
         .bind(&messages)
         .bind(&headers)
-        .bind(&attempts)
+        .bind(&c.attempts)
         .bind(&MediaKind::AUDIO_CONTAINERS[..])
         .bind(super::outbox::NOTIFY_CHANNEL)
         .bind(notify)
@@ -229,17 +250,7 @@ pub async fn insert_many(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-    let video_ids: Vec<Option<Uuid>> = jobs.iter().map(|j| j.video_id).collect();
-    // Analysis names are identifiers; a comma never occurs in one.
-    let analyses: Vec<String> = jobs.iter().map(|j| j.analyses.join(",")).collect();
-    let options: Vec<&serde_json::Value> = jobs.iter().map(|j| &j.options).collect();
-    let priorities: Vec<&str> = jobs.iter().map(|j| j.priority.as_str()).collect();
-    let callbacks: Vec<Option<&str>> = jobs.iter().map(|j| j.callback_url.as_deref()).collect();
-    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.idempotency_key.as_deref()).collect();
-    let hashes: Vec<Option<&str>> = jobs.iter().map(|j| j.request_hash.as_deref()).collect();
-    let traces: Vec<&serde_json::Value> = jobs.iter().map(|j| &j.trace_context).collect();
-    let attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+    let c = JobColumns::of(jobs.iter());
     timed(
         "jobs.insert_many",
         sqlx::query_as::<_, JobRecord>(
@@ -267,17 +278,17 @@ pub async fn insert_many(
                SELECT j.* FROM j LEFT JOIN n ON true"#,
         )
         .bind(tenant_id)
-        .bind(&ids)
-        .bind(&video_ids)
-        .bind(&analyses)
-        .bind(&options)
-        .bind(&priorities)
-        .bind(&callbacks)
-        .bind(&keys)
-        .bind(&hashes)
-        .bind(&traces)
+        .bind(&c.ids)
+        .bind(&c.video_ids)
+        .bind(&c.analyses)
+        .bind(&c.options)
+        .bind(&c.priorities)
+        .bind(&c.callbacks)
+        .bind(&c.keys)
+        .bind(&c.hashes)
+        .bind(&c.traces)
         .bind(messages)
-        .bind(&attempts)
+        .bind(&c.attempts)
         .bind(&MediaKind::AUDIO_CONTAINERS[..])
         .bind(headers)
         .bind(super::outbox::NOTIFY_CHANNEL)
