@@ -16,7 +16,7 @@ use crate::AnalysisError;
 use reelq_learn::classifier::LinearHead;
 
 use crate::HashtagInputs;
-use crate::hashtags::{self, RankOptions, Ranker, Signals, ranker};
+use crate::hashtags::{self, RankOptions, Ranker, Signals, TextSpan, Vocabulary, ranker};
 use crate::pipeline::{Input, Pipeline};
 
 /// `manifest.json` as `make-clips` writes it.
@@ -81,12 +81,19 @@ pub struct Figures {
 
 /// The figures of `ranked` against each clip's acceptable tags.
 pub fn figures(clips: &[&Clip], ranked: &[Ranked], generic: &BTreeSet<String>) -> Figures {
+    let truth: Vec<(&str, &[String])> = clips.iter().map(|c| (c.id.as_str(), c.accept.as_slice())).collect();
+    figures_on(&truth, ranked, generic)
+}
+
+/// The figures of `ranked` against the acceptable tags of each item of `truth` (a clip or a
+/// post, by id).
+pub fn figures_on(truth: &[(&str, &[String])], ranked: &[Ranked], generic: &BTreeSet<String>) -> Figures {
     let by_id: BTreeMap<&str, &Ranked> = ranked.iter().map(|r| (r.clip.as_str(), r)).collect();
-    let mut f = Figures { clips: clips.len(), ..Figures::default() };
+    let mut f = Figures { clips: truth.len(), ..Figures::default() };
     let (mut top5_total, mut top5_generic) = (0usize, 0usize);
-    for clip in clips {
-        let accept: BTreeSet<&str> = clip.accept.iter().map(String::as_str).collect();
-        let tags = by_id.get(clip.id.as_str()).map_or(&[][..], |r| r.tags.as_slice());
+    for (id, accept) in truth {
+        let accept: BTreeSet<&str> = accept.iter().map(String::as_str).collect();
+        let tags = by_id.get(id).map_or(&[][..], |r| r.tags.as_slice());
         let top5 = &tags[..tags.len().min(5)];
         let hits5 = top5.iter().filter(|t| accept.contains(t.as_str())).count();
         let hits10 = tags.iter().take(10).filter(|t| accept.contains(t.as_str())).count();
@@ -100,7 +107,7 @@ pub fn figures(clips: &[&Clip], ranked: &[Ranked], generic: &BTreeSet<String>) -
         f.max_generic_in_top_5 = f.max_generic_in_top_5.max(g);
         f.short_share += f64::from(u8::from(tags.len() < 5));
     }
-    let n = clips.len().max(1) as f64;
+    let n = truth.len().max(1) as f64;
     f.hit_at_5 /= n;
     f.precision_at_5 /= n;
     f.recall_at_10 /= n;
@@ -168,18 +175,31 @@ pub fn run_clip(pipeline: &Pipeline, dir: &Path, clip: &Clip, media: &crate::set
     Ok(ClipRun { clip: clip.id.clone(), inputs, hashtag_secs: total_secs - before_hashtags, total_secs })
 }
 
+/// One way of ranking the benchmark: a classifier (or none) and a ranker.
+#[derive(Clone, Copy)]
+pub struct Variant<'a> {
+    pub head: Option<&'a LinearHead>,
+    pub ranker: &'a Ranker,
+}
+
 /// The figures of the held-out half of the benchmark in `dir` with each of `heads` as the
 /// classifier (`None`: no classifier), the pipeline's own ranker and options: what a newly
-/// trained classifier is judged on beside its own held-out examples. Each clip is decoded,
-/// transcribed and read once for all heads.
+/// trained classifier is judged on beside its own held-out examples.
 pub fn judge_heads(pipeline: &Pipeline, dir: &Path, heads: &[Option<&LinearHead>], stop: &dyn Fn() -> bool) -> Result<Vec<Figures>, AnalysisError> {
+    let ranker = pipeline.models().ranker();
+    let variants: Vec<Variant<'_>> = heads.iter().map(|head| Variant { head: *head, ranker: &ranker }).collect();
+    judge(pipeline, dir, &variants, stop)
+}
+
+/// The figures of the held-out half of the benchmark in `dir` for each variant, with the
+/// pipeline's options (the threshold each ranker's own unless `hashtags.min_score` is set).
+/// Each clip is decoded, transcribed and read once for all variants.
+pub fn judge(pipeline: &Pipeline, dir: &Path, variants: &[Variant<'_>], stop: &dyn Fn() -> bool) -> Result<Vec<Figures>, AnalysisError> {
     let manifest = Manifest::load(dir).map_err(AnalysisError::Unavailable)?;
     let held_out: Vec<&Clip> = manifest.clips.iter().filter(|c| c.half == "held_out").collect();
     let generic: BTreeSet<String> = manifest.generic.iter().cloned().collect();
-    let ranker = Ranker::shipped();
-    let opts = pipeline.settings.hashtags.rank_options(ranker);
     let media = crate::settings::MediaSettings::default();
-    let mut ranked: Vec<Vec<Ranked>> = vec![Vec::new(); heads.len()];
+    let mut ranked: Vec<Vec<Ranked>> = vec![Vec::new(); variants.len()];
     for clip in &held_out {
         if stop() {
             return Err(AnalysisError::Stopped);
@@ -189,9 +209,10 @@ pub fn judge_heads(pipeline: &Pipeline, dir: &Path, heads: &[Option<&LinearHead>
         let options = JobOptions { caption: clip.caption.clone(), ..JobOptions::default() };
         let input = Input { path, probe, options, trending: Vec::new(), creator: None };
         let mut session = pipeline.start(input, &[Analysis::Hashtags], stop)?;
-        for (head, out) in heads.iter().zip(ranked.iter_mut()) {
-            let inputs = pipeline.hashtag_inputs(&mut session, *head)?;
-            out.push(Ranked { clip: clip.id.clone(), tags: suggest(&inputs, ranker, &opts) });
+        for (variant, out) in variants.iter().zip(ranked.iter_mut()) {
+            let inputs = pipeline.hashtag_inputs(&mut session, variant.head)?;
+            let opts = pipeline.settings.hashtags.rank_options(variant.ranker);
+            out.push(Ranked { clip: clip.id.clone(), tags: suggest(&inputs, variant.ranker, &opts) });
         }
     }
     Ok(ranked.iter().map(|r| figures(&held_out, r, &generic)).collect())
@@ -261,16 +282,97 @@ pub fn fit_ranker(runs: &[ClipRun], tune: &[&Clip], generic: &BTreeSet<String>, 
     let mut fitted = ranker::fit(&Ranker::prior(), &examples, &ranker::FitOptions::default());
     fitted.version = version.to_owned();
     let at = |min: f32, r: &Ranker| figures(tune, &ranked(runs, r, &RankOptions { min_score: min, ..default_options(r) }), generic);
-    let thresholds: Vec<f32> = (1..=12).map(|i| i as f32 * 0.05).collect();
-    let best = thresholds.iter().map(|t| at(*t, &fitted).precision_at_5).fold(0.0, f64::max);
-    fitted.min_score = thresholds.iter().rev().copied().find(|t| at(*t, &fitted).precision_at_5 >= best - 0.01).unwrap_or(0.3);
-    let f = at(fitted.min_score, &fitted);
+    let f = choose_threshold(&mut fitted, at);
     fitted.fitted_on = serde_json::json!({
         "what": "the tuning half of the hashtag benchmark (tools/hashtag-bench)",
         "clips": tune.len(),
         "candidates": examples.len(),
         "accepted": examples.iter().filter(|e| e.accepted).count(),
         "tune": { "hit_at_5": round2(f.hit_at_5), "precision_at_5": round2(f.precision_at_5), "recall_at_10": round2(f.recall_at_10), "mrr": round2(f.mrr) },
+    });
+    (fitted, f)
+}
+
+/// Sets `fitted.min_score` to the highest threshold whose P@5 (by `at`) is within 0.01 of the
+/// best any threshold gives; returns the figures there.
+fn choose_threshold(fitted: &mut Ranker, at: impl Fn(f32, &Ranker) -> Figures) -> Figures {
+    let thresholds: Vec<f32> = (1..=12).map(|i| i as f32 * 0.05).collect();
+    let best = thresholds.iter().map(|t| at(*t, fitted).precision_at_5).fold(0.0, f64::max);
+    fitted.min_score = thresholds.iter().rev().copied().find(|t| at(*t, fitted).precision_at_5 >= best - 0.01).unwrap_or(0.3);
+    at(fitted.min_score, fitted)
+}
+
+/// A real post: the candidate tags its text and sentence embedding give, and the hashtags it
+/// was posted with. The trainer refits the ranker on posts: pulled videos (their description
+/// without its hashtags, which are the labels) and creators' feedback (the job's transcript,
+/// on-screen text and caption, and the tags the creator chose).
+#[derive(Debug, Clone)]
+pub struct Post {
+    pub id: String,
+    pub candidates: Vec<hashtags::Candidate>,
+    /// The tags it was posted with, as the vocabulary names them (an alias or a spelling
+    /// variant is its entry's tag).
+    pub accept: Vec<String>,
+}
+
+impl Post {
+    /// A post of `vocab`: its `spans`, the cosine of its sentence embedding with each entry's
+    /// description (vocabulary order, see [`Pipeline::description_similarity`]) and its tags.
+    pub fn new(vocab: &Vocabulary, id: String, spans: &[TextSpan], similarity: Option<Vec<f32>>, tags: &[String]) -> Post {
+        let signals = Signals { text_similarity: similarity.map(|s| (s, String::new())), ..Signals::default() };
+        let candidates = hashtags::candidates(vocab, spans, &signals, true);
+        let mut accept: Vec<String> = tags
+            .iter()
+            .filter_map(|t| match vocab.find(t) {
+                Some(i) => Some(vocab.entries()[i].tag.clone()),
+                None => hashtags::normalise_tag(t),
+            })
+            .collect();
+        accept.sort();
+        accept.dedup();
+        Post { id, candidates, accept }
+    }
+}
+
+/// Every candidate of every post labelled by whether the post carried it.
+pub fn post_examples(posts: &[Post]) -> Vec<ranker::Example> {
+    posts.iter().flat_map(|p| p.candidates.iter().map(|c| ranker::Example { x: c.x, accepted: p.accept.contains(&c.tag) })).collect()
+}
+
+/// What `ranker` suggests for each post with `opts`.
+pub fn ranked_posts(posts: &[Post], ranker: &Ranker, opts: &RankOptions) -> Vec<Ranked> {
+    posts
+        .iter()
+        .map(|p| Ranked {
+            clip: p.id.clone(),
+            tags: hashtags::rank_candidates(ranker, p.candidates.clone(), None, opts).into_iter().map(|s| s.tag).collect(),
+        })
+        .collect()
+}
+
+/// The figures of `ranker` (with its own threshold) on `posts`.
+pub fn post_figures(posts: &[Post], ranker: &Ranker, opts: &RankOptions, generic: &BTreeSet<String>) -> Figures {
+    let truth: Vec<(&str, &[String])> = posts.iter().map(|p| (p.id.as_str(), p.accept.as_slice())).collect();
+    figures_on(&truth, &ranked_posts(posts, ranker, &RankOptions { min_score: ranker.min_score, ..*opts }), generic)
+}
+
+/// Refits `prior` on `posts` (the weights the posts cannot judge, [`ranker::NOT_FITTED_ON_POSTS`],
+/// keep the prior's odds) and chooses its threshold on them as [`fit_ranker`] does.
+pub fn fit_on_posts(prior: &Ranker, posts: &[Post], opts: &RankOptions, generic: &BTreeSet<String>, version: &str, epochs: usize) -> (Ranker, Figures) {
+    let examples = post_examples(posts);
+    let fit = ranker::FitOptions { epochs, not_fitted: &ranker::NOT_FITTED_ON_POSTS, ..ranker::FitOptions::default() };
+    let mut fitted = ranker::fit(prior, &examples, &fit);
+    fitted.version = version.to_owned();
+    let truth: Vec<(&str, &[String])> = posts.iter().map(|p| (p.id.as_str(), p.accept.as_slice())).collect();
+    let at = |min: f32, r: &Ranker| figures_on(&truth, &ranked_posts(posts, r, &RankOptions { min_score: min, ..*opts }), generic);
+    let f = choose_threshold(&mut fitted, at);
+    fitted.fitted_on = serde_json::json!({
+        "what": "posts: pulled videos and creators' feedback",
+        "posts": posts.len(),
+        "candidates": examples.len(),
+        "accepted": examples.iter().filter(|e| e.accepted).count(),
+        "prior": prior.version,
+        "fit": { "hit_at_5": round2(f.hit_at_5), "precision_at_5": round2(f.precision_at_5), "recall_at_10": round2(f.recall_at_10), "mrr": round2(f.mrr) },
     });
     (fitted, f)
 }
@@ -306,6 +408,59 @@ mod tests {
             accept: accept.iter().map(|t| (*t).to_owned()).collect(),
             half: half.into(),
         }
+    }
+
+    fn caption(text: &str) -> Vec<TextSpan> {
+        vec![TextSpan { source: hashtags::SpanSource::Caption, text: text.into(), time_secs: None }]
+    }
+
+    #[test]
+    fn a_posts_tags_are_named_as_the_vocabulary_names_them() {
+        let vocab = Vocabulary::curated();
+        let post = Post::new(&vocab, "p".into(), &caption("leg day"), None, &["#GymLife".into(), "#legday".into(), "#my_own_tag".into()]);
+        assert_eq!(post.accept, ["#gym", "#legday", "#my_own_tag"], "an alias is its entry's tag; an unknown tag stays itself");
+        assert!(post.candidates.iter().any(|c| c.tag == "#legday"), "{:?}", post.candidates.iter().map(|c| &c.tag).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn refitting_on_posts_recovers_from_a_bad_prior_and_is_judged_on_posts_it_did_not_see() {
+        let vocab = Vocabulary::curated();
+        let topics = [
+            ("leg day squats and lunges, the leg day I never skip", ["#legday", "#gym"]),
+            ("my sourdough starter and a fresh sourdough loaf", ["#sourdough", "#baking"]),
+            ("the skincare routine I use, simple skincare", ["#skincare", "#beauty"]),
+            ("the garden this spring, gardening for beginners", ["#gardening", "#garden"]),
+            ("latte art practice, pouring latte art hearts", ["#latteart", "#coffee"]),
+        ];
+        let posts: Vec<Post> = (0..40)
+            .map(|i| {
+                let (text, tags) = &topics[i % topics.len()];
+                let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+                Post::new(&vocab, format!("p{i}"), &caption(text), None, &tags)
+            })
+            .collect();
+        let (fit_on, held_out) = posts.split_at(30);
+        // A prior that has it backwards: a tag whose name is written counts against it.
+        let mut bad = Ranker::prior();
+        for name in ["name_said", "name_shown", "name_captioned", "keywords", "name_phrase"] {
+            bad.weights[ranker::FEATURES.iter().position(|f| *f == name).expect("feature")] = -3.0;
+        }
+        let generic: BTreeSet<String> = vocab.entries().iter().filter(|e| e.generic).map(|e| e.tag.clone()).collect();
+        let opts = default_options(&bad);
+        let before = post_figures(held_out, &bad, &opts, &generic);
+        let (fitted, on_fit) = fit_on_posts(&bad, fit_on, &opts, &generic, "refit", 1_500);
+        let after = post_figures(held_out, &fitted, &opts, &generic);
+        assert_eq!(after.clips, 10, "judged on the held-out posts only");
+        assert!(after.precision_at_5 > before.precision_at_5 + 0.2, "held-out P@5 {} → {}", before.precision_at_5, after.precision_at_5);
+        assert!(after.hit_at_5 > 0.99, "{after:?}");
+        assert!(on_fit.precision_at_5 > 0.3, "{on_fit:?}");
+        assert_eq!(fitted.version, "refit");
+        assert_eq!(fitted.fitted_on["posts"], 30);
+        let w = |name: &str| fitted.weights[ranker::FEATURES.iter().position(|f| *f == name).expect("feature")];
+        assert!(w("name_captioned") > 0.0, "the fit turned the written name into support: {}", w("name_captioned"));
+        let moved = w("classifier") - bad.weights[ranker::FEATURES.iter().position(|f| *f == "classifier").expect("feature")];
+        assert!((moved - (bad.bias - fitted.bias)).abs() < 1e-4, "the classifier, which posts cannot judge, keeps the prior's odds");
+        Ranker::from_json(&fitted.to_json()).expect("a refitted ranker is a valid artifact");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use reelq_learn::classifier::LinearHead;
 use reelq_learn::engagement::virality::ViralityRegressor;
 
+use crate::hashtags::Ranker;
 use crate::settings::InferenceSettings;
 use reelq_inference::batcher::{Batcher, BatcherConfig};
 use reelq_inference::clip::{ImageEncoder, TextEncoder};
@@ -50,6 +51,8 @@ pub struct Models {
     /// Held while missing tag vectors are computed, so that a job arriving during the start-up
     /// warm-up waits for it instead of embedding the same texts again.
     tag_vectors_filling: Mutex<()>,
+    /// Models whose vectors computed ahead were added to `tag_vectors`.
+    seeded: Mutex<std::collections::HashSet<String>>,
     classifier_path: Option<PathBuf>,
     /// The loaded classifier and the modification time of the file it came from.
     classifier: Mutex<Option<(SystemTime, Arc<LinearHead>)>>,
@@ -57,6 +60,8 @@ pub struct Models {
     /// a promoted classifier takes precedence over the configured file.
     promoted_head: Mutex<Option<Arc<LinearHead>>>,
     promoted_virality: Mutex<Option<Arc<ViralityRegressor>>>,
+    /// The promoted hashtag ranker; the shipped weights until one is promoted.
+    promoted_ranker: Mutex<Option<Arc<Ranker>>>,
 }
 
 impl Models {
@@ -77,10 +82,12 @@ impl Models {
             safety_batcher: Mutex::new(None),
             tag_vectors: Mutex::new(HashMap::new()),
             tag_vectors_filling: Mutex::new(()),
+            seeded: Mutex::new(std::collections::HashSet::new()),
             classifier_path: None,
             classifier: Mutex::new(None),
             promoted_head: Mutex::new(None),
             promoted_virality: Mutex::new(None),
+            promoted_ranker: Mutex::new(None),
         }
     }
 
@@ -201,6 +208,19 @@ impl Models {
         Ok(self.clip()?.map(TextEncoderRef))
     }
 
+    /// Adds vectors of `model` computed ahead (the shipped description embeddings) to what
+    /// [`Models::cached_embeddings`] holds, once per model; a text already held keeps its vector.
+    pub fn seed_embeddings(&self, model: &str, entries: &[(String, Vec<f32>)]) {
+        let mut seeded = self.seeded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seeded.insert(model.to_owned()) {
+            return;
+        }
+        let mut cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (text, v) in entries {
+            cache.entry(format!("{model}\u{0}{text}")).or_insert_with(|| Arc::new(v.clone()));
+        }
+    }
+
     /// Embeddings of `texts` by `model`, each text embedded once per process (hashtag
     /// descriptions and prompts repeat for every job); `embed` computes the missing ones.
     pub fn cached_embeddings(
@@ -257,6 +277,16 @@ impl Models {
     /// Uses the registry's promoted virality regressor.
     pub fn set_promoted_virality(&self, model: Option<Arc<ViralityRegressor>>) {
         *self.promoted_virality.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = model;
+    }
+
+    /// Uses the registry's promoted hashtag ranker (or, with `None`, the shipped weights).
+    pub fn set_promoted_ranker(&self, ranker: Option<Arc<Ranker>>) {
+        *self.promoted_ranker.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = ranker;
+    }
+
+    /// The hashtag ranker: the registry's promoted version, else the weights reelq ships.
+    pub fn ranker(&self) -> Arc<Ranker> {
+        self.promoted_ranker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone().unwrap_or_else(Ranker::shipped_arc)
     }
 
     /// The promoted virality regressor, once the registry has one.

@@ -92,8 +92,9 @@ pub struct HashtagSettings {
     /// registry promotes one. Re-read when the file changes.
     pub classifier: Option<String>,
     /// A hashtag benchmark folder (`tools/hashtag-bench/make-clips` output) that a newly trained
-    /// classifier is also judged on: it is promoted only if its P@5 on the held-out half is no
-    /// more than `benchmark_tolerance` below the promoted version's (or no classifier's).
+    /// classifier or refitted ranker is also judged on: it is promoted only if its P@5 on the
+    /// held-out half is no more than `benchmark_tolerance` below the version in use's (or no
+    /// classifier's).
     pub benchmark: Option<String>,
     pub benchmark_tolerance: f64,
     /// Embed the vocabulary's descriptions when the worker starts, in the background, rather

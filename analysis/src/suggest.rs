@@ -6,6 +6,7 @@ use reelq_learn::features::{virality_feature_model, virality_features};
 
 use crate::AnalysisError;
 use crate::findings::{AnalysisOutput, CurrentSound, Finding, HashtagFinding, ModelRef, MusicFinding, ViralityFinding};
+use crate::hashtags::shipped_vectors::ShippedVectors;
 use crate::hashtags::{self, RankOptions, Ranker, Signals, TextSpan, VocabSource, Vocabulary};
 use crate::pipeline::{Pipeline, Session};
 use crate::song::RecognizedTrack;
@@ -17,6 +18,8 @@ const MUSIC_TAGS: usize = 5;
 const MUSIC_VIDEOS: usize = 5_000;
 /// Sounds recommended per video.
 const MUSIC_RESULTS: usize = 10;
+/// How a job's `model_versions` name the hashtag ranker.
+pub const RANKER_MODEL: &str = "hashtag-ranker";
 
 /// What one video's hashtags are ranked from.
 #[derive(Debug, Clone)]
@@ -53,10 +56,13 @@ impl Pipeline {
 
     fn rank_hashtags(&self, session: &mut Session) -> Result<(HashtagFinding, Vec<ModelRef>), AnalysisError> {
         let head = self.models.hashtag_head()?;
-        let inputs = self.hashtag_inputs(session, head.as_deref())?;
-        let ranker = Ranker::shipped();
-        let suggestions = inputs.rank(ranker, &self.settings.hashtags.rank_options(ranker));
+        let mut inputs = self.hashtag_inputs(session, head.as_deref())?;
+        let ranker = self.models.ranker();
+        let suggestions = inputs.rank(&ranker, &self.settings.hashtags.rank_options(&ranker));
         let classifier_version = inputs.signals.classifier.as_ref().map(|c| c.1.clone());
+        if !inputs.blind {
+            inputs.models.push(ModelRef::trained(RANKER_MODEL, &ranker.version));
+        }
         let finding = HashtagFinding { suggestions, classifier_version, vocabulary_size: inputs.vocab.len(), notice: inputs.notice };
         Ok((finding, inputs.models))
     }
@@ -69,11 +75,28 @@ impl Pipeline {
         Ok(self.description_vectors(&embedder.model().to_string(), &self.vocabulary)?.len())
     }
 
-    /// The text encoder's vectors of `vocab`'s descriptions, cached under `model`.
+    /// The text encoder's vectors of `vocab`'s descriptions, cached under `model`; those of the
+    /// curated seed come with reelq when the encoder is the model they were computed with.
     fn description_vectors(&self, model: &str, vocab: &Vocabulary) -> Result<Vec<std::sync::Arc<Vec<f32>>>, AnalysisError> {
         let embedder = self.models.text_embedder()?;
+        let id = embedder.model();
+        if let Some(shipped) = ShippedVectors::shipped().filter(|s| s.made_by(&id.name, &id.version, &id.sha256)) {
+            self.models.seed_embeddings(model, &shipped.entries);
+        }
         let descriptions: Vec<String> = vocab.entries().iter().map(|e| e.description()).collect();
         Ok(self.models.cached_embeddings(model, &descriptions, |t| embedder.embed(t))?)
+    }
+
+    /// The curated vocabulary suggestions start from (a job's also holds the trending and
+    /// pulled hashtags it was given).
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocabulary
+    }
+
+    /// The cosine of `vector`, a sentence embedding by the configured text encoder (named
+    /// `model`), with each of `vocab`'s descriptions, in vocabulary order. Blocking.
+    pub fn description_similarity(&self, vocab: &Vocabulary, model: &str, vector: &[f32]) -> Result<Vec<f32>, AnalysisError> {
+        Ok(self.description_vectors(model, vocab)?.iter().map(|t| dot(t, vector)).collect())
     }
 
     /// What hashtags are ranked from, with `head` as the classifier: the vocabulary grown by the

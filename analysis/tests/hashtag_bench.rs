@@ -98,3 +98,30 @@ fn two_niches_of_the_benchmark_are_made_suggested_for_and_scored() {
     let table = evaluate::table(&[("reelq", f)]);
     assert!(table.lines().count() == 3 && table.contains("| reelq | 8 |"), "{table}");
 }
+
+#[test]
+fn the_shipped_description_vectors_are_the_default_encoders_own() {
+    use reelq_analysis::hashtags::Vocabulary;
+    use reelq_analysis::hashtags::shipped_vectors::ShippedVectors;
+    let (pipeline, _) = pipeline(None);
+    let embedder = pipeline.models().text_embedder().expect("the default pack's text encoder");
+    let id = embedder.model();
+    let shipped = ShippedVectors::shipped().expect("shipped vectors");
+    assert!(
+        shipped.made_by(&id.name, &id.version, &id.sha256),
+        "made by {:?}, the pack has {}@{} {}: regenerate with `reelq-hashtag-bench --write-vectors`",
+        shipped.header,
+        id.name,
+        id.version,
+        id.sha256
+    );
+    // A sample, embedded afresh: the same vectors, to the file's precision.
+    let descriptions: Vec<String> = Vocabulary::curated().entries().iter().step_by(97).map(|e| e.description()).collect();
+    let refs: Vec<&str> = descriptions.iter().map(String::as_str).collect();
+    let fresh = embedder.embed(&refs).expect("embeds");
+    for (text, v) in descriptions.iter().zip(&fresh) {
+        let (_, w) = shipped.entries.iter().find(|(t, _)| t == text).expect("shipped");
+        let cos: f32 = v.iter().zip(w).map(|(a, b)| a * b).sum();
+        assert!(cos > 0.9999, "{text}: cosine {cos}");
+    }
+}

@@ -47,7 +47,7 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Wait for a job to end and show its result.
     Wait(WaitArgs),
-    /// List trained model versions (hashtag classifier, virality regressor) and their figures.
+    /// List trained model versions (hashtag classifier, hashtag ranker, virality regressor) and their figures.
     Models(ModelsArgs),
     /// Roll a model back to the version promoted before it (admin keys).
     Rollback(RollbackArgs),
@@ -85,7 +85,7 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
-    /// Only this model: `hashtags` or `virality`.
+    /// Only this model: `hashtags`, `ranker` or `virality`.
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
     /// How many versions, newest first.
@@ -97,7 +97,7 @@ pub struct ModelsArgs {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// `hashtags` or `virality`.
+    /// `hashtags`, `ranker` or `virality`.
     pub model: String,
     /// The version to return to (it must have been promoted before); by default the previous one.
     #[arg(long, value_name = "VERSION")]

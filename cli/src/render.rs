@@ -108,10 +108,10 @@ pub fn model_list(raw: &Value) -> String {
     let mut rows = vec![["MODEL", "VERSION", "STATUS", "FIGURES", "TRAIN/EVAL", "CREATED"].map(str::to_owned)];
     for v in &versions {
         let m = &v["metrics"];
-        let figures = if v["model"] == "hashtags" {
-            format!("P@5 {} R@5 {} mAP {}", figure(m, "p_at_5"), figure(m, "r_at_5"), figure(m, "map"))
-        } else {
-            format!("Spearman {}", figure(m, "spearman"))
+        let figures = match v["model"].as_str() {
+            Some("hashtags") => format!("P@5 {} R@5 {} mAP {}", figure(m, "p_at_5"), figure(m, "r_at_5"), figure(m, "map")),
+            Some("ranker") => format!("P@5 {} hit@5 {} MRR {}", figure(m, "p_at_5"), figure(m, "hit_at_5"), figure(m, "mrr")),
+            _ => format!("Spearman {}", figure(m, "spearman")),
         };
         rows.push([
             v["model"].as_str().unwrap_or("?").to_owned(),
@@ -458,10 +458,12 @@ more jobs: reelq jobs --cursor CUR
     fn model_list_shows_the_figures_each_model_is_judged_by() {
         let raw = serde_json::json!({ "versions": [
             { "model": "hashtags", "version": "v2", "status": "promoted", "metrics": { "p_at_5": 0.4, "r_at_5": 0.9, "map": 0.8512 }, "train_examples": 480, "eval_examples": 120, "created_at": "2026-11-23T20:00:00Z" },
-            { "model": "virality", "version": "v2", "status": "rejected", "metrics": { "spearman": 0.25 }, "train_examples": 480, "eval_examples": 120 }
+            { "model": "virality", "version": "v2", "status": "rejected", "metrics": { "spearman": 0.25 }, "train_examples": 480, "eval_examples": 120 },
+            { "model": "ranker", "version": "v1", "status": "promoted", "metrics": { "p_at_5": 0.225, "hit_at_5": 0.883, "mrr": 0.857 }, "train_examples": 480, "eval_examples": 120 }
         ]});
         let out = model_list(&raw);
         assert!(out.contains("P@5 0.400 R@5 0.900 mAP 0.851"), "{out}");
+        assert!(out.contains("P@5 0.225 hit@5 0.883 MRR 0.857"), "{out}");
         assert!(out.contains("Spearman 0.250") && out.contains("rejected") && out.contains("480/120"), "{out}");
         assert_eq!(model_list(&serde_json::json!({ "versions": [] })), "no trained model versions yet\n");
     }

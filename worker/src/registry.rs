@@ -14,12 +14,14 @@ use reelq_shared::engagement::virality::ViralityRegressor;
 use reelq_shared::storage::Store;
 
 use crate::training::MAX_ARTIFACT_BYTES;
+use reelq_analysis::hashtags::Ranker;
 use reelq_analysis::models::Models;
 
 #[derive(Default)]
 struct State {
     checked: Option<Instant>,
     hashtags: Option<String>,
+    ranker: Option<String>,
     virality: Option<String>,
 }
 
@@ -53,6 +55,10 @@ impl Registry {
         if let Some(change) = self.changed("hashtags", &state.hashtags, |b| LinearHead::from_json(b).map_err(|e| e.to_string())).await? {
             models.set_promoted_head(change.1);
             state.hashtags = change.0;
+        }
+        if let Some(change) = self.changed("ranker", &state.ranker, Ranker::from_json).await? {
+            models.set_promoted_ranker(change.1);
+            state.ranker = change.0;
         }
         if let Some(change) = self.changed("virality", &state.virality, |b| ViralityRegressor::from_json(b).map_err(|e| e.to_string())).await? {
             models.set_promoted_virality(change.1);

@@ -527,6 +527,7 @@ impl JobRunner {
                     pipeline: &self.pipeline,
                     media: &self.settings.media,
                     scratch: &self.scratch,
+                    pulled_tags: self.trending().await,
                 };
                 crate::training::run(&trainer, job, cancel).await
             }

@@ -7,7 +7,7 @@
 //! or not, to the registry, with its figures and data window. Workers pick a promotion up
 //! through [`crate::registry`], without a restart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,12 +17,13 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use reelq_shared::classifier::LinearHead;
 use reelq_shared::classifier::train::{self, Evaluation, Example, HeadSpec, TrainOptions};
-use reelq_shared::db::feedback;
 use reelq_shared::db::jobs::JobRecord;
 use reelq_shared::db::models::{self as registry, NewVersion, StoredEmbedding};
+use reelq_shared::db::{feedback, results};
 use reelq_shared::domain::{Analysis, JobErrorCode};
 use reelq_shared::engagement::virality::{self, RegressorOptions, Sample, ViralityRegressor};
 use reelq_shared::storage::Store;
@@ -31,7 +32,9 @@ use reelq_shared::training::TrainingRequest;
 use reelq_learn::features::{example_text, virality_feature_model, virality_features};
 
 use crate::inference::embedding::TextEmbedder;
+use reelq_analysis::evaluate::{self, Figures, Post, Variant};
 use reelq_analysis::findings::EmbeddingVector;
+use reelq_analysis::hashtags::{Ranker, SpanSource, TextSpan, VocabSource};
 use reelq_analysis::{Input, Pipeline, Session};
 use reelq_core::options::JobOptions;
 
@@ -45,6 +48,13 @@ const EMBED_CHUNK: usize = 256;
 const MIN_IMAGE_EXAMPLES: usize = 5;
 /// Feedback examples read per run.
 const MAX_FEEDBACK: i64 = 50_000;
+/// Newest pulled videos the ranker is refitted on (feedback comes on top).
+const MAX_RANKER_POSTS: usize = 5_000;
+/// Fewest posts a ranker is refitted on, and fewest held-out posts it is judged on.
+const MIN_RANKER_POSTS: usize = 50;
+const MIN_RANKER_HELD_OUT: usize = 20;
+/// Full-batch passes of the ranker's fit (it starts from the version in use).
+const RANKER_EPOCHS: usize = 1_500;
 /// Largest artifact read back for a comparison.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -62,6 +72,8 @@ pub struct Trainer<'a> {
     pub media: &'a MediaSettings,
     /// Where feedback videos are downloaded.
     pub scratch: &'a Path,
+    /// The hashtags of pulled data the vocabulary grows with, as jobs see it.
+    pub pulled_tags: Arc<Vec<String>>,
 }
 
 /// Runs a training job to its end.
@@ -94,10 +106,20 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
     type Labelled = (DateTime<Utc>, Vec<f32>, Vec<f32>, Vec<String>);
     let mut labelled: Vec<Labelled> = Vec::new();
     let mut samples_raw: Vec<(i64, Vec<f32>, reelq_shared::engagement::Counts)> = Vec::new();
+    // The newest pulled videos with text and hashtags are also posts the ranker is refitted on.
+    let mut newest: Vec<&reelq_shared::db::models::ScrapedExample> =
+        scraped.iter().filter(|v| !v.hashtags.is_empty() && !example_text(&v.description).is_empty()).collect();
+    newest.sort_by_key(|v| std::cmp::Reverse(v.create_time));
+    let ranker_ids: HashSet<&str> = newest.into_iter().take(MAX_RANKER_POSTS).map(|v| v.id.as_str()).collect();
+    let mut posts: Vec<RawPost> = Vec::new();
     for (v, (_, text)) in scraped.iter().zip(&texts) {
         // Moved, not copied: at 100,000 videos each copy of the vectors is 150 MB.
         let Some(vec) = vectors.remove(&v.id) else { continue };
         let tags: Vec<String> = v.hashtags.iter().map(|t| format!("#{t}")).collect();
+        if ranker_ids.contains(v.id.as_str()) {
+            let spans = vec![TextSpan { source: SpanSource::Caption, text: text.clone(), time_secs: None }];
+            posts.push(RawPost { at: v.create_time, id: format!("pulled:{}", v.id), spans, vector: vec.clone(), tags: tags.clone() });
+        }
         samples_raw.push((v.create_time.timestamp(), virality_features(&vec, tags.len(), text.chars().count()), v.counts));
         if !tags.is_empty() {
             labelled.push((v.create_time, vec, scraped_images.get(&v.id).cloned().unwrap_or_default(), tags));
@@ -115,9 +137,14 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         .filter_map(|f| f.caption.as_deref().map(example_text).filter(|c| !c.is_empty()).map(|c| (f.job_id.to_string(), c)))
         .collect();
     let (caption_vectors, _) = embed_missing(pool, &embedder, "feedback", &text_model, &captions, cancel).await?;
+    let mut feedback_spans = feedback_spans(pool, &feedback).await?;
     for f in &feedback {
         let text = stored_vector(f.embeddings.as_ref(), "text", &text_model).or_else(|| caption_vectors.get(&f.job_id.to_string()).cloned());
         let Some(text) = text else { continue };
+        let spans = feedback_spans.remove(&f.job_id).unwrap_or_default();
+        if !spans.is_empty() {
+            posts.push(RawPost { at: f.created_at, id: format!("feedback:{}", f.job_id), spans, vector: text.clone(), tags: f.hashtags.clone() });
+        }
         let image = f.embeddings.as_ref().and_then(|e| e.get("image")).filter(|i| !i.is_null()).and_then(|i| {
             let model = model_name(i.get("model")?)?;
             let v: Vec<f32> = serde_json::from_value(i.get("vector")?.clone()).ok()?;
@@ -181,11 +208,13 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         window,
     )
     .await?;
+    let ranker = train_ranker(trainer, cancel, job, &version, posts, &text_model, &request).await?;
     let virality = train_virality(pool, store, job, &version, &virality_feature_model(&text_model), samples_raw, &request, window).await?;
 
     let payload = json!({
         "version": version,
         "hashtags": hashtags,
+        "ranker": ranker,
         "virality": virality,
         "examples": { "pulled": scraped.len(), "feedback": feedback_used, "embedded_now": embedded_now, "feedback_videos_decoded": media_computed, "pulled_videos_decoded": scraped_decoded, "pulled_with_images": scraped_images.len() },
         "seconds": { "embed": round3(embed_secs), "total": round3(started.elapsed().as_secs_f64()) },
@@ -243,7 +272,8 @@ async fn train_hashtags(
     let mut head = head;
     // The hashtag benchmark, when one is configured: the candidate's suggestions against the
     // promoted version's (or none's) on the same clips.
-    let bench = judge_on_benchmark(pipeline, &head, current_for_bench, cancel).await?;
+    let ranker = pipeline.models().ranker();
+    let bench = judge_on_benchmark(pipeline, (Some(head.clone()), ranker.clone()), (current_for_bench, ranker), cancel).await?;
     if let Some(b) = &bench {
         head.metrics.insert("benchmark_p_at_5".into(), b.candidate.precision_at_5);
         head.metrics.insert("benchmark_hit_at_5".into(), b.candidate.hit_at_5);
@@ -314,22 +344,23 @@ struct BenchmarkJudgement {
 }
 
 /// Runs the configured hashtag benchmark (`hashtags.benchmark`) with the candidate and with the
-/// promoted classifier (or none); `None` when no benchmark is configured. A benchmark that
+/// promoted classifier (or none) and ranker; `None` when no benchmark is configured. A benchmark that
 /// cannot be read fails the job as retryable: an operator asked for the check.
 async fn judge_on_benchmark(
     pipeline: &Arc<Pipeline>,
-    candidate: &LinearHead,
-    promoted: Option<LinearHead>,
+    candidate: (Option<LinearHead>, Arc<Ranker>),
+    promoted: (Option<LinearHead>, Arc<Ranker>),
     cancel: &CancellationToken,
 ) -> Result<Option<BenchmarkJudgement>, JobError> {
     let settings = &pipeline.settings().hashtags;
     let Some(dir) = settings.benchmark.clone() else { return Ok(None) };
     let tolerance = settings.benchmark_tolerance;
-    let (pipeline, candidate, cancel) = (pipeline.clone(), candidate.clone(), cancel.clone());
+    let (pipeline, cancel) = (pipeline.clone(), cancel.clone());
     let started = Instant::now();
     let figures = tokio::task::spawn_blocking(move || {
         let stop = || cancel.is_cancelled();
-        reelq_analysis::evaluate::judge_heads(&pipeline, Path::new(&dir), &[Some(&candidate), promoted.as_ref()], &stop)
+        let variants = [Variant { head: candidate.0.as_ref(), ranker: &candidate.1 }, Variant { head: promoted.0.as_ref(), ranker: &promoted.1 }];
+        reelq_analysis::evaluate::judge(&pipeline, Path::new(&dir), &variants, &stop)
     })
     .await
     .map_err(|e| JobError::Retryable(format!("benchmark thread failed: {e}")))?
@@ -345,6 +376,171 @@ async fn judge_on_benchmark(
         "hashtag benchmark run"
     );
     Ok(Some(BenchmarkJudgement { candidate, promoted, tolerance }))
+}
+
+/// A post the ranker is refitted on, before the vocabulary turns it into candidates.
+struct RawPost {
+    at: DateTime<Utc>,
+    id: String,
+    spans: Vec<TextSpan>,
+    /// The sentence embedding of its text.
+    vector: Vec<f32>,
+    /// With `#`.
+    tags: Vec<String>,
+}
+
+/// The transcript, on-screen text and caption of each feedback job, as the hashtags read them.
+async fn feedback_spans(pool: &PgPool, feedback: &[feedback::FeedbackExample]) -> Result<HashMap<Uuid, Vec<TextSpan>>, JobError> {
+    let ids: Vec<Uuid> = feedback.iter().map(|f| f.job_id).collect();
+    let mut out: HashMap<Uuid, Vec<TextSpan>> = HashMap::new();
+    for chunk in ids.chunks(1_000) {
+        for r in results::of_jobs(pool, chunk, &["transcript".to_owned(), "ocr".to_owned()]).await? {
+            let spans = out.entry(r.job_id).or_default();
+            let (list, source) = if r.analysis == "transcript" { ("segments", SpanSource::Transcript) } else { ("texts", SpanSource::OnScreenText) };
+            for item in r.payload.get(list).and_then(Value::as_array).into_iter().flatten() {
+                let Some(text) = item.get("text").and_then(Value::as_str).filter(|t| !t.trim().is_empty()) else { continue };
+                let time_secs = item.get("start").or_else(|| item.get("frames").and_then(|f| f.get(0))).and_then(Value::as_f64);
+                spans.push(TextSpan { source, text: text.to_owned(), time_secs });
+            }
+        }
+    }
+    for f in feedback {
+        if let Some(caption) = f.caption.as_deref().filter(|c| !c.trim().is_empty()) {
+            out.entry(f.job_id).or_default().push(TextSpan { source: SpanSource::Caption, text: caption.to_owned(), time_secs: None });
+        }
+    }
+    Ok(out)
+}
+
+/// Refits the hashtag ranker on `posts` (pulled videos and feedback), starting from the
+/// promoted version (or the shipped weights): the oldest posts fit it, the newest
+/// `request.holdout` judge it beside the version in use, and it is promoted only when its P@5
+/// there is at least `request.margin` higher and, with a benchmark configured, it is no worse
+/// on the benchmark. The returned value describes it.
+async fn train_ranker(
+    trainer: &Trainer<'_>,
+    cancel: &CancellationToken,
+    job: &JobRecord,
+    version: &str,
+    mut posts: Vec<RawPost>,
+    text_model: &str,
+    request: &TrainingRequest,
+) -> Result<Value, JobError> {
+    const MODEL: &str = "ranker";
+    let (pool, store, pipeline) = (trainer.pool, trainer.store, trainer.pipeline);
+    if posts.len() < MIN_RANKER_POSTS {
+        return Ok(
+            json!({ "status": "skipped", "reason": format!("{} posts with text and hashtags; at least {MIN_RANKER_POSTS} are needed", posts.len()) }),
+        );
+    }
+    let current = registry::promoted(pool, MODEL).await?;
+    let in_use: Arc<Ranker> = match &current {
+        Some(c) => Arc::new(
+            Ranker::from_json(&store.get_bytes(&c.artifact_key, MAX_ARTIFACT_BYTES).await?)
+                .map_err(|e| JobError::Retryable(format!("the promoted ranker's artifact is unreadable: {e}")))?,
+        ),
+        None => Ranker::shipped_arc(),
+    };
+    let in_use_name = current.as_ref().map_or_else(|| format!("the shipped weights ({})", in_use.version), |c| c.version.clone());
+    posts.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
+    let window = (posts.first().map(|p| p.at), posts.last().map(|p| p.at));
+    let held = ((posts.len() as f64 * request.holdout).round() as usize).clamp(1, posts.len() - 1);
+    let cut = posts.len() - held;
+    let started = Instant::now();
+    let (pipe, prior, model, name, tags) = (pipeline.clone(), in_use.clone(), text_model.to_owned(), version.to_owned(), trainer.pulled_tags.clone());
+    let (candidate, fit, eval, baseline) = tokio::task::spawn_blocking(move || -> Result<_, reelq_analysis::AnalysisError> {
+        let mut vocab = pipe.vocabulary().clone();
+        vocab.extend_tags(tags.iter().map(String::as_str), VocabSource::Trending);
+        let generic: BTreeSet<String> = vocab.entries().iter().filter(|e| e.generic).map(|e| e.tag.clone()).collect();
+        let mut built = Vec::with_capacity(posts.len());
+        for p in posts {
+            let similarity = pipe.description_similarity(&vocab, &model, &p.vector)?;
+            built.push(Post::new(&vocab, p.id, &p.spans, Some(similarity), &p.tags));
+        }
+        let (fit_on, held_out) = built.split_at(cut);
+        let opts = pipe.settings().hashtags.rank_options(&prior);
+        let (candidate, fit) = evaluate::fit_on_posts(&prior, fit_on, &opts, &generic, &name, RANKER_EPOCHS);
+        let eval = evaluate::post_figures(held_out, &candidate, &opts, &generic);
+        let baseline = evaluate::post_figures(held_out, &prior, &opts, &generic);
+        Ok((candidate, fit, eval, baseline))
+    })
+    .await
+    .map_err(|e| JobError::Retryable(format!("ranker thread failed: {e}")))?
+    .map_err(|e| JobError::Retryable(format!("the ranker could not be fitted: {e}")))?;
+    let fit_secs = started.elapsed().as_secs_f64();
+    if cancel.is_cancelled() {
+        return Err(JobError::Stopped("cancelled"));
+    }
+    let candidate = Arc::new(candidate);
+    let head = pipeline.models().hashtag_head().map_err(|e| JobError::Retryable(format!("the hashtag classifier is unreadable: {e}")))?;
+    let head = head.as_deref().cloned();
+    let bench = judge_on_benchmark(pipeline, (head.clone(), candidate.clone()), (head, in_use.clone()), cancel).await?;
+
+    let as_metrics = |f: &Figures| json!({ "p_at_5": round3(f.precision_at_5), "hit_at_5": round3(f.hit_at_5), "r_at_10": round3(f.recall_at_10), "mrr": round3(f.mrr) });
+    let mut metrics = as_metrics(&eval);
+    metrics["train_posts"] = json!(cut);
+    metrics["min_score"] = json!(round3(f64::from(candidate.min_score)));
+    if let Some(b) = &bench {
+        metrics["benchmark_p_at_5"] = json!(round3(b.candidate.precision_at_5));
+        metrics["benchmark_hit_at_5"] = json!(round3(b.candidate.hit_at_5));
+    }
+    let key = artifact_key(MODEL, version);
+    store.put_bytes(&key, candidate.to_json(), "application/json").await?;
+    registry::insert_candidate(
+        pool,
+        &NewVersion {
+            model: MODEL,
+            version,
+            job_id: Some(job.id),
+            artifact_key: &key,
+            metrics: metrics.clone(),
+            baseline_version: current.as_ref().map(|c| c.version.as_str()),
+            baseline_metrics: Some(as_metrics(&baseline)),
+            data_from: window.0,
+            data_to: window.1,
+            train_examples: i32::try_from(cut).unwrap_or(i32::MAX),
+            eval_examples: i32::try_from(held).unwrap_or(i32::MAX),
+        },
+    )
+    .await?;
+    let (c, p) = (eval.precision_at_5, baseline.precision_at_5);
+    let mut promote = held >= MIN_RANKER_HELD_OUT && c >= p + request.margin;
+    let mut decision = if promote {
+        format!("promoted: held-out P@5 {c:.3} over {held} posts beats {in_use_name} ({p:.3}) by at least {}", request.margin)
+    } else if held < MIN_RANKER_HELD_OUT {
+        format!("not promoted: {held} held-out posts, at least {MIN_RANKER_HELD_OUT} are needed to judge (P@5 {c:.3} against {p:.3})")
+    } else {
+        format!("not promoted: held-out P@5 {c:.3} over {held} posts does not beat {in_use_name} ({p:.3}) by {}", request.margin)
+    };
+    if let Some(b) = &bench {
+        let (bc, bp) = (b.candidate.precision_at_5, b.promoted.precision_at_5);
+        let holds = bc >= bp - b.tolerance;
+        decision.push_str(&format!(
+            "; on the hashtag benchmark ({} held-out clips) P@5 {bc:.2} against {bp:.2}: {}",
+            b.candidate.clips,
+            if holds { "no worse" } else { "worse, so not promoted" }
+        ));
+        if promote && !holds {
+            decision = decision.replacen("promoted:", "not promoted:", 1);
+        }
+        promote &= holds;
+    }
+    let status = settle(pool, MODEL, version, promote, &decision).await?;
+    reelq_shared::metrics::get().model_versions.with_label_values(&[MODEL, status]).inc();
+    tracing::info!(model = MODEL, version, status, p_at_5 = c, baseline = p, "hashtag ranker refitted");
+    Ok(json!({
+        "version": version,
+        "status": status,
+        "decision": decision,
+        "metrics": metrics,
+        "baseline": { "version": in_use_name, "metrics": as_metrics(&baseline) },
+        "fit": as_metrics(&fit),
+        "posts": { "train": cut, "held_out": held },
+        "benchmark": bench.as_ref().map(|b| json!({ "clips": b.candidate.clips, "candidate": b.candidate, "promoted": b.promoted, "tolerance": b.tolerance })),
+        "weights": candidate.features.iter().zip(&candidate.weights).map(|(f, w)| (f.clone(), json!(round3(f64::from(*w))))).collect::<serde_json::Map<_, _>>(),
+        "artifact_key": key,
+        "fit_seconds": round3(fit_secs),
+    }))
 }
 
 /// Trains, judges and registers the virality regressor.

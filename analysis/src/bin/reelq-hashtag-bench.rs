@@ -8,9 +8,14 @@
 //! them to `analysis/assets/ranker.json` (the weights reelq ships), then judges them on the
 //! held-out half beside the unfitted prior weights.
 //!
+//! With `--write-vectors` (and no folder) it embeds the curated vocabulary's descriptions with
+//! the default pack's text encoder and writes `analysis/assets/description-vectors.bin`, the
+//! vectors reelq ships so that a worker need not compute them when it starts.
+//!
 //! ```text
 //! tools/hashtag-bench/make-clips .data/hashtag-bench
 //! cargo run --release -p reelq-analysis --bin reelq-hashtag-bench -- .data/hashtag-bench [--half tune|held_out|all] [--fit]
+//! cargo run --release -p reelq-analysis --bin reelq-hashtag-bench -- --write-vectors
 //! ```
 
 use std::collections::BTreeSet;
@@ -18,10 +23,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use reelq_analysis::evaluate::{self, Clip, ClipRun, Manifest};
-use reelq_analysis::hashtags::Ranker;
+use reelq_analysis::hashtags::shipped_vectors::{ShippedVectors, VectorsModel};
+use reelq_analysis::hashtags::{Ranker, Vocabulary};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--write-vectors") {
+        return match write_vectors() {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let Some(dir) = args.first().map(PathBuf::from) else {
         eprintln!("usage: reelq-hashtag-bench DIR [--half tune|held_out|all] [--fit]");
         return ExitCode::from(2);
@@ -140,4 +158,37 @@ fn main() -> ExitCode {
         100.0 * hashtags / total.max(1e-9)
     );
     ExitCode::SUCCESS
+}
+
+/// Embeds every curated description with the default pack's text encoder, freshly (not from
+/// the vectors already shipped), and writes them where the build picks them up.
+fn write_vectors() -> Result<String, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (pipeline, _) = evaluate::checkout_pipeline(&root, None);
+    let embedder = pipeline.models().text_embedder().map_err(|e| format!("the text encoder: {e}"))?;
+    let id = embedder.model();
+    let mut texts: Vec<String> = Vocabulary::curated().entries().iter().map(|e| e.description()).collect();
+    texts.sort();
+    texts.dedup();
+    let started = std::time::Instant::now();
+    let mut entries: Vec<(String, Vec<f32>)> = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let vectors = embedder.embed(&refs).map_err(|e| format!("embedding: {e}"))?;
+        entries.extend(chunk.iter().cloned().zip(vectors));
+    }
+    let dim = entries.first().map_or(0, |e| e.1.len());
+    let header = VectorsModel { model: id.name.clone(), version: id.version.clone(), sha256: id.sha256.clone(), dim, count: entries.len() };
+    let bytes = ShippedVectors::encode(&header, &entries)?;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/description-vectors.bin");
+    std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!(
+        "wrote {} vectors of {dim} by {}@{} ({} bytes) to {} in {:.1} s",
+        entries.len(),
+        id.name,
+        id.version,
+        bytes.len(),
+        path.display(),
+        started.elapsed().as_secs_f64()
+    ))
 }

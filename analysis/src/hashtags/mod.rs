@@ -19,6 +19,7 @@
 //! so this one weight is set, not fitted.)
 
 pub mod ranker;
+pub mod shipped_vectors;
 pub mod vocabulary;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -302,8 +303,14 @@ fn source_of(feature: &str, known: bool) -> Option<&'static str> {
 
 /// Ranks the vocabulary for a video with `ranker`.
 pub fn rank_with(ranker: &Ranker, vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &RankOptions) -> Vec<Suggestion> {
+    rank_candidates(ranker, candidates(vocab, spans, signals, opts.content_phrases), signals.creator.as_ref(), opts)
+}
+
+/// Scores `candidates` with `ranker`, lifts what the creator's history supports, and keeps the
+/// best `opts.count` above the threshold, with at most `opts.max_generic` generic ones.
+pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Option<&CreatorHistory>, opts: &RankOptions) -> Vec<Suggestion> {
     let mut scored: Vec<Suggestion> = Vec::new();
-    for c in candidates(vocab, spans, signals, opts.content_phrases) {
+    for c in candidates {
         let content = ranker.score(&c.x);
         if content < opts.min_score / 2.0 {
             continue;
@@ -325,7 +332,7 @@ pub fn rank_with(ranker: &Ranker, vocab: &Vocabulary, spans: &[TextSpan], signal
         let mut evidence = c.evidence;
         let mut score = content;
         // The creator's own habit reorders what the content supports; it never adds a tag.
-        if let Some(history) = &signals.creator
+        if let Some(history) = creator
             && let Some(&used) = history.uses.get(&c.tag)
             && history.posts > 0
         {

@@ -9,7 +9,7 @@
 //! prior weight the artifact states for them, so a classifier still counts once one is
 //! promoted.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -70,17 +70,22 @@ pub struct Ranker {
     pub fitted_on: serde_json::Value,
 }
 
-static SHIPPED: LazyLock<Ranker> = LazyLock::new(|| {
-    Ranker::from_json(include_bytes!("../../assets/ranker.json")).unwrap_or_else(|e| {
+static SHIPPED: LazyLock<Arc<Ranker>> = LazyLock::new(|| {
+    Arc::new(Ranker::from_json(include_bytes!("../../assets/ranker.json")).unwrap_or_else(|e| {
         tracing::error!(error = %e, "the shipped hashtag ranker is unreadable; using its prior weights");
         Ranker::prior()
-    })
+    }))
 });
 
 impl Ranker {
     /// The weights shipped with reelq.
     pub fn shipped() -> &'static Ranker {
         &SHIPPED
+    }
+
+    /// The shipped weights, shared.
+    pub fn shipped_arc() -> Arc<Ranker> {
+        SHIPPED.clone()
     }
 
     /// Hand-set weights in logit space: the starting point of a fit, and what a feature the
@@ -174,11 +179,14 @@ pub struct FitOptions {
     pub learning_rate: f32,
     /// L2 pull of each weight towards its prior.
     pub l2: f32,
+    /// Features whose weights the data cannot judge: [`NOT_FITTED`] for the benchmark,
+    /// [`NOT_FITTED_ON_POSTS`] for real posts.
+    pub not_fitted: &'static [&'static str],
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        Self { epochs: 6_000, learning_rate: 1.0, l2: 0.002 }
+        Self { epochs: 6_000, learning_rate: 1.0, l2: 0.002, not_fitted: &NOT_FITTED }
     }
 }
 
@@ -187,8 +195,17 @@ impl Default for FitOptions {
 /// (the classifier, the image model): their weights are never fitted.
 pub const NOT_FITTED: [&str; 6] = ["caption_hashtag", "new_line", "new_said", "new_count", "classifier", "visual"];
 
+/// What real posts (pulled videos with the hashtags they were posted with, creators' feedback)
+/// cannot judge: the trainer does not run the classifier or the image model over them. Their
+/// labels are the tags actually posted, so tags the vocabulary does not know are judged too.
+pub const NOT_FITTED_ON_POSTS: [&str; 2] = ["classifier", "visual"];
+
+/// Features that make a candidate on their own (the others only add to other support).
+const STANDALONE: [&str; 10] =
+    ["name_said", "name_shown", "name_captioned", "keywords", "caption_hashtag", "classifier", "visual", "new_line", "new_said", "name_phrase"];
+
 /// Fits a logistic model to `examples` by full-batch gradient descent from the `prior`, with an
-/// L2 pull towards the prior. A feature in [`NOT_FITTED`] or zero in every example is not
+/// L2 pull towards the prior. A feature in `opts.not_fitted` or zero in every example is not
 /// fitted: one that can make a candidate on its own keeps the probability the prior gives a
 /// candidate with that feature alone (its weight moves by as much as the bias does); the
 /// others (`new_count`, `popularity`, which only add to other support) keep their weight.
@@ -196,7 +213,7 @@ pub const NOT_FITTED: [&str; 6] = ["caption_hashtag", "new_line", "new_said", "n
 /// candidates and three good tags still teaches what makes a tag good.
 pub fn fit(prior: &Ranker, examples: &[Example], opts: &FitOptions) -> Ranker {
     let mut r = prior.clone();
-    let seen: Vec<bool> = (0..N).map(|j| !NOT_FITTED.contains(&FEATURES[j]) && examples.iter().any(|e| e.x[j] != 0.0)).collect();
+    let seen: Vec<bool> = (0..N).map(|j| !opts.not_fitted.contains(&FEATURES[j]) && examples.iter().any(|e| e.x[j] != 0.0)).collect();
     let pos = examples.iter().filter(|e| e.accepted).count().max(1) as f32;
     let neg = examples.iter().filter(|e| !e.accepted).count().max(1) as f32;
     let total = pos + neg;
@@ -221,7 +238,7 @@ pub fn fit(prior: &Ranker, examples: &[Example], opts: &FitOptions) -> Ranker {
         r.bias -= opts.learning_rate * grad_b / n;
     }
     for j in 0..N {
-        if !seen[j] && NOT_FITTED.contains(&FEATURES[j]) && FEATURES[j] != "new_count" {
+        if !seen[j] && STANDALONE.contains(&FEATURES[j]) {
             r.weights[j] = prior.weights[j] + prior.bias - r.bias;
         }
     }

@@ -1,5 +1,5 @@
-//! The model registry: `GET /v1/models` lists the trained versions of the hashtag classifier
-//! and the virality regressor with their held-out figures; admin keys start a training run
+//! The model registry: `GET /v1/models` lists the trained versions of the hashtag classifier,
+//! the hashtag ranker and the virality regressor with their held-out figures; admin keys start a training run
 //! (`POST /v1/admin/training`), read its job, and roll a model back.
 
 use std::collections::BTreeMap;
@@ -26,8 +26,8 @@ use crate::state::{AdminKey, AppState, AuthTenant};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ModelsQuery {
-    /// `hashtags` or `virality`; both when absent.
-    #[param(pattern = "^(hashtags|virality)?$")]
+    /// `hashtags`, `ranker` or `virality`; all when absent.
+    #[param(pattern = "^(hashtags|ranker|virality)?$")]
     pub model: Option<String>,
     /// How many versions (default 50, at most 500), newest first.
     #[param(minimum = 1, maximum = 500)]
@@ -50,7 +50,8 @@ fn known_model(name: &str) -> Result<&'static str, ApiError> {
 /// Trained model versions.
 ///
 /// Every version the trainer produced, promoted or not, with its held-out figures (`p_at_5`,
-/// `r_at_5`, `map` for hashtags; `spearman` for virality), the promoted version's figures on
+/// `r_at_5`, `map` for hashtags; `p_at_5`, `hit_at_5`, `r_at_10`, `mrr` of held-out posts for
+/// the ranker; `spearman` for virality), the promoted version's figures on
 /// the same examples, the decision, and the data window it was trained on.
 #[utoipa::path(
     get, path = "/v1/models", tag = "models",
@@ -98,7 +99,7 @@ pub struct RollbackRequest {
 /// again. Workers switch within their registry refresh interval, without a restart.
 #[utoipa::path(
     post, path = "/v1/admin/models/{model}/rollback", tag = "admin",
-    params(("model" = String, Path, description = "`hashtags` or `virality`")),
+    params(("model" = String, Path, description = "`hashtags`, `ranker` or `virality`")),
     request_body(content = RollbackRequest, description = "Optional; `{}` rolls back to the previous version"),
     responses(
         (status = 200, body = Rollback),
@@ -140,8 +141,8 @@ pub async fn rollback(
 /// Train now.
 ///
 /// Enqueues a training job (the same one the scheduler's `train` schedules enqueue). A worker
-/// embeds new examples, trains the hashtag classifier and the virality regressor, and promotes
-/// each only if it beats the promoted version by `margin`. Read the job with
+/// embeds new examples, trains the hashtag classifier, refits the hashtag ranker, trains the
+/// virality regressor, and promotes each only if it beats the promoted version by `margin`. Read the job with
 /// `GET /v1/admin/training/{id}`.
 #[utoipa::path(
     post, path = "/v1/admin/training", tag = "admin",

@@ -1,5 +1,5 @@
-//! The model registry (trained versions of the hashtag classifier and the virality regressor,
-//! their figures and status), the trainer's examples, and the embeddings it keeps for them.
+//! The model registry (trained versions of the hashtag classifier, the hashtag ranker and the
+//! virality regressor, their figures and status), the trainer's examples, and the embeddings it keeps for them.
 //!
 //! Promotion and rollback run in one transaction each, and a partial unique index allows one
 //! promoted version per model, so two racing promotions cannot both win.
@@ -17,12 +17,12 @@ use crate::engagement::Counts;
 pub const SYSTEM_TENANT: Uuid = Uuid::from_u128(1);
 
 /// The learned models the registry holds.
-pub const MODELS: &[&str] = &["hashtags", "virality"];
+pub const MODELS: &[&str] = &["hashtags", "ranker", "virality"];
 
 /// One registered version.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema, sqlx::FromRow)]
 pub struct ModelVersion {
-    /// `hashtags` or `virality`.
+    /// `hashtags` (the classifier), `ranker` (the hashtag ranker) or `virality`.
     pub model: String,
     /// Version name, unique per model; results name it.
     pub version: String,
@@ -32,7 +32,8 @@ pub struct ModelVersion {
     pub job_id: Option<Uuid>,
     /// Object key of the artifact.
     pub artifact_key: String,
-    /// Held-out figures (`p_at_5`, `r_at_5`, `map` for hashtags; `spearman` for virality).
+    /// Held-out figures (`p_at_5`, `r_at_5`, `map` for hashtags; `p_at_5`, `hit_at_5`, `r_at_10`,
+    /// `mrr` of held-out posts for the ranker; `spearman` for virality).
     #[schema(value_type = Object)]
     pub metrics: serde_json::Value,
     /// The promoted version it was judged against, if there was one.

@@ -88,6 +88,22 @@ pub async fn for_job(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<Result
     .await
 }
 
+/// The results of `analyses` of any of `job_ids`, by job.
+pub async fn of_jobs(db: impl PgExecutor<'_>, job_ids: &[Uuid], analyses: &[String]) -> Result<Vec<ResultRecord>, DbError> {
+    timed(
+        "results.of_jobs",
+        sqlx::query_as!(
+            ResultRecord,
+            "SELECT job_id, analysis, payload, model_versions, attempt, created_at FROM results
+             WHERE job_id = ANY($1) AND analysis = ANY($2) ORDER BY job_id, analysis",
+            job_ids,
+            analyses
+        )
+        .fetch_all(db),
+    )
+    .await
+}
+
 /// The analyses a job already has results for (a retried job skips them).
 pub async fn done_analyses(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<String>, DbError> {
     timed("results.done_analyses", sqlx::query_scalar!("SELECT analysis FROM results WHERE job_id = $1", job_id).fetch_all(db)).await

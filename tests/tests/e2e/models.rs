@@ -85,6 +85,7 @@ async fn speech_and_on_screen_text_give_topical_hashtags_and_a_transcript() {
     assert!(first["evidence"].as_array().is_some_and(|e| !e.is_empty()), "evidence: {first:#}");
     let used: Vec<&str> = a["results"]["hashtags"]["model_versions"].as_array().expect("models").iter().filter_map(|m| m["name"].as_str()).collect();
     assert!(used.contains(&"minilm-l6-v2"), "{used:?}");
+    assert!(used.contains(&"hashtag-ranker"), "the ranker that scored the suggestions is named: {used:?}");
     let text = &a["results"]["embeddings"]["payload"]["text"];
     assert_eq!(text["dim"], 384);
     assert_eq!(text["vector"].as_array().map(Vec::len), Some(384));

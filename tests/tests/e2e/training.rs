@@ -185,6 +185,28 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
         all["versions"].as_array().expect("versions").iter().find(|v| v["model"] == "virality" && v["version"] == virality).cloned().expect("listed");
     assert!(reg["metrics"]["spearman"].as_f64().is_some_and(|s| s > 0.2), "views follow topics, so rank correlation is clearly positive: {reg}");
 
+    // The hashtag ranker was refitted on the pulled posts (descriptions without their
+    // hashtags, labelled by them) from the shipped weights, and judged beside them on the newest.
+    let rankers: Value = app.http.get(app.url("/v1/models?model=ranker")).bearer_auth(&app.key).send().await.expect("sent").json().await.expect("json");
+    let refit = rankers["versions"].as_array().expect("versions").first().cloned().expect("a ranker version");
+    assert_eq!(refit["model"], "ranker");
+    assert_eq!(refit["train_examples"].as_i64().unwrap_or(0) + refit["eval_examples"].as_i64().unwrap_or(0), 600, "{refit}");
+    let (p5, was) = (refit["metrics"]["p_at_5"].as_f64().expect("P@5"), refit["baseline_metrics"]["p_at_5"].as_f64().expect("baseline P@5"));
+    let ranker_in_use = match refit["status"].as_str() {
+        Some("promoted") => {
+            assert!(p5 >= was + 0.01, "promoted only when it beats the weights in use by the margin: {refit}");
+            assert_eq!(rankers["promoted"]["ranker"], refit["version"]);
+            Some(refit["version"].as_str().expect("version").to_owned())
+        }
+        Some("rejected") => {
+            assert!(p5 < was + 0.01, "{refit}");
+            assert!(rankers["promoted"]["ranker"].is_null(), "{rankers}");
+            None
+        }
+        other => panic!("a ranker version is promoted or rejected once judged, not {other:?}: {refit}"),
+    };
+    assert!(refit["decision"].as_str().is_some_and(|d| d.contains("held-out P@5")), "{refit}");
+
     // A job on the newest video's text (held out: the split keeps the newest for evaluation)
     // names the new version and ranks the video's true tags in its top five.
     let newest = stub.dataset().iter().max_by_key(|v| v.create_time).expect("dataset").clone();
@@ -193,6 +215,13 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     let job = app.wait_terminal(job, Duration::from_secs(180)).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     assert_eq!(job["results"]["hashtags"]["payload"]["classifier_version"], v1.as_str());
+    let ranker_ref = job["results"]["hashtags"]["model_versions"].as_array().expect("models").iter().find(|m| m["name"] == "hashtag-ranker").cloned();
+    let ranker_ref = ranker_ref.expect("the ranker is named");
+    if let Some(v) = &ranker_in_use {
+        assert_eq!(ranker_ref["version"], v.as_str(), "the worker follows the promoted ranker");
+    } else {
+        assert_ne!(ranker_ref["version"], refit["version"], "a rejected ranker is not used");
+    }
     // Its topical tags, that is: the stub adds the generic #fyp at random, and suggestions
     // keep generic tags out of slots a specific tag wants (`hashtags.max_generic`).
     let top = tags_of(&job, 5);
@@ -267,6 +296,9 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
             app.http.get(app.url(&format!("/v1/admin/training/{id}"))).bearer_auth(&ops.key).send().await.expect("sent").json().await.expect("json");
         let examples = &training["results"]["train"]["payload"]["examples"];
         assert_eq!(examples["feedback"], 1, "{training:#}");
+        // The feedback is a post for the ranker too: its caption, labelled with the chosen tags.
+        let posts = &training["results"]["train"]["payload"]["ranker"]["posts"];
+        assert_eq!(posts["train"].as_i64().unwrap_or(0) + posts["held_out"].as_i64().unwrap_or(0), 601, "{training:#}");
         decoded.push(examples["feedback_videos_decoded"].as_i64().expect("decoded"));
     }
     assert_eq!(decoded, [1, 0], "the feedback video is decoded once, then its stored embeddings are reused");
@@ -505,6 +537,18 @@ async fn a_candidate_classifier_is_also_judged_on_the_hashtag_benchmark() {
     let beat_frequencies = decision.starts_with("mAP") && decision.contains(" beats ");
     let expected = if beat_frequencies && candidate >= with_none - 0.01 - 0.005 { "promoted" } else { "rejected" };
     assert_eq!(version["status"], expected, "{version}");
+
+    // The refitted ranker was run over the same clips beside the weights in use, and is
+    // promoted only if it holds its own there as well as on the newest posts.
+    let rankers: Value = app.http.get(app.url("/v1/models?model=ranker")).bearer_auth(&app.key).send().await.expect("sent").json().await.expect("json");
+    let ranker = rankers["versions"].as_array().and_then(|v| v.first()).cloned().expect("a ranker version");
+    let decision = ranker["decision"].as_str().expect("decision");
+    assert!(decision.contains("held-out P@5") && decision.contains("on the hashtag benchmark (4 held-out clips)"), "{ranker}");
+    let on_bench = ranker["metrics"]["benchmark_p_at_5"].as_f64().expect("benchmark P@5 registered");
+    let in_use: f64 = decision.rsplit(" against ").next().and_then(|s| s.split(':').next()).and_then(|s| s.parse().ok()).expect("in use");
+    let on_posts = ranker["metrics"]["p_at_5"].as_f64().expect("P@5") >= ranker["baseline_metrics"]["p_at_5"].as_f64().expect("baseline") + 0.01 - 1e-9;
+    let expected = if on_posts && on_bench >= in_use - 0.01 - 0.005 { "promoted" } else { "rejected" };
+    assert_eq!(ranker["status"], expected, "{ranker}");
     stop.cancel();
     task.await.expect("joined").expect("clean stop");
     stub.stop().await;
