@@ -15,6 +15,7 @@ pub mod admin;
 pub mod batch;
 pub mod dead_letters;
 pub mod feedback;
+pub mod horizon;
 pub mod jobs;
 pub mod lifecycle;
 pub mod models;

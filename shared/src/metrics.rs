@@ -35,6 +35,9 @@ pub struct Metrics {
     pub outbox_published: IntCounterVec,
     /// `reelq_outbox_pending`: rows seen waiting at the last relay pass.
     pub outbox_pending: IntGauge,
+    /// `reelq_db_oldest_transaction_seconds`: age of the oldest transaction of the PostgreSQL
+    /// cluster that holds a snapshot (0 when none), read on every reaper pass.
+    pub db_oldest_transaction_seconds: IntGauge,
     /// `reelq_webhook_deliveries_total{outcome}`.
     pub webhook_deliveries: IntCounterVec,
     /// `reelq_upload_bytes_total{outcome}`.
@@ -114,6 +117,11 @@ impl Metrics {
             stage_seconds: histogram(&r, "reelq_job_stage_duration_seconds", "Time spent per processing stage", &["stage"], SLOW.to_vec()),
             outbox_published: counter(&r, "reelq_outbox_published_total", "Outbox messages published with a confirm", &["routing_key"]),
             outbox_pending: gauge(&r, "reelq_outbox_pending", "Outbox rows waiting at the last relay pass"),
+            db_oldest_transaction_seconds: gauge(
+                &r,
+                "reelq_db_oldest_transaction_seconds",
+                "Age of the oldest PostgreSQL transaction holding a snapshot, which keeps dead rows from being removed",
+            ),
             webhook_deliveries: counter(&r, "reelq_webhook_deliveries_total", "Webhook delivery attempts", &["outcome"]),
             upload_bytes: counter(&r, "reelq_upload_bytes_total", "Bytes received in uploads", &["outcome"]),
             upload_refusals: counter(&r, "reelq_upload_refusals_total", "Uploads cut off or turned away", &["reason"]),

@@ -212,6 +212,42 @@ async fn readyz(State(h): State<HealthState>) -> (StatusCode, String) {
     if db_ok && consuming { (StatusCode::OK, "ready".to_owned()) } else { (StatusCode::SERVICE_UNAVAILABLE, "unready".to_owned()) }
 }
 
+/// A transaction older than this that holds a snapshot is named in a warning.
+const OLD_TRANSACTION: Duration = Duration::from_secs(60);
+/// At most one such warning per this long.
+const OLD_TRANSACTION_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Exports the age of the cluster's oldest transaction that holds a snapshot and, past
+/// [`OLD_TRANSACTION`], names its session in a warning: while it stays open PostgreSQL keeps
+/// every row version newer than it, and the queue's claims and scans slow down.
+async fn watch_horizon(pool: &PgPool, warned: &mut Option<std::time::Instant>) {
+    let oldest = match db::horizon::oldest_transaction(pool).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the oldest transaction");
+            return;
+        }
+    };
+    let age = oldest.as_ref().map_or(0.0, |o| o.age_secs);
+    reelq_shared::metrics::get().db_oldest_transaction_seconds.set(age as i64);
+    if let Some(o) = oldest
+        && age >= OLD_TRANSACTION.as_secs_f64()
+        && warned.is_none_or(|at| at.elapsed() >= OLD_TRANSACTION_WARN_EVERY)
+    {
+        *warned = Some(std::time::Instant::now());
+        tracing::warn!(
+            pid = o.pid,
+            user = %o.user,
+            application = %o.application,
+            state = %o.state,
+            age_secs = age.round(),
+            "a transaction of another session has held a snapshot for over a minute: PostgreSQL keeps every row version newer than it, \
+             so claims and the reaper slow down the longer it stays open; end it (pg_terminate_backend) or bound such sessions \
+             with idle_in_transaction_session_timeout"
+        );
+    }
+}
+
 /// Re-dispatches running jobs whose lease lapsed long ago (their worker died after its message
 /// was settled, or the broker lost it), and jobs waiting for a retry whose delayed message
 /// never came back. Duplicates are harmless: the claim decides. It pauses while a dependency is
@@ -221,6 +257,7 @@ async fn reap(pool: PgPool, publisher: Arc<Publisher>, topology: Topology, setti
     let grace = Duration::from_millis(settings.worker.lease_ttl_ms) * 2;
     // The longest a released job waits for its delayed message, with room for a slow broker.
     let retry_grace = Duration::from_millis(topology.delays_ms().max().unwrap_or(0)) * 2 + grace;
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -229,6 +266,7 @@ async fn reap(pool: PgPool, publisher: Arc<Publisher>, topology: Topology, setti
         if !deps.is_up() {
             continue;
         }
+        watch_horizon(&pool, &mut warned).await;
         let mut stale = match jobs::stale_leases(&pool, grace, 100).await {
             Ok(s) => s,
             Err(e) => {

@@ -1,6 +1,6 @@
 //! Traces and metrics follow jobs across processes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -86,5 +86,35 @@ async fn metrics_of_api_and_worker_count_the_job() {
     assert!(worker_after.contains("reelq_db_query_duration_seconds_bucket{outcome=\"ok\",query=\"jobs.claim\""));
     worker.stop().await;
     app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_another_client_holds_open_shows_in_the_workers_metrics() {
+    let env = TestEnv::new().await;
+    let worker = TestWorker::spawn(env.worker_settings()).await;
+    let http = reqwest::Client::new();
+    let worker_url = format!("http://{}/metrics", worker.health);
+
+    // A report that holds a snapshot, as a long query or a session idle in a transaction does.
+    let mut report = env.pool.begin().await.expect("begin");
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *report).await.expect("isolation");
+    sqlx::query("SELECT count(*) FROM jobs").execute(&mut *report).await.expect("snapshot taken");
+    let held = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Within a few reaper passes (every second here) the worker reports a transaction at least
+    // as old as this one (the cluster's oldest: another one may be older still).
+    loop {
+        let text = http.get(&worker_url).send().await.expect("sent").text().await.expect("text");
+        let age = metric(&text, "reelq_db_oldest_transaction_seconds");
+        if age >= 3.0 {
+            break;
+        }
+        assert!(held.elapsed() < Duration::from_secs(20), "the worker still reports {age} s after {:?}", held.elapsed());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    report.rollback().await.expect("rollback");
+    worker.stop().await;
     env.cleanup().await;
 }
