@@ -6,7 +6,9 @@
 //!
 //! With `--fit` it first fits the ranker's weights and threshold on the tuning half and writes
 //! them to `analysis/assets/ranker.json` (the weights reelq ships), then judges them on the
-//! held-out half beside the unfitted prior weights.
+//! held-out half beside the unfitted prior weights. With `--refit` it also refits the weights in
+//! use on the tuning half as the trainer refits them on posts (feedback and pulled videos) and
+//! adds their held-out figures to the table.
 //!
 //! With `--write-vectors` (and no folder) it embeds the curated vocabulary's descriptions with
 //! the default pack's text encoder and writes `analysis/assets/description-vectors.bin`, the
@@ -22,7 +24,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use reelq_analysis::evaluate::{self, Clip, ClipRun, Manifest};
+use reelq_analysis::evaluate::{self, Clip, ClipRun, Manifest, Post};
 use reelq_analysis::hashtags::shipped_vectors::{ShippedVectors, VectorsModel};
 use reelq_analysis::hashtags::{Ranker, Vocabulary};
 
@@ -41,11 +43,12 @@ fn main() -> ExitCode {
         };
     }
     let Some(dir) = args.first().map(PathBuf::from) else {
-        eprintln!("usage: reelq-hashtag-bench DIR [--half tune|held_out|all] [--fit]");
+        eprintln!("usage: reelq-hashtag-bench DIR [--half tune|held_out|all] [--fit] [--refit] | --write-vectors");
         return ExitCode::from(2);
     };
     let half = args.iter().position(|a| a == "--half").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "held_out".into());
     let fit = args.iter().any(|a| a == "--fit");
+    let refit = args.iter().any(|a| a == "--refit");
     let manifest = match Manifest::load(&dir) {
         Ok(m) => m,
         Err(e) => {
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
     let tune: Vec<&Clip> = manifest.clips.iter().filter(|c| c.half == "tune").collect();
     let judged: Vec<&Clip> = manifest.clips.iter().filter(|c| half == "all" || c.half == half).collect();
     // Fitting needs the tuning half run too.
-    let to_run: Vec<&Clip> = manifest.clips.iter().filter(|c| judged.iter().any(|j| j.id == c.id) || (fit && c.half == "tune")).collect();
+    let to_run: Vec<&Clip> = manifest.clips.iter().filter(|c| judged.iter().any(|j| j.id == c.id) || ((fit || refit) && c.half == "tune")).collect();
     // The vocabulary's description embeddings are computed once per process and cached, as a
     // worker does when it starts: first, untimed.
     if let Err(e) = pipeline.warm_hashtags() {
@@ -111,6 +114,19 @@ fn main() -> ExitCode {
     } else {
         Ranker::shipped().clone()
     };
+    // The trainer's path: the weights in use refitted on the tuning clips as posts.
+    let refitted = refit.then(|| {
+        let posts: Vec<Post> = runs
+            .iter()
+            .filter(|r| !r.inputs.blind)
+            .filter_map(|r| {
+                let clip = tune.iter().find(|c| c.id == r.clip)?;
+                let candidates = reelq_analysis::hashtags::candidates(&r.inputs.vocab, &r.inputs.spans, &r.inputs.signals, true);
+                Some(Post { id: r.clip.clone(), candidates, accept: clip.accept.clone() })
+            })
+            .collect();
+        evaluate::fit_on_posts(&ranker, &posts, &evaluate::default_options(&ranker), &generic, "refit", 1_500).0
+    });
     let judged_runs: Vec<ClipRun> = runs.into_iter().filter(|r| judged.iter().any(|c| c.id == r.clip)).collect();
     let opts = evaluate::default_options(&ranker);
     let reelq = evaluate::ranked(&judged_runs, &ranker, &opts);
@@ -127,15 +143,17 @@ fn main() -> ExitCode {
         judged.iter().map(|c| c.niche.as_str()).collect::<BTreeSet<_>>().len(),
         judged_runs.first().map_or(0, |r| r.inputs.vocab.len())
     );
-    println!(
-        "{}",
-        evaluate::table(&[
-            ("reelq", evaluate::figures(&judged, &reelq, &generic)),
-            ("reelq, prior weights (not fitted)", evaluate::figures(&judged, &unfitted, &generic)),
-            ("most frequent tags", evaluate::figures(&judged, &frequent, &generic)),
-            ("keyword match alone", evaluate::figures(&judged, &keywords, &generic)),
-        ])
-    );
+    let mut table = vec![
+        ("reelq", evaluate::figures(&judged, &reelq, &generic)),
+        ("reelq, prior weights (not fitted)", evaluate::figures(&judged, &unfitted, &generic)),
+        ("most frequent tags", evaluate::figures(&judged, &frequent, &generic)),
+        ("keyword match alone", evaluate::figures(&judged, &keywords, &generic)),
+    ];
+    if let Some(r) = &refitted {
+        let refit_ranked = evaluate::ranked(&judged_runs, r, &evaluate::default_options(r));
+        table.insert(1, ("reelq, refitted on the tuning half as the trainer refits on posts", evaluate::figures(&judged, &refit_ranked, &generic)));
+    }
+    println!("{}", evaluate::table(&table));
     let kinds = [
         ("a: narration + on-screen text", "a"),
         ("b: narration over music", "b"),
