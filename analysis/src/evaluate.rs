@@ -317,7 +317,7 @@ pub struct Post {
 
 impl Post {
     /// A post of `vocab`: its `spans`, the cosine of its sentence embedding with each entry's
-    /// description (vocabulary order, see [`Pipeline::description_similarity`]) and its tags.
+    /// description (vocabulary order, see [`Pipeline::description_vectors`]) and its tags.
     pub fn new(vocab: &Vocabulary, id: String, spans: &[TextSpan], similarity: Option<Vec<f32>>, tags: &[String]) -> Post {
         let signals = Signals { text_similarity: similarity.map(|s| (s, String::new())), ..Signals::default() };
         let candidates = hashtags::candidates(vocab, spans, &signals, true);
@@ -360,7 +360,7 @@ pub fn post_figures(posts: &[Post], ranker: &Ranker, opts: &RankOptions, generic
 /// keep the prior's odds) and chooses its threshold on them as [`fit_ranker`] does.
 pub fn fit_on_posts(prior: &Ranker, posts: &[Post], opts: &RankOptions, generic: &BTreeSet<String>, version: &str, epochs: usize) -> (Ranker, Figures) {
     let examples = post_examples(posts);
-    let fit = ranker::FitOptions { epochs, not_fitted: &ranker::NOT_FITTED_ON_POSTS, ..ranker::FitOptions::default() };
+    let fit = ranker::FitOptions { epochs, not_fitted: &ranker::NOT_FITTED_ON_POSTS, tolerance: 1e-5, ..ranker::FitOptions::default() };
     let mut fitted = ranker::fit(prior, &examples, &fit);
     fitted.version = version.to_owned();
     let truth: Vec<(&str, &[String])> = posts.iter().map(|p| (p.id.as_str(), p.accept.as_slice())).collect();

@@ -75,9 +75,10 @@ impl Pipeline {
         Ok(self.description_vectors(&embedder.model().to_string(), &self.vocabulary)?.len())
     }
 
-    /// The text encoder's vectors of `vocab`'s descriptions, cached under `model`; those of the
-    /// curated seed come with reelq when the encoder is the model they were computed with.
-    fn description_vectors(&self, model: &str, vocab: &Vocabulary) -> Result<Vec<std::sync::Arc<Vec<f32>>>, AnalysisError> {
+    /// The text encoder's vectors of `vocab`'s descriptions (in vocabulary order), cached under
+    /// `model`; those of the curated seed come with reelq when the encoder is the model they
+    /// were computed with. Blocking.
+    pub fn description_vectors(&self, model: &str, vocab: &Vocabulary) -> Result<Vec<std::sync::Arc<Vec<f32>>>, AnalysisError> {
         let embedder = self.models.text_embedder()?;
         let id = embedder.model();
         if let Some(shipped) = ShippedVectors::shipped().filter(|s| s.made_by(&id.name, &id.version, &id.sha256)) {
@@ -91,12 +92,6 @@ impl Pipeline {
     /// pulled hashtags it was given).
     pub fn vocabulary(&self) -> &Vocabulary {
         &self.vocabulary
-    }
-
-    /// The cosine of `vector`, a sentence embedding by the configured text encoder (named
-    /// `model`), with each of `vocab`'s descriptions, in vocabulary order. Blocking.
-    pub fn description_similarity(&self, vocab: &Vocabulary, model: &str, vector: &[f32]) -> Result<Vec<f32>, AnalysisError> {
-        Ok(self.description_vectors(model, vocab)?.iter().map(|t| dot(t, vector)).collect())
     }
 
     /// What hashtags are ranked from, with `head` as the classifier: the vocabulary grown by the

@@ -448,21 +448,24 @@ async fn train_ranker(
     let cut = posts.len() - held;
     let started = Instant::now();
     let (pipe, prior, model, name, tags) = (pipeline.clone(), in_use.clone(), text_model.to_owned(), version.to_owned(), trainer.pulled_tags.clone());
-    let (candidate, fit, eval, baseline) = tokio::task::spawn_blocking(move || -> Result<_, reelq_analysis::AnalysisError> {
+    let (candidate, fit, eval, baseline, posts_secs) = tokio::task::spawn_blocking(move || -> Result<_, reelq_analysis::AnalysisError> {
         let mut vocab = pipe.vocabulary().clone();
         vocab.extend_tags(tags.iter().map(String::as_str), VocabSource::Trending);
         let generic: BTreeSet<String> = vocab.entries().iter().filter(|e| e.generic).map(|e| e.tag.clone()).collect();
         let mut built = Vec::with_capacity(posts.len());
+        let building = Instant::now();
+        let descriptions = pipe.description_vectors(&model, &vocab)?;
         for p in posts {
-            let similarity = pipe.description_similarity(&vocab, &model, &p.vector)?;
+            let similarity = descriptions.iter().map(|d| d.iter().zip(&p.vector).map(|(a, b)| a * b).sum()).collect();
             built.push(Post::new(&vocab, p.id, &p.spans, Some(similarity), &p.tags));
         }
+        let posts_secs = building.elapsed().as_secs_f64();
         let (fit_on, held_out) = built.split_at(cut);
         let opts = pipe.settings().hashtags.rank_options(&prior);
         let (candidate, fit) = evaluate::fit_on_posts(&prior, fit_on, &opts, &generic, &name, RANKER_EPOCHS);
         let eval = evaluate::post_figures(held_out, &candidate, &opts, &generic);
         let baseline = evaluate::post_figures(held_out, &prior, &opts, &generic);
-        Ok((candidate, fit, eval, baseline))
+        Ok((candidate, fit, eval, baseline, posts_secs))
     })
     .await
     .map_err(|e| JobError::Retryable(format!("ranker thread failed: {e}")))?
@@ -540,6 +543,7 @@ async fn train_ranker(
         "weights": candidate.features.iter().zip(&candidate.weights).map(|(f, w)| (f.clone(), json!(round3(f64::from(*w))))).collect::<serde_json::Map<_, _>>(),
         "artifact_key": key,
         "fit_seconds": round3(fit_secs),
+        "candidates_seconds": round3(posts_secs),
     }))
 }
 

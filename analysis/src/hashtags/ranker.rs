@@ -182,11 +182,13 @@ pub struct FitOptions {
     /// Features whose weights the data cannot judge: [`NOT_FITTED`] for the benchmark,
     /// [`NOT_FITTED_ON_POSTS`] for real posts.
     pub not_fitted: &'static [&'static str],
+    /// Stops before `epochs` once no weight moves by more than this in an epoch (0: never).
+    pub tolerance: f32,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        Self { epochs: 6_000, learning_rate: 1.0, l2: 0.002, not_fitted: &NOT_FITTED }
+        Self { epochs: 6_000, learning_rate: 1.0, l2: 0.002, not_fitted: &NOT_FITTED, tolerance: 0.0 }
     }
 }
 
@@ -229,13 +231,18 @@ pub fn fit(prior: &Ranker, examples: &[Example], opts: &FitOptions) -> Ranker {
             grad_b += err;
         }
         let n = examples.len().max(1) as f32;
+        let mut largest = (opts.learning_rate * grad_b / n).abs();
         for j in 0..N {
             if seen[j] {
                 let g = grad[j] / n + opts.l2 * (r.weights[j] - prior.weights[j]);
                 r.weights[j] -= opts.learning_rate * g;
+                largest = largest.max((opts.learning_rate * g).abs());
             }
         }
         r.bias -= opts.learning_rate * grad_b / n;
+        if largest < opts.tolerance {
+            break;
+        }
     }
     for j in 0..N {
         if !seen[j] && STANDALONE.contains(&FEATURES[j]) {

@@ -6,8 +6,8 @@
 //! over D days, every vocabulary hashtag, 100 per page) into a fresh PostgreSQL database. The
 //! training job is enqueued as the scheduler's `train` schedule would, relayed to RabbitMQ and
 //! run by a worker in this process: it embeds every description with the text model of the
-//! model pack (`.data/models`), fits the hashtag classifier and the virality regressor, and
-//! judges them on the newest examples held out. Peak RSS therefore counts the worker too.
+//! model pack (`.data/models`), fits the hashtag classifier, refits the hashtag ranker on the
+//! newest posts and fits the virality regressor, and judges them on the newest examples held out. Peak RSS therefore counts the worker too.
 //!
 //! Needs what the end-to-end tests need: PostgreSQL (`REELQ_TEST_PG`), RabbitMQ
 //! (`REELQ_TEST_AMQP`, default on localhost) and the model pack.
@@ -247,6 +247,23 @@ async fn train(env: &TestEnv, o: &Options) -> anyhow::Result<()> {
         num(&m["map"]),
         m["train_examples"],
         m["eval_examples"]
+    );
+    let r = &p["ranker"];
+    println!(
+        "    ranker: {}, refit {} ({} of it the candidates of every post) on {} posts, judged on {}",
+        r["status"],
+        secs(&r["fit_seconds"]),
+        secs(&r["candidates_seconds"]),
+        r["posts"]["train"],
+        r["posts"]["held_out"]
+    );
+    println!(
+        "      held-out P@5 {} hit@5 {} MRR {}, against {} for {}",
+        num(&r["metrics"]["p_at_5"]),
+        num(&r["metrics"]["hit_at_5"]),
+        num(&r["metrics"]["mrr"]),
+        num(&r["baseline"]["metrics"]["p_at_5"]),
+        r["baseline"]["version"]
     );
     let v = &p["virality"];
     println!("    virality: {}, fit {}", v["status"], secs(&v["fit_seconds"]));
