@@ -1,7 +1,8 @@
 //! The training job: gathers labelled examples (pulled videos in the window, and creators'
-//! feedback), embeds what has no stored embedding yet, trains the hashtag classifier and the
-//! virality regressor, measures each on the newest examples held out, and promotes a candidate
-//! only when it beats the promoted version on those same examples by the configured margin.
+//! feedback), embeds what has no stored embedding yet, trains the hashtag classifier, refits
+//! the hashtag ranker on the newest posts, trains the virality regressor, measures each on the
+//! newest examples held out, and promotes a candidate only when it beats the promoted version
+//! on those same examples by the configured margin.
 //!
 //! Artifacts go to `models/<model>/<version>.json` in the bucket and every version, promoted
 //! or not, to the registry, with its figures and data window. Workers pick a promotion up
