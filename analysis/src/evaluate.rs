@@ -182,16 +182,8 @@ pub struct Variant<'a> {
     pub ranker: &'a Ranker,
 }
 
-/// The figures of the held-out half of the benchmark in `dir` with each of `heads` as the
-/// classifier (`None`: no classifier), the pipeline's own ranker and options: what a newly
-/// trained classifier is judged on beside its own held-out examples.
-pub fn judge_heads(pipeline: &Pipeline, dir: &Path, heads: &[Option<&LinearHead>], stop: &dyn Fn() -> bool) -> Result<Vec<Figures>, AnalysisError> {
-    let ranker = pipeline.models().ranker();
-    let variants: Vec<Variant<'_>> = heads.iter().map(|head| Variant { head: *head, ranker: &ranker }).collect();
-    judge(pipeline, dir, &variants, stop)
-}
-
-/// The figures of the held-out half of the benchmark in `dir` for each variant, with the
+/// The figures of the held-out half of the benchmark in `dir` for each variant (what a newly
+/// trained classifier or refitted ranker is judged on beside the version in use), with the
 /// pipeline's options (the threshold each ranker's own unless `hashtags.min_score` is set).
 /// Each clip is decoded, transcribed and read once for all variants.
 pub fn judge(pipeline: &Pipeline, dir: &Path, variants: &[Variant<'_>], stop: &dyn Fn() -> bool) -> Result<Vec<Figures>, AnalysisError> {

@@ -212,9 +212,10 @@ impl Models {
     /// [`Models::cached_embeddings`] holds, once per model; a text already held keeps its vector.
     pub fn seed_embeddings(&self, model: &str, entries: &[(String, Vec<f32>)]) {
         let mut seeded = self.seeded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !seeded.insert(model.to_owned()) {
+        if seeded.contains(model) {
             return;
         }
+        seeded.insert(model.to_owned());
         let mut cache = self.tag_vectors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (text, v) in entries {
             cache.entry(format!("{model}\u{0}{text}")).or_insert_with(|| Arc::new(v.clone()));

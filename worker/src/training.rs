@@ -109,7 +109,7 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
     let mut samples_raw: Vec<(i64, Vec<f32>, reelq_shared::engagement::Counts)> = Vec::new();
     // The newest pulled videos with text and hashtags are also posts the ranker is refitted on.
     let mut newest: Vec<&reelq_shared::db::models::ScrapedExample> =
-        scraped.iter().filter(|v| !v.hashtags.is_empty() && !example_text(&v.description).is_empty()).collect();
+        scraped.iter().zip(&texts).filter(|(v, (_, text))| !v.hashtags.is_empty() && !text.is_empty()).map(|(v, _)| v).collect();
     newest.sort_by_key(|v| std::cmp::Reverse(v.create_time));
     let ranker_ids: HashSet<&str> = newest.into_iter().take(MAX_RANKER_POSTS).map(|v| v.id.as_str()).collect();
     let mut posts: Vec<RawPost> = Vec::new();
@@ -449,7 +449,7 @@ async fn train_ranker(
     let cut = posts.len() - held;
     let started = Instant::now();
     let (pipe, prior, model, name, tags) = (pipeline.clone(), in_use.clone(), text_model.to_owned(), version.to_owned(), trainer.pulled_tags.clone());
-    let (candidate, fit, eval, baseline, posts_secs) = tokio::task::spawn_blocking(move || -> Result<_, reelq_analysis::AnalysisError> {
+    let (candidate, fit, eval, baseline, posts_secs, head) = tokio::task::spawn_blocking(move || -> Result<_, reelq_analysis::AnalysisError> {
         let mut vocab = pipe.vocabulary().clone();
         vocab.extend_tags(tags.iter().map(String::as_str), VocabSource::Trending);
         let generic: BTreeSet<String> = vocab.entries().iter().filter(|e| e.generic).map(|e| e.tag.clone()).collect();
@@ -466,7 +466,9 @@ async fn train_ranker(
         let (candidate, fit) = evaluate::fit_on_posts(&prior, fit_on, &opts, &generic, &name, RANKER_EPOCHS);
         let eval = evaluate::post_figures(held_out, &candidate, &opts, &generic);
         let baseline = evaluate::post_figures(held_out, &prior, &opts, &generic);
-        Ok((candidate, fit, eval, baseline, posts_secs))
+        // The classifier in use, for the benchmark (it reads a configured file: blocking).
+        let head = pipe.models().hashtag_head()?.as_deref().cloned();
+        Ok((candidate, fit, eval, baseline, posts_secs, head))
     })
     .await
     .map_err(|e| JobError::Retryable(format!("ranker thread failed: {e}")))?
@@ -476,8 +478,6 @@ async fn train_ranker(
         return Err(JobError::Stopped("cancelled"));
     }
     let candidate = Arc::new(candidate);
-    let head = pipeline.models().hashtag_head().map_err(|e| JobError::Retryable(format!("the hashtag classifier is unreadable: {e}")))?;
-    let head = head.as_deref().cloned();
     let bench = judge_on_benchmark(pipeline, (head.clone(), candidate.clone()), (head, in_use.clone()), cancel).await?;
 
     let as_metrics = |f: &Figures| json!({ "p_at_5": round3(f.precision_at_5), "hit_at_5": round3(f.hit_at_5), "r_at_10": round3(f.recall_at_10), "mrr": round3(f.mrr) });
