@@ -331,8 +331,10 @@ pub fn post_examples(posts: &[Post]) -> Vec<ranker::Example> {
     posts.iter().flat_map(|p| p.candidates.iter().map(|c| ranker::Example { x: c.x, accepted: p.accept.contains(&c.tag) })).collect()
 }
 
-/// What `ranker` suggests for each post with `opts`.
+/// What `ranker` suggests for each post with `opts`, each entry once: a post's tags are
+/// labelled by entry, so a variant would only take a slot from another entry.
 pub fn ranked_posts(posts: &[Post], ranker: &Ranker, opts: &RankOptions) -> Vec<Ranked> {
+    let opts = &RankOptions { variants: 0, ..*opts };
     posts
         .iter()
         .map(|p| Ranked {

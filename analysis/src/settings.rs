@@ -85,6 +85,9 @@ pub struct HashtagSettings {
     pub count: usize,
     /// Most generic tags (#fyp, #viral) among them; they only fill slots no specific tag wants.
     pub max_generic: usize,
+    /// How many of a suggested tag's variants (#surfer and #surf after #surfing) may follow it
+    /// as suggestions of their own; 0 suggests each vocabulary entry once.
+    pub variants: usize,
     /// Least score (the ranker's probability, 0–1) a suggestion needs. Unset: the threshold
     /// fitted with the ranker's weights.
     pub min_score: Option<f32>,
@@ -111,13 +114,14 @@ impl HashtagSettings {
             max_generic: self.max_generic,
             min_score: self.min_score.unwrap_or(ranker.min_score),
             content_phrases: true,
+            variants: self.variants,
         }
     }
 }
 
 impl Default for HashtagSettings {
     fn default() -> Self {
-        Self { count: 10, max_generic: 1, min_score: None, classifier: None, benchmark: None, benchmark_tolerance: 0.01, warm_up: true }
+        Self { count: 10, max_generic: 1, variants: 2, min_score: None, classifier: None, benchmark: None, benchmark_tolerance: 0.01, warm_up: true }
     }
 }
 

@@ -14,6 +14,10 @@
 //! the default pack's text encoder and writes `analysis/assets/description-vectors.bin`, the
 //! vectors reelq ships so that a worker need not compute them when it starts.
 //!
+//! With `REELQ_BENCH_CANDIDATES=FILE` it writes every candidate's features and label to FILE
+//! (CSV) and what each clip was read as (transcript, on-screen text, caption) to
+//! `FILE.spans.tsv`: the data behind a fit, and the first place to look at a miss.
+//!
 //! ```text
 //! tools/hashtag-bench/make-clips .data/hashtag-bench
 //! cargo run --release -p reelq-analysis --bin reelq-hashtag-bench -- .data/hashtag-bench [--half tune|held_out|all] [--fit]
@@ -26,7 +30,7 @@ use std::process::ExitCode;
 
 use reelq_analysis::evaluate::{self, Clip, ClipRun, Manifest, Post};
 use reelq_analysis::hashtags::shipped_vectors::{ShippedVectors, VectorsModel};
-use reelq_analysis::hashtags::{Ranker, Vocabulary};
+use reelq_analysis::hashtags::{RankOptions, Ranker, Vocabulary};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -93,6 +97,16 @@ fn main() -> ExitCode {
         if let Err(e) = std::fs::write(&path, out) {
             eprintln!("{path}: {e}");
         }
+        // And what each clip was read as: its transcript, on-screen text and caption.
+        let mut spans = String::from("clip\tsource\ttext\n");
+        for run in &runs {
+            for s in &run.inputs.spans {
+                spans.push_str(&format!("{}\t{:?}\t{}\n", run.clip, s.source, s.text.replace(['\t', '\n'], " ")));
+            }
+        }
+        if let Err(e) = std::fs::write(format!("{path}.spans.tsv"), spans) {
+            eprintln!("{path}.spans.tsv: {e}");
+        }
     }
     let ranker = if fit {
         let tune_runs: Vec<ClipRun> = runs.iter().filter(|r| tune.iter().any(|c| c.id == r.clip)).cloned().collect();
@@ -143,8 +157,10 @@ fn main() -> ExitCode {
         judged.iter().map(|c| c.niche.as_str()).collect::<BTreeSet<_>>().len(),
         judged_runs.first().map_or(0, |r| r.inputs.vocab.len())
     );
+    let once = evaluate::ranked(&judged_runs, &ranker, &RankOptions { variants: 0, ..opts });
     let mut table = vec![
         ("reelq", evaluate::figures(&judged, &reelq, &generic)),
+        ("reelq, each entry once (no variants)", evaluate::figures(&judged, &once, &generic)),
         ("reelq, prior weights (not fitted)", evaluate::figures(&judged, &unfitted, &generic)),
         ("most frequent tags", evaluate::figures(&judged, &frequent, &generic)),
         ("keyword match alone", evaluate::figures(&judged, &keywords, &generic)),

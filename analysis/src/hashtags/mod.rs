@@ -34,6 +34,14 @@ pub use vocabulary::{VocabEntry, VocabSource, Vocabulary, normalise_tag, stem, v
 /// that carried it.
 const W_CREATOR: f32 = 3.0;
 
+/// A suggested tag's first variant (#surf after #surfing) scores this share of the tag's own
+/// score, and each further variant of it `VARIANT_STEP` of the one before: the variants of a
+/// confident tag come after the other tags the video supports well and before weak guesses.
+/// Set on the hashtag benchmark's tuning half and on clips outside it, not fitted by the
+/// ranker (pulled posts are labelled by entry, so they cannot judge it).
+const VARIANT_SHARE: f32 = 0.6;
+const VARIANT_STEP: f32 = 0.9;
+
 fn logit(p: f32) -> f32 {
     let p = p.clamp(1e-6, 1.0 - 1e-6);
     (p / (1.0 - p)).ln()
@@ -127,6 +135,10 @@ pub struct RankOptions {
     /// Take tags from the phrases the video spells out (on-screen lines, the caption's words
     /// and hashtags, words said twice), not only from the vocabulary.
     pub content_phrases: bool,
+    /// How many of a suggested tag's variants (the other forms its entry merges, such as
+    /// #surfer and #surf for #surfing) may follow it as suggestions of their own. Creators post
+    /// several forms of one topic's tag; the entry's own tag always ranks first.
+    pub variants: usize,
 }
 
 /// Entries nearest the content by text embedding that are scored even without a word in
@@ -148,6 +160,9 @@ pub struct Candidate {
     pub known: bool,
     pub x: [f32; ranker::N],
     pub evidence: Vec<Evidence>,
+    /// The other forms of the tag that its entry merges, most used first as the vocabulary lists
+    /// them.
+    pub variants: Vec<String>,
 }
 
 fn feature(name: &str) -> usize {
@@ -265,7 +280,8 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
             x[feature("broad")] = ((x[feature("text_margin")] + 0.25) / 0.25).clamp(0.0, 1.0) * f32::from(u8::from(signals.text_similarity.is_some()));
         }
         x[feature("generic")] = f32::from(u8::from(entry.generic));
-        out.push(Candidate { tag: entry.tag.clone(), generic: entry.generic, known: true, x, evidence });
+        let variants = entry.aliases.clone();
+        out.push(Candidate { tag: entry.tag.clone(), generic: entry.generic, known: true, x, evidence, variants });
     }
     // Tags the video itself spells out that the vocabulary does not know yet, when they are
     // supported strongly enough (written as a hashtag, a short line, or said twice).
@@ -278,7 +294,7 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         x[feature("new_line")] = f32::from(u8::from(!p.hashtag && p.source != SpanSource::Transcript));
         x[feature("new_said")] = f32::from(u8::from(!p.hashtag && p.source == SpanSource::Transcript));
         x[feature("new_count")] = (p.count as f32).ln();
-        out.push(Candidate { tag: p.tag.clone(), generic: false, known: false, x, evidence: vec![p.evidence()] });
+        out.push(Candidate { tag: p.tag.clone(), generic: false, known: false, x, evidence: vec![p.evidence()], variants: Vec::new() });
     }
     out
 }
@@ -347,9 +363,19 @@ pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Opt
             };
             evidence.push(Evidence { kind: "creator", text, time_secs: None });
         }
+        // Its variants follow it, each a little less likely than the one before.
+        for (i, variant) in c.variants.iter().take(opts.variants).enumerate() {
+            let evidence =
+                vec![Evidence { kind: "variant", text: format!("a form of {} that creators post as a tag of its own", c.tag), time_secs: None }];
+            let score = (score * VARIANT_SHARE * VARIANT_STEP.powi(i32::try_from(i).unwrap_or(i32::MAX)) * 1000.0).round() / 1000.0;
+            scored.push(Suggestion { tag: variant.clone(), score, sources: sources.clone(), evidence, generic: c.generic });
+        }
         scored.push(Suggestion { tag: c.tag, score: (score * 1000.0).round() / 1000.0, sources, evidence, generic: c.generic });
     }
     scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.tag.cmp(&b.tag)));
+    // A tag offered twice (a variant of one entry that another candidate also is) keeps its best.
+    let mut seen = BTreeSet::new();
+    scored.retain(|s| seen.insert(s.tag.clone()));
 
     let (generic, specific): (Vec<_>, Vec<_>) = scored.into_iter().filter(|s| s.score >= opts.min_score).partition(|s| s.generic);
     let mut out: Vec<Suggestion> = specific.into_iter().take(opts.count).collect();
@@ -573,7 +599,7 @@ mod tests {
         TextSpan { source, text: text.into(), time_secs: Some(1.0) }
     }
 
-    const OPTS: RankOptions = RankOptions { count: 5, max_generic: 1, min_score: 0.15, content_phrases: true };
+    const OPTS: RankOptions = RankOptions { count: 5, max_generic: 1, min_score: 0.15, content_phrases: true, variants: 0 };
 
     #[test]
     fn words_in_the_transcript_and_on_screen_text_rank_their_topics_first() {
@@ -599,7 +625,7 @@ mod tests {
             span(SpanSource::Transcript, "Four sets of heavy squats. Heavy squats make strong legs, so heavy squats it is."),
             span(SpanSource::Caption, "new routine #ShredSeason #fyp"),
         ];
-        let got = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.3, content_phrases: true });
+        let got = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.3, content_phrases: true, variants: 0 });
         let find = |tag: &str| got.iter().find(|s| s.tag == tag);
         let finisher = find("#forearmfinisher").unwrap_or_else(|| panic!("the on-screen line: {got:?}"));
         assert_eq!(
@@ -641,10 +667,10 @@ mod tests {
         let spans = [span(SpanSource::Caption, "#fyp #viral #foryou #trending dinner recipe in the kitchen")];
         // The generic tags score as high as the specific ones here, yet take no slot a
         // specific tag wants.
-        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 2, max_generic: 1, min_score: 0.1, content_phrases: true });
+        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 2, max_generic: 1, min_score: 0.1, content_phrases: true, variants: 0 });
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|s| !s.generic), "{out:?}");
-        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.1, content_phrases: true });
+        let out = rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, max_generic: 1, min_score: 0.1, content_phrases: true, variants: 0 });
         assert_eq!(out.iter().filter(|s| s.generic).count(), 1, "{out:?}");
         assert!(out.last().expect("suggestions").generic);
     }
@@ -658,6 +684,30 @@ mod tests {
         assert_eq!(baking.sources, vec!["keywords"]);
         assert_eq!(baking.evidence[0].kind, "on_screen_text");
         assert_eq!(baking.evidence[0].text, "bread");
+    }
+
+    #[test]
+    fn the_forms_creators_post_follow_their_tag_and_never_pass_it() {
+        let v = Vocabulary::parse(
+            "#surfing\ttopic\t#surf #surfer #surflife\triding waves on a surfboard\tsurfing surf waves surfboard\n\
+             #beach\ttopic\t-\ta day at the beach\tbeach sand\n",
+        )
+        .expect("a seed");
+        let spans = [span(SpanSource::Transcript, "Surfing at dawn: the waves were clean and the surfboard flew")];
+        let opts = RankOptions { min_score: 0.0, count: 10, variants: 2, ..OPTS };
+        let got = rank(&v, &spans, &Signals::default(), &opts);
+        let tags: Vec<&str> = got.iter().map(|s| s.tag.as_str()).collect();
+        let at = |tag: &str| tags.iter().position(|t| *t == tag).unwrap_or_else(|| panic!("{tag} in {tags:?}"));
+        assert!(at("#surfing") < at("#surf") && at("#surf") < at("#surfer"), "{tags:?}");
+        assert!(!tags.contains(&"#surflife"), "two variants at most: {tags:?}");
+        let surf = &got[at("#surf")];
+        assert_eq!((surf.evidence[0].kind, surf.sources.as_slice()), ("variant", got[at("#surfing")].sources.as_slice()));
+        assert!(surf.evidence[0].text.contains("#surfing"), "{surf:?}");
+        assert!(surf.score < got[at("#surfing")].score && got[at("#surfer")].score < surf.score, "{got:?}");
+        // Without variants each entry is suggested once.
+        let once = rank(&v, &spans, &Signals::default(), &RankOptions { variants: 0, ..opts });
+        assert!(once.iter().all(|s| s.tag != "#surf" && s.tag != "#surfer"), "{once:?}");
+        assert_eq!(once.iter().find(|s| s.tag == "#surfing").map(|s| s.score), Some(got[at("#surfing")].score));
     }
 
     #[test]
@@ -682,7 +732,7 @@ mod tests {
         let spans = [span(SpanSource::Transcript, "Leg day at the gym: squats, deadlifts and a fitness workout with cardio and exercise")];
         let tags = |creator: Option<CreatorHistory>| {
             let signals = Signals { creator, ..Signals::default() };
-            rank(&v, &spans, &signals, &RankOptions { count: 10, max_generic: 1, min_score: 0.15, content_phrases: true })
+            rank(&v, &spans, &signals, &RankOptions { count: 10, max_generic: 1, min_score: 0.15, content_phrases: true, variants: 0 })
         };
         let plain = tags(None);
         let order = |s: &[Suggestion]| s.iter().map(|x| x.tag.clone()).collect::<Vec<_>>();
