@@ -130,6 +130,24 @@ pub fn report(before: &Sample, after: &Sample, jobs: usize, secs: f64) {
     println!("    mean round trip, ms: {}", mean.join(", "));
 }
 
+/// One line for a stretch of a long run: PostgreSQL's CPU (cores), and each of reelq's busiest
+/// queries with its round trips per second and mean time, to see which one grows as it goes on.
+pub fn interval_line(before: &Sample, after: &Sample, secs: f64) -> String {
+    let pg = after.postgres_ticks.saturating_sub(before.postgres_ticks) as f64 / TICKS_PER_SEC / secs.max(1e-9);
+    let mut trips: Vec<(&String, u64, f64)> = after
+        .round_trips
+        .iter()
+        .map(|(q, (n, s))| {
+            let (n0, s0) = before.round_trips.get(q).copied().unwrap_or_default();
+            (q, n.saturating_sub(n0), s - s0)
+        })
+        .filter(|t| t.1 > 0)
+        .collect();
+    trips.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let listed: Vec<String> = trips.iter().take(5).map(|(q, n, s)| format!("{q} {:.0}/s {:.1} ms", *n as f64 / secs, s / *n as f64 * 1e3)).collect();
+    format!("PostgreSQL {pg:.2} cores; {}", listed.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

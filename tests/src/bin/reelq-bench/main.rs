@@ -340,7 +340,7 @@ async fn noop(run: NoopRun<'_>) {
     let submit_secs = started.elapsed().as_secs_f64();
     println!("  submit: {} accepted in {submit_secs:.2} s = {:.0} jobs/s", ids.len(), ids.len() as f64 / submit_secs);
     let burst = Window { since, until: db_now(&env.pool).await };
-    burst.wait_succeeded(&env.pool, ids.len()).await;
+    wait_succeeded(&env.pool, &ids).await;
     let secs = started.elapsed().as_secs_f64();
     let after = cost::sample(&env.pool, &pids, Duration::from_secs(11)).await;
     let (first, last): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
@@ -369,6 +369,21 @@ async fn noop(run: NoopRun<'_>) {
         let mut sent = tokio::task::JoinSet::new();
         let since = db_now(&env.pool).await;
         let started = Instant::now();
+        // Every minute, what the minute cost: whether a query grows as the run goes on.
+        let watch = {
+            let pool = env.pool.clone();
+            let pids = pids.clone();
+            tokio::spawn(async move {
+                let mut last = cost::sample(&pool, &pids, Duration::ZERO).await;
+                let mut at = Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    let now = cost::sample(&pool, &pids, Duration::ZERO).await;
+                    println!("    at {:>4.0} s: {}", started.elapsed().as_secs_f64(), cost::interval_line(&last, &now, at.elapsed().as_secs_f64()));
+                    (last, at) = (now, Instant::now());
+                }
+            })
+        };
         for i in 0..paced_jobs {
             tick.tick().await;
             let s = submitter.clone();
@@ -377,7 +392,8 @@ async fn noop(run: NoopRun<'_>) {
         let ids: Vec<Uuid> = sent.join_all().await.into_iter().flatten().collect();
         let offered = paced_jobs as f64 / started.elapsed().as_secs_f64();
         let window = Window { since, until: db_now(&env.pool).await };
-        window.wait_succeeded(&env.pool, ids.len()).await;
+        wait_succeeded(&env.pool, &ids).await;
+        watch.abort();
         println!("    offered {offered:.0} jobs/s, {} accepted", ids.len());
         window.latencies(&env.pool).await;
         if ids.len() >= 2 * slice {
@@ -466,27 +482,42 @@ async fn db_now(pool: &sqlx::PgPool) -> chrono::DateTime<chrono::Utc> {
     sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(pool).await.expect("clock")
 }
 
-impl Window {
-    async fn wait_succeeded(&self, pool: &sqlx::PgPool, n: usize) {
-        let started = Instant::now();
-        loop {
-            let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE created_at >= $1 AND created_at < $2 AND status = 'succeeded'")
-                .bind(self.since)
-                .bind(self.until)
-                .fetch_one(pool)
-                .await
-                .unwrap_or(0);
-            if done as usize >= n {
-                return;
-            }
-            if started.elapsed() > Duration::from_secs(3600) {
-                println!("  gave up waiting: {done} of {n} done");
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+/// Waits until every job of `ids` has succeeded. Each poll looks up the oldest jobs not yet seen
+/// done by primary key, a few thousand at most, so watching a run costs the database the same
+/// whatever the size of the table and however many row versions an old snapshot keeps. (A
+/// count over the run's window, five times a second, read every version of every job of the
+/// run and slowed the run it measured.)
+async fn wait_succeeded(pool: &sqlx::PgPool, ids: &[Uuid]) {
+    const CHUNK: usize = 4_000;
+    let mut pending: Vec<Uuid> = ids.to_vec();
+    // UUIDv7 ids sort by submission time, the order jobs mostly finish in.
+    pending.sort_unstable();
+    let mut from = 0;
+    let started = Instant::now();
+    while from < pending.len() {
+        let end = (from + CHUNK).min(pending.len());
+        let done: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM jobs WHERE id = ANY($1) AND status = 'succeeded'")
+            .bind(&pending[from..end])
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+        let done: std::collections::HashSet<Uuid> = done.into_iter().collect();
+        let left: Vec<Uuid> = pending[from..end].iter().filter(|id| !done.contains(id)).copied().collect();
+        // What is left of the chunk moves up against the rest, and the next poll starts there.
+        from = end - left.len();
+        pending[from..end].copy_from_slice(&left);
+        if left.is_empty() {
+            continue;
         }
+        if started.elapsed() > Duration::from_secs(3600) {
+            println!("  gave up waiting: {} of {} not done", pending.len() - from, ids.len());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
 
+impl Window {
     async fn latencies(&self, pool: &sqlx::PgPool) {
         for (label, sql) in [
             (
