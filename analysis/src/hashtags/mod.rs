@@ -280,7 +280,18 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
             x[feature("broad")] = ((x[feature("text_margin")] + 0.25) / 0.25).clamp(0.0, 1.0) * f32::from(u8::from(signals.text_similarity.is_some()));
         }
         x[feature("generic")] = f32::from(u8::from(entry.generic));
-        let variants = entry.aliases.clone();
+        // The form the video writes (#surfer in the caption, "surfer" on screen) comes first,
+        // then forms it says, then the vocabulary's order.
+        let mut variants = entry.aliases.clone();
+        variants.sort_by_key(|alias| {
+            if named.get(&i).is_some_and(|p| p.tag == *alias) {
+                0
+            } else if words.contains_key(&stem(alias.trim_start_matches('#'))) {
+                1
+            } else {
+                2
+            }
+        });
         out.push(Candidate { tag: entry.tag.clone(), generic: entry.generic, known: true, x, evidence, variants });
     }
     // Tags the video itself spells out that the vocabulary does not know yet, when they are
@@ -704,6 +715,12 @@ mod tests {
         assert_eq!((surf.evidence[0].kind, surf.sources.as_slice()), ("variant", got[at("#surfing")].sources.as_slice()));
         assert!(surf.evidence[0].text.contains("#surfing"), "{surf:?}");
         assert!(surf.score < got[at("#surfing")].score && got[at("#surfer")].score < surf.score, "{got:?}");
+        // A form the video spells out comes first.
+        let spans = [span(SpanSource::Transcript, "Surfing at dawn: the waves were clean"), span(SpanSource::Caption, "dawn patrol #surflife")];
+        let got = rank(&v, &spans, &Signals::default(), &opts);
+        let tags: Vec<&str> = got.iter().map(|s| s.tag.as_str()).collect();
+        let at = |tag: &str| tags.iter().position(|t| *t == tag).unwrap_or_else(|| panic!("{tag} in {tags:?}"));
+        assert!(at("#surfing") < at("#surflife") && at("#surflife") < at("#surf"), "{tags:?}");
         // Without variants each entry is suggested once.
         let once = rank(&v, &spans, &Signals::default(), &RankOptions { variants: 0, ..opts });
         assert!(once.iter().all(|s| s.tag != "#surf" && s.tag != "#surfer"), "{once:?}");
