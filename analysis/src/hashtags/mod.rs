@@ -359,27 +359,26 @@ pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Opt
         let mut evidence = c.evidence;
         let mut score = content;
         // The creator's own habit reorders what the content supports; it never adds a tag.
-        if let Some(history) = creator
-            && let Some(&used) = history.uses.get(&c.tag)
-            && history.posts > 0
-        {
-            let share = used as f32 / history.posts as f32;
-            score = 1.0 / (1.0 + (-(logit(content) + W_CREATOR * share)).exp());
+        if let Some((lift, said)) = habit(creator, &c.tag) {
+            score = 1.0 / (1.0 + (-(logit(content) + lift)).exp());
             sources.push("creator");
-            let posts = history.posts;
-            let text = if used == posts {
-                format!("you used {} in all of your last {posts} posts", c.tag)
-            } else {
-                format!("you used {} in {used} of your last {posts} posts", c.tag)
-            };
-            evidence.push(Evidence { kind: "creator", text, time_secs: None });
+            evidence.push(said);
         }
-        // Its variants follow it, each a little less likely than the one before.
+        // Its variants follow it, each a little less likely than the one before; one the creator
+        // posts is lifted too, up to just below the tag itself.
         for (i, variant) in c.variants.iter().take(opts.variants).enumerate() {
-            let evidence =
+            let mut evidence =
                 vec![Evidence { kind: "variant", text: format!("a form of {} that creators post as a tag of its own", c.tag), time_secs: None }];
-            let score = (score * VARIANT_SHARE * VARIANT_STEP.powi(i32::try_from(i).unwrap_or(i32::MAX)) * 1000.0).round() / 1000.0;
-            scored.push(Suggestion { tag: variant.clone(), score, sources: sources.clone(), evidence, generic: c.generic });
+            let mut sources = sources.clone();
+            let mut share = score * VARIANT_SHARE * VARIANT_STEP.powi(i32::try_from(i).unwrap_or(i32::MAX));
+            if let Some((lift, said)) = habit(creator, variant) {
+                share = (1.0 / (1.0 + (-(logit(share) + lift)).exp())).min(score - 0.001);
+                if !sources.contains(&"creator") {
+                    sources.push("creator");
+                }
+                evidence.push(said);
+            }
+            scored.push(Suggestion { tag: variant.clone(), score: (share * 1000.0).round() / 1000.0, sources, evidence, generic: c.generic });
         }
         scored.push(Suggestion { tag: c.tag, score: (score * 1000.0).round() / 1000.0, sources, evidence, generic: c.generic });
     }
@@ -393,6 +392,20 @@ pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Opt
     let room = opts.count.saturating_sub(out.len()).min(opts.max_generic);
     out.extend(generic.into_iter().take(room));
     out
+}
+
+/// What the creator's habit adds to `tag`'s log-odds (`W_CREATOR` times the share of their
+/// latest posts that carried it), with the evidence that says so.
+fn habit(creator: Option<&CreatorHistory>, tag: &str) -> Option<(f32, Evidence)> {
+    let history = creator.filter(|h| h.posts > 0)?;
+    let used = *history.uses.get(tag)?;
+    let posts = history.posts;
+    let text = if used == posts {
+        format!("you used {tag} in all of your last {posts} posts")
+    } else {
+        format!("you used {tag} in {used} of your last {posts} posts")
+    };
+    Some((W_CREATOR * used as f32 / posts as f32, Evidence { kind: "creator", text, time_secs: None }))
 }
 
 /// Words that never start or end a content phrase.
@@ -721,10 +734,21 @@ mod tests {
         let tags: Vec<&str> = got.iter().map(|s| s.tag.as_str()).collect();
         let at = |tag: &str| tags.iter().position(|t| *t == tag).unwrap_or_else(|| panic!("{tag} in {tags:?}"));
         assert!(at("#surfing") < at("#surflife") && at("#surflife") < at("#surf"), "{tags:?}");
+        // A creator who posts #surfer gets it lifted, never past #surfing.
+        let history = CreatorHistory::from_posts(&[vec!["#surfer".to_owned()], vec!["#Surfer".to_owned(), "#beach".to_owned()]]);
+        let signals = Signals { creator: Some(history), ..Signals::default() };
+        let spans = [span(SpanSource::Transcript, "Surfing at dawn: the waves were clean and the surfboard flew")];
+        let plain = rank(&v, &spans, &Signals::default(), &opts);
+        let lifted = rank(&v, &spans, &signals, &opts);
+        let score = |got: &[Suggestion], tag: &str| got.iter().find(|s| s.tag == tag).map(|s| s.score).unwrap_or_else(|| panic!("{tag} in {got:?}"));
+        assert!(score(&lifted, "#surfer") > score(&plain, "#surfer"), "{lifted:?}");
+        assert!(score(&lifted, "#surfer") < score(&lifted, "#surfing"), "{lifted:?}");
+        let surfer = lifted.iter().find(|s| s.tag == "#surfer").expect("#surfer");
+        assert_eq!(surfer.evidence.last().map(|e| (e.kind, e.text.as_str())), Some(("creator", "you used #surfer in all of your last 2 posts")));
         // Without variants each entry is suggested once.
         let once = rank(&v, &spans, &Signals::default(), &RankOptions { variants: 0, ..opts });
         assert!(once.iter().all(|s| s.tag != "#surf" && s.tag != "#surfer"), "{once:?}");
-        assert_eq!(once.iter().find(|s| s.tag == "#surfing").map(|s| s.score), Some(got[at("#surfing")].score));
+        assert_eq!(once.iter().find(|s| s.tag == "#surfing").map(|s| s.score), Some(score(&plain, "#surfing")));
     }
 
     #[test]
