@@ -150,7 +150,7 @@ fn hashtags_table(payload: &Value) -> Option<String> {
             .filter_map(|e| {
                 let kind = e.get("kind")?.as_str()?;
                 let text = e.get("text")?.as_str()?;
-                Some(if kind == "model" || kind == "frame" { text.to_owned() } else { format!("\"{text}\" ({})", kind.replace('_', " ")) })
+                Some(if matches!(kind, "model" | "frame" | "variant") { text.to_owned() } else { format!("\"{text}\" ({})", kind.replace('_', " ")) })
             })
             .take(3)
             .collect();
