@@ -160,8 +160,8 @@ pub struct Candidate {
     pub known: bool,
     pub x: [f32; ranker::N],
     pub evidence: Vec<Evidence>,
-    /// The other forms of the tag that its entry merges, most used first as the vocabulary lists
-    /// them.
+    /// The other forms of the tag that its entry merges: one the video writes first, then ones it
+    /// says, then the vocabulary's order.
     pub variants: Vec<String>,
 }
 
