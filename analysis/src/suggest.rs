@@ -118,7 +118,7 @@ impl Pipeline {
 
         if let Some(text) = &embeddings.text {
             let tags = self.description_vectors(&text.model.to_string(), &vocab)?;
-            signals.text_similarity = Some((tags.iter().map(|t| dot(t, &text.vector)).collect(), text.model.to_string()));
+            signals.text_similarity = Some((crate::hashtags::similarities(&tags, &text.vector), text.model.to_string()));
             used.push(ModelRef::from(&text.model));
         }
         if let Some(head) = head {

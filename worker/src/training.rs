@@ -457,7 +457,7 @@ async fn train_ranker(
         let building = Instant::now();
         let descriptions = pipe.description_vectors(&model, &vocab)?;
         for p in posts {
-            let similarity = descriptions.iter().map(|d| d.iter().zip(&p.vector).map(|(a, b)| a * b).sum()).collect();
+            let similarity = reelq_analysis::hashtags::similarities(&descriptions, &p.vector);
             built.push(Post::new(&vocab, p.id, &p.spans, Some(similarity), &p.tags));
         }
         let posts_secs = building.elapsed().as_secs_f64();

@@ -42,6 +42,17 @@ const W_CREATOR: f32 = 3.0;
 const VARIANT_SHARE: f32 = 0.6;
 const VARIANT_STEP: f32 = 0.9;
 
+/// The cosine of a sentence embedding `to` with each of `descriptions` (unit vectors, in
+/// vocabulary order): the text-similarity signal.
+pub fn similarities(descriptions: &[std::sync::Arc<Vec<f32>>], to: &[f32]) -> Vec<f32> {
+    descriptions.iter().map(|d| d.iter().zip(to).map(|(a, b)| a * b).sum()).collect()
+}
+
+/// `p` moved by `by` in log-odds.
+fn lifted(p: f32, by: f32) -> f32 {
+    1.0 / (1.0 + (-(logit(p) + by)).exp())
+}
+
 fn logit(p: f32) -> f32 {
     let p = p.clamp(1e-6, 1.0 - 1e-6);
     (p / (1.0 - p)).ln()
@@ -360,7 +371,7 @@ pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Opt
         let mut score = content;
         // The creator's own habit reorders what the content supports; it never adds a tag.
         if let Some((lift, said)) = habit(creator, &c.tag) {
-            score = 1.0 / (1.0 + (-(logit(content) + lift)).exp());
+            score = lifted(content, lift);
             sources.push("creator");
             evidence.push(said);
         }
@@ -372,7 +383,7 @@ pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Opt
             let mut sources = sources.clone();
             let mut share = score * VARIANT_SHARE * VARIANT_STEP.powi(i32::try_from(i).unwrap_or(i32::MAX));
             if let Some((lift, said)) = habit(creator, variant) {
-                share = (1.0 / (1.0 + (-(logit(share) + lift)).exp())).min(score - 0.001);
+                share = lifted(share, lift).min(score - 0.001);
                 if !sources.contains(&"creator") {
                     sources.push("creator");
                 }

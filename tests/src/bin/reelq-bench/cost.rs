@@ -113,15 +113,7 @@ pub fn report(before: &Sample, after: &Sample, jobs: usize, secs: f64) {
     if let (Some(a), Some(b)) = (after.statements, before.statements) {
         println!("    statements (pg_stat_statements): {:.2}", per_job((a - b) as f64));
     }
-    let mut trips: Vec<(String, u64, f64)> = after
-        .round_trips
-        .iter()
-        .map(|(q, (n, secs))| {
-            let (n0, secs0) = before.round_trips.get(q).copied().unwrap_or_default();
-            (q.clone(), n.saturating_sub(n0), secs - secs0)
-        })
-        .filter(|t| t.1 > 0)
-        .collect();
+    let mut trips = trips_between(before, after);
     trips.sort_by_key(|t| std::cmp::Reverse(t.1));
     let all: u64 = trips.iter().map(|t| t.1).sum();
     let listed: Vec<String> = trips.iter().take(8).map(|(q, n, _)| format!("{q} {:.2}", per_job(*n as f64))).collect();
@@ -130,19 +122,24 @@ pub fn report(before: &Sample, after: &Sample, jobs: usize, secs: f64) {
     println!("    mean round trip, ms: {}", mean.join(", "));
 }
 
+/// The round trips made between two readings, by query: (name, count, seconds).
+fn trips_between(before: &Sample, after: &Sample) -> Vec<(String, u64, f64)> {
+    after
+        .round_trips
+        .iter()
+        .map(|(q, (n, secs))| {
+            let (n0, secs0) = before.round_trips.get(q).copied().unwrap_or_default();
+            (q.clone(), n.saturating_sub(n0), secs - secs0)
+        })
+        .filter(|t| t.1 > 0)
+        .collect()
+}
+
 /// One line for a stretch of a long run: PostgreSQL's CPU (cores), and each of reelq's busiest
 /// queries with its round trips per second and mean time, to see which one grows as it goes on.
 pub fn interval_line(before: &Sample, after: &Sample, secs: f64) -> String {
     let pg = after.postgres_ticks.saturating_sub(before.postgres_ticks) as f64 / TICKS_PER_SEC / secs.max(1e-9);
-    let mut trips: Vec<(&String, u64, f64)> = after
-        .round_trips
-        .iter()
-        .map(|(q, (n, s))| {
-            let (n0, s0) = before.round_trips.get(q).copied().unwrap_or_default();
-            (q, n.saturating_sub(n0), s - s0)
-        })
-        .filter(|t| t.1 > 0)
-        .collect();
+    let mut trips = trips_between(before, after);
     trips.sort_by(|a, b| b.2.total_cmp(&a.2));
     let listed: Vec<String> = trips.iter().take(5).map(|(q, n, s)| format!("{q} {:.0}/s {:.1} ms", *n as f64 / secs, s / *n as f64 * 1e3)).collect();
     format!("PostgreSQL {pg:.2} cores; {}", listed.join(", "))
