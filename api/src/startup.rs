@@ -104,14 +104,25 @@ impl Application {
             })
             .await;
         shutdown.cancel();
-        let _ = sweeper.await;
-        let _ = retention.await;
+        // Every step of the stop is bounded, so a stuck sweep, relay or connection never keeps
+        // the process from exiting: what is left undone is redone by the next process.
+        bounded("upload sweeper", async { drop(sweeper.await) }).await;
+        bounded("retention sweeper", async { drop(retention.await) }).await;
         if let Some(r) = relay {
-            let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+            bounded("outbox relay", async { drop(r.await) }).await;
         }
-        state.publisher.close().await;
-        state.pool.close().await;
+        bounded("broker connection", state.publisher.close()).await;
+        bounded("database pool", state.pool.close()).await;
         result
+    }
+}
+
+/// How long one step of a stop may take before the process goes on without it.
+const STOP_STEP: Duration = Duration::from_secs(5);
+
+async fn bounded(step: &'static str, work: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(STOP_STEP, work).await.is_err() {
+        tracing::warn!(step, after_s = STOP_STEP.as_secs(), "a shutdown step did not finish in time; going on without it");
     }
 }
 

@@ -116,7 +116,10 @@ impl Scheduler {
         if let Err(e) = loop_task.await {
             tracing::error!(error = %e, "the schedule loop panicked");
         }
-        self.pool.close().await;
+        // Bounded, so a connection that does not come back never keeps the process alive.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), self.pool.close()).await.is_err() {
+            tracing::warn!("the database pool did not close within 5 s; exiting without it");
+        }
         served
     }
 }

@@ -161,8 +161,17 @@ impl TestEnv {
 
     /// Deletes the test's queues and database.
     pub async fn cleanup(self) {
-        let topology = Topology::new(&self.amqp);
-        if let Ok(conn) = reelq_shared::queue::connect(&self.amqp, "test-cleanup").await {
+        // Bounded: a broker or pool that does not answer must not hold the test up.
+        let _ = tokio::time::timeout(Duration::from_secs(15), Self::delete_topology(&self.amqp)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.pool.close()).await;
+        if let Ok(admin) = sqlx::PgPool::connect(&format!("{}/postgres", pg_base())).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db_name))).execute(&admin).await;
+        }
+    }
+
+    async fn delete_topology(amqp: &AmqpSettings) {
+        let topology = Topology::new(amqp);
+        if let Ok(conn) = reelq_shared::queue::connect(amqp, "test-cleanup").await {
             if let Ok(ch) = conn.create_channel().await {
                 let mut names = vec![topology.dead_queue()];
                 names.extend(Priority::ALL.iter().map(|l| topology.lane_queue(*l)));
@@ -175,10 +184,6 @@ impl TestEnv {
                 }
             }
             let _ = conn.close(200, "done".into()).await;
-        }
-        self.pool.close().await;
-        if let Ok(admin) = sqlx::PgPool::connect(&format!("{}/postgres", pg_base())).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db_name))).execute(&admin).await;
         }
     }
 }
@@ -277,10 +282,12 @@ impl TestApp {
         self.wait_for(id, timeout, |j| matches!(j["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))).await
     }
 
-    /// Stops the api and waits for it.
+    /// Stops the api and waits for it: each step of its stop is bounded, so one that does not
+    /// end within a minute is a fault worth a failed test rather than a hung one.
     pub async fn stop(self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        let stopped = tokio::time::timeout(Duration::from_secs(60), self.task).await;
+        assert!(stopped.is_ok(), "the api did not stop within 60 s of its shutdown signal");
     }
 }
 
