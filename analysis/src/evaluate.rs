@@ -135,11 +135,18 @@ pub fn most_frequent(tune: &[&Clip], all: &[&Clip]) -> Vec<Ranked> {
 /// A pipeline over the model pack and ONNX Runtime that `tools/models/build-pack` put in the
 /// checkout at `root` (`.data/`), with `clip_model` as its image encoder when given.
 pub fn checkout_pipeline(root: &Path, clip_model: Option<&str>) -> (Pipeline, crate::settings::MediaSettings) {
+    checkout_pipeline_with(root, clip_model, None)
+}
+
+/// [`checkout_pipeline`] with another speech recognition model of the pack than the default.
+pub fn checkout_pipeline_with(root: &Path, clip_model: Option<&str>, speech_model: Option<&str>) -> (Pipeline, crate::settings::MediaSettings) {
+    let defaults = crate::settings::InferenceSettings::default();
     let inference = crate::settings::InferenceSettings {
         library: Some(reelq_inference::RuntimeConfig::default_library(root).display().to_string()),
         models_dir: Some(reelq_inference::DirStore::default_root(root).display().to_string()),
         clip_model: clip_model.map(str::to_owned),
-        ..crate::settings::InferenceSettings::default()
+        speech_model: speech_model.map_or(defaults.speech_model.clone(), str::to_owned),
+        ..defaults
     };
     let media = crate::settings::MediaSettings::default();
     (Pipeline::from_settings(&media, &inference, &crate::settings::HashtagSettings::default()), media)

@@ -14,6 +14,9 @@
 //! the default pack's text encoder and writes `analysis/assets/description-vectors.bin`, the
 //! vectors reelq ships so that a worker need not compute them when it starts.
 //!
+//! With `--speech-model NAME` the transcript comes from another speech recognition model of the
+//! pack (`whisper-base`, built by `tools/models/build-pack --with whisper-base`).
+//!
 //! With `REELQ_BENCH_CANDIDATES=FILE` it writes every candidate's features and label to FILE
 //! (CSV) and what each clip was read as (transcript, on-screen text, caption) to
 //! `FILE.spans.tsv`: the data behind a fit, and the first place to look at a miss.
@@ -47,7 +50,7 @@ fn main() -> ExitCode {
         };
     }
     let Some(dir) = args.first().map(PathBuf::from) else {
-        eprintln!("usage: reelq-hashtag-bench DIR [--half tune|held_out|all] [--fit] [--refit] | --write-vectors");
+        eprintln!("usage: reelq-hashtag-bench DIR [--half tune|held_out|all] [--fit] [--refit] [--speech-model NAME] | --write-vectors");
         return ExitCode::from(2);
     };
     let half = args.iter().position(|a| a == "--half").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "held_out".into());
@@ -61,7 +64,8 @@ fn main() -> ExitCode {
         }
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (pipeline, media) = evaluate::checkout_pipeline(&root, None);
+    let speech = args.iter().position(|a| a == "--speech-model").and_then(|i| args.get(i + 1)).map(String::as_str);
+    let (pipeline, media) = evaluate::checkout_pipeline_with(&root, None, speech);
 
     let tune: Vec<&Clip> = manifest.clips.iter().filter(|c| c.half == "tune").collect();
     let judged: Vec<&Clip> = manifest.clips.iter().filter(|c| half == "all" || c.half == half).collect();
