@@ -12,7 +12,7 @@ use reelq_shared::db::{self, DbError, tenants};
 use reelq_shared::outbox::OutboxRelay;
 use reelq_shared::queue::Publisher;
 use reelq_shared::storage::Store;
-use reelq_shared::telemetry::spawn_named;
+use reelq_shared::telemetry::{spawn_named, stop_step};
 
 use crate::routes::events::EventStreams;
 use crate::settings::Settings;
@@ -106,23 +106,14 @@ impl Application {
         shutdown.cancel();
         // Every step of the stop is bounded, so a stuck sweep, relay or connection never keeps
         // the process from exiting: what is left undone is redone by the next process.
-        bounded("upload sweeper", async { drop(sweeper.await) }).await;
-        bounded("retention sweeper", async { drop(retention.await) }).await;
+        stop_step("upload sweeper", async { drop(sweeper.await) }).await;
+        stop_step("retention sweeper", async { drop(retention.await) }).await;
         if let Some(r) = relay {
-            bounded("outbox relay", async { drop(r.await) }).await;
+            stop_step("outbox relay", async { drop(r.await) }).await;
         }
-        bounded("broker connection", state.publisher.close()).await;
-        bounded("database pool", state.pool.close()).await;
+        stop_step("broker connection", state.publisher.close()).await;
+        stop_step("database pool", state.pool.close()).await;
         result
-    }
-}
-
-/// How long one step of a stop may take before the process goes on without it.
-const STOP_STEP: Duration = Duration::from_secs(5);
-
-async fn bounded(step: &'static str, work: impl std::future::Future<Output = ()>) {
-    if tokio::time::timeout(STOP_STEP, work).await.is_err() {
-        tracing::warn!(step, after_s = STOP_STEP.as_secs(), "a shutdown step did not finish in time; going on without it");
     }
 }
 

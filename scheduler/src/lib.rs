@@ -117,9 +117,7 @@ impl Scheduler {
             tracing::error!(error = %e, "the schedule loop panicked");
         }
         // Bounded, so a connection that does not come back never keeps the process alive.
-        if tokio::time::timeout(std::time::Duration::from_secs(5), self.pool.close()).await.is_err() {
-            tracing::warn!("the database pool did not close within 5 s; exiting without it");
-        }
+        reelq_shared::telemetry::stop_step("database pool", self.pool.close()).await;
         served
     }
 }

@@ -123,6 +123,18 @@ where
     tokio::spawn(fut.instrument(tracing::info_span!("task", task = name)))
 }
 
+/// How long one step of a process's stop may take before the process goes on without it.
+pub const STOP_STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs one step of a stop (a background task's end, a connection's close) for at most
+/// [`STOP_STEP`], so a stuck step never keeps the process from exiting; one that overruns is
+/// logged and left behind.
+pub async fn stop_step(step: &'static str, work: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(STOP_STEP, work).await.is_err() {
+        tracing::warn!(step, after_s = STOP_STEP.as_secs(), "a shutdown step did not finish in time; going on without it");
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM: the one shutdown trigger of every binary.
 pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

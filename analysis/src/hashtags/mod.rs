@@ -296,19 +296,24 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         // (#pastas for #pasta) is offered only when the video writes it: such forms were right
         // in 13 % of the benchmark's top-5 slots they took, and the slots they leave go to forms
         // and tags that do no worse.
-        let written = |alias: &String| named.get(&i).is_some_and(|p| p.tag == *alias);
         let name = stem(entry.tag.trim_start_matches('#'));
-        let mut variants: Vec<String> =
-            entry.aliases.iter().filter(|alias| written(alias) || stem(alias.trim_start_matches('#')) != name).cloned().collect();
-        variants.sort_by_key(|alias| {
-            if written(alias) {
-                0
-            } else if words.contains_key(&stem(alias.trim_start_matches('#'))) {
-                1
-            } else {
-                2
-            }
-        });
+        let mut ordered: Vec<(u8, &String)> = entry
+            .aliases
+            .iter()
+            .filter_map(|alias| {
+                let stemmed = stem(alias.trim_start_matches('#'));
+                if named.get(&i).is_some_and(|p| p.tag == *alias) {
+                    Some((0, alias))
+                } else if stemmed == name {
+                    None
+                } else {
+                    Some((if words.contains_key(&stemmed) { 1 } else { 2 }, alias))
+                }
+            })
+            .collect();
+        // Stable: within a rank the vocabulary's order stays.
+        ordered.sort_by_key(|(rank, _)| *rank);
+        let variants: Vec<String> = ordered.into_iter().map(|(_, alias)| alias.clone()).collect();
         out.push(Candidate { tag: entry.tag.clone(), generic: entry.generic, known: true, x, evidence, variants });
     }
     // Tags the video itself spells out that the vocabulary does not know yet, when they are
