@@ -272,16 +272,14 @@ pub fn examples(runs: &[ClipRun], clips: &[&Clip]) -> Vec<ranker::Example> {
     out
 }
 
-/// Fits a ranker on `runs` of the `tune` clips: the weights by [`ranker::fit`], then the
-/// highest threshold whose P@5 on those clips is within 0.01 of the best any threshold gives
-/// (an empty slot counts as wrong, so a lower threshold never lowers P@5; the rule keeps the
-/// weak tags that only fill slots out).
+/// Fits a ranker on `runs` of the `tune` clips: the weights by [`ranker::fit`], the threshold
+/// by [`ranker::threshold_for`].
 pub fn fit_ranker(runs: &[ClipRun], tune: &[&Clip], generic: &BTreeSet<String>, version: &str) -> (Ranker, Figures) {
     let examples = examples(runs, tune);
     let mut fitted = ranker::fit(&Ranker::prior(), &examples, &ranker::FitOptions::default());
     fitted.version = version.to_owned();
-    let at = |min: f32, r: &Ranker| figures(tune, &ranked(runs, r, &RankOptions { min_score: min, ..default_options(r) }), generic);
-    let f = choose_threshold(&mut fitted, at);
+    fitted.min_score = ranker::threshold_for(&examples, ranker::MIN_CHANCE);
+    let f = figures(tune, &ranked(runs, &fitted, &default_options(&fitted)), generic);
     fitted.fitted_on = serde_json::json!({
         "what": "the tuning half of the hashtag benchmark (tools/hashtag-bench)",
         "clips": tune.len(),
@@ -290,15 +288,6 @@ pub fn fit_ranker(runs: &[ClipRun], tune: &[&Clip], generic: &BTreeSet<String>, 
         "tune": { "hit_at_5": round2(f.hit_at_5), "precision_at_5": round2(f.precision_at_5), "recall_at_10": round2(f.recall_at_10), "mrr": round2(f.mrr) },
     });
     (fitted, f)
-}
-
-/// Sets `fitted.min_score` to the highest threshold whose P@5 (by `at`) is within 0.01 of the
-/// best any threshold gives; returns the figures there.
-fn choose_threshold(fitted: &mut Ranker, at: impl Fn(f32, &Ranker) -> Figures) -> Figures {
-    let thresholds: Vec<f32> = (1..=12).map(|i| i as f32 * 0.05).collect();
-    let best = thresholds.iter().map(|t| at(*t, fitted).precision_at_5).fold(0.0, f64::max);
-    fitted.min_score = thresholds.iter().rev().copied().find(|t| at(*t, fitted).precision_at_5 >= best - 0.01).unwrap_or(0.3);
-    at(fitted.min_score, fitted)
 }
 
 /// A real post: the candidate tags its text and sentence embedding give, and the hashtags it
@@ -358,15 +347,14 @@ pub fn post_figures(posts: &[Post], ranker: &Ranker, opts: &RankOptions, generic
 }
 
 /// Refits `prior` on `posts` (the weights the posts cannot judge, [`ranker::NOT_FITTED_ON_POSTS`],
-/// keep the prior's odds) and chooses its threshold on them as [`fit_ranker`] does.
+/// keep the prior's odds) and sets its threshold as [`fit_ranker`] does.
 pub fn fit_on_posts(prior: &Ranker, posts: &[Post], opts: &RankOptions, generic: &BTreeSet<String>, version: &str, epochs: usize) -> (Ranker, Figures) {
     let examples = post_examples(posts);
     let fit = ranker::FitOptions { epochs, not_fitted: &ranker::NOT_FITTED_ON_POSTS, tolerance: 1e-5, ..ranker::FitOptions::default() };
     let mut fitted = ranker::fit(prior, &examples, &fit);
     fitted.version = version.to_owned();
-    let truth: Vec<(&str, &[String])> = posts.iter().map(|p| (p.id.as_str(), p.accept.as_slice())).collect();
-    let at = |min: f32, r: &Ranker| figures_on(&truth, &ranked_posts(posts, r, &RankOptions { min_score: min, ..*opts }), generic);
-    let f = choose_threshold(&mut fitted, at);
+    fitted.min_score = ranker::threshold_for(&examples, ranker::MIN_CHANCE);
+    let f = post_figures(posts, &fitted, opts, generic);
     fitted.fitted_on = serde_json::json!({
         "what": "posts: pulled videos and creators' feedback",
         "posts": posts.len(),

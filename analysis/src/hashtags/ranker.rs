@@ -255,6 +255,26 @@ pub fn fit(prior: &Ranker, examples: &[Example], opts: &FitOptions) -> Ranker {
     r
 }
 
+/// The least chance of being acceptable that a fitted ranker's threshold lets a suggestion have:
+/// one in twenty. Such a tag only fills a slot that better-supported tags left empty.
+pub const MIN_CHANCE: f32 = 0.05;
+
+/// The threshold at which a candidate has `chance` of being acceptable under weights [`fit`]
+/// fitted on `examples`. The fit weighs accepted and rejected candidates the same in total, so a
+/// score is a probability on balanced data; on the data's own mix its odds are the score's odds
+/// times accepted/rejected. A threshold set this way depends only on the fitted weights and that
+/// mix, not on how a handful of clips or posts near it happen to fall, which is all a search over
+/// thresholds by P@5 sees. Without both kinds of example it is the prior's.
+pub fn threshold_for(examples: &[Example], chance: f32) -> f32 {
+    let pos = examples.iter().filter(|e| e.accepted).count();
+    let neg = examples.len() - pos;
+    if pos == 0 || neg == 0 {
+        return Ranker::prior().min_score;
+    }
+    let logit = (chance / (1.0 - chance)).ln() - (pos as f32 / neg as f32).ln();
+    sigmoid(logit).clamp(0.05, 0.95)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +290,42 @@ mod tests {
         assert!(shipped.fitted_on.get("clips").is_some(), "it says what it was fitted on");
         let stale = serde_json::json!({ "format": FORMAT, "version": "v", "features": ["keywords"], "weights": [1.0], "bias": 0.0, "min_score": 0.3 });
         assert!(Ranker::from_json(stale.to_string().as_bytes()).expect_err("other features").contains("refit"));
+    }
+
+    #[test]
+    fn the_threshold_lets_through_what_is_acceptable_at_least_one_time_in_twenty() {
+        // One feature at eleven levels; at level v a candidate is acceptable with probability
+        // sigmoid(4v - 3.5): 2.9 % at 0, 4.3 % at 0.1, 6.3 % at 0.2, 62 % at 1.
+        let truth = |v: f32| 1.0 / (1.0 + (3.5 - 4.0 * v).exp());
+        let levels: Vec<f32> = (0..=10).map(|i| i as f32 * 0.1).collect();
+        let mut examples = Vec::new();
+        for &v in &levels {
+            let mut x = [0.0; N];
+            x[at("text_similarity")] = v;
+            let accepted = (400.0 * truth(v)).round() as usize;
+            examples.extend((0..400).map(|i| Example { x, accepted: i < accepted }));
+        }
+        let opts = FitOptions { epochs: 3_000, tolerance: 1e-6, ..FitOptions::default() };
+        let fitted = fit(&Ranker::prior(), &examples, &opts);
+        let t = threshold_for(&examples, MIN_CHANCE);
+        let shown: Vec<f32> = levels
+            .iter()
+            .copied()
+            .filter(|&v| {
+                let mut x = [0.0; N];
+                x[at("text_similarity")] = v;
+                fitted.score(&x) >= t
+            })
+            .collect();
+        assert_eq!(shown.first().copied(), Some(0.2), "threshold {t}, weights {fitted:?}: shown from level {shown:?}");
+        assert_eq!(shown.len(), 9, "every level above is shown too");
+        assert!(
+            t < 0.5,
+            "on data where one candidate in {} is acceptable, a balanced score of {t} is a 5 % chance",
+            examples.len() / examples.iter().filter(|e| e.accepted).count()
+        );
+        let none: Vec<Example> = examples.iter().map(|e| Example { accepted: false, ..*e }).collect();
+        assert_eq!(threshold_for(&none, MIN_CHANCE), Ranker::prior().min_score);
     }
 
     #[test]
