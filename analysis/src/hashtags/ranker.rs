@@ -288,6 +288,14 @@ mod tests {
         let shipped = Ranker::from_json(include_bytes!("../../assets/ranker.json")).expect("assets/ranker.json reads");
         assert_ne!(shipped.version, "prior", "the shipped weights are fitted");
         assert!(shipped.fitted_on.get("clips").is_some(), "it says what it was fitted on");
+        let count = |k: &str| shipped.fitted_on[k].as_u64().expect("candidate counts") as usize;
+        let (candidates, accepted) = (count("candidates"), count("accepted"));
+        let mix: Vec<Example> = (0..candidates).map(|i| Example { x: [0.0; N], accepted: i < accepted }).collect();
+        assert!(
+            (shipped.min_score - threshold_for(&mix, MIN_CHANCE)).abs() < 1e-6,
+            "the threshold is the fit's one-in-twenty point: {}",
+            shipped.min_score
+        );
         let stale = serde_json::json!({ "format": FORMAT, "version": "v", "features": ["keywords"], "weights": [1.0], "bias": 0.0, "min_score": 0.3 });
         assert!(Ranker::from_json(stale.to_string().as_bytes()).expect_err("other features").contains("refit"));
     }
