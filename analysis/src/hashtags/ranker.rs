@@ -266,8 +266,12 @@ pub const MIN_CHANCE: f32 = 0.05;
 /// mix, not on how a handful of clips or posts near it happen to fall, which is all a search over
 /// thresholds by P@5 sees. Without both kinds of example it is the prior's.
 pub fn threshold_for(examples: &[Example], chance: f32) -> f32 {
-    let pos = examples.iter().filter(|e| e.accepted).count();
-    let neg = examples.len() - pos;
+    let accepted = examples.iter().filter(|e| e.accepted).count();
+    threshold_for_mix(accepted, examples.len() - accepted, chance)
+}
+
+/// [`threshold_for`] of fitting data with `pos` accepted and `neg` rejected candidates.
+pub fn threshold_for_mix(pos: usize, neg: usize, chance: f32) -> f32 {
     if pos == 0 || neg == 0 {
         return Ranker::prior().min_score;
     }
@@ -290,9 +294,8 @@ mod tests {
         assert!(shipped.fitted_on.get("clips").is_some(), "it says what it was fitted on");
         let count = |k: &str| shipped.fitted_on[k].as_u64().expect("candidate counts") as usize;
         let (candidates, accepted) = (count("candidates"), count("accepted"));
-        let mix: Vec<Example> = (0..candidates).map(|i| Example { x: [0.0; N], accepted: i < accepted }).collect();
         assert!(
-            (shipped.min_score - threshold_for(&mix, MIN_CHANCE)).abs() < 1e-6,
+            (shipped.min_score - threshold_for_mix(accepted, candidates - accepted, MIN_CHANCE)).abs() < 1e-6,
             "the threshold is the fit's one-in-twenty point: {}",
             shipped.min_score
         );
