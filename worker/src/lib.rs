@@ -216,6 +216,11 @@ async fn readyz(State(h): State<HealthState>) -> (StatusCode, String) {
 const OLD_TRANSACTION: Duration = Duration::from_secs(60);
 /// At most one such warning per this long.
 const OLD_TRANSACTION_WARN_EVERY: Duration = Duration::from_secs(60);
+/// The reaper reads lapsed leases from this long before where its last pass left off (at least
+/// one pass interval), so a lease committed late is not skipped.
+const STALE_LEASE_MARGIN: Duration = Duration::from_secs(60);
+/// And reads every lapsed lease this often, whatever its passes left off.
+const STALE_LEASE_FULL_SCAN_EVERY: Duration = Duration::from_secs(600);
 
 /// Exports the age of the cluster's oldest transaction that holds a snapshot and, past
 /// [`OLD_TRANSACTION`], names its session in a warning: while it stays open PostgreSQL keeps
@@ -257,7 +262,12 @@ async fn reap(pool: PgPool, publisher: Arc<Publisher>, topology: Topology, setti
     let grace = Duration::from_millis(settings.worker.lease_ttl_ms) * 2;
     // The longest a released job waits for its delayed message, with room for a slow broker.
     let retry_grace = Duration::from_millis(topology.delays_ms().max().unwrap_or(0)) * 2 + grace;
+    // A lease written by a transaction that committed this late after its clock is still seen.
+    let margin = every.max(STALE_LEASE_MARGIN);
     let mut warned: Option<std::time::Instant> = None;
+    // Each pass reads leases from where the last one left off, and the whole index now and then.
+    let mut since = None;
+    let mut full_scan_at = std::time::Instant::now();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -267,8 +277,15 @@ async fn reap(pool: PgPool, publisher: Arc<Publisher>, topology: Topology, setti
             continue;
         }
         watch_horizon(&pool, &mut warned).await;
-        let mut stale = match jobs::stale_leases(&pool, grace, 100).await {
-            Ok(s) => s,
+        if full_scan_at.elapsed() >= STALE_LEASE_FULL_SCAN_EVERY {
+            since = None;
+            full_scan_at = std::time::Instant::now();
+        }
+        let mut stale = match jobs::stale_leases(&pool, grace, margin, since, 100).await {
+            Ok(s) => {
+                since = s.next_since;
+                s.jobs
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "reaper pass failed");
                 continue;

@@ -200,6 +200,75 @@ async fn stale_lease_cannot_overwrite_a_job_another_worker_finished() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reaper_dispatches_again_jobs_whose_worker_vanished_after_settling_their_messages() {
+    let env = TestEnv::new().await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let video = app.upload_clip(sample_clip()).await;
+    let old = app.submit_ok(with_video(noop(0), video)).await;
+    let late = app.submit_ok(with_video(noop(0), video)).await;
+    // Both are dispatched, then taken by a worker that settled their messages and vanished.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&env.pool, "SELECT count(*) FROM outbox").await > 0 {
+        assert!(Instant::now() < deadline, "the relay dispatched the jobs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in [old, late] {
+        let ClaimOutcome::Claimed(..) = jobs::claim(&env.pool, id, app.tenant_id, Duration::from_secs(60)).await.expect("claim") else {
+            panic!("the vanished worker's claim succeeds");
+        };
+    }
+    let conn = reelq_shared::queue::connect(&env.amqp, "test-purge").await.expect("broker");
+    let ch = conn.create_channel().await.expect("channel");
+    let topology = Topology::new(&env.amqp);
+    for lane in [reelq_shared::domain::Priority::Interactive, reelq_shared::domain::Priority::Batch] {
+        ch.queue_purge(topology.lane_queue(lane).into(), lapin::options::QueuePurgeOptions::default()).await.expect("purge");
+    }
+    let _ = conn.close(200, "done".into()).await;
+    // One lease lapsed an hour ago; the other lapses in three seconds, after the reaper has
+    // made passes that found nothing newer than the first.
+    sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 hour' WHERE id = $1").bind(old).execute(&env.pool).await.expect("age");
+    let late_lapse: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("UPDATE jobs SET lease_expires_at = now() + interval '3 seconds' WHERE id = $1 RETURNING lease_expires_at")
+            .bind(late)
+            .fetch_one(&env.pool)
+            .await
+            .expect("lapse");
+
+    // A pass from no horizon reads every lapsed lease; one from a horizon after a lease skips it.
+    let grace = Duration::from_secs(4);
+    let full = jobs::stale_leases(&env.pool, grace, Duration::from_secs(60), None, 100).await.expect("pass");
+    assert_eq!(full.jobs.iter().map(|j| j.0).collect::<Vec<_>>(), vec![old]);
+    let since = full.next_since.expect("a horizon");
+    assert!(
+        sqlx::query_scalar::<_, bool>("SELECT $1 <= lease_expires_at FROM jobs WHERE id = $2")
+            .bind(since)
+            .bind(old)
+            .fetch_one(&env.pool)
+            .await
+            .expect("read")
+    );
+    let recent: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now() - interval '10 minutes'").fetch_one(&env.pool).await.expect("now");
+    let from_recent = jobs::stale_leases(&env.pool, grace, Duration::from_secs(60), Some(recent), 100).await.expect("pass");
+    assert!(from_recent.jobs.is_empty(), "{from_recent:?}");
+    assert!(from_recent.next_since.expect("a horizon") > recent, "an empty pass moves the horizon on");
+
+    // The worker's reaper (every second; grace twice its 2 s lease) dispatches both again.
+    let worker = TestWorker::spawn(env.worker_settings()).await;
+    for id in [old, late] {
+        let done = app.wait_terminal(id, Duration::from_secs(30)).await;
+        assert_eq!(done["status"], "succeeded", "{done:#}");
+        assert_eq!(done["attempts"], 2, "{done:#}");
+    }
+    let taken_again: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT finished_at FROM jobs WHERE id = $1").bind(late).fetch_one(&env.pool).await.expect("read");
+    assert!(taken_again >= late_lapse + chrono::Duration::seconds(4), "not before its lease lapsed and the grace passed: {taken_again} vs {late_lapse}");
+    assert_eq!(count(&env.pool, "SELECT count(*) FROM results").await, 2);
+    worker.stop().await;
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tenant_cap_limits_running_jobs_and_batch_never_starves_interactive() {
     let env = TestEnv::new().await;
     let app = TestApp::spawn_with_cap(&env, env.api_settings(), Some(2)).await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
@@ -246,18 +246,27 @@ pub async fn finish_many(db: impl PgExecutor<'_>, outcomes: &[Finish]) -> Result
     }
     // Entries are numbered from 1 as `WITH ORDINALITY` numbers them; results join on that
     // number, so only the entry that passed its fence writes results.
+    //
+    // The jobs are reached by primary key alone. The status a job must still have travels with
+    // each entry of a materialised list instead of standing in the statement as a constant:
+    // `status = 'running'` would let the planner prove the predicates of the partial indexes of
+    // running jobs and, believing them small, read one whole and hash-join. While another
+    // session holds an old snapshot open those indexes keep an entry for every job run since,
+    // and each outcome batch read them all (220,000 entries and 12,000 heap pages a batch after
+    // four minutes of such a snapshot).
     let done = timed(
         "jobs.finish",
         sqlx::query_scalar!(
-            r#"WITH u AS (
-                   SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::uuid[])
+            r#"WITH u AS MATERIALIZED (
+                   SELECT *, 'running'::text AS held
+                   FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::uuid[])
                      WITH ORDINALITY AS u(id, token, status, code, message, timings, hook, entry)
                ), j AS (
                    UPDATE jobs SET status = u.status, progress = CASE WHEN u.status = 'succeeded' THEN 1 ELSE jobs.progress END,
                                    stage = NULL, error_code = u.code, error_message = u.message, timings = u.timings,
                                    lease_token = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
                    FROM u
-                   WHERE jobs.id = u.id AND jobs.lease_token = u.token AND jobs.status = 'running'
+                   WHERE jobs.id = u.id AND jobs.lease_token = u.token AND jobs.status = u.held
                    RETURNING jobs.id, jobs.attempt, jobs.callback_url, u.status, u.hook, u.entry
                ), r AS (
                    INSERT INTO results (job_id, analysis, payload, model_versions, attempt)
@@ -292,22 +301,57 @@ pub async fn finish_many(db: impl PgExecutor<'_>, outcomes: &[Finish]) -> Result
     Ok((1_i64..).take(n).map(|entry| done.contains(&entry)).collect())
 }
 
+/// What one pass over lapsed leases found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleLeases {
+    /// Jobs whose worker stopped heartbeating more than the grace ago, oldest lease first, as
+    /// (id, tenant_id, priority).
+    pub jobs: Vec<(Uuid, Uuid, String)>,
+    /// Where the next pass may start: no lease that lapses before it can still be unseen. It is
+    /// the oldest lease found (they stay running until a claim takes them), or, when none was,
+    /// the grace and the given margin before the database's clock.
+    pub next_since: Option<DateTime<Utc>>,
+}
+
 /// Jobs whose worker stopped heartbeating more than `grace` ago, for the reaper to dispatch
-/// again. Returned rows are (id, tenant_id, priority).
-pub async fn stale_leases(db: impl PgExecutor<'_>, grace: Duration, limit: i64) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
+/// again, with leases that lapsed at or after `since` (all of them when `None`). Reading from
+/// the last pass's [`StaleLeases::next_since`] keeps a pass's cost to the leases of the last
+/// few passes: index entries of finished jobs stay until vacuum removes them, and while another
+/// session holds an old snapshot open every one of them would be visited again on every pass.
+/// `margin` covers a lease written by a transaction that committed late.
+pub async fn stale_leases(
+    db: impl PgExecutor<'_>,
+    grace: Duration,
+    margin: Duration,
+    since: Option<DateTime<Utc>>,
+    limit: i64,
+) -> Result<StaleLeases, DbError> {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let margin_ms = i64::try_from(margin.as_millis()).unwrap_or(i64::MAX);
     let rows = timed(
         "jobs.stale_leases",
         sqlx::query!(
-            r#"SELECT id, tenant_id, priority FROM jobs
-               WHERE status = 'running' AND lease_token IS NOT NULL
-                 AND lease_expires_at < now() - make_interval(secs => $1::float8 / 1000.0)
-               ORDER BY lease_expires_at LIMIT $2"#,
+            r#"WITH s AS (
+                   SELECT id, tenant_id, priority, lease_expires_at FROM jobs
+                   WHERE status = 'running' AND lease_token IS NOT NULL
+                     AND lease_expires_at < now() - make_interval(secs => $1::float8 / 1000.0)
+                     AND lease_expires_at >= COALESCE($3::timestamptz, '-infinity')
+                   ORDER BY lease_expires_at LIMIT $2
+               )
+               SELECT h.at AS "horizon!", s.id AS "id?", s.tenant_id AS "tenant_id?", s.priority AS "priority?",
+                      s.lease_expires_at AS "lease_expires_at?"
+               FROM (SELECT now() - make_interval(secs => ($1::float8 + $4::float8) / 1000.0) AS at) h
+               LEFT JOIN s ON TRUE
+               ORDER BY s.lease_expires_at"#,
             grace_ms as f64,
-            limit
+            limit,
+            since,
+            margin_ms as f64,
         )
         .fetch_all(db),
     )
     .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.tenant_id, r.priority)).collect())
+    let next_since = rows.first().map(|r| r.lease_expires_at.map_or(r.horizon, |oldest| oldest.min(r.horizon))).or(since);
+    let jobs = rows.into_iter().filter_map(|r| Some((r.id?, r.tenant_id?, r.priority?))).collect();
+    Ok(StaleLeases { jobs, next_since })
 }
