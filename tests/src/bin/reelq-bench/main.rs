@@ -3,7 +3,7 @@
 //! timings.
 //!
 //! ```text
-//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9] [--paced-jobs N] [--bulk 100] [--hold-snapshot] [--slice 100000] [--setup-sql FILE] [--apis 2 --workers 4]
+//! cargo run --release -p reelq-tests --bin reelq-bench -- noop --jobs 5000 --concurrency 64 [--paced 0.5,0.9 | --paced-rate 1700] [--paced-jobs N] [--bulk 100] [--hold-snapshot] [--lease-ttl-ms 30000] [--slice 100000] [--setup-sql FILE] [--apis 2 --workers 4]
 //! cargo build --release -p reelq-api && cargo run --release -p reelq-tests --bin reelq-bench -- upload --mib 1024
 //! cargo run --release -p reelq-tests --bin reelq-bench -- retention --objects 10000 [--batch 500]
 //! cargo run --release -p reelq-tests --bin reelq-bench -- songs --tracks 1000 [--excerpts 60]
@@ -31,9 +31,11 @@ struct NoopArgs {
     worker_concurrency: usize,
     tenants: usize,
     paced: Vec<f64>,
+    paced_rate: f64,
     paced_jobs: usize,
     bulk: usize,
     hold_snapshot: bool,
+    lease_ttl_ms: u64,
     slice: usize,
     setup_sql: Option<String>,
     apis: usize,
@@ -73,9 +75,12 @@ fn parse_args() -> Mode {
                 worker_concurrency: flag("--worker-concurrency", 128) as usize,
                 tenants: flag("--tenants", 1).max(1) as usize,
                 paced,
+                // `--paced-rate N`: one paced run at N jobs/s instead, to compare runs whose bursts differ.
+                paced_rate: flag("--paced-rate", 0) as f64,
                 paced_jobs: flag("--paced-jobs", (jobs / 2) as u64) as usize,
                 bulk: flag("--bulk", 0) as usize,
                 hold_snapshot: args.iter().any(|a| a == "--hold-snapshot"),
+                lease_ttl_ms: flag("--lease-ttl-ms", 30_000).max(100),
                 slice: flag("--slice", 100_000).max(1) as usize,
                 // `--setup-sql FILE`: statements run in the bench's database after its migrations,
                 // to measure a variant of a function or an index against the shipped one.
@@ -105,9 +110,11 @@ async fn main() {
                 worker_concurrency: a.worker_concurrency,
                 tenants: a.tenants,
                 paced: &a.paced,
+                paced_rate: a.paced_rate,
                 paced_jobs: a.paced_jobs,
                 bulk: a.bulk,
                 hold_snapshot: a.hold_snapshot,
+                lease_ttl_ms: a.lease_ttl_ms,
                 slice: a.slice,
                 setup_sql: a.setup_sql.as_deref(),
                 apis: a.apis,
@@ -233,11 +240,15 @@ struct NoopRun<'a> {
     worker_concurrency: usize,
     tenants: usize,
     paced: &'a [f64],
+    /// Jobs per second of a single paced run instead of `paced`; 0 uses `paced`.
+    paced_rate: f64,
     paced_jobs: usize,
     /// Jobs per `POST /v1/jobs:batch` request; 0 submits them one by one.
     bulk: usize,
     /// Keep another client's repeatable-read transaction open through the burst and the paced runs.
     hold_snapshot: bool,
+    /// The worker's lease length; the heartbeat comes at a sixth of it, at most every 5 s.
+    lease_ttl_ms: u64,
     /// Jobs per slice when a long run reports its rate and latency slice by slice.
     slice: usize,
     /// A file of SQL run in the bench's database after its migrations.
@@ -249,7 +260,22 @@ struct NoopRun<'a> {
 }
 
 async fn noop(run: NoopRun<'_>) {
-    let NoopRun { jobs, concurrency, worker_concurrency, tenants, paced, paced_jobs, bulk, hold_snapshot, slice, setup_sql, apis, workers } = run;
+    let NoopRun {
+        jobs,
+        concurrency,
+        worker_concurrency,
+        tenants,
+        paced,
+        paced_rate,
+        paced_jobs,
+        bulk,
+        hold_snapshot,
+        lease_ttl_ms,
+        slice,
+        setup_sql,
+        apis,
+        workers,
+    } = run;
     let env = TestEnv::new().await;
     if let Some(path) = setup_sql {
         let sql = std::fs::read_to_string(path).expect("reads the setup SQL");
@@ -266,8 +292,8 @@ async fn noop(run: NoopRun<'_>) {
         let mut ws = env.worker_settings();
         ws.worker.concurrency = worker_concurrency;
         ws.worker.interactive_reserved = worker_concurrency / 8;
-        ws.worker.lease_ttl_ms = 30_000;
-        ws.worker.heartbeat_interval_ms = 5_000;
+        ws.worker.lease_ttl_ms = lease_ttl_ms;
+        ws.worker.heartbeat_interval_ms = (lease_ttl_ms / 6).min(5_000);
         ws.database.max_connections = 48;
         let worker = TestWorker::spawn(ws).await;
         let base = app.url("");
@@ -360,6 +386,8 @@ async fn noop(run: NoopRun<'_>) {
     cost::report(&before, &after, ids.len(), secs);
     println!("  tables after: {}", table_stats(&env.pool).await);
 
+    let fixed = [paced_rate / max_rate];
+    let paced = if paced_rate > 0.0 { &fixed[..] } else { paced };
     for &fraction in paced {
         let rate = max_rate * fraction;
         let every = Duration::from_secs_f64(1.0 / rate);
