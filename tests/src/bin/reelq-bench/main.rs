@@ -247,7 +247,7 @@ struct NoopRun<'a> {
     bulk: usize,
     /// Keep another client's repeatable-read transaction open through the burst and the paced runs.
     hold_snapshot: bool,
-    /// The worker's lease length; the heartbeat comes at a sixth of it, at most every 5 s.
+    /// The in-process worker's lease length; the heartbeat comes at a sixth of it, at most every 5 s.
     lease_ttl_ms: u64,
     /// Jobs per slice when a long run reports its rate and latency slice by slice.
     slice: usize,
