@@ -324,8 +324,8 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         }
         let mut x = [0.0f32; ranker::N];
         x[feature("caption_hashtag")] = f32::from(u8::from(p.hashtag));
-        x[feature("new_line")] = f32::from(u8::from(!p.hashtag && p.source != SpanSource::Transcript));
-        x[feature("new_said")] = f32::from(u8::from(!p.hashtag && p.source == SpanSource::Transcript));
+        x[feature("new_line")] = f32::from(u8::from(!p.hashtag && p.line));
+        x[feature("new_said")] = f32::from(u8::from(!p.hashtag && !p.line));
         x[feature("new_count")] = (p.count as f32).ln();
         out.push(Candidate { tag: p.tag.clone(), generic: false, known: false, x, evidence: vec![p.evidence()], variants: Vec::new() });
     }
@@ -441,7 +441,8 @@ pub(crate) const STOPWORDS: &[&str] = &[
 
 /// A tag the video spells out: an on-screen line or a posting caption of one to three words
 /// ("LEG DAY" → #legday, "room makeover" → #roommakeover), a hashtag written in the caption,
-/// or two or three words said at least twice.
+/// or two or three words in a row (said, shown or written) that name a known tag or are said
+/// at least twice.
 #[derive(Debug, Clone)]
 struct Phrase {
     tag: String,
@@ -452,14 +453,16 @@ struct Phrase {
     count: usize,
     /// Written as a hashtag in the caption.
     hashtag: bool,
+    /// A whole short on-screen line or caption, not words taken from a longer one.
+    line: bool,
     words: usize,
 }
 
 impl Phrase {
     /// Supported strongly enough to be suggested as a new tag: written as a hashtag, a short
-    /// on-screen line or caption, or two or three words said at least twice.
+    /// on-screen line or caption, or two or three words said, shown or written at least twice.
     fn supported(&self) -> bool {
-        self.hashtag || self.source != SpanSource::Transcript || (self.words >= 2 && self.count >= 2)
+        self.hashtag || self.line || (self.words >= 2 && self.count >= 2)
     }
 
     fn evidence(&self) -> Evidence {
@@ -482,10 +485,12 @@ fn content_phrases(spans: &[TextSpan]) -> HashMap<String, Phrase> {
     let add = |p: Phrase, out: &mut HashMap<String, Phrase>| match out.get_mut(&p.tag) {
         Some(q) => {
             q.count += p.count;
-            if p.hashtag || (p.source != SpanSource::Transcript && q.source == SpanSource::Transcript) {
+            let line = q.line || p.line;
+            if p.hashtag || (p.line && !q.hashtag) || (p.source != SpanSource::Transcript && q.source == SpanSource::Transcript) {
                 let count = q.count;
                 *q = Phrase { count, ..p };
             }
+            q.line = line;
         }
         None => {
             out.insert(p.tag.clone(), p);
@@ -499,7 +504,10 @@ fn content_phrases(spans: &[TextSpan]) -> HashMap<String, Phrase> {
                     && tag.chars().count() > 2
                     && !GENERIC.contains(&tag.as_str())
                 {
-                    add(Phrase { text: raw.to_owned(), tag, source: span.source, time_secs: None, count: 1, hashtag: true, words: 1 }, &mut out);
+                    add(
+                        Phrase { text: raw.to_owned(), tag, source: span.source, time_secs: None, count: 1, hashtag: true, line: false, words: 1 },
+                        &mut out,
+                    );
                 }
             }
         }
@@ -511,58 +519,55 @@ fn content_phrases(spans: &[TextSpan]) -> HashMap<String, Phrase> {
             .map(str::to_lowercase)
             .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
             .collect();
-        match span.source {
-            SpanSource::OnScreenText | SpanSource::Caption => {
-                // The whole line, without the small words at its edges.
-                let content: Vec<&String> = {
-                    let mut w: &[String] = &words;
-                    while w.first().is_some_and(|x| STOPWORDS.contains(&x.as_str())) {
-                        w = &w[1..];
-                    }
-                    while w.last().is_some_and(|x| STOPWORDS.contains(&x.as_str())) {
-                        w = &w[..w.len() - 1];
-                    }
-                    w.iter().collect()
-                };
-                let joined: String = content.iter().map(|w| w.as_str()).collect();
-                // One word must be a real one (OCR reads stray strokes as short tokens).
-                let word_ok = content.len() > 1 || (joined.chars().count() >= 4 && joined.chars().all(char::is_alphabetic));
-                if word_ok && (1..=3).contains(&content.len()) && (3..=30).contains(&joined.chars().count()) && plain.split_whitespace().count() <= 6 {
-                    let text = content.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(" ");
-                    add(
-                        Phrase {
-                            tag: format!("#{joined}"),
-                            text,
-                            source: span.source,
-                            time_secs: span.time_secs,
-                            count: 1,
-                            hashtag: false,
-                            words: content.len(),
-                        },
-                        &mut out,
-                    );
+        // The whole of a short on-screen line or caption, without the small words at its edges.
+        let mut line_tag = None;
+        if span.source != SpanSource::Transcript {
+            let content: Vec<&String> = {
+                let mut w: &[String] = &words;
+                while w.first().is_some_and(|x| STOPWORDS.contains(&x.as_str())) {
+                    w = &w[1..];
                 }
+                while w.last().is_some_and(|x| STOPWORDS.contains(&x.as_str())) {
+                    w = &w[..w.len() - 1];
+                }
+                w.iter().collect()
+            };
+            let joined: String = content.iter().map(|w| w.as_str()).collect();
+            // One word must be a real one (OCR reads stray strokes as short tokens).
+            let word_ok = content.len() > 1 || (joined.chars().count() >= 4 && joined.chars().all(char::is_alphabetic));
+            if word_ok && (1..=3).contains(&content.len()) && (3..=30).contains(&joined.chars().count()) && plain.split_whitespace().count() <= 6 {
+                let text = content.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(" ");
+                let tag = format!("#{joined}");
+                line_tag = Some(tag.clone());
+                add(
+                    Phrase { tag, text, source: span.source, time_secs: span.time_secs, count: 1, hashtag: false, line: true, words: content.len() },
+                    &mut out,
+                );
             }
-            SpanSource::Transcript => {
-                for n in 2..=3 {
-                    for gram in words.windows(n) {
-                        if STOPWORDS.contains(&gram[0].as_str()) || STOPWORDS.contains(&gram[n - 1].as_str()) {
-                            continue;
-                        }
-                        let joined: String = gram.concat();
-                        if (4..=30).contains(&joined.chars().count()) {
-                            let phrase = Phrase {
-                                tag: format!("#{joined}"),
-                                text: gram.join(" "),
-                                source: span.source,
-                                time_secs: span.time_secs,
-                                count: 1,
-                                hashtag: false,
-                                words: n,
-                            };
-                            add(phrase, &mut out);
-                        }
-                    }
+        }
+        // Two or three words in a row, wherever they are: they name a known compound tag ("leg
+        // day" in a caption "leg day squats and lunges, the leg day I never skip" for #legday),
+        // or make a new tag when the same words come twice. The words of a whole line taken
+        // above are not counted again.
+        for n in 2..=3 {
+            for gram in words.windows(n) {
+                if STOPWORDS.contains(&gram[0].as_str()) || STOPWORDS.contains(&gram[n - 1].as_str()) {
+                    continue;
+                }
+                let joined: String = gram.concat();
+                let tag = format!("#{joined}");
+                if (4..=30).contains(&joined.chars().count()) && line_tag.as_ref() != Some(&tag) {
+                    let phrase = Phrase {
+                        tag,
+                        text: gram.join(" "),
+                        source: span.source,
+                        time_secs: span.time_secs,
+                        count: 1,
+                        hashtag: false,
+                        line: false,
+                        words: n,
+                    };
+                    add(phrase, &mut out);
                 }
             }
         }
@@ -705,6 +710,20 @@ mod tests {
         let tag = got.iter().find(|s| s.tag == "#pastanight").expect("found from its words");
         assert_eq!(tag.sources, ["keywords"]);
         assert_eq!(tag.evidence[0].text, "pasta night");
+    }
+
+    #[test]
+    fn a_compound_tag_named_inside_a_longer_caption_or_line_is_the_vocabularys() {
+        let v = Vocabulary::curated();
+        for source in [SpanSource::Caption, SpanSource::OnScreenText] {
+            let spans = [span(source, "leg day squats and lunges, the leg day I never skip")];
+            let got = rank(&v, &spans, &Signals::default(), &RankOptions { min_score: 0.0, count: 50, ..OPTS });
+            let legday = got.iter().position(|s| s.tag == "#legday").unwrap_or_else(|| panic!("{source:?}: {got:?}"));
+            assert_eq!(got[legday].evidence[0].text, "leg day", "{source:?}");
+            assert!(legday < 3, "{source:?}: named and supported by its keywords, it ranks near the top: {got:?}");
+            // Words taken from a longer line make no new tag unless they come twice.
+            assert!(got.iter().all(|s| s.tag != "#squatsandlunges" && s.tag != "#neverskip"), "{source:?}: {got:?}");
+        }
     }
 
     #[test]

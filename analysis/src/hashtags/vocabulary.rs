@@ -5,7 +5,8 @@
 //! Each seed line is `tag<TAB>kind<TAB>aliases<TAB>description<TAB>keywords`: `kind` is `topic`
 //! or `generic`; `aliases` are tags that mean the same (`#jewellery` for `#jewelry`, `#gymlife`
 //! for `#gym`) or `-`; the description is what the sentence encoder compares a video with; the
-//! keywords are words that, said or shown, point to the tag.
+//! keywords are words that, said or shown, point to the tag: its own words, then the jargon
+//! creators of its niche use ("rpe", "openers" and "lockout" for `#powerlifting`).
 //!
 //! Variants merge into one entry: a tag, its aliases, and its spelling variants (`#Recipes`,
 //! `#recipe`, `#re_cipe` share the key `recipe`) all resolve to the entry that was known

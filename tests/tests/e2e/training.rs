@@ -192,14 +192,16 @@ async fn the_scheduler_pulls_trains_and_promotes_and_jobs_follow_promotions_and_
     assert_eq!(refit["model"], "ranker");
     assert_eq!(refit["train_examples"].as_i64().unwrap_or(0) + refit["eval_examples"].as_i64().unwrap_or(0), 600, "{refit}");
     let (p5, was) = (refit["metrics"]["p_at_5"].as_f64().expect("P@5"), refit["baseline_metrics"]["p_at_5"].as_f64().expect("baseline P@5"));
+    // The figures are reported to three decimals: the margin holds to within their rounding.
+    let rounding = 0.001;
     let ranker_in_use = match refit["status"].as_str() {
         Some("promoted") => {
-            assert!(p5 >= was + 0.01, "promoted only when it beats the weights in use by the margin: {refit}");
+            assert!(p5 >= was + 0.01 - rounding, "promoted only when it beats the weights in use by the margin: {refit}");
             assert_eq!(rankers["promoted"]["ranker"], refit["version"]);
             Some(refit["version"].as_str().expect("version").to_owned())
         }
         Some("rejected") => {
-            assert!(p5 < was + 0.01, "{refit}");
+            assert!(p5 < was + 0.01 + rounding, "{refit}");
             assert!(rankers["promoted"]["ranker"].is_null(), "{rankers}");
             None
         }
