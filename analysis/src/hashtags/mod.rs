@@ -441,8 +441,8 @@ pub(crate) const STOPWORDS: &[&str] = &[
 
 /// A tag the video spells out: an on-screen line or a posting caption of one to three words
 /// ("LEG DAY" → #legday, "room makeover" → #roommakeover), a hashtag written in the caption,
-/// or two or three words in a row (said, shown or written) that name a known tag or are said
-/// at least twice.
+/// or two or three words in a row (said, shown or written) that name a known tag or come at
+/// least twice.
 #[derive(Debug, Clone)]
 struct Phrase {
     tag: String,

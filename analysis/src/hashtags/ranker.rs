@@ -44,7 +44,7 @@ pub const FEATURES: [&str; 18] = [
     "broad",
     "generic",
     // A tag the vocabulary does not know, spelled out by the video: a short on-screen line or
-    // caption, words said at least twice, and how many times (log).
+    // caption, words said, shown or written at least twice, and how many times (log).
     "new_line",
     "new_said",
     "new_count",
