@@ -119,6 +119,7 @@ impl Pipeline {
         if let Some(text) = &embeddings.text {
             let tags = self.description_vectors(&text.model.to_string(), &vocab)?;
             signals.text_similarity = Some((crate::hashtags::similarities(&tags, &text.vector), text.model.to_string()));
+            signals.descriptions = Some(tags.into());
             used.push(ModelRef::from(&text.model));
         }
         if let Some(head) = head {

@@ -455,10 +455,10 @@ async fn train_ranker(
         let generic: BTreeSet<String> = vocab.entries().iter().filter(|e| e.generic).map(|e| e.tag.clone()).collect();
         let mut built = Vec::with_capacity(posts.len());
         let building = Instant::now();
-        let descriptions = pipe.description_vectors(&model, &vocab)?;
+        let descriptions: reelq_analysis::hashtags::Descriptions = pipe.description_vectors(&model, &vocab)?.into();
         for p in posts {
             let similarity = reelq_analysis::hashtags::similarities(&descriptions, &p.vector);
-            built.push(Post::new(&vocab, p.id, &p.spans, Some(similarity), &p.tags));
+            built.push(Post::new(&vocab, p.id, &p.spans, Some((similarity, descriptions.clone())), &p.tags));
         }
         let posts_secs = building.elapsed().as_secs_f64();
         let (fit_on, held_out) = built.split_at(cut);

@@ -9,7 +9,10 @@
 //! and new tags the video spells out (a short on-screen line, a caption hashtag, words said
 //! at least twice). The ranker turns each candidate's features into the probability that a
 //! creator would post it. Generic tags (#fyp, #viral) only fill slots no specific tag with
-//! enough score wants, and at most `max_generic` of them.
+//! enough score wants, and at most `max_generic` of them. One feature looks at the candidates
+//! together: how near a tag's description is to those of the video's likeliest other tags, so
+//! that a tag off the video's main topic (#breakfast for a "morning" said in a gym video) counts
+//! less than one that agrees with the rest.
 //!
 //! When a job names its creator, the tags that creator chose for their latest posts are a prior:
 //! a tag the content already supports (a score of at least half `min_score`) and that the creator
@@ -23,6 +26,7 @@ pub mod shipped_vectors;
 pub mod vocabulary;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
 
 use serde::Serialize;
 
@@ -42,9 +46,13 @@ const W_CREATOR: f32 = 3.0;
 const VARIANT_SHARE: f32 = 0.6;
 const VARIANT_STEP: f32 = 0.9;
 
+/// The vocabulary's description embeddings, in vocabulary order, shared by the jobs and posts
+/// ranked against them.
+pub type Descriptions = Arc<[Arc<Vec<f32>>]>;
+
 /// The cosine of a sentence embedding `to` with each of `descriptions` (unit vectors, in
 /// vocabulary order): the text-similarity signal.
-pub fn similarities(descriptions: &[std::sync::Arc<Vec<f32>>], to: &[f32]) -> Vec<f32> {
+pub fn similarities(descriptions: &[Arc<Vec<f32>>], to: &[f32]) -> Vec<f32> {
     descriptions.iter().map(|d| d.iter().zip(to).map(|(a, b)| a * b).sum()).collect()
 }
 
@@ -128,6 +136,8 @@ pub struct Suggestion {
 pub struct Signals {
     /// Cosine of the content embedding with each entry's description, and the model's name.
     pub text_similarity: Option<(Vec<f32>, String)>,
+    /// Each entry's description embedding (vocabulary order), for how well candidates agree.
+    pub descriptions: Option<Descriptions>,
     /// Visual similarity per entry, with the time of the best-matching frame.
     pub visual: Option<(Vec<(f32, f64)>, String)>,
     /// Classifier probability per entry (`None` for entries that are not its labels).
@@ -161,6 +171,12 @@ const BROAD_NEIGHBOURS: usize = 12;
 const VISUAL_NEIGHBOURS: usize = 15;
 /// Least classifier probability that makes an entry a candidate on its own.
 const MIN_CLASSIFIER: f32 = 0.05;
+/// How many of the likeliest specific candidates a tag's coherence is measured against.
+const COHERENT: usize = 5;
+
+/// The first pass that picks those candidates: the prior weights, so that a candidate's
+/// features do not depend on the weights that will score them.
+static FIRST_PASS: LazyLock<Ranker> = LazyLock::new(Ranker::prior);
 
 /// A tag the ranker scores: what it shows and the evidence behind it.
 #[derive(Debug, Clone)]
@@ -220,6 +236,7 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
     };
 
     let mut out = Vec::new();
+    let mut entry_of: Vec<Option<usize>> = Vec::new();
     for (i, entry) in vocab.entries().iter().enumerate() {
         let mut x = [0.0f32; ranker::N];
         let found = keyword_match(entry, &words);
@@ -315,6 +332,7 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         ordered.sort_by_key(|(rank, _)| *rank);
         let variants: Vec<String> = ordered.into_iter().map(|(_, alias)| alias.clone()).collect();
         out.push(Candidate { tag: entry.tag.clone(), generic: entry.generic, known: true, x, evidence, variants });
+        entry_of.push(Some(i));
     }
     // Tags the video itself spells out that the vocabulary does not know yet, when they are
     // supported strongly enough (written as a hashtag, a short line, or said twice).
@@ -328,8 +346,46 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         x[feature("new_said")] = f32::from(u8::from(!p.hashtag && !p.line));
         x[feature("new_count")] = (p.count as f32).ln();
         out.push(Candidate { tag: p.tag.clone(), generic: false, known: false, x, evidence: vec![p.evidence()], variants: Vec::new() });
+        entry_of.push(None);
+    }
+    if let Some(descriptions) = &signals.descriptions {
+        coherence(&mut out, &entry_of, descriptions);
     }
     out
+}
+
+/// Sets each vocabulary candidate's `coherence`: the cosine of its description with the
+/// likelihood-weighted sum of the descriptions of the [`COHERENT`] likeliest other specific
+/// candidates (by [`FIRST_PASS`]), minus the best such cosine among the candidates. Tags that
+/// the vocabulary does not know, and every tag of a video with too little to go on, keep 0.
+fn coherence(out: &mut [Candidate], entry_of: &[Option<usize>], descriptions: &[Arc<Vec<f32>>]) {
+    let vector = |k: usize| entry_of[k].and_then(|i| descriptions.get(i)).map(|v| v.as_slice()).filter(|v| !v.is_empty());
+    let first: Vec<f32> = out.iter().map(|c| FIRST_PASS.score(&c.x)).collect();
+    let mut likeliest: Vec<usize> = (0..out.len()).filter(|&k| !out[k].generic && vector(k).is_some()).collect();
+    likeliest.sort_by(|&a, &b| first[b].total_cmp(&first[a]).then(a.cmp(&b)));
+    likeliest.truncate(COHERENT + 1);
+    let cosines: Vec<Option<f32>> = (0..out.len())
+        .map(|k| {
+            let v = vector(k)?;
+            let mut centre = vec![0.0f32; v.len()];
+            for j in likeliest.iter().copied().filter(|&j| j != k).take(COHERENT) {
+                let u = vector(j).filter(|u| u.len() == v.len())?;
+                for (c, x) in centre.iter_mut().zip(u) {
+                    *c += first[j] * x;
+                }
+            }
+            let norms = norm(&centre) * norm(v);
+            (norms > 0.0).then(|| centre.iter().zip(v).map(|(a, b)| a * b).sum::<f32>() / norms)
+        })
+        .collect();
+    let best = cosines.iter().flatten().copied().fold(f32::NEG_INFINITY, f32::max);
+    for (c, cos) in out.iter_mut().zip(cosines) {
+        c.x[feature("coherence")] = cos.map_or(0.0, |cos| cos - best);
+    }
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
 }
 
 /// Ranks the vocabulary for a video with the shipped ranker.
@@ -676,8 +732,9 @@ mod tests {
             span(SpanSource::Transcript, "Four sets of heavy squats. Heavy squats make strong legs, so heavy squats it is."),
             span(SpanSource::Caption, "new routine #ShredSeason #fyp"),
         ];
-        // Looked for among the first 20: the gym tags the words support come before a new line.
-        let got = rank(&v, &spans, &Signals::default(), &RankOptions { count: 20, max_generic: 1, min_score: 0.3, content_phrases: true, variants: 0 });
+        // Looked for among all that clear 0.3: the many gym tags the words support come before a
+        // new line, which this test does not rank.
+        let got = rank(&v, &spans, &Signals::default(), &RankOptions { count: 500, max_generic: 1, min_score: 0.3, content_phrases: true, variants: 0 });
         let find = |tag: &str| got.iter().find(|s| s.tag == tag);
         let finisher = find("#forearmfinisher").unwrap_or_else(|| panic!("the on-screen line: {got:?}"));
         assert_eq!(
@@ -815,6 +872,50 @@ mod tests {
         sources.sort_unstable();
         assert_eq!(sources, vec!["keywords", "text_embedding"]);
         assert!(both[0].score < 1.0);
+    }
+
+    #[test]
+    fn a_tag_off_the_videos_main_topic_counts_less_than_one_that_agrees_with_the_rest() {
+        let v = Vocabulary::parse(
+            "#legday\ttopic\t-\tleg day\tsquats lunges quads\n\
+             #gym\ttopic\t-\tthe gym\tgym squats lifting\n\
+             #squats\ttopic\t-\tsquats\tsquats barbell depth\n\
+             #breakfast\ttopic\t-\tbreakfast\tmorning eggs toast\n\
+             #fyp\tgeneric\t-\tanything\tfyp\n",
+        )
+        .expect("seed lines");
+        let spans = [span(SpanSource::Transcript, "morning squats at the gym, then lunges and more squats for my quads, and eggs after")];
+        // Three descriptions that agree and one that does not (unit vectors).
+        let unit = |x: [f32; 3]| Arc::new(x.to_vec());
+        let descriptions: Descriptions =
+            vec![unit([1.0, 0.0, 0.0]), unit([0.8, 0.6, 0.0]), unit([0.96, 0.0, 0.28]), unit([0.0, 0.0, 1.0]), unit([0.0, 1.0, 0.0])].into();
+        let coherence = |signals: &Signals| -> BTreeMap<String, f32> {
+            candidates(&v, &spans, signals, false).into_iter().map(|c| (c.tag, c.x[feature("coherence")])).collect()
+        };
+        let without = coherence(&Signals::default());
+        assert!(without.values().all(|c| *c == 0.0), "no description embeddings, no coherence: {without:?}");
+        let with = coherence(&Signals { descriptions: Some(descriptions.clone()), ..Signals::default() });
+        assert!(with.values().all(|c| *c <= 0.0), "{with:?}");
+        assert!(with.values().any(|c| *c == 0.0), "the most coherent tag is the reference: {with:?}");
+        assert!(with["#breakfast"] < with["#legday"] - 0.5, "{with:?}");
+        assert!(with["#breakfast"] < with["#gym"] - 0.5, "{with:?}");
+
+        // Fitted weights reward agreement, so the off-topic tag's score falls.
+        let ranker = Ranker::shipped();
+        let score = |signals: &Signals, tag: &str| {
+            rank_with(ranker, &v, &spans, signals, &RankOptions { min_score: 0.0, count: 10, ..OPTS })
+                .into_iter()
+                .find(|s| s.tag == tag)
+                .map_or(0.0, |s| s.score)
+        };
+        let together = Signals { descriptions: Some(descriptions), ..Signals::default() };
+        let alone = Signals::default();
+        let fall = |tag: &str| score(&alone, tag) - score(&together, tag);
+        assert!(fall("#breakfast") > 0.05, "{}", fall("#breakfast"));
+        for tag in ["#legday", "#gym", "#squats"] {
+            assert!(fall(tag) < fall("#breakfast"), "{tag}: {} against {}", fall(tag), fall("#breakfast"));
+            assert!(score(&together, tag) > score(&together, "#breakfast"), "{tag}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT: &str = "reelq-hashtag-ranker/1";
 
 /// The features of a candidate, in the order the weights use.
-pub const FEATURES: [&str; 18] = [
+pub const FEATURES: [&str; 19] = [
     // The tag's own word (or the words of a compound tag, "leg day" for #legday) was said,
     // shown on screen, or written in the caption.
     "name_said",
@@ -50,6 +50,11 @@ pub const FEATURES: [&str; 18] = [
     "new_count",
     // A known tag whose words the video only spelled out as a phrase.
     "name_phrase",
+    // How near the tag's description is to those of the video's five likeliest other tags
+    // (weighed by their likelihood under the prior weights), as the cosine's margin below the
+    // most coherent candidate's: 0 for it, negative for a tag off the video's main topic (0 for
+    // tags the vocabulary does not know).
+    "coherence",
 ];
 
 /// Number of features.
@@ -111,6 +116,7 @@ impl Ranker {
             "new_said" => 2.5,
             "new_count" => 0.7,
             "name_phrase" => 2.0,
+            "coherence" => 2.0,
             _ => 0.0,
         };
         Ranker {
@@ -124,14 +130,25 @@ impl Ranker {
         }
     }
 
-    /// Reads an artifact, which must weigh exactly the features this build computes.
+    /// Reads an artifact. It may lack features this build computes (it was fitted before they
+    /// existed): they weigh 0 in it, which scores every candidate as it did then. A feature this
+    /// build does not compute makes it unusable.
     pub fn from_json(bytes: &[u8]) -> Result<Ranker, String> {
-        let r: Ranker = serde_json::from_slice(bytes).map_err(|e| format!("not a ranker artifact: {e}"))?;
+        let mut r: Ranker = serde_json::from_slice(bytes).map_err(|e| format!("not a ranker artifact: {e}"))?;
         if r.format != FORMAT {
             return Err(format!("format `{}`, expected `{FORMAT}`", r.format));
         }
-        if r.features != FEATURES || r.weights.len() != N {
+        let unknown = r.features.iter().any(|f| !FEATURES.contains(&f.as_str()));
+        let mut seen = r.features.clone();
+        seen.sort();
+        seen.dedup();
+        if unknown || seen.len() != r.features.len() || r.weights.len() != r.features.len() {
             return Err(format!("it weighs the features {:?}, this build computes {FEATURES:?}: refit it", r.features));
+        }
+        if r.features != FEATURES {
+            let weights = FEATURES.iter().map(|f| r.features.iter().position(|g| g == f).map_or(0.0, |j| r.weights[j])).collect();
+            r.weights = weights;
+            r.features = FEATURES.iter().map(|f| (*f).to_owned()).collect();
         }
         if !(r.bias.is_finite() && r.weights.iter().all(|w| w.is_finite()) && (0.0..1.0).contains(&r.min_score)) {
             return Err("a weight or the threshold is out of range".into());
@@ -288,6 +305,29 @@ mod tests {
     }
 
     #[test]
+    fn an_artifact_fitted_before_a_feature_existed_scores_as_it_did() {
+        let mut old = Ranker::prior();
+        let last = N - 1;
+        old.features.remove(last);
+        old.weights.remove(last);
+        let read = Ranker::from_json(&old.to_json()).expect("an artifact without the newest feature reads");
+        assert_eq!(read.features, FEATURES);
+        assert_eq!(read.weights[last], 0.0, "a feature it was not fitted with weighs nothing");
+        let mut x = [0.5f32; N];
+        x[last] = -0.4;
+        let mut without = x;
+        without[last] = 0.0;
+        assert_eq!(read.score(&x), read.score(&without));
+
+        let mut odd = Ranker::prior();
+        odd.features[0] = "a_feature_no_build_computes".into();
+        assert!(Ranker::from_json(&odd.to_json()).is_err());
+        let mut twice = Ranker::prior();
+        twice.features[1] = twice.features[0].clone();
+        assert!(Ranker::from_json(&twice.to_json()).is_err());
+    }
+
+    #[test]
     fn the_shipped_ranker_weighs_the_features_this_build_computes() {
         let shipped = Ranker::from_json(include_bytes!("../../assets/ranker.json")).expect("assets/ranker.json reads");
         assert_ne!(shipped.version, "prior", "the shipped weights are fitted");
@@ -299,8 +339,10 @@ mod tests {
             "the threshold is the fit's one-in-twenty point: {}",
             shipped.min_score
         );
-        let stale = serde_json::json!({ "format": FORMAT, "version": "v", "features": ["keywords"], "weights": [1.0], "bias": 0.0, "min_score": 0.3 });
-        assert!(Ranker::from_json(stale.to_string().as_bytes()).expect_err("other features").contains("refit"));
+        let raw: serde_json::Value = serde_json::from_slice(include_bytes!("../../assets/ranker.json")).expect("json");
+        assert_eq!(raw["features"], serde_json::json!(FEATURES), "fitted with every feature this build computes");
+        let stale = serde_json::json!({ "format": FORMAT, "version": "v", "features": ["keywords", "retired"], "weights": [1.0, 1.0], "bias": 0.0, "min_score": 0.3 });
+        assert!(Ranker::from_json(stale.to_string().as_bytes()).expect_err("a feature no longer computed").contains("refit"));
     }
 
     #[test]
