@@ -28,6 +28,7 @@ pub mod vocabulary;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
+use reelq_inference::embedding::cosine;
 use serde::Serialize;
 
 pub use ranker::Ranker;
@@ -374,18 +375,14 @@ fn coherence(out: &mut [Candidate], entry_of: &[Option<usize>], descriptions: &[
                     *c += first[j] * x;
                 }
             }
-            let norms = norm(&centre) * norm(v);
-            (norms > 0.0).then(|| centre.iter().zip(v).map(|(a, b)| a * b).sum::<f32>() / norms)
+            let nonzero = |w: &[f32]| w.iter().any(|x| *x != 0.0);
+            (nonzero(&centre) && nonzero(v)).then(|| cosine(&centre, v))
         })
         .collect();
     let best = cosines.iter().flatten().copied().fold(f32::NEG_INFINITY, f32::max);
     for (c, cos) in out.iter_mut().zip(cosines) {
         c.x[feature("coherence")] = cos.map_or(0.0, |cos| cos - best);
     }
-}
-
-fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt()
 }
 
 /// Ranks the vocabulary for a video with the shipped ranker.

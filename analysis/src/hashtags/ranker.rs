@@ -138,11 +138,9 @@ impl Ranker {
         if r.format != FORMAT {
             return Err(format!("format `{}`, expected `{FORMAT}`", r.format));
         }
-        let unknown = r.features.iter().any(|f| !FEATURES.contains(&f.as_str()));
-        let mut seen = r.features.clone();
-        seen.sort();
-        seen.dedup();
-        if unknown || seen.len() != r.features.len() || r.weights.len() != r.features.len() {
+        let distinct: std::collections::BTreeSet<&str> = r.features.iter().map(String::as_str).collect();
+        let known = distinct.iter().all(|f| FEATURES.contains(f));
+        if !known || distinct.len() != r.features.len() || r.weights.len() != r.features.len() {
             return Err(format!("it weighs the features {:?}, this build computes {FEATURES:?}: refit it", r.features));
         }
         if r.features != FEATURES {
