@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use reelq_core::domain::Analysis;
 use reelq_core::options::JobOptions;
+use reelq_inference::whisper::TranscriptSegment;
 use serde::{Deserialize, Serialize};
 
 use crate::AnalysisError;
@@ -135,11 +136,17 @@ pub fn most_frequent(tune: &[&Clip], all: &[&Clip]) -> Vec<Ranked> {
 /// A pipeline over the model pack and ONNX Runtime that `tools/models/build-pack` put in the
 /// checkout at `root` (`.data/`), with `clip_model` as its image encoder when given.
 pub fn checkout_pipeline(root: &Path, clip_model: Option<&str>) -> (Pipeline, crate::settings::MediaSettings) {
-    checkout_pipeline_with(root, clip_model, None)
+    checkout_pipeline_with(root, clip_model, None, &crate::settings::HashtagSettings::default())
 }
 
-/// [`checkout_pipeline`] with another speech recognition model of the pack than the default.
-pub fn checkout_pipeline_with(root: &Path, clip_model: Option<&str>, speech_model: Option<&str>) -> (Pipeline, crate::settings::MediaSettings) {
+/// [`checkout_pipeline`] with another speech recognition model of the pack than the default,
+/// and other hashtag settings.
+pub fn checkout_pipeline_with(
+    root: &Path,
+    clip_model: Option<&str>,
+    speech_model: Option<&str>,
+    hashtags: &crate::settings::HashtagSettings,
+) -> (Pipeline, crate::settings::MediaSettings) {
     let defaults = crate::settings::InferenceSettings::default();
     let inference = crate::settings::InferenceSettings {
         library: Some(reelq_inference::RuntimeConfig::default_library(root).display().to_string()),
@@ -149,7 +156,7 @@ pub fn checkout_pipeline_with(root: &Path, clip_model: Option<&str>, speech_mode
         ..defaults
     };
     let media = crate::settings::MediaSettings::default();
-    (Pipeline::from_settings(&media, &inference, &crate::settings::HashtagSettings::default()), media)
+    (Pipeline::from_settings(&media, &inference, hashtags), media)
 }
 
 /// What the pipeline found in one clip, ready to be ranked by any ranker.
@@ -157,6 +164,9 @@ pub fn checkout_pipeline_with(root: &Path, clip_model: Option<&str>, speech_mode
 pub struct ClipRun {
     pub clip: String,
     pub inputs: HashtagInputs,
+    /// The whole transcript, with how sure the recogniser was of each segment (`inputs` holds
+    /// only the speech the hashtags read).
+    pub speech: Vec<TranscriptSegment>,
     /// Seconds the hashtags took beyond what the transcript and on-screen text took.
     pub hashtag_secs: f64,
     pub total_secs: f64,
@@ -174,12 +184,13 @@ pub fn run_clip(pipeline: &Pipeline, dir: &Path, clip: &Clip, media: &crate::set
     let mut session = pipeline.start(input, &[Analysis::Hashtags], &|| false)?;
     // The transcript and on-screen text, read once and kept in the session for the hashtags.
     pipeline.spans(&mut session)?;
+    let speech = crate::sound::transcript(pipeline, &mut session)?.0.segments.clone();
     let before_hashtags = started.elapsed().as_secs_f64();
     let head = pipeline.models().hashtag_head()?;
     let inputs = pipeline.hashtag_inputs(&mut session, head.as_deref())?;
     let _ = suggest(&inputs, Ranker::shipped(), &default_options(Ranker::shipped()));
     let total_secs = started.elapsed().as_secs_f64();
-    Ok(ClipRun { clip: clip.id.clone(), inputs, hashtag_secs: total_secs - before_hashtags, total_secs })
+    Ok(ClipRun { clip: clip.id.clone(), inputs, speech, hashtag_secs: total_secs - before_hashtags, total_secs })
 }
 
 /// One way of ranking the benchmark: a classifier (or none) and a ranker.

@@ -22,7 +22,7 @@ use reelq_media::quality;
 use crate::findings::{
     AnalysisOutput, EmbeddingVector, Embeddings, Finding, FrameScore, HashtagFinding, ModelRef, OcrFinding, SafetyFinding, TranscriptFinding,
 };
-use crate::hashtags::{CreatorHistory, SpanSource, TextSpan, Vocabulary};
+use crate::hashtags::{CreatorHistory, SpanSource, TextSpan, Vocabulary, heard_clearly};
 use crate::models::Models;
 use crate::observe::{Observer, Quiet};
 use crate::settings::{HashtagSettings, InferenceSettings, MediaSettings};
@@ -238,11 +238,16 @@ impl Pipeline {
         Ok(session.ocr.as_ref().expect("set above"))
     }
 
-    /// The text the video carries: what is said, shown and written under it.
+    /// The text the video carries: what is said (less the speech the recogniser was less sure
+    /// of than `hashtags.min_speech_logprob`, when set), shown and written under it. The
+    /// hashtags and the text embedding read it.
     pub fn spans(&self, session: &mut Session) -> Result<Vec<TextSpan>, AnalysisError> {
         let mut spans = Vec::new();
+        let min_logprob = self.settings.hashtags.min_speech_logprob;
         for s in &sound::transcript(self, session)?.0.segments {
-            spans.push(TextSpan { source: SpanSource::Transcript, text: s.text.clone(), time_secs: Some(s.start) });
+            if heard_clearly(s.avg_logprob, min_logprob) {
+                spans.push(TextSpan { source: SpanSource::Transcript, text: s.text.clone(), time_secs: Some(s.start) });
+            }
         }
         for t in &self.ocr(session)?.0.texts {
             spans.push(TextSpan { source: SpanSource::OnScreenText, text: t.text.clone(), time_secs: t.frames.first().copied() });

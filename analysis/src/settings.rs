@@ -62,6 +62,11 @@ pub fn validate(media: &MediaSettings, inference: &InferenceSettings, hashtags: 
     {
         return Err(ConfigError::invalid("hashtags.min_score", "must be at least 0 and below 1"));
     }
+    if let Some(min) = hashtags.min_speech_logprob
+        && !(min.is_finite() && min <= 0.0)
+    {
+        return Err(ConfigError::invalid("hashtags.min_speech_logprob", "must be a log-probability: 0 or below"));
+    }
     if inference.intra_threads == 0 {
         return Err(ConfigError::invalid("inference.intra_threads", "must be at least 1"));
     }
@@ -91,6 +96,10 @@ pub struct HashtagSettings {
     /// Least score (the ranker's probability, 0–1) a suggestion needs. Unset: the threshold
     /// fitted with the ranker's weights.
     pub min_score: Option<f32>,
+    /// Speech the recogniser was less sure of than this (a segment's mean token
+    /// log-probability) is left out of the text the hashtags and the text embedding read; the
+    /// transcript keeps it. Unset: all speech is read.
+    pub min_speech_logprob: Option<f32>,
     /// A trained classifier artifact (`reelq-hashtag-linear/1` JSON) to use until the model
     /// registry promotes one. Re-read when the file changes.
     pub classifier: Option<String>,
@@ -121,7 +130,17 @@ impl HashtagSettings {
 
 impl Default for HashtagSettings {
     fn default() -> Self {
-        Self { count: 10, max_generic: 1, variants: 2, min_score: None, classifier: None, benchmark: None, benchmark_tolerance: 0.01, warm_up: true }
+        Self {
+            count: 10,
+            max_generic: 1,
+            variants: 2,
+            min_score: None,
+            min_speech_logprob: None,
+            classifier: None,
+            benchmark: None,
+            benchmark_tolerance: 0.01,
+            warm_up: true,
+        }
     }
 }
 
@@ -196,6 +215,26 @@ impl Default for InferenceSettings {
             registry_refresh_ms: 10_000,
             safety_model: "open-nsfw".to_owned(),
             safety_threshold: 0.8,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(hashtags: HashtagSettings) -> Result<(), String> {
+        validate(&MediaSettings::default(), &InferenceSettings::default(), &hashtags).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_least_speech_log_probability_is_a_log_probability() {
+        for ok in [None, Some(0.0), Some(-0.8), Some(-20.0)] {
+            assert_eq!(check(HashtagSettings { min_speech_logprob: ok, ..HashtagSettings::default() }), Ok(()), "{ok:?}");
+        }
+        for bad in [0.5, f32::NAN, f32::NEG_INFINITY] {
+            let err = check(HashtagSettings { min_speech_logprob: Some(bad), ..HashtagSettings::default() }).expect_err("rejected");
+            assert!(err.contains("hashtags.min_speech_logprob"), "{bad}: {err}");
         }
     }
 }

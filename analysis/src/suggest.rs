@@ -7,7 +7,7 @@ use reelq_learn::features::{virality_feature_model, virality_features};
 use crate::AnalysisError;
 use crate::findings::{AnalysisOutput, CurrentSound, Finding, HashtagFinding, ModelRef, MusicFinding, ViralityFinding};
 use crate::hashtags::shipped_vectors::ShippedVectors;
-use crate::hashtags::{self, RankOptions, Ranker, Signals, TextSpan, VocabSource, Vocabulary};
+use crate::hashtags::{self, RankOptions, Ranker, Signals, SpanSource, TextSpan, VocabSource, Vocabulary};
 use crate::pipeline::{Pipeline, Session};
 use crate::song::RecognizedTrack;
 use reelq_learn::classifier::LinearHead;
@@ -105,14 +105,27 @@ impl Pipeline {
         }
         let embeddings = self.embeddings(session)?.clone();
         let has_text = spans.iter().any(|s| !s.text.trim().is_empty());
+        // Speech was heard, but all of it less surely than `hashtags.min_speech_logprob`.
+        let unclear = !spans.iter().any(|s| s.source == SpanSource::Transcript)
+            && crate::sound::transcript(self, session)?.0.segments.iter().any(|s| !s.text.trim().is_empty());
+        let what = if unclear {
+            "the speech was too unclear to read (hashtags.min_speech_logprob) and the video has no on-screen text or caption"
+        } else {
+            "the video has no speech, on-screen text or caption"
+        };
         if !has_text && embeddings.image.is_none() {
             // Nothing was heard, read or captioned, and nothing looks at the picture: any tag
             // would be a guess from priors alone.
-            let notice = "Nothing to suggest from: the video has no speech, on-screen text or caption, and no visual model is configured \
-                          (inference.clip_model), so suggestions come from speech and text only. Add a caption to get suggestions.";
-            return Ok(HashtagInputs { vocab, spans, signals: Signals::default(), models: Vec::new(), notice: Some(notice.into()), blind: true });
+            let notice = format!(
+                "Nothing to suggest from: {what}, and no visual model is configured (inference.clip_model), so suggestions come from \
+                 speech and text only. Add a caption to get suggestions."
+            );
+            return Ok(HashtagInputs { vocab, spans, signals: Signals::default(), models: Vec::new(), notice: Some(notice), blind: true });
         }
-        let notice = (!has_text).then(|| "No speech, on-screen text or caption: these suggestions come from the picture alone.".to_owned());
+        let notice = (!has_text).then(|| {
+            let what = if unclear { "Speech too unclear to read and no on-screen text or caption" } else { "No speech, on-screen text or caption" };
+            format!("{what}: these suggestions come from the picture alone.")
+        });
         let mut used: Vec<ModelRef> = Vec::new();
         let mut signals = Signals { creator: session.input.creator.clone(), ..Signals::default() };
 

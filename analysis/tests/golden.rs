@@ -72,10 +72,13 @@ fn transcript_has_no_model_inside() {
     let t = TranscriptFinding {
         language: "en".into(),
         text: "hello".into(),
-        segments: vec![TranscriptSegment { start: 0.0, end: 1.0, text: "hello".into() }],
+        segments: vec![TranscriptSegment { start: 0.0, end: 1.0, text: "hello".into(), avg_logprob: Some(-0.25) }],
     };
     let out = AnalysisOutput { finding: Finding::Transcript(t), models: vec![ModelRef::from(&model("whisper-tiny-en"))] };
-    assert_eq!(out.payload().expect("json"), json!({ "language": "en", "text": "hello", "segments": [{ "start": 0.0, "end": 1.0, "text": "hello" }] }));
+    assert_eq!(
+        out.payload().expect("json"),
+        json!({ "language": "en", "text": "hello", "segments": [{ "start": 0.0, "end": 1.0, "text": "hello", "avg_logprob": -0.25 }] })
+    );
     assert_eq!(out.model_versions().expect("json"), json!([{ "name": "whisper-tiny-en", "version": "1", "sha256": "ab12" }]));
 }
 

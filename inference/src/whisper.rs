@@ -81,6 +81,11 @@ pub struct TranscriptSegment {
     pub start: f64,
     pub end: f64,
     pub text: String,
+    /// The mean natural-log probability the model gave the segment's text tokens: near 0 when
+    /// it was sure, below about −0.7 when it guessed (speech under music or noise, mumbled or
+    /// unknown words). Absent from transcripts stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_logprob: Option<f32>,
 }
 
 /// What [`Whisper::transcribe`] returns; serialises as the `transcript` result.
@@ -187,6 +192,8 @@ impl std::fmt::Debug for Whisper {
 struct Decoded {
     /// Sampled tokens, without the prompt and the end of text.
     tokens: Vec<u32>,
+    /// The log-probability of each sampled token.
+    logprobs: Vec<f32>,
     no_speech_prob: f32,
     avg_logprob: f32,
     temperature: f32,
@@ -343,7 +350,7 @@ impl Whisper {
                 seek += window_frames;
                 continue;
             }
-            let (found, advance, consumed) = self.split_segments(&decoded.tokens, offset, window_frames);
+            let (found, advance, consumed) = self.split_segments(&decoded.tokens, &decoded.logprobs, offset, window_frames);
             segments.extend(found);
             history.extend_from_slice(&decoded.tokens[..consumed]);
             if decoded.temperature > opts.prompt_reset_temperature {
@@ -492,6 +499,7 @@ impl Whisper {
         let sot_at = input.len();
         let mut offset = 0usize;
         let mut sampled: Vec<u32> = Vec::new();
+        let mut logprobs: Vec<f32> = Vec::new();
         let mut no_speech_prob = 0f32;
         let mut sum_logprob = 0f64;
         let mut steps = 0usize;
@@ -531,10 +539,11 @@ impl Whisper {
                 break;
             }
             sampled.push(next as u32);
+            logprobs.push(logprob);
             input = vec![next as u32];
         }
         let avg_logprob = (sum_logprob / steps.max(1) as f64) as f32;
-        Ok(Decoded { tokens: sampled, no_speech_prob, avg_logprob, temperature })
+        Ok(Decoded { tokens: sampled, logprobs, no_speech_prob, avg_logprob, temperature })
     }
 
     /// One decoder step: reads `tokens` at positions `offset..`, leaves the last token's logits in
@@ -591,7 +600,7 @@ impl Whisper {
     /// Whisper marks each segment `<|t0|> text <|t1|>`. When the window ends on a complete pair,
     /// the next window starts at its last timestamp, so speech cut at the 30 s edge is heard again
     /// whole; otherwise the whole window is consumed.
-    fn split_segments(&self, tokens: &[u32], offset: f64, window_frames: usize) -> (Vec<TranscriptSegment>, usize, usize) {
+    fn split_segments(&self, tokens: &[u32], logprobs: &[f32], offset: f64, window_frames: usize) -> (Vec<TranscriptSegment>, usize, usize) {
         let tb = self.config.special_tokens.timestamp_begin;
         let step = self.config.seconds_per_timestamp;
         let is_ts: Vec<bool> = tokens.iter().map(|&t| t >= tb).collect();
@@ -610,7 +619,8 @@ impl Whisper {
                 if let (Some(&first), Some(&end)) = (part.first(), part.last()) {
                     let t0 = if first >= tb { f64::from(first - tb) * step } else { 0.0 };
                     let t1 = if end >= tb { f64::from(end - tb) * step } else { window_seconds };
-                    self.push_segment(&mut segments, part, offset + t0, offset + t1.min(window_seconds));
+                    let part_logprobs = logprobs.get(last..cut).unwrap_or_default();
+                    self.push_segment(&mut segments, part, part_logprobs, offset + t0, offset + t1.min(window_seconds));
                 }
                 last = cut;
             }
@@ -625,24 +635,33 @@ impl Whisper {
             end = (f64::from(t - tb) * step).min(window_seconds);
         }
         let start = tokens.first().filter(|&&t| t >= tb).map_or(0.0, |&t| f64::from(t - tb) * step);
-        self.push_segment(&mut segments, tokens, offset + start.min(end), offset + end);
+        self.push_segment(&mut segments, tokens, logprobs, offset + start.min(end), offset + end);
         (segments, window_frames, n)
     }
 
-    fn push_segment(&self, segments: &mut Vec<TranscriptSegment>, tokens: &[u32], start: f64, end: f64) {
+    /// Adds the segment of `tokens` (with their `logprobs`), unless it holds no text. Its
+    /// `avg_logprob` is over the text tokens alone: timestamps are near certain and would hide
+    /// a guessed word.
+    fn push_segment(&self, segments: &mut Vec<TranscriptSegment>, tokens: &[u32], logprobs: &[f32], start: f64, end: f64) {
         let eot = self.config.special_tokens.eot;
         let text_ids: Vec<u32> = tokens.iter().copied().filter(|&t| t < eot).collect();
+        let text_logprobs: Vec<f32> = tokens.iter().zip(logprobs).filter(|(t, _)| **t < eot).map(|(_, &l)| l).collect();
+        let avg_logprob = (!text_logprobs.is_empty()).then(|| round_thousandths(text_logprobs.iter().sum::<f32>() / text_logprobs.len() as f32));
         let text = self.tokenizer.decode(&text_ids, true).unwrap_or_default();
         let text = text.trim();
         if text.is_empty() {
             return;
         }
-        segments.push(TranscriptSegment { start: round_ms(start), end: round_ms(end.max(start)), text: text.to_owned() });
+        segments.push(TranscriptSegment { start: round_ms(start), end: round_ms(end.max(start)), text: text.to_owned(), avg_logprob });
     }
 }
 
 fn round_ms(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
+}
+
+fn round_thousandths(x: f32) -> f32 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// Whisper's logit filters for the next token after `sampled` (the prompt excluded).

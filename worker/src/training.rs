@@ -35,7 +35,7 @@ use reelq_learn::features::{example_text, virality_feature_model, virality_featu
 use crate::inference::embedding::TextEmbedder;
 use reelq_analysis::evaluate::{self, Figures, Post, Variant};
 use reelq_analysis::findings::EmbeddingVector;
-use reelq_analysis::hashtags::{Ranker, SpanSource, TextSpan, VocabSource};
+use reelq_analysis::hashtags::{Ranker, SpanSource, TextSpan, VocabSource, heard_clearly};
 use reelq_analysis::{Input, Pipeline, Session};
 use reelq_core::options::JobOptions;
 
@@ -138,7 +138,7 @@ pub async fn run(trainer: &Trainer<'_>, job: &JobRecord, cancel: &CancellationTo
         .filter_map(|f| f.caption.as_deref().map(example_text).filter(|c| !c.is_empty()).map(|c| (f.job_id.to_string(), c)))
         .collect();
     let (caption_vectors, _) = embed_missing(pool, &embedder, "feedback", &text_model, &captions, cancel).await?;
-    let mut feedback_spans = feedback_spans(pool, &feedback).await?;
+    let mut feedback_spans = feedback_spans(pool, &feedback, pipeline.settings().hashtags.min_speech_logprob).await?;
     for f in &feedback {
         let text = stored_vector(f.embeddings.as_ref(), "text", &text_model).or_else(|| caption_vectors.get(&f.job_id.to_string()).cloned());
         let Some(text) = text else { continue };
@@ -390,8 +390,13 @@ struct RawPost {
     tags: Vec<String>,
 }
 
-/// The transcript, on-screen text and caption of each feedback job, as the hashtags read them.
-async fn feedback_spans(pool: &PgPool, feedback: &[feedback::FeedbackExample]) -> Result<HashMap<Uuid, Vec<TextSpan>>, JobError> {
+/// The transcript (less the speech the recogniser doubted, below `min_speech_logprob`),
+/// on-screen text and caption of each feedback job, as the hashtags read them.
+async fn feedback_spans(
+    pool: &PgPool,
+    feedback: &[feedback::FeedbackExample],
+    min_speech_logprob: Option<f32>,
+) -> Result<HashMap<Uuid, Vec<TextSpan>>, JobError> {
     let ids: Vec<Uuid> = feedback.iter().map(|f| f.job_id).collect();
     let mut out: HashMap<Uuid, Vec<TextSpan>> = HashMap::new();
     for chunk in ids.chunks(1_000) {
@@ -400,6 +405,10 @@ async fn feedback_spans(pool: &PgPool, feedback: &[feedback::FeedbackExample]) -
             let (list, source) = if r.analysis == "transcript" { ("segments", SpanSource::Transcript) } else { ("texts", SpanSource::OnScreenText) };
             for item in r.payload.get(list).and_then(Value::as_array).into_iter().flatten() {
                 let Some(text) = item.get("text").and_then(Value::as_str).filter(|t| !t.trim().is_empty()) else { continue };
+                let logprob = item.get("avg_logprob").and_then(Value::as_f64).map(|l| l as f32);
+                if source == SpanSource::Transcript && !heard_clearly(logprob, min_speech_logprob) {
+                    continue;
+                }
                 let time_secs = item.get("start").or_else(|| item.get("frames").and_then(|f| f.get(0))).and_then(Value::as_f64);
                 spans.push(TextSpan { source, text: text.to_owned(), time_secs });
             }

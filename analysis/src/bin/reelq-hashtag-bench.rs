@@ -17,9 +17,13 @@
 //! With `--speech-model NAME` the transcript comes from another speech recognition model of the
 //! pack (`whisper-base`, built by `tools/models/build-pack --with whisper-base`).
 //!
+//! With `--min-speech-logprob X` the hashtags read only speech the recogniser was at least that
+//! sure of (`hashtags.min_speech_logprob`; `none` reads all of it, the default).
+//!
 //! With `REELQ_BENCH_CANDIDATES=FILE` it writes every candidate's features and label to FILE
-//! (CSV) and what each clip was read as (transcript, on-screen text, caption) to
-//! `FILE.spans.tsv`: the data behind a fit, and the first place to look at a miss.
+//! (CSV) and what each clip was read as (transcript segments with their `avg_logprob` and
+//! whether the hashtags read them, on-screen text, caption) to `FILE.spans.tsv`: the data behind
+//! a fit, and the first place to look at a miss.
 //!
 //! ```text
 //! tools/hashtag-bench/make-clips .data/hashtag-bench
@@ -50,7 +54,9 @@ fn main() -> ExitCode {
         };
     }
     let Some(dir) = args.first().map(PathBuf::from) else {
-        eprintln!("usage: reelq-hashtag-bench DIR [--half tune|held_out|all] [--fit] [--refit] [--speech-model NAME] | --write-vectors");
+        eprintln!(
+            "usage: reelq-hashtag-bench DIR [--half tune|held_out|all] [--fit] [--refit] [--speech-model NAME] [--min-speech-logprob X|none] | --write-vectors"
+        );
         return ExitCode::from(2);
     };
     let half = args.iter().position(|a| a == "--half").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "held_out".into());
@@ -65,7 +71,21 @@ fn main() -> ExitCode {
     };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let speech = args.iter().position(|a| a == "--speech-model").and_then(|i| args.get(i + 1)).map(String::as_str);
-    let (pipeline, media) = evaluate::checkout_pipeline_with(&root, None, speech);
+    let mut hashtags = reelq_analysis::settings::HashtagSettings::default();
+    if let Some(v) = args.iter().position(|a| a == "--min-speech-logprob").and_then(|i| args.get(i + 1)) {
+        // `none` reads all speech.
+        hashtags.min_speech_logprob = match v.as_str() {
+            "none" => None,
+            v => match v.parse::<f32>() {
+                Ok(x) if x <= 0.0 => Some(x),
+                _ => {
+                    eprintln!("--min-speech-logprob takes a log-probability (0 or below) or `none`, not {v}");
+                    return ExitCode::from(2);
+                }
+            },
+        };
+    }
+    let (pipeline, media) = evaluate::checkout_pipeline_with(&root, None, speech, &hashtags);
 
     let tune: Vec<&Clip> = manifest.clips.iter().filter(|c| c.half == "tune").collect();
     let judged: Vec<&Clip> = manifest.clips.iter().filter(|c| half == "all" || c.half == half).collect();
@@ -102,10 +122,16 @@ fn main() -> ExitCode {
             eprintln!("{path}: {e}");
         }
         // And what each clip was read as: its transcript, on-screen text and caption.
-        let mut spans = String::from("clip\tsource\ttext\n");
+        // Speech is listed with how sure the recogniser was, read or not.
+        let mut spans = String::from("clip\tsource\tavg_logprob\tread\ttext\n");
         for run in &runs {
-            for s in &run.inputs.spans {
-                spans.push_str(&format!("{}\t{:?}\t{}\n", run.clip, s.source, s.text.replace(['\t', '\n'], " ")));
+            for s in &run.speech {
+                let logprob = s.avg_logprob.map_or_else(String::new, |l| format!("{l:.3}"));
+                let read = reelq_analysis::hashtags::heard_clearly(s.avg_logprob, hashtags.min_speech_logprob);
+                spans.push_str(&format!("{}\tTranscript\t{logprob}\t{}\t{}\n", run.clip, u8::from(read), s.text.replace(['\t', '\n'], " ")));
+            }
+            for s in run.inputs.spans.iter().filter(|s| s.source != reelq_analysis::hashtags::SpanSource::Transcript) {
+                spans.push_str(&format!("{}\t{:?}\t\t1\t{}\n", run.clip, s.source, s.text.replace(['\t', '\n'], " ")));
             }
         }
         if let Err(e) = std::fs::write(format!("{path}.spans.tsv"), spans) {

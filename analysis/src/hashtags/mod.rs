@@ -99,6 +99,17 @@ pub struct TextSpan {
     pub time_secs: Option<f64>,
 }
 
+/// Whether a transcript segment with mean token log-probability `avg_logprob` is read for the
+/// hashtags, given the least one `min` (`hashtags.min_speech_logprob`). Garbled speech (a niche
+/// word under music heard as an everyday one) otherwise pulls in tags about what it was misheard
+/// as. A segment of unknown confidence (stored before it was recorded) is read.
+pub fn heard_clearly(avg_logprob: Option<f32>, min: Option<f32>) -> bool {
+    match (avg_logprob, min) {
+        (Some(l), Some(m)) => l >= m,
+        _ => true,
+    }
+}
+
 /// Where a piece of text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
