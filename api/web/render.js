@@ -187,6 +187,16 @@ function hashtags(p, ctx) {
     status);
 }
 
+// Below this mean log-probability the model guessed a segment's words (on the hashtag
+// benchmark, a third to a half of them right).
+const UNSURE_LOGPROB = -0.8;
+
+function segment(s, ctx) {
+  const unsure = typeof s.avg_logprob === 'number' && s.avg_logprob < UNSURE_LOGPROB;
+  return h('li', {}, seekButton(s.start, ctx), h('span', { class: 'seg-text' }, String(s.text || '').trim()),
+    unsure ? h('span', { class: 'seg-unclear', title: 'The speech was unclear here: the model guessed these words.' }, 'unclear') : null);
+}
+
 function transcript(p, ctx) {
   if (!isObj(p)) return null;
   const segments = Array.isArray(p.segments) ? p.segments : [];
@@ -194,7 +204,7 @@ function transcript(p, ctx) {
   return card('transcript', 'Transcript',
     p.language ? h('p', { class: 'help' }, `Language: ${p.language}`) : null,
     segments.length
-      ? h('ol', { class: 'segments' }, segments.map((s) => h('li', {}, seekButton(s.start, ctx), h('span', { class: 'seg-text' }, String(s.text || '').trim()))))
+      ? h('ol', { class: 'segments' }, segments.map((s) => segment(s, ctx)))
       : h('p', {}, text || 'No speech was recognised.'),
     text && segments.length ? h('details', {}, h('summary', {}, 'Full text'), h('p', { class: 'full-text' }, text),
       h('button', { type: 'button', class: 'secondary small', onclick: async (e) => { e.currentTarget.textContent = (await copyText(text)) ? 'Copied' : 'Copy failed'; } }, 'Copy text')) : null);
