@@ -93,8 +93,8 @@ pub struct HashtagSettings {
     /// How many of a suggested tag's variants (#surfer and #surf after #surfing) may follow it
     /// as suggestions of their own; 0 suggests each vocabulary entry once.
     pub variants: usize,
-    /// Least score (the ranker's probability, 0–1) a suggestion needs. Unset: the threshold
-    /// fitted with the ranker's weights.
+    /// Least score (the chance that a creator would post the tag, 0–1, as suggestions show
+    /// it) a suggestion needs. Unset: the threshold fitted with the ranker's weights.
     pub min_score: Option<f32>,
     /// Speech the recogniser was less sure of than this (a segment's mean token
     /// log-probability) is left out of the text the hashtags and the text embedding read; the
@@ -116,12 +116,12 @@ pub struct HashtagSettings {
 
 impl HashtagSettings {
     /// How a pipeline with these settings ranks with `ranker`: its threshold unless
-    /// `min_score` overrides it.
+    /// `min_score` (a chance, as suggestions show it) overrides it.
     pub fn rank_options(&self, ranker: &crate::hashtags::Ranker) -> crate::hashtags::RankOptions {
         crate::hashtags::RankOptions {
             count: self.count,
             max_generic: self.max_generic,
-            min_score: self.min_score.unwrap_or(ranker.min_score),
+            min_score: self.min_score.map_or(ranker.min_score, |chance| ranker.score_for_chance(chance)),
             content_phrases: true,
             variants: self.variants,
         }
@@ -225,6 +225,17 @@ mod tests {
 
     fn check(hashtags: HashtagSettings) -> Result<(), String> {
         validate(&MediaSettings::default(), &InferenceSettings::default(), &hashtags).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_least_score_is_a_chance_as_suggestions_show_it() {
+        let ranker = crate::hashtags::Ranker::shipped();
+        let fitted = HashtagSettings::default().rank_options(ranker).min_score;
+        assert_eq!(fitted, ranker.min_score);
+        let one_in_twenty = HashtagSettings { min_score: Some(0.05), ..HashtagSettings::default() }.rank_options(ranker).min_score;
+        assert!((one_in_twenty - ranker.min_score).abs() < 0.01, "{one_in_twenty} vs the fitted {}", ranker.min_score);
+        let stricter = HashtagSettings { min_score: Some(0.3), ..HashtagSettings::default() }.rank_options(ranker).min_score;
+        assert!((ranker.chance(stricter) - 0.3).abs() < 1e-4 && stricter > ranker.min_score, "{stricter}");
     }
 
     #[test]

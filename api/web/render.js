@@ -127,7 +127,7 @@ function hashtags(p, ctx) {
     rows.append(h('li', { class: 'tag' },
       h('input', { type: 'checkbox', id, value: s.tag, checked }),
       h('label', { for: id }, h('span', { class: 'tag-name' }, s.tag),
-        score !== null ? h('span', { class: 'tag-score' }, `${Math.round(score * 100)}`) : null),
+        score !== null ? h('span', { class: 'tag-score', title: 'The chance that a creator would post this tag on such a video' }, `${Math.round(score * 100)} %`) : null),
       h('button', {
         type: 'button', class: 'secondary small', 'aria-label': `Copy ${s.tag}`,
         onclick: async (e) => { e.currentTarget.textContent = (await copyText(s.tag)) ? 'Copied' : 'Copy failed'; },

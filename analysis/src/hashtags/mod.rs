@@ -477,6 +477,10 @@ pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Opt
     let mut out: Vec<Suggestion> = specific.into_iter().take(opts.count).collect();
     let room = opts.count.saturating_sub(out.len()).min(opts.max_generic);
     out.extend(generic.into_iter().take(room));
+    // Ranked and cut by score; shown as the chance that a creator would post the tag.
+    for s in &mut out {
+        s.score = (ranker.chance(s.score) * 1000.0).round() / 1000.0;
+    }
     out
 }
 
@@ -908,13 +912,14 @@ mod tests {
         assert!(with["#breakfast"] < with["#legday"] - 0.5, "{with:?}");
         assert!(with["#breakfast"] < with["#gym"] - 0.5, "{with:?}");
 
-        // Fitted weights reward agreement, so the off-topic tag's score falls.
+        // Fitted weights reward agreement, so the off-topic tag's score falls (compared on the
+        // ranker's balanced scale, before it is shown as a chance).
         let ranker = Ranker::shipped();
         let score = |signals: &Signals, tag: &str| {
             rank_with(ranker, &v, &spans, signals, &RankOptions { min_score: 0.0, count: 10, ..OPTS })
                 .into_iter()
                 .find(|s| s.tag == tag)
-                .map_or(0.0, |s| s.score)
+                .map_or(0.0, |s| ranker.score_for_chance(s.score))
         };
         let together = Signals { descriptions: Some(descriptions), ..Signals::default() };
         let alone = Signals::default();

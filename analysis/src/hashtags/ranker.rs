@@ -68,8 +68,15 @@ pub struct Ranker {
     pub features: Vec<String>,
     pub weights: Vec<f32>,
     pub bias: f32,
-    /// Least probability a suggestion needs unless `hashtags.min_score` says otherwise.
+    /// Least score a suggestion needs unless `hashtags.min_score` says otherwise.
     pub min_score: f32,
+    /// The log-odds of an acceptable candidate in the data it was fitted on. The fit weighs
+    /// accepted and rejected candidates the same in total, so a score is the chance on a data
+    /// set where half the candidates are right; adding this to its log-odds gives the chance on
+    /// the real mix ([`Ranker::chance`]). Absent for hand-set weights and for rankers fitted
+    /// before it was recorded, whose scores are shown as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_log_odds: Option<f32>,
     /// What it was fitted on, and its figures there.
     #[serde(default)]
     pub fitted_on: serde_json::Value,
@@ -126,6 +133,7 @@ impl Ranker {
             weights: FEATURES.iter().map(|f| w(f)).collect(),
             bias: -3.0,
             min_score: 0.3,
+            prior_log_odds: None,
             fitted_on: serde_json::Value::Null,
         }
     }
@@ -148,7 +156,11 @@ impl Ranker {
             r.weights = weights;
             r.features = FEATURES.iter().map(|f| (*f).to_owned()).collect();
         }
-        if !(r.bias.is_finite() && r.weights.iter().all(|w| w.is_finite()) && (0.0..1.0).contains(&r.min_score)) {
+        if !(r.bias.is_finite()
+            && r.weights.iter().all(|w| w.is_finite())
+            && (0.0..1.0).contains(&r.min_score)
+            && r.prior_log_odds.is_none_or(f32::is_finite))
+        {
             return Err("a weight or the threshold is out of range".into());
         }
         Ok(r)
@@ -160,9 +172,28 @@ impl Ranker {
         out
     }
 
-    /// The probability that a creator would post a candidate with features `x`.
+    /// A candidate's score: the probability that a creator would post it, on data where half
+    /// the candidates are right (the fit's balance). Candidates are ranked and cut by it.
     pub fn score(&self, x: &[f32; N]) -> f32 {
         sigmoid(self.logit(x))
+    }
+
+    /// The chance that a creator would post a candidate of `score`, on the mix of right and
+    /// wrong candidates the ranker was fitted on: what a suggestion shows. Rises with the score.
+    pub fn chance(&self, score: f32) -> f32 {
+        match self.prior_log_odds {
+            Some(odds) => sigmoid(log_odds(score) + odds),
+            None => score,
+        }
+    }
+
+    /// The score whose chance is `chance`: [`Ranker::chance`] undone, for a threshold given as
+    /// a chance (`hashtags.min_score`).
+    pub fn score_for_chance(&self, chance: f32) -> f32 {
+        match self.prior_log_odds {
+            Some(odds) => sigmoid(log_odds(chance) - odds),
+            None => chance,
+        }
     }
 
     fn logit(&self, x: &[f32; N]) -> f32 {
@@ -181,6 +212,12 @@ impl Ranker {
 
 fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
+}
+
+/// The log-odds of `p`, kept finite at 0 and 1.
+fn log_odds(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
 }
 
 /// One labelled candidate: its features and whether the video's creator would post it.
@@ -267,6 +304,9 @@ pub fn fit(prior: &Ranker, examples: &[Example], opts: &FitOptions) -> Ranker {
             r.weights[j] = prior.weights[j] + prior.bias - r.bias;
         }
     }
+    let accepted = examples.iter().filter(|e| e.accepted).count();
+    let rejected = examples.len() - accepted;
+    r.prior_log_odds = (accepted > 0 && rejected > 0).then(|| (accepted as f32 / rejected as f32).ln()).or(prior.prior_log_odds);
     r
 }
 
@@ -343,11 +383,15 @@ mod tests {
         assert!(Ranker::from_json(stale.to_string().as_bytes()).expect_err("a feature no longer computed").contains("refit"));
     }
 
-    #[test]
-    fn the_threshold_lets_through_what_is_acceptable_at_least_one_time_in_twenty() {
-        // One feature at eleven levels; at level v a candidate is acceptable with probability
-        // sigmoid(4v - 3.5): 2.9 % at 0, 4.3 % at 0.1, 6.3 % at 0.2, 62 % at 1.
-        let truth = |v: f32| 1.0 / (1.0 + (3.5 - 4.0 * v).exp());
+    /// At level v a candidate is acceptable with probability sigmoid(4v - 3.5): 2.9 % at 0,
+    /// 4.3 % at 0.1, 6.3 % at 0.2, 62 % at 1.
+    fn truth(v: f32) -> f32 {
+        1.0 / (1.0 + (3.5 - 4.0 * v).exp())
+    }
+
+    /// One feature at eleven levels, 400 candidates at each, acceptable as [`truth`] says, and
+    /// the ranker fitted on them.
+    fn eleven_levels() -> (Vec<f32>, Vec<Example>, Ranker) {
         let levels: Vec<f32> = (0..=10).map(|i| i as f32 * 0.1).collect();
         let mut examples = Vec::new();
         for &v in &levels {
@@ -358,6 +402,12 @@ mod tests {
         }
         let opts = FitOptions { epochs: 3_000, tolerance: 1e-6, ..FitOptions::default() };
         let fitted = fit(&Ranker::prior(), &examples, &opts);
+        (levels, examples, fitted)
+    }
+
+    #[test]
+    fn the_threshold_lets_through_what_is_acceptable_at_least_one_time_in_twenty() {
+        let (levels, examples, fitted) = eleven_levels();
         let t = threshold_for(&examples, MIN_CHANCE);
         let shown: Vec<f32> = levels
             .iter()
@@ -377,6 +427,35 @@ mod tests {
         );
         let none: Vec<Example> = examples.iter().map(|e| Example { accepted: false, ..*e }).collect();
         assert_eq!(threshold_for(&none, MIN_CHANCE), Ranker::prior().min_score);
+    }
+
+    #[test]
+    fn a_fitted_ranker_shows_the_chance_on_the_real_mix_not_the_balanced_score() {
+        // Most candidates are wrong, so the balanced score overstates every chance.
+        let (levels, examples, fitted) = eleven_levels();
+        let accepted = examples.iter().filter(|e| e.accepted).count() as f32;
+        let odds = fitted.prior_log_odds.expect("a fit records the mix it was fitted on");
+        assert!((odds - (accepted / (examples.len() as f32 - accepted)).ln()).abs() < 1e-5, "{odds}");
+        for &v in &levels {
+            let mut x = [0.0; N];
+            x[at("text_similarity")] = v;
+            let (score, chance) = (fitted.score(&x), fitted.chance(fitted.score(&x)));
+            assert!((chance - truth(v)).abs() < 0.05, "level {v}: score {score}, chance {chance}, truly {}", truth(v));
+            assert!(chance < score, "level {v}: the chance on the real mix is below the balanced score");
+            assert!((fitted.score_for_chance(chance) - score).abs() < 1e-4, "level {v}");
+        }
+        // The fitted threshold is the one-in-twenty chance.
+        assert!((fitted.chance(threshold_for(&examples, MIN_CHANCE)) - MIN_CHANCE).abs() < 1e-4);
+        // Hand-set weights, and artifacts from before the mix was recorded, show scores as they are.
+        let prior = Ranker::prior();
+        assert_eq!((prior.chance(0.7), prior.score_for_chance(0.7)), (0.7, 0.7));
+        let shipped = Ranker::shipped();
+        let json = String::from_utf8(shipped.to_json()).expect("utf-8");
+        assert!(json.contains("prior_log_odds"), "{json}");
+        let mut old: serde_json::Value = serde_json::from_str(&json).expect("json");
+        old.as_object_mut().expect("object").remove("prior_log_odds");
+        let old = Ranker::from_json(old.to_string().as_bytes()).expect("an artifact without it still reads");
+        assert_eq!(old.chance(0.7), 0.7);
     }
 
     #[test]

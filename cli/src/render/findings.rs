@@ -154,7 +154,7 @@ fn hashtags_table(payload: &Value) -> Option<String> {
             })
             .take(3)
             .collect();
-        out.push_str(&format!("  {tag:<22} {score:.2}  {}\n", evidence.join("; ")));
+        out.push_str(&format!("  {tag:<22} {:>3.0} %  {}\n", score * 100.0, evidence.join("; ")));
     }
     if let Some(notice) = payload.get("notice").and_then(Value::as_str) {
         out.push_str(&format!("  {notice}\n"));
