@@ -178,7 +178,7 @@ function hashtags(p, ctx) {
 
   return card('hashtags', 'Hashtags',
     typeof p.notice === 'string' ? h('p', { class: 'lead' }, p.notice) : null,
-    list.length ? h('p', { class: 'help' }, 'Tick the tags you will post with. The number is how well each fits, out of 100.')
+    list.length ? h('p', { class: 'help' }, 'Tick the tags you will post with. The percentage is the chance that a creator would post the tag on a video like this.')
       : h('p', { class: 'help' }, 'No suggestions for this video. Add your own below.'),
     rows,
     h('form', { class: 'own-tag', onsubmit: addOwn },
