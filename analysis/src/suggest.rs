@@ -7,7 +7,7 @@ use reelq_learn::features::{virality_feature_model, virality_features};
 use crate::AnalysisError;
 use crate::findings::{AnalysisOutput, CurrentSound, Finding, HashtagFinding, ModelRef, MusicFinding, ViralityFinding};
 use crate::hashtags::shipped_vectors::ShippedVectors;
-use crate::hashtags::{self, RankOptions, Ranker, Signals, SpanSource, TextSpan, VocabSource, Vocabulary};
+use crate::hashtags::{self, RankOptions, Ranker, Signals, TextSpan, VocabSource, Vocabulary};
 use crate::pipeline::{Pipeline, Session};
 use crate::song::RecognizedTrack;
 use reelq_learn::classifier::LinearHead;
@@ -105,8 +105,10 @@ impl Pipeline {
         }
         let embeddings = self.embeddings(session)?.clone();
         let has_text = spans.iter().any(|s| !s.text.trim().is_empty());
-        // Speech was heard, but all of it less surely than `hashtags.min_speech_logprob`.
-        let unclear = !spans.iter().any(|s| s.source == SpanSource::Transcript)
+        // With nothing to read: was speech heard, but all of it less surely than
+        // `hashtags.min_speech_logprob`? (The transcript is already in the session.)
+        let unclear = !has_text
+            && self.settings.hashtags.min_speech_logprob.is_some()
             && crate::sound::transcript(self, session)?.0.segments.iter().any(|s| !s.text.trim().is_empty());
         let what = if unclear {
             "the speech was too unclear to read (hashtags.min_speech_logprob) and the video has no on-screen text or caption"

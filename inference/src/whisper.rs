@@ -645,13 +645,13 @@ impl Whisper {
     fn push_segment(&self, segments: &mut Vec<TranscriptSegment>, tokens: &[u32], logprobs: &[f32], start: f64, end: f64) {
         let eot = self.config.special_tokens.eot;
         let text_ids: Vec<u32> = tokens.iter().copied().filter(|&t| t < eot).collect();
-        let text_logprobs: Vec<f32> = tokens.iter().zip(logprobs).filter(|(t, _)| **t < eot).map(|(_, &l)| l).collect();
-        let avg_logprob = (!text_logprobs.is_empty()).then(|| round_thousandths(text_logprobs.iter().sum::<f32>() / text_logprobs.len() as f32));
         let text = self.tokenizer.decode(&text_ids, true).unwrap_or_default();
         let text = text.trim();
         if text.is_empty() {
             return;
         }
+        let text_logprobs: Vec<f32> = tokens.iter().zip(logprobs).filter(|(t, _)| **t < eot).map(|(_, &l)| l).collect();
+        let avg_logprob = (!text_logprobs.is_empty()).then(|| round_thousandths(text_logprobs.iter().sum::<f32>() / text_logprobs.len() as f32));
         segments.push(TranscriptSegment { start: round_ms(start), end: round_ms(end.max(start)), text: text.to_owned(), avg_logprob });
     }
 }
