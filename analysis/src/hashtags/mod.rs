@@ -247,9 +247,10 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         None => f32::INFINITY,
     };
 
-    let mut out = Vec::new();
-    let mut entry_of: Vec<Option<usize>> = Vec::new();
-    for (i, entry) in vocab.entries().iter().enumerate() {
+    // Entry `i` as a candidate with its features, or `None` when nothing supports it; a
+    // `forced` one (the broader tag of a likely candidate) is measured whatever its support.
+    let candidate = |i: usize, forced: bool| -> Option<Candidate> {
+        let entry = &vocab.entries()[i];
         let mut x = [0.0f32; ranker::N];
         let found = keyword_match(entry, &words);
         x[feature("name_said")] = f32::from(u8::from(found.name.contains(&SpanSource::Transcript)));
@@ -277,7 +278,7 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         let mut modelled = false;
         if let Some((sims, model)) = &signals.text_similarity
             && let Some(&cos) = sims.get(i)
-            && (textual || weak || cos >= text_cut || (entry.broad && cos >= broad_cut))
+            && (forced || textual || weak || cos >= text_cut || (entry.broad && cos >= broad_cut))
         {
             x[feature("text_similarity")] = cos;
             x[feature("text_margin")] = cos - text_best;
@@ -309,8 +310,8 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
                 evidence.push(Evidence { kind: "frame", text: format!("{model}: frame matches with similarity {cos:.2}"), time_secs: Some(at) });
             }
         }
-        if !(textual || modelled) {
-            continue;
+        if !(forced || textual || modelled) {
+            return None;
         }
         x[feature("popularity")] = entry.popularity;
         x[feature("curated")] = f32::from(u8::from(entry.source == VocabSource::Curated));
@@ -343,8 +344,15 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         // Stable: within a rank the vocabulary's order stays.
         ordered.sort_by_key(|(rank, _)| *rank);
         let variants: Vec<String> = ordered.into_iter().map(|(_, alias)| alias.clone()).collect();
-        out.push(Candidate { tag: entry.tag.clone(), generic: entry.generic, known: true, x, evidence, variants });
-        entry_of.push(Some(i));
+        Some(Candidate { tag: entry.tag.clone(), generic: entry.generic, known: true, x, evidence, variants })
+    };
+    let mut out = Vec::new();
+    let mut entry_of: Vec<Option<usize>> = Vec::new();
+    for i in 0..vocab.len() {
+        if let Some(c) = candidate(i, false) {
+            out.push(c);
+            entry_of.push(Some(i));
+        }
     }
     // Tags the video itself spells out that the vocabulary does not know yet, when they are
     // supported strongly enough (written as a hashtag, a short line, or said twice).
@@ -360,10 +368,49 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         out.push(Candidate { tag: p.tag.clone(), generic: false, known: false, x, evidence: vec![p.evidence()], variants: Vec::new() });
         entry_of.push(None);
     }
+    broader(vocab, &mut out, &mut entry_of, |i| candidate(i, true));
     if let Some(descriptions) = &signals.descriptions {
         coherence(&mut out, &entry_of, descriptions);
     }
     out
+}
+
+/// Sets each vocabulary candidate's `broader`: the first-pass likelihood of the likeliest of
+/// the video's [`COHERENT`] likeliest specific candidates that it is a broader tag of (#gaming
+/// for #minecraft), with evidence naming them. A broader tag that nothing else brought in is
+/// added, measured by `make`.
+fn broader(vocab: &Vocabulary, out: &mut Vec<Candidate>, entry_of: &mut Vec<Option<usize>>, make: impl Fn(usize) -> Option<Candidate>) {
+    let first: Vec<f32> = out.iter().map(|c| FIRST_PASS.score(&c.x)).collect();
+    let mut likeliest: Vec<usize> = (0..out.len()).filter(|&k| !out[k].generic && entry_of[k].is_some()).collect();
+    likeliest.sort_by(|&a, &b| first[b].total_cmp(&first[a]).then(a.cmp(&b)));
+    likeliest.truncate(COHERENT);
+    // Broader entry → (likelihood, the tags it is broader than), in the order first met.
+    let mut wider: Vec<(usize, f32, Vec<String>)> = Vec::new();
+    for &k in &likeliest {
+        let Some(i) = entry_of[k] else { continue };
+        for &j in &vocab.entries()[i].broader {
+            match wider.iter_mut().find(|(e, _, _)| *e == j) {
+                Some((_, p, of)) => {
+                    *p = p.max(first[k]);
+                    of.push(out[k].tag.clone());
+                }
+                None => wider.push((j, first[k], vec![out[k].tag.clone()])),
+            }
+        }
+    }
+    for (j, p, of) in wider {
+        let k = match entry_of.iter().position(|e| *e == Some(j)) {
+            Some(k) => k,
+            None => {
+                let Some(c) = make(j) else { continue };
+                out.push(c);
+                entry_of.push(Some(j));
+                out.len() - 1
+            }
+        };
+        out[k].x[feature("broader")] = p;
+        out[k].evidence.push(Evidence { kind: "broader", text: format!("a wider tag of {}", of.join(", ")), time_secs: None });
+    }
 }
 
 /// Sets each vocabulary candidate's `coherence`: the cosine of its description with the
@@ -410,6 +457,7 @@ fn source_of(feature: &str, known: bool) -> Option<&'static str> {
         "text_similarity" | "text_margin" => "text_embedding",
         "classifier" => "classifier",
         "visual" => "visual",
+        "broader" => "broader",
         _ => return None,
     })
 }
@@ -771,6 +819,37 @@ mod tests {
     }
 
     #[test]
+    fn a_likely_tag_brings_its_broader_tag_with_the_evidence_and_an_unlikely_one_does_not() {
+        let mut v = Vocabulary::parse(
+            "#minecraft\ttopic\t-\tbuilding and surviving in the block game minecraft\tminecraft creeper redstone\n\
+             #gaming\ttopic\t-\tvideo game gameplay\tgameplay console\n\
+             #knitting\ttopic\t-\tknitting with needles and yarn\tknitting yarn purl\n\
+             #crafts\ttopic\t-\tmaking things by hand\tcraft\n",
+        )
+        .expect("parses");
+        v.link_broader("#minecraft\t#gaming\n#knitting\t#crafts\n").expect("links");
+        let spans = [span(SpanSource::Transcript, "My minecraft redstone farm, and a creeper blew up my minecraft base")];
+        let got = candidates(&v, &spans, &Signals::default(), false);
+        let find = |tag: &str| got.iter().find(|c| c.tag == tag);
+        let gaming = find("#gaming").expect("no word of its own, brought by #minecraft");
+        let minecraft = find("#minecraft").expect("said twice");
+        assert!(gaming.x[feature("broader")] > 0.5 && minecraft.x[feature("broader")] == 0.0, "{got:?}");
+        assert_eq!(gaming.evidence.iter().find(|e| e.kind == "broader").map(|e| e.text.as_str()), Some("a wider tag of #minecraft"), "{gaming:?}");
+        assert!(find("#crafts").is_none() && find("#knitting").is_none(), "nothing says knitting: {got:?}");
+        let ranked = rank(&v, &spans, &Signals::default(), &RankOptions { min_score: 0.0, count: 5, ..OPTS });
+        let tags: Vec<&str> = ranked.iter().map(|s| s.tag.as_str()).collect();
+        assert_eq!(tags.len(), 2, "{ranked:?}");
+        assert!(tags.contains(&"#minecraft"), "{ranked:?}");
+        assert!(ranked.iter().find(|s| s.tag == "#gaming").is_some_and(|s| s.sources == ["broader"]), "{ranked:?}");
+
+        // The shipped seed links its tags to the wider ones creators add.
+        let seed = Vocabulary::curated();
+        let minecraft = &seed.entries()[seed.find("#minecraft").expect("#minecraft")];
+        let wider: Vec<&str> = minecraft.broader.iter().map(|&j| seed.entries()[j].tag.as_str()).collect();
+        assert!(wider.contains(&"#gaming"), "{wider:?}");
+    }
+
+    #[test]
     fn a_compound_tag_is_found_from_its_words() {
         let mut v = Vocabulary::curated();
         v.extend_tags(["#pastanight"], VocabSource::Trending);
@@ -816,7 +895,8 @@ mod tests {
         let spans = [span(SpanSource::OnScreenText, "Homemade bread from the oven")];
         let out = rank(&v, &spans, &Signals::default(), &OPTS);
         let baking = out.iter().find(|s| s.tag == "#baking").expect("#baking suggested");
-        assert_eq!(baking.sources, vec!["keywords"]);
+        // The word on screen, and being the wider tag of the likelier #bread.
+        assert!(baking.sources.contains(&"keywords"), "{baking:?}");
         assert_eq!(baking.evidence[0].kind, "on_screen_text");
         assert_eq!(baking.evidence[0].text, "bread");
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT: &str = "reelq-hashtag-ranker/1";
 
 /// The features of a candidate, in the order the weights use.
-pub const FEATURES: [&str; 19] = [
+pub const FEATURES: [&str; 20] = [
     // The tag's own word (or the words of a compound tag, "leg day" for #legday) was said,
     // shown on screen, or written in the caption.
     "name_said",
@@ -55,6 +55,9 @@ pub const FEATURES: [&str; 19] = [
     // most coherent candidate's: 0 for it, negative for a tag off the video's main topic (0 for
     // tags the vocabulary does not know).
     "coherence",
+    // A broader tag (#gaming) of one of the video's five likeliest specific tags (#minecraft):
+    // that tag's likelihood under the prior weights, 0 otherwise.
+    "broader",
 ];
 
 /// Number of features.
@@ -124,6 +127,7 @@ impl Ranker {
             "new_count" => 0.7,
             "name_phrase" => 2.0,
             "coherence" => 2.0,
+            "broader" => 2.0,
             _ => 0.0,
         };
         Ranker {

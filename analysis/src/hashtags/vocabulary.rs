@@ -29,6 +29,11 @@ const SEED: &[(&str, &str)] = &[
     ("life", include_str!("../../assets/vocabulary/life.tsv")),
 ];
 
+/// The seed's broader tags: `tag<TAB>broader tags`, the wider categories or communities a
+/// creator posting the tag commonly adds to the same post (#minecraft → #gaming #gamer), most
+/// likely first. Every tag on a line is an entry of the seed.
+const BROADER: &str = include_str!("../../assets/vocabulary/broader.tsv");
+
 /// Where a vocabulary entry came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,6 +65,9 @@ pub struct VocabEntry {
     /// How widely pulled data uses the tag (or one of its variants), 0–1 by rank: 1 for the
     /// most used, 0 when pulled data does not carry it.
     pub popularity: f32,
+    /// The entries of the wider categories or communities a creator posting this tag commonly
+    /// tags too (#gaming for #minecraft), most likely first, as indices into the vocabulary.
+    pub broader: Vec<usize>,
 }
 
 impl VocabEntry {
@@ -100,7 +108,39 @@ impl Vocabulary {
         for (name, text) in SEED {
             v.parse_into(text, *name == "core").map_err(|e| format!("assets/vocabulary/{name}.tsv: {e}"))?;
         }
+        v.link_broader(BROADER).map_err(|e| format!("assets/vocabulary/broader.tsv: {e}"))?;
         Ok(v)
+    }
+
+    /// Reads `tag<TAB>broader tags` lines (`# ` starts a comment) into the entries' `broader`.
+    /// Every tag must be an entry already, and none broader than itself.
+    pub fn link_broader(&mut self, text: &str) -> Result<(), String> {
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end();
+            if line.is_empty() || line.starts_with("# ") || line == "#" {
+                continue;
+            }
+            let bad = |what: String| format!("line {}: {what}", n + 1);
+            let Some((tag, wider)) = line.split_once('\t') else {
+                return Err(bad("expected `tag<TAB>broader tags`".into()));
+            };
+            let i = self.find(tag).ok_or_else(|| bad(format!("{tag} is not in the vocabulary")))?;
+            let mut broader = Vec::new();
+            for w in wider.split_whitespace() {
+                let j = self.find(w).ok_or_else(|| bad(format!("{w} is not in the vocabulary")))?;
+                if j == i {
+                    return Err(bad(format!("{w} is {tag} itself")));
+                }
+                if self.entries[j].generic {
+                    return Err(bad(format!("{w} is a generic tag")));
+                }
+                if !broader.contains(&j) {
+                    broader.push(j);
+                }
+            }
+            self.entries[i].broader = broader;
+        }
+        Ok(())
     }
 
     /// Parses seed lines (see the module documentation); lines starting with `# ` are comments.
@@ -144,7 +184,7 @@ impl Vocabulary {
             keywords.sort();
             keywords.dedup();
             let about = Some(about.trim().to_owned()).filter(|a| !a.is_empty());
-            let entry = VocabEntry { tag, generic, keywords, source: VocabSource::Curated, about, aliases, broad, popularity: 0.0 };
+            let entry = VocabEntry { tag, generic, keywords, source: VocabSource::Curated, about, aliases, broad, popularity: 0.0, broader: Vec::new() };
             if let Some(clash) = self.clash(&entry) {
                 return Err(bad(format!("{} or an alias is a variant of {}, listed before", entry.tag, clash)));
             }
@@ -174,7 +214,7 @@ impl Vocabulary {
                     let generic = GENERIC.contains(&tag.as_str());
                     let keywords = vec![stem(tag.trim_start_matches('#'))];
                     let about = self.split_words(tag.trim_start_matches('#'));
-                    self.push(VocabEntry { tag, generic, keywords, source, about, aliases: Vec::new(), broad: false, popularity });
+                    self.push(VocabEntry { tag, generic, keywords, source, about, aliases: Vec::new(), broad: false, popularity, broader: Vec::new() });
                 }
             }
         }
@@ -313,6 +353,24 @@ mod tests {
         // A seed that lists one tag under two spellings is refused.
         let twice = Vocabulary::parse("#cat\ttopic\t-\tcats\tcat\n#cats\ttopic\t-\tmore cats\tcat\n").expect_err("a variant listed twice");
         assert!(twice.contains("line 2") && twice.contains("#cat"), "{twice}");
+    }
+
+    #[test]
+    fn broader_tags_link_known_entries_and_refuse_the_rest() {
+        let text = "#gym\ttopic\t#gymlife\tlifting weights\tgym\n#fitness\ttopic\t-\tkeeping fit\tfit\n#fyp\tgeneric\t-\treach\tfyp\n";
+        let mut v = Vocabulary::parse(text).expect("parses");
+        v.link_broader("# a comment\n#GymLife\t#fitness #Fitness\n").expect("links");
+        assert_eq!(v.entries()[0].broader, [1], "an alias names its entry, once");
+        for (bad, says) in [
+            ("#gym\t#cardio\n", "#cardio is not in the vocabulary"),
+            ("#yoga\t#fitness\n", "#yoga is not in the vocabulary"),
+            ("#gym\t#gymlife\n", "itself"),
+            ("#gym\t#fyp\n", "generic"),
+            ("#gym #fitness\n", "expected"),
+        ] {
+            let e = Vocabulary::parse(text).expect("parses").link_broader(bad).expect_err(bad);
+            assert!(e.contains(says) && e.starts_with("line 1"), "{bad}: {e}");
+        }
     }
 
     #[test]

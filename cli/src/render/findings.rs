@@ -150,7 +150,11 @@ fn hashtags_table(payload: &Value) -> Option<String> {
             .filter_map(|e| {
                 let kind = e.get("kind")?.as_str()?;
                 let text = e.get("text")?.as_str()?;
-                Some(if matches!(kind, "model" | "frame" | "variant") { text.to_owned() } else { format!("\"{text}\" ({})", kind.replace('_', " ")) })
+                Some(if matches!(kind, "model" | "frame" | "variant" | "broader") {
+                    text.to_owned()
+                } else {
+                    format!("\"{text}\" ({})", kind.replace('_', " "))
+                })
             })
             .take(3)
             .collect();
