@@ -384,16 +384,14 @@ fn broader(vocab: &Vocabulary, out: &mut Vec<Candidate>, entry_of: &mut Vec<Opti
     let mut likeliest: Vec<usize> = (0..out.len()).filter(|&k| !out[k].generic && entry_of[k].is_some()).collect();
     likeliest.sort_by(|&a, &b| first[b].total_cmp(&first[a]).then(a.cmp(&b)));
     likeliest.truncate(COHERENT);
-    // Broader entry → (likelihood, the tags it is broader than), in the order first met.
+    // Broader entry → (likelihood, the tags it is broader than), in the order first met. The
+    // likeliest come first, so the first tag met sets the likelihood.
     let mut wider: Vec<(usize, f32, Vec<String>)> = Vec::new();
     for &k in &likeliest {
         let Some(i) = entry_of[k] else { continue };
         for &j in &vocab.entries()[i].broader {
             match wider.iter_mut().find(|(e, _, _)| *e == j) {
-                Some((_, p, of)) => {
-                    *p = p.max(first[k]);
-                    of.push(out[k].tag.clone());
-                }
+                Some((_, _, of)) => of.push(out[k].tag.clone()),
                 None => wider.push((j, first[k], vec![out[k].tag.clone()])),
             }
         }
