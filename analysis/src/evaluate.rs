@@ -180,7 +180,7 @@ pub fn run_clip(pipeline: &Pipeline, dir: &Path, clip: &Clip, media: &crate::set
     let path: PathBuf = dir.join(&clip.file);
     let probe = reelq_media::probe::probe(&path, media)?;
     let options = JobOptions { caption: clip.caption.clone(), ..JobOptions::default() };
-    let input = Input { path, probe, options, trending: Vec::new(), creator: None };
+    let input = Input { path, probe, options, pulled: Default::default(), creator: None };
     let mut session = pipeline.start(input, &[Analysis::Hashtags], &|| false)?;
     // The transcript and on-screen text, read once and kept in the session for the hashtags.
     pipeline.spans(&mut session)?;
@@ -217,7 +217,7 @@ pub fn judge(pipeline: &Pipeline, dir: &Path, variants: &[Variant<'_>], stop: &d
         let path: PathBuf = dir.join(&clip.file);
         let probe = reelq_media::probe::probe(&path, &media)?;
         let options = JobOptions { caption: clip.caption.clone(), ..JobOptions::default() };
-        let input = Input { path, probe, options, trending: Vec::new(), creator: None };
+        let input = Input { path, probe, options, pulled: Default::default(), creator: None };
         let mut session = pipeline.start(input, &[Analysis::Hashtags], stop)?;
         for (variant, out) in variants.iter().zip(ranked.iter_mut()) {
             let inputs = pipeline.hashtag_inputs(&mut session, variant.head)?;

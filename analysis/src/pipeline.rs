@@ -36,8 +36,9 @@ pub struct Input {
     pub probe: Probe,
     /// The job's options (the caption is text evidence; the region chooses the music).
     pub options: JobOptions,
-    /// Extra hashtags to consider (the trending list).
-    pub trending: Vec<String>,
+    /// What pulled data adds to the hashtag vocabulary: the trending and most used tags, and
+    /// the wider tags learned from the posts that carry them.
+    pub pulled: std::sync::Arc<crate::hashtags::PulledTags>,
     /// What the job's creator (`options.creator`) chose for their latest posts, where the
     /// services are at hand to read it.
     pub creator: Option<CreatorHistory>,
@@ -398,7 +399,7 @@ mod tests {
 
     fn embed(p: &Pipeline, path: PathBuf) -> usize {
         let probe = probe::probe(&path, &MediaSettings::default()).expect("probe");
-        let input = Input { path, probe, options: JobOptions::default(), trending: Vec::new(), creator: None };
+        let input = Input { path, probe, options: JobOptions::default(), pulled: Default::default(), creator: None };
         let mut session = p.start(input, &[Analysis::Embeddings], &|| false).expect("decode");
         let out = p.run(&mut session, Analysis::Embeddings).expect("embeddings");
         let payload = out.payload().expect("json");

@@ -99,7 +99,7 @@ impl Pipeline {
     pub fn hashtag_inputs(&self, session: &mut Session, head: Option<&LinearHead>) -> Result<HashtagInputs, AnalysisError> {
         let spans = self.spans(session)?;
         let mut vocab = self.vocabulary.clone();
-        vocab.extend_tags(session.input.trending.iter().map(String::as_str), VocabSource::Trending);
+        vocab.grow(&session.input.pulled);
         if let Some(head) = head {
             vocab.extend_tags(head.labels.iter().map(String::as_str), VocabSource::Classifier);
         }

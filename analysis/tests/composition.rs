@@ -102,7 +102,13 @@ fn of_one_video() -> Vec<Analysis> {
 fn run(p: &Pipeline, path: &Path, analyses: &[Analysis]) -> Vec<(Analysis, Value)> {
     let probe = probe::probe(path, &MediaSettings::default()).expect("probe");
     let options = JobOptions { caption: Some("weeknight pasta #cooking".into()), ..JobOptions::default() };
-    let input = Input { path: path.to_owned(), probe, options, trending: vec!["#pasta".into()], creator: None };
+    let input = Input {
+        path: path.to_owned(),
+        probe,
+        options,
+        pulled: Arc::new(reelq_analysis::hashtags::PulledTags { tags: vec!["#pasta".into()], links: Vec::new() }),
+        creator: None,
+    };
     let mut session = p.start(input, analyses, &|| false).expect("decode");
     analyses.iter().map(|a| (*a, p.run(&mut session, *a).unwrap_or_else(|e| panic!("{a:?}: {e}")).payload().expect("json"))).collect()
 }

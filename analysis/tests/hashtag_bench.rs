@@ -49,7 +49,7 @@ fn a_video_with_nothing_to_hear_or_read_gets_a_notice_not_guesses() {
     assert!(status.success());
     let suggest = |p: &Pipeline, media: &MediaSettings| {
         let probe = reelq_analysis::media::probe::probe(&path, media).expect("probe");
-        let input = reelq_analysis::Input { path: path.clone(), probe, options: Default::default(), trending: Vec::new(), creator: None };
+        let input = reelq_analysis::Input { path: path.clone(), probe, options: Default::default(), pulled: Default::default(), creator: None };
         let mut session = p.start(input, &[Analysis::Hashtags], &|| false).expect("decode");
         p.run(&mut session, Analysis::Hashtags).expect("hashtags").payload().expect("json")
     };

@@ -52,7 +52,7 @@ fn two_second_parts(sources: &[&str], out: &Path) {
 
 fn safety(p: &Pipeline, path: &Path) -> Value {
     let probe = probe::probe(path, &MediaSettings::default()).expect("probe");
-    let input = Input { path: path.to_owned(), probe, options: JobOptions::default(), trending: Vec::new(), creator: None };
+    let input = Input { path: path.to_owned(), probe, options: JobOptions::default(), pulled: Default::default(), creator: None };
     let mut session = p.start(input, &[Analysis::Safety], &|| false).expect("decode");
     let out = p.run(&mut session, Analysis::Safety).expect("safety");
     assert!(out.models.iter().any(|m| m.name == "open-nsfw" && m.sha256.is_some()), "{:?}", out.models);

@@ -54,7 +54,7 @@ fn pipeline(min_speech_logprob: Option<f32>) -> Pipeline {
 /// The transcript and hashtags of `path`, as stored.
 fn run(p: &Pipeline, path: &Path) -> (Value, Value) {
     let probe = reelq_analysis::media::probe::probe(path, &Default::default()).expect("probe");
-    let input = Input { path: path.to_owned(), probe, options: Default::default(), trending: Vec::new(), creator: None };
+    let input = Input { path: path.to_owned(), probe, options: Default::default(), pulled: Default::default(), creator: None };
     let mut session = p.start(input, &[Analysis::Transcript, Analysis::Hashtags], &|| false).expect("decode");
     let transcript = p.run(&mut session, Analysis::Transcript).expect("transcript").payload().expect("json");
     let hashtags = p.run(&mut session, Analysis::Hashtags).expect("hashtags").payload().expect("json");

@@ -45,7 +45,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         check_container(&args.file)?;
         let found = probe::probe(&args.file, &settings.media)?;
         timings.stage("inspect file", started.elapsed());
-        let input = Input { path: args.file.clone(), probe: found, options, trending: Vec::new(), creator: None };
+        let input = Input { path: args.file.clone(), probe: found, options, pulled: Default::default(), creator: None };
         bar.set_message("decode");
         bar.set_position(10);
         let mut session = pipeline.start(input, &analyses, &|| false)?;

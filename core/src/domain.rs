@@ -575,6 +575,10 @@ pub fn mux_output_key(tenant_id: Uuid, job_id: Uuid) -> String {
 /// Bytes [`sniff_container`] wants to see.
 pub const SNIFF_LEN: usize = 64;
 
+/// Hashtags that fit any video and say nothing about its topic: never suggested as a topic,
+/// never learned as a wider tag of another.
+pub const GENERIC_HASHTAGS: &[&str] = &["#fyp", "#foryou", "#foryoupage", "#viral", "#trending", "#tiktok", "#explore", "#xyzbca", "#fy"];
+
 #[cfg(test)]
 mod sniff_tests {
     use super::sniff_container;

@@ -248,10 +248,13 @@ impl Runner {
         m.schedule_runs.with_label_values(&[schedule.name.as_str(), status]).inc();
         m.schedule_run_seconds.with_label_values(&[schedule.name.as_str()]).observe(started.elapsed().as_secs_f64());
         m.pulled_videos.with_label_values(&[schedule.name.as_str()]).inc_by(u64::from(ctx.videos));
-        if videos > 0
-            && let Err(e) = crate::trends::refresh(&self.pool, &self.trends).await
-        {
-            tracing::warn!(error = %e, "could not recompute trending hashtags");
+        if videos > 0 {
+            if let Err(e) = crate::trends::refresh(&self.pool, &self.trends).await {
+                tracing::warn!(error = %e, "could not recompute trending hashtags");
+            }
+            if let Err(e) = crate::trends::learn_links(&self.pool, &self.trends.links).await {
+                tracing::warn!(error = %e, "could not relearn wider hashtags");
+            }
         }
         Ok(())
     }

@@ -48,6 +48,14 @@ pub struct SchedulerSettings {
     pub trends_min_support: i64,
     /// Trending tags kept per region.
     pub trends_per_region_limit: usize,
+    /// The newest pulled videos that wider tags are learned from.
+    pub links_posts: i64,
+    /// Least videos a tag and its wider tag must share.
+    pub links_min_together: i64,
+    /// Least share of a tag's videos that must carry its wider tag.
+    pub links_min_share: f64,
+    /// Most wider tags kept per tag.
+    pub links_per_tag: i64,
     /// The schedules, by name (`[scheduler.schedules.<name>]`).
     pub schedules: BTreeMap<String, ScheduleSettings>,
 }
@@ -73,6 +81,10 @@ impl Default for SchedulerSettings {
             trends_smoothing: tr.smoothing,
             trends_min_support: tr.min_support,
             trends_per_region_limit: tr.per_region_limit,
+            links_posts: tr.links.posts,
+            links_min_together: tr.links.min_together,
+            links_min_share: tr.links.min_share,
+            links_per_tag: tr.links.per_tag,
             schedules: BTreeMap::new(),
         }
     }
@@ -116,6 +128,12 @@ impl SchedulerSettings {
             smoothing: self.trends_smoothing,
             min_support: self.trends_min_support,
             per_region_limit: self.trends_per_region_limit,
+            links: LinkSettings {
+                posts: self.links_posts,
+                min_together: self.links_min_together,
+                min_share: self.links_min_share,
+                per_tag: self.links_per_tag,
+            },
         }
     }
 }
@@ -174,11 +192,32 @@ pub struct TrendSettings {
     pub min_support: i64,
     /// Tags kept per region.
     pub per_region_limit: usize,
+    /// How wider tags are learned (the `links_*` keys).
+    pub links: LinkSettings,
 }
 
 impl Default for TrendSettings {
     fn default() -> Self {
-        Self { window_hours: 72, smoothing: 1.0, min_support: 3, per_region_limit: 200 }
+        Self { window_hours: 72, smoothing: 1.0, min_support: 3, per_region_limit: 200, links: LinkSettings::default() }
+    }
+}
+
+/// How wider tags are learned from pulled videos after each pull (the `links_*` keys): a tag
+/// that at least `min_share` of a tag's videos carry, at least `min_together` of them, and that
+/// more videos carry overall.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// The newest pulled videos read.
+    pub posts: i64,
+    pub min_together: i64,
+    pub min_share: f64,
+    /// Most wider tags kept per tag.
+    pub per_tag: i64,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        Self { posts: 100_000, min_together: 5, min_share: 0.3, per_tag: 4 }
     }
 }
 
@@ -307,6 +346,18 @@ impl SchedulerSettings {
         if self.trends_per_region_limit == 0 {
             return Err(ConfigError::invalid("scheduler.trends_per_region_limit", "must be positive"));
         }
+        if self.links_posts < 1 {
+            return Err(ConfigError::invalid("scheduler.links_posts", "must be positive"));
+        }
+        if self.links_min_together < 1 {
+            return Err(ConfigError::invalid("scheduler.links_min_together", "must be positive"));
+        }
+        if !(self.links_min_share > 0.0 && self.links_min_share <= 1.0) {
+            return Err(ConfigError::invalid("scheduler.links_min_share", "must be above 0 and at most 1"));
+        }
+        if !(0..=16).contains(&self.links_per_tag) {
+            return Err(ConfigError::invalid("scheduler.links_per_tag", "must be between 0 and 16 (0 learns none)"));
+        }
         for (name, s) in &self.schedules {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
                 return Err(ConfigError::invalid("scheduler.schedules", format!("schedule name `{name}`: letters, digits, '_' and '-' only")));
@@ -397,5 +448,13 @@ mod tests {
         assert!(err.to_string().contains("tiktok_client_key"), "{err}");
         let err = load(dir.path(), &[("REELQ__SCHEDULER__TIKTOK_MAX_COUNT", "500")]).expect_err("too many");
         assert!(err.to_string().contains("tiktok_max_count"), "{err}");
+        let s = load(dir.path(), &[("REELQ__SCHEDULER__LINKS_MIN_SHARE", "0.5")]).expect("loads");
+        assert_eq!(s.scheduler.trends().links.min_share, 0.5);
+        for (key, bad) in
+            [("LINKS_MIN_SHARE", "0"), ("LINKS_MIN_SHARE", "1.5"), ("LINKS_MIN_TOGETHER", "0"), ("LINKS_POSTS", "0"), ("LINKS_PER_TAG", "17")]
+        {
+            let err = load(dir.path(), &[(&format!("REELQ__SCHEDULER__{key}") as &str, bad)]).expect_err(key);
+            assert!(err.to_string().contains(&key.to_lowercase()), "{key}={bad}: {err}");
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Recomputes the trending-hashtag table from the pulled videos, per region and for all
-//! regions together, after each pull that stored something.
+//! Recomputes the trending-hashtag table, and the wider tags learned from pulled videos, after
+//! each pull that stored something (per region and for all regions together for the trends).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use reelq_shared::db::{DbError, scraped};
 use reelq_shared::engagement::trends::{self, TagCounts, Trend, TrendParams};
 
-use crate::settings::TrendSettings;
+use crate::settings::{LinkSettings, TrendSettings};
 
 /// Scores every region and replaces the table. Returns the number of tags stored.
 pub async fn refresh(pool: &PgPool, settings: &TrendSettings) -> Result<usize, DbError> {
@@ -56,5 +56,21 @@ pub async fn refresh(pool: &PgPool, settings: &TrendSettings) -> Result<usize, D
     let mut conn = pool.acquire().await.map_err(|source| DbError::Query { query: "acquire", source })?;
     scraped::replace_trending(&mut conn, &scored).await?;
     tracing::info!(tags = stored, %anchor, "trending hashtags recomputed");
+    Ok(stored)
+}
+
+/// Relearns the wider tags of pulled hashtags (`hashtag_links`) from the newest pulled videos.
+/// Returns the number of links stored.
+pub async fn learn_links(pool: &PgPool, settings: &LinkSettings) -> Result<u64, DbError> {
+    let params = scraped::LinkParams {
+        posts: settings.posts,
+        min_together: settings.min_together,
+        min_share: settings.min_share,
+        per_tag: settings.per_tag,
+        generic: reelq_shared::domain::GENERIC_HASHTAGS.iter().map(|t| t.trim_start_matches('#').to_owned()).collect(),
+    };
+    let mut conn = pool.acquire().await.map_err(|source| DbError::Query { query: "acquire", source })?;
+    let stored = scraped::replace_links(&mut conn, &params).await?;
+    tracing::info!(links = stored, "wider hashtags relearned");
     Ok(stored)
 }

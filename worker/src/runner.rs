@@ -21,7 +21,7 @@ use reelq_shared::metrics;
 use reelq_shared::queue::Topology;
 use reelq_shared::storage::{StorageError, Store};
 
-use reelq_analysis::hashtags::CreatorHistory;
+use reelq_analysis::hashtags::{CreatorHistory, PulledTags};
 use reelq_analysis::{AnalysisError, Input, Pipeline, PulledData, Session};
 use reelq_core::catalogue::Plan;
 use reelq_core::options::JobOptions;
@@ -44,6 +44,8 @@ const PULLED_TAGS: i64 = 2_000;
 /// Fewest pulled videos that must carry a hashtag before it joins the vocabulary: one
 /// creator's one-off tag is not yet a tag others use.
 const PULLED_TAG_MIN_USES: i64 = 3;
+/// Most wider-tag links learned from pulled data that the vocabulary reads.
+const PULLED_LINKS: i64 = 20_000;
 
 /// Most claims, or most job outcomes, one statement takes. Prefetch bounds how many a worker
 /// can have at once anyway; this keeps one statement's arrays and locks modest.
@@ -157,8 +159,8 @@ pub struct JobRunner {
     pipeline: Arc<Pipeline>,
     /// Set once the model pack in storage (if any) has been copied locally.
     models_synced: tokio::sync::OnceCell<()>,
-    /// The trending hashtags and when they were read; refreshed every few minutes.
-    trending: tokio::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
+    /// The hashtags of pulled data and when they were read; refreshed every few minutes.
+    trending: tokio::sync::Mutex<Option<(Instant, Arc<PulledTags>)>>,
     /// The promoted model versions, refreshed before the jobs that use them.
     registry: crate::registry::Registry,
     /// Whether PostgreSQL and storage are up; outcome writes wait for them.
@@ -402,7 +404,7 @@ impl JobRunner {
                 path: m.path.clone(),
                 probe: m.probe.clone(),
                 options: options.clone(),
-                trending: if plan.trending { self.trending().await.to_vec() } else { Vec::new() },
+                pulled: if plan.trending { self.trending().await } else { Arc::default() },
                 creator: match options.creator.as_deref() {
                     Some(creator) if plan.trending => Some(self.creator_history(job, creator).await?),
                     _ => None,
@@ -464,10 +466,10 @@ impl JobRunner {
     }
 
     /// The hashtags of pulled data the vocabulary grows with, read at most every five minutes:
-    /// the trending ones the scheduler computed, then the ones pulled videos carry most.
-    /// Without them suggestions still come from the curated vocabulary, so a failed read only
-    /// logs.
-    async fn trending(&self) -> Arc<Vec<String>> {
+    /// the trending ones the scheduler computed, then the ones pulled videos carry most, and
+    /// the wider tags the scheduler learned from them. Without them suggestions still come from
+    /// the curated vocabulary, so a failed read only logs.
+    async fn trending(&self) -> Arc<PulledTags> {
         const FRESH: Duration = Duration::from_secs(300);
         let mut slot = self.trending.lock().await;
         if let Some((at, tags)) = slot.as_ref()
@@ -483,7 +485,8 @@ impl JobRunner {
                     tags.push(tag);
                 }
             }
-            Ok::<_, DbError>(tags)
+            let links = reelq_shared::db::scraped::links(&self.pool, PULLED_LINKS).await?.into_iter().map(|l| (l.hashtag, l.wider)).collect();
+            Ok::<_, DbError>(PulledTags { tags, links })
         };
         let tags = match read.await {
             Ok(list) => Arc::new(list),

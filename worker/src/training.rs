@@ -35,7 +35,7 @@ use reelq_learn::features::{example_text, virality_feature_model, virality_featu
 use crate::inference::embedding::TextEmbedder;
 use reelq_analysis::evaluate::{self, Figures, Post, Variant};
 use reelq_analysis::findings::EmbeddingVector;
-use reelq_analysis::hashtags::{Ranker, SpanSource, TextSpan, VocabSource, heard_clearly};
+use reelq_analysis::hashtags::{Ranker, SpanSource, TextSpan, heard_clearly};
 use reelq_analysis::{Input, Pipeline, Session};
 use reelq_core::options::JobOptions;
 
@@ -73,8 +73,9 @@ pub struct Trainer<'a> {
     pub media: &'a MediaSettings,
     /// Where feedback videos are downloaded.
     pub scratch: &'a Path,
-    /// The hashtags of pulled data the vocabulary grows with, as jobs see it.
-    pub pulled_tags: Arc<Vec<String>>,
+    /// The hashtags of pulled data and their learned wider tags, which the vocabulary grows
+    /// with, as jobs see them.
+    pub pulled_tags: Arc<reelq_analysis::hashtags::PulledTags>,
 }
 
 /// Runs a training job to its end.
@@ -460,7 +461,7 @@ async fn train_ranker(
     let (pipe, prior, model, name, tags) = (pipeline.clone(), in_use.clone(), text_model.to_owned(), version.to_owned(), trainer.pulled_tags.clone());
     let (candidate, fit, eval, baseline, posts_secs, head) = tokio::task::spawn_blocking(move || -> Result<_, reelq_analysis::AnalysisError> {
         let mut vocab = pipe.vocabulary().clone();
-        vocab.extend_tags(tags.iter().map(String::as_str), VocabSource::Trending);
+        vocab.grow(&tags);
         let generic: BTreeSet<String> = vocab.entries().iter().filter(|e| e.generic).map(|e| e.tag.clone()).collect();
         let mut built = Vec::with_capacity(posts.len());
         let building = Instant::now();
@@ -802,7 +803,7 @@ async fn with_video<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
             let probe = crate::media::probe::probe(&path, &limits)?;
-            let input = Input { path, probe, options: JobOptions { caption, ..JobOptions::default() }, trending: Vec::new(), creator: None };
+            let input = Input { path, probe, options: JobOptions { caption, ..JobOptions::default() }, pulled: Default::default(), creator: None };
             let session = pipeline.start(input, &[Analysis::Embeddings], &|| stop.is_cancelled())?;
             let out = f(&pipeline, session);
             drop(dir);

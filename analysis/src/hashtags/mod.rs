@@ -33,7 +33,7 @@ use serde::Serialize;
 
 pub use ranker::Ranker;
 use vocabulary::GENERIC;
-pub use vocabulary::{VocabEntry, VocabSource, Vocabulary, normalise_tag, stem, variant_key};
+pub use vocabulary::{PulledTags, VocabEntry, VocabSource, Vocabulary, normalise_tag, stem, variant_key};
 
 /// What a creator's habit adds to a supported tag's log-odds, times the share of their posts
 /// that carried it.

@@ -46,6 +46,15 @@ pub enum VocabSource {
     Classifier,
 }
 
+/// What pulled data adds to the vocabulary of a job: the trending and most used hashtags (most
+/// used first) and the wider tags learned from the posts that carry them, `(tag, wider)`, as
+/// pulled (lower case, `#` optional).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PulledTags {
+    pub tags: Vec<String>,
+    pub links: Vec<(String, String)>,
+}
+
 /// A hashtag the suggester may propose.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VocabEntry {
@@ -210,14 +219,41 @@ impl Vocabulary {
                     let e = &mut self.entries[i];
                     e.popularity = e.popularity.max(popularity);
                 }
-                None => {
-                    let generic = GENERIC.contains(&tag.as_str());
-                    let keywords = vec![stem(tag.trim_start_matches('#'))];
-                    let about = self.split_words(tag.trim_start_matches('#'));
-                    self.push(VocabEntry { tag, generic, keywords, source, about, aliases: Vec::new(), broad: false, popularity, broader: Vec::new() });
-                }
+                None => self.add(tag, source, popularity),
             }
         }
+    }
+
+    /// A new entry for `tag` (lower case with `#`) that only its name describes.
+    fn add(&mut self, tag: String, source: VocabSource, popularity: f32) {
+        let generic = GENERIC.contains(&tag.as_str());
+        let keywords = vec![stem(tag.trim_start_matches('#'))];
+        let about = self.split_words(tag.trim_start_matches('#'));
+        self.push(VocabEntry { tag, generic, keywords, source, about, aliases: Vec::new(), broad: false, popularity, broader: Vec::new() });
+    }
+
+    /// Grows the vocabulary with pulled data: its tags join (see [`Vocabulary::extend_tags`]),
+    /// then each learned link adds its wider tag to the tag's broader tags, after the seed's.
+    /// A wider tag not known yet joins as a pulled tag; links of a tag the vocabulary does not
+    /// know, to a generic tag, or to the tag itself are skipped. Returns the links added.
+    pub fn grow(&mut self, pulled: &PulledTags) -> usize {
+        self.extend_tags(pulled.tags.iter().map(String::as_str), VocabSource::Trending);
+        let mut added = 0;
+        for (tag, wider) in &pulled.links {
+            let Some(i) = normalise_tag(tag).and_then(|t| self.find(&t)) else { continue };
+            let Some(wider) = normalise_tag(wider) else { continue };
+            if self.find(&wider).is_none() {
+                // Pulled, but neither trending nor among the most used: no popularity.
+                self.add(wider.clone(), VocabSource::Trending, 0.0);
+            }
+            let Some(j) = self.find(&wider) else { continue };
+            if i == j || self.entries[j].generic || self.entries[i].broader.contains(&j) {
+                continue;
+            }
+            self.entries[i].broader.push(j);
+            added += 1;
+        }
+        added
     }
 
     fn push(&mut self, e: VocabEntry) {
@@ -285,7 +321,7 @@ impl Vocabulary {
 }
 
 /// Tags that fit any video, recognised whichever list they arrive in.
-pub(crate) const GENERIC: &[&str] = &["#fyp", "#foryou", "#foryoupage", "#viral", "#trending", "#tiktok", "#explore", "#xyzbca", "#fy"];
+pub(crate) use reelq_core::domain::GENERIC_HASHTAGS as GENERIC;
 
 /// What spelling variants of one tag share: lower case, no `#` or `_`, a plural's singular.
 pub fn variant_key(tag: &str) -> String {
@@ -328,6 +364,36 @@ mod tests {
         assert!(fyp.generic);
         let cooking = &v.entries()[v.find("cooking").expect("#cooking")];
         assert!(!cooking.generic && cooking.keywords.contains(&"recipe".to_owned()));
+    }
+
+    #[test]
+    fn links_learned_from_pulled_posts_add_wider_tags_after_the_seeds() {
+        let mut v = Vocabulary::seed().expect("seed");
+        let legday = v.find("#legday").expect("#legday");
+        let seeded = v.entries()[legday].broader.clone();
+        assert!(!seeded.is_empty());
+        let pulled = PulledTags {
+            tags: vec!["legdaysquad".into()],
+            links: vec![
+                ("legday".into(), "legdaysquad".into()),
+                // Unknown before: joins as a pulled tag without popularity.
+                ("#LegDay".into(), "#quadgains".into()),
+                // Already a seed link, a generic tag, the tag itself, an unknown tag: skipped.
+                ("legday".into(), v.entries()[seeded[0]].tag.clone()),
+                ("legday".into(), "fyp".into()),
+                ("legday".into(), "legdays".into()),
+                ("qzxvnotatag".into(), "gym".into()),
+            ],
+        };
+        assert_eq!(v.grow(&pulled), 2);
+        let broader: Vec<&str> = v.entries()[legday].broader.iter().map(|&j| v.entries()[j].tag.as_str()).collect();
+        let n = seeded.len();
+        assert_eq!(broader[n..], ["#legdaysquad", "#quadgains"]);
+        let squad = &v.entries()[v.find("#legdaysquad").expect("pulled")];
+        let quad = &v.entries()[v.find("#quadgains").expect("joined")];
+        assert_eq!((squad.source, squad.popularity), (VocabSource::Trending, 1.0));
+        assert_eq!((quad.source, quad.popularity), (VocabSource::Trending, 0.0));
+        assert!(v.find("#qzxvnotatag").is_none());
     }
 
     #[test]

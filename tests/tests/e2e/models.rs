@@ -198,6 +198,64 @@ async fn the_vocabulary_grows_with_the_hashtags_pulled_videos_carry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wider_tag_learned_from_pulled_posts_follows_a_likely_tag() {
+    let env = TestEnv::new().await;
+    let app = TestApp::spawn(&env, env.api_settings()).await;
+    let clip =
+        tokio::task::spawn_blocking(|| topic_clip("Pasta", "Tonight we cook pasta: spaghetti with garlic, olive oil and parmesan.")).await.expect("clip");
+    let video = app.upload_clip(clip).await;
+    let settings = || {
+        let mut s = env.worker_settings();
+        s.hashtags.count = 20;
+        s.hashtags.variants = 0;
+        s
+    };
+
+    // Six pulled posts carry #pasta with #carbtok, three more #carbtok alone, one #pasta with
+    // #dinner; #fyp is on most of them. #carbtok is carried by more posts than #pasta and by
+    // six of its seven: its wider tag. #fyp fits any post; #dinner is too rare to count.
+    let mut videos = Vec::new();
+    for n in 0..6 {
+        videos.push(pulled(&format!("both-{n}"), &["pasta", "carbtok", "fyp"], "m-a", (100, 1, 0, 0)));
+    }
+    for n in 0..3 {
+        videos.push(pulled(&format!("wider-{n}"), &["carbtok", "fyp"], "m-a", (100, 1, 0, 0)));
+    }
+    videos.push(pulled("dinner", &["pasta", "dinner"], "m-b", (100, 1, 0, 0)));
+    let mut conn = env.pool.acquire().await.expect("connection");
+    scraped::upsert_batch(&mut conn, &videos, "test", chrono::Utc::now()).await.expect("seeded");
+    drop(conn);
+
+    // Pulled, but no link learned yet: #carbtok is in the vocabulary, and nothing in the
+    // video supports it.
+    let worker = TestWorker::spawn(settings()).await;
+    let before = suggest(&app, video).await;
+    assert!(before.iter().any(|s| s["tag"] == "#pasta"), "{before:#?}");
+    assert!(!before.iter().any(|s| s["tag"] == "#carbtok"), "{before:#?}");
+    worker.stop().await;
+
+    let stored = reelq_scheduler::trends::learn_links(&env.pool, &reelq_scheduler::settings::LinkSettings::default()).await.expect("learned");
+    assert_eq!(stored, 1);
+    let links = scraped::links(&env.pool, 10).await.expect("read");
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!((links[0].hashtag.as_str(), links[0].wider.as_str(), links[0].together), ("pasta", "carbtok", 6));
+    assert!((links[0].share - 6.0 / 7.0).abs() < 1e-9, "{links:?}");
+
+    let worker = TestWorker::spawn(settings()).await;
+    let after = suggest(&app, video).await;
+    let wider = after.iter().find(|s| s["tag"] == "#carbtok").unwrap_or_else(|| panic!("the learned wider tag is suggested: {after:#?}"));
+    let evidence = wider["evidence"].as_array().expect("evidence");
+    assert!(evidence.iter().any(|e| e["kind"] == "broader" && e["text"].as_str().is_some_and(|t| t.contains("#pasta"))), "{wider:#?}");
+    let rank = |tag: &str| after.iter().position(|s| s["tag"] == tag);
+    assert!(rank("#pasta") < rank("#carbtok"), "the tag the video supports comes first: {after:#?}");
+    assert!(!after.iter().any(|s| s["tag"] == "#fyp"), "{after:#?}");
+
+    worker.stop().await;
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_model_pack_in_storage_is_copied_before_the_first_job_that_needs_it() {
     let env = TestEnv::new().await;
     let store = reelq_shared::storage::Store::new(&env.storage);

@@ -330,7 +330,7 @@ async fn trending_hashtags_and_music_recommendations_over_the_api() {
     std::fs::write(&path, jsonl(&rows)).expect("write");
     let (outcome, _) = import(&env, &path.display().to_string(), DumpFormat::Jsonl).await;
     assert_eq!(outcome, Ok(PullOutcome::Complete));
-    let trends = TrendSettings { window_hours: 72, smoothing: 1.0, min_support: 2, per_region_limit: 50 };
+    let trends = TrendSettings { window_hours: 72, smoothing: 1.0, min_support: 2, per_region_limit: 50, links: Default::default() };
     reelq_scheduler::trends::refresh(&env.pool, &trends).await.expect("trends");
 
     // The virality population: every video's latest counters, newest post first.
