@@ -160,7 +160,7 @@ pub struct JobRunner {
     /// Set once the model pack in storage (if any) has been copied locally.
     models_synced: tokio::sync::OnceCell<()>,
     /// The hashtags of pulled data and when they were read; refreshed every few minutes.
-    trending: tokio::sync::Mutex<Option<(Instant, Arc<PulledTags>)>>,
+    pulled: tokio::sync::Mutex<Option<(Instant, Arc<PulledTags>)>>,
     /// The promoted model versions, refreshed before the jobs that use them.
     registry: crate::registry::Registry,
     /// Whether PostgreSQL and storage are up; outcome writes wait for them.
@@ -211,7 +211,7 @@ impl JobRunner {
             scratch,
             pipeline,
             models_synced: tokio::sync::OnceCell::new(),
-            trending: tokio::sync::Mutex::new(None),
+            pulled: tokio::sync::Mutex::new(None),
             registry,
             deps,
             claims,
@@ -404,7 +404,7 @@ impl JobRunner {
                 path: m.path.clone(),
                 probe: m.probe.clone(),
                 options: options.clone(),
-                pulled: if plan.trending { self.trending().await } else { Arc::default() },
+                pulled: if plan.trending { self.pulled().await } else { Arc::default() },
                 creator: match options.creator.as_deref() {
                     Some(creator) if plan.trending => Some(self.creator_history(job, creator).await?),
                     _ => None,
@@ -469,9 +469,9 @@ impl JobRunner {
     /// the trending ones the scheduler computed, then the ones pulled videos carry most, and
     /// the wider tags the scheduler learned from them. Without them suggestions still come from
     /// the curated vocabulary, so a failed read only logs.
-    async fn trending(&self) -> Arc<PulledTags> {
+    async fn pulled(&self) -> Arc<PulledTags> {
         const FRESH: Duration = Duration::from_secs(300);
-        let mut slot = self.trending.lock().await;
+        let mut slot = self.pulled.lock().await;
         if let Some((at, tags)) = slot.as_ref()
             && at.elapsed() < FRESH
         {
@@ -491,7 +491,7 @@ impl JobRunner {
         let tags = match read.await {
             Ok(list) => Arc::new(list),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the trending hashtags; suggesting from the curated list");
+                tracing::warn!(error = %e, "cannot read the hashtags of pulled data; suggesting from the curated list");
                 slot.as_ref().map(|(_, t)| t.clone()).unwrap_or_default()
             }
         };
@@ -530,7 +530,7 @@ impl JobRunner {
                     pipeline: &self.pipeline,
                     media: &self.settings.media,
                     scratch: &self.scratch,
-                    pulled_tags: self.trending().await,
+                    pulled_tags: self.pulled().await,
                 };
                 crate::training::run(&trainer, job, cancel).await
             }

@@ -219,17 +219,20 @@ impl Vocabulary {
                     let e = &mut self.entries[i];
                     e.popularity = e.popularity.max(popularity);
                 }
-                None => self.add(tag, source, popularity),
+                None => {
+                    self.add(tag, source, popularity);
+                }
             }
         }
     }
 
-    /// A new entry for `tag` (lower case with `#`) that only its name describes.
-    fn add(&mut self, tag: String, source: VocabSource, popularity: f32) {
+    /// A new entry for `tag` (lower case with `#`) that only its name describes; its index, or
+    /// `None` when it clashes with a known one.
+    fn add(&mut self, tag: String, source: VocabSource, popularity: f32) -> Option<usize> {
         let generic = GENERIC.contains(&tag.as_str());
         let keywords = vec![stem(tag.trim_start_matches('#'))];
         let about = self.split_words(tag.trim_start_matches('#'));
-        self.push(VocabEntry { tag, generic, keywords, source, about, aliases: Vec::new(), broad: false, popularity, broader: Vec::new() });
+        self.push(VocabEntry { tag, generic, keywords, source, about, aliases: Vec::new(), broad: false, popularity, broader: Vec::new() })
     }
 
     /// Grows the vocabulary with pulled data: its tags join (see [`Vocabulary::extend_tags`]),
@@ -240,13 +243,10 @@ impl Vocabulary {
         self.extend_tags(pulled.tags.iter().map(String::as_str), VocabSource::Trending);
         let mut added = 0;
         for (tag, wider) in &pulled.links {
-            let Some(i) = normalise_tag(tag).and_then(|t| self.find(&t)) else { continue };
-            let Some(wider) = normalise_tag(wider) else { continue };
-            if self.find(&wider).is_none() {
-                // Pulled, but neither trending nor among the most used: no popularity.
-                self.add(wider.clone(), VocabSource::Trending, 0.0);
-            }
-            let Some(j) = self.find(&wider) else { continue };
+            let Some(i) = self.find(tag) else { continue };
+            // A wider tag pulled, but neither trending nor among the most used, joins without
+            // popularity.
+            let Some(j) = self.find(wider).or_else(|| self.add(normalise_tag(wider)?, VocabSource::Trending, 0.0)) else { continue };
             if i == j || self.entries[j].generic || self.entries[i].broader.contains(&j) {
                 continue;
             }
@@ -256,15 +256,17 @@ impl Vocabulary {
         added
     }
 
-    fn push(&mut self, e: VocabEntry) {
+    /// Adds `e` and returns its index, unless it clashes with a known entry.
+    fn push(&mut self, e: VocabEntry) -> Option<usize> {
         if self.clash(&e).is_some() {
-            return;
+            return None;
         }
         let i = self.entries.len();
         for t in std::iter::once(&e.tag).chain(&e.aliases) {
             self.index.insert(variant_key(t), i);
         }
         self.entries.push(e);
+        Some(i)
     }
 
     /// `body` as two or more known words ("pastanight" → "pasta night"), the fewest that
