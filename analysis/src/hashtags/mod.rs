@@ -466,9 +466,12 @@ pub fn rank_with(ranker: &Ranker, vocab: &Vocabulary, spans: &[TextSpan], signal
 }
 
 /// Scores `candidates` with `ranker`, lifts what the creator's history supports, and keeps the
-/// best `opts.count` above the threshold, with at most `opts.max_generic` generic ones.
+/// best `opts.count` above the threshold. Slots that no tag with enough score wants go first to
+/// the forms of the tags suggested (#hockeylife after #hockey), then to at most
+/// `opts.max_generic` generic tags.
 pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Option<&CreatorHistory>, opts: &RankOptions) -> Vec<Suggestion> {
-    let mut scored: Vec<Suggestion> = Vec::new();
+    // Each suggestion, with the tag it is a form of when it is a variant.
+    let mut scored: Vec<(Suggestion, Option<String>)> = Vec::new();
     for c in candidates {
         let content = ranker.score(&c.x);
         if content < opts.min_score / 2.0 {
@@ -510,19 +513,26 @@ pub fn rank_candidates(ranker: &Ranker, candidates: Vec<Candidate>, creator: Opt
                 }
                 evidence.push(said);
             }
-            scored.push(Suggestion { tag: variant.clone(), score: (share * 1000.0).round() / 1000.0, sources, evidence, generic: c.generic });
+            let s = Suggestion { tag: variant.clone(), score: (share * 1000.0).round() / 1000.0, sources, evidence, generic: c.generic };
+            scored.push((s, Some(c.tag.clone())));
         }
-        scored.push(Suggestion { tag: c.tag, score: (score * 1000.0).round() / 1000.0, sources, evidence, generic: c.generic });
+        scored.push((Suggestion { tag: c.tag, score: (score * 1000.0).round() / 1000.0, sources, evidence, generic: c.generic }, None));
     }
-    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.tag.cmp(&b.tag)));
+    scored.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then_with(|| a.0.tag.cmp(&b.0.tag)));
     // A tag offered twice (a variant of one entry that another candidate also is) keeps its best.
     let mut seen = BTreeSet::new();
-    scored.retain(|s| seen.insert(s.tag.clone()));
+    scored.retain(|s| seen.insert(s.0.tag.clone()));
 
-    let (generic, specific): (Vec<_>, Vec<_>) = scored.into_iter().filter(|s| s.score >= opts.min_score).partition(|s| s.generic);
-    let mut out: Vec<Suggestion> = specific.into_iter().take(opts.count).collect();
+    let (generic, specific): (Vec<_>, Vec<_>) = scored.into_iter().partition(|s| s.0.generic);
+    let (sure, unsure): (Vec<_>, Vec<_>) = specific.into_iter().partition(|s| s.0.score >= opts.min_score);
+    let mut out: Vec<Suggestion> = sure.into_iter().take(opts.count).map(|s| s.0).collect();
+    // A form of a suggested tag is no weaker a guess about the video than the tag itself.
+    let room = opts.count.saturating_sub(out.len());
+    let forms: Vec<Suggestion> =
+        unsure.into_iter().filter(|(_, of)| of.as_ref().is_some_and(|of| out.iter().any(|s| s.tag == *of))).map(|s| s.0).take(room).collect();
+    out.extend(forms);
     let room = opts.count.saturating_sub(out.len()).min(opts.max_generic);
-    out.extend(generic.into_iter().take(room));
+    out.extend(generic.into_iter().filter(|s| s.0.score >= opts.min_score).map(|s| s.0).take(room));
     // Ranked and cut by score; shown as the chance that a creator would post the tag.
     for s in &mut out {
         s.score = (ranker.chance(s.score) * 1000.0).round() / 1000.0;
@@ -899,14 +909,21 @@ mod tests {
         assert_eq!(baking.evidence[0].text, "bread");
     }
 
-    #[test]
-    fn the_forms_creators_post_follow_their_tag_and_never_pass_it() {
-        let v_surfing = Vocabulary::parse(
+    /// A seed of #surfing, with three forms, and #beach; and a narration about surfing.
+    fn surfing() -> Vocabulary {
+        Vocabulary::parse(
             "#surfing\ttopic\t#surf #surfer #surflife\triding waves on a surfboard\tsurfing surf waves surfboard\n\
              #beach\ttopic\t-\ta day at the beach\tbeach sand\n",
         )
-        .expect("a seed");
-        let spans = [span(SpanSource::Transcript, "Surfing at dawn: the waves were clean and the surfboard flew")];
+        .expect("a seed")
+    }
+
+    const SURFING: &str = "Surfing at dawn: the waves were clean and the surfboard flew";
+
+    #[test]
+    fn the_forms_creators_post_follow_their_tag_and_never_pass_it() {
+        let v_surfing = surfing();
+        let spans = [span(SpanSource::Transcript, SURFING)];
         let opts = RankOptions { min_score: 0.0, count: 10, variants: 2, ..OPTS };
         let got = rank(&v_surfing, &spans, &Signals::default(), &opts);
         let tags: Vec<&str> = got.iter().map(|s| s.tag.as_str()).collect();
@@ -926,7 +943,7 @@ mod tests {
         // A creator who posts #surfer gets it lifted, never past #surfing.
         let history = CreatorHistory::from_posts(&[vec!["#surfer".to_owned()], vec!["#Surfer".to_owned(), "#beach".to_owned()]]);
         let signals = Signals { creator: Some(history), ..Signals::default() };
-        let spans = [span(SpanSource::Transcript, "Surfing at dawn: the waves were clean and the surfboard flew")];
+        let spans = [span(SpanSource::Transcript, SURFING)];
         let plain = rank(&v_surfing, &spans, &Signals::default(), &opts);
         let lifted = rank(&v_surfing, &spans, &signals, &opts);
         let score = |got: &[Suggestion], tag: &str| got.iter().find(|s| s.tag == tag).map(|s| s.score).unwrap_or_else(|| panic!("{tag} in {got:?}"));
@@ -946,6 +963,31 @@ mod tests {
         let once = rank(&v_surfing, &spans, &Signals::default(), &RankOptions { variants: 0, ..opts });
         assert!(once.iter().all(|s| s.tag != "#surf" && s.tag != "#surfer"), "{once:?}");
         assert_eq!(once.iter().find(|s| s.tag == "#surfing").map(|s| s.score), Some(score(&plain, "#surfing")));
+    }
+
+    #[test]
+    fn the_forms_of_a_suggested_tag_fill_slots_no_tag_above_the_threshold_wants() {
+        let v = surfing();
+        let spans = [span(SpanSource::Transcript, SURFING)];
+        let all = rank(&v, &spans, &Signals::default(), &RankOptions { min_score: 0.0, count: 10, variants: 2, max_generic: 1, ..OPTS });
+        let score = |tag: &str| all.iter().find(|s| s.tag == tag).map(|s| s.score).unwrap_or_else(|| panic!("{tag} in {all:?}"));
+        // A threshold between #surfing and its forms (shown as chances; the threshold is a
+        // score): the forms score below it, yet take the slots nothing else wants, in their
+        // order, and never more than `variants` of them.
+        let between = (score("#surfing") + score("#surf")) / 2.0;
+        assert!(score("#surf") < between && between < score("#surfing"), "{all:?}");
+        let min_score = Ranker::shipped().score_for_chance(between);
+        let opts = RankOptions { min_score, count: 5, variants: 2, max_generic: 1, ..OPTS };
+        let got: Vec<String> = rank(&v, &spans, &Signals::default(), &opts).into_iter().map(|s| s.tag).collect();
+        assert_eq!(got[..3], ["#surfing", "#surf", "#surfer"], "{got:?} of {all:?}");
+        assert!(!got.contains(&"#surflife".to_owned()) && !got.contains(&"#beach".to_owned()), "{got:?}");
+        // With room for two, the forms take no slot a tag above the threshold wants.
+        let two: Vec<String> = rank(&v, &spans, &Signals::default(), &RankOptions { count: 2, ..opts }).into_iter().map(|s| s.tag).collect();
+        assert_eq!(two[0], "#surfing", "{two:?}");
+        assert_eq!(two.len(), 2, "{two:?}");
+        // Without variants nothing fills them.
+        let once: Vec<String> = rank(&v, &spans, &Signals::default(), &RankOptions { variants: 0, ..opts }).into_iter().map(|s| s.tag).collect();
+        assert!(once.iter().all(|t| t != "#surf" && t != "#surfer"), "{once:?}");
     }
 
     #[test]
