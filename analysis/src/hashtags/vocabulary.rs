@@ -338,6 +338,35 @@ pub fn normalise_tag(raw: &str) -> Option<String> {
     ok.then(|| format!("#{body}"))
 }
 
+/// Plurals of words ending in `i` that creators say or tag: "-is" is otherwise kept whole, as
+/// most words ending so are singular ("tennis", "analysis", "paris").
+const I_PLURALS: &[&str] = &[
+    "minis",
+    "skis",
+    "corgis",
+    "bikinis",
+    "martinis",
+    "emojis",
+    "kiwis",
+    "taxis",
+    "safaris",
+    "zucchinis",
+    "yetis",
+    "tikis",
+    "khakis",
+    "salamis",
+    "bonsais",
+    "jedis",
+    "hijabis",
+    "blinis",
+    "alibis",
+    "wikis",
+    "kois",
+    "sushis",
+    "origamis",
+    "tamagotchis",
+];
+
 /// A light stemmer, enough to let "recipes" meet "recipe" and "goals" meet "goal".
 pub fn stem(word: &str) -> String {
     let w = word.to_lowercase();
@@ -345,7 +374,11 @@ pub fn stem(word: &str) -> String {
     let n = w.chars().count();
     if n > 4 && w.ends_with("ies") {
         format!("{}y", &w[..w.len() - 3])
-    } else if n > 3 && w.ends_with('s') && !["ss", "us", "is"].iter().any(|e| w.ends_with(e)) && !["news", "series", "species"].contains(&w) {
+    } else if n > 3
+        && w.ends_with('s')
+        && (!["ss", "us", "is"].iter().any(|e| w.ends_with(e)) || I_PLURALS.contains(&w))
+        && !["news", "series", "species"].contains(&w)
+    {
         w[..w.len() - 1].to_owned()
     } else {
         w.to_owned()
@@ -448,7 +481,8 @@ mod tests {
         assert_eq!(stem("recipes"), "recipe");
         assert_eq!(stem("puppies"), "puppy");
         assert_eq!(stem("glass"), "glass");
-        assert_eq!((stem("news"), stem("analysis")), ("news".to_owned(), "analysis".to_owned()));
+        assert_eq!((stem("news"), stem("analysis"), stem("tennis")), ("news".to_owned(), "analysis".to_owned(), "tennis".to_owned()));
+        assert_eq!((stem("minis"), stem("Skis")), ("mini".to_owned(), "ski".to_owned()));
         assert_eq!(variant_key("#Leg_Days"), "legday");
     }
 }
