@@ -185,6 +185,9 @@ const VISUAL_NEIGHBOURS: usize = 15;
 const MIN_CLASSIFIER: f32 = 0.05;
 /// How many of the likeliest specific candidates a tag's coherence is measured against.
 const COHERENT: usize = 5;
+/// Cosine of two entries' descriptions from which they count as near (#sourdough and #bread
+/// 0.74, #nails and #nailart 0.77; #animals and #animalcrossing 0.40, #dog and #hotdog 0.40).
+const RELATED: f32 = 0.5;
 
 /// The first pass that picks those candidates: the prior weights, so that a candidate's
 /// features do not depend on the weights that will score them.
@@ -229,6 +232,26 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
             None => new.push(p),
         }
     }
+    // The words of a compound that names an entry ("animal" in "animal crossing", "dog" in
+    // "hot dog") speak for that entry and the tags near it, not for every tag they name alone.
+    let mut inside: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+    for (&i, p) in &named {
+        if !p.hashtag && p.words >= 2 {
+            for w in p.text.split_whitespace() {
+                inside.entry(stem(w)).or_default().push((i, p.count));
+            }
+        }
+    }
+    let related = |i: usize, j: usize| -> bool {
+        let e = vocab.entries();
+        i == j
+            || e[i].broader.contains(&j)
+            || e[j].broader.contains(&i)
+            || signals.descriptions.as_ref().is_some_and(|d| match (d.get(i), d.get(j)) {
+                (Some(a), Some(b)) if !a.is_empty() && a.len() == b.len() => cosine(a, b) >= RELATED,
+                _ => false,
+            })
+    };
     let cut = |scores: &mut dyn Iterator<Item = f32>, k: usize| -> (f32, f32) {
         let mut all: Vec<f32> = scores.collect();
         all.sort_by(|a, b| b.total_cmp(a));
@@ -252,7 +275,11 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
     let candidate = |i: usize, forced: bool| -> Option<Candidate> {
         let entry = &vocab.entries()[i];
         let mut x = [0.0f32; ranker::N];
-        let found = keyword_match(entry, &words);
+        // A word counts for this entry unless every time it came was inside a compound that
+        // names an unrelated one.
+        let borrowed =
+            |key: &str, times: usize| inside.get(key).is_some_and(|owners| owners.iter().any(|&(owner, count)| times <= count && !related(owner, i)));
+        let found = keyword_match(entry, &words, borrowed);
         x[feature("name_said")] = f32::from(u8::from(found.name.contains(&SpanSource::Transcript)));
         x[feature("name_shown")] = f32::from(u8::from(found.name.contains(&SpanSource::OnScreenText)));
         x[feature("name_captioned")] = f32::from(u8::from(found.name.contains(&SpanSource::Caption)));
@@ -727,13 +754,13 @@ struct KeywordMatch {
     evidence: Vec<Evidence>,
 }
 
-fn keyword_match(entry: &VocabEntry, words: &WordIndex) -> KeywordMatch {
+fn keyword_match(entry: &VocabEntry, words: &WordIndex, borrowed: impl Fn(&str, usize) -> bool) -> KeywordMatch {
     let name = stem(entry.tag.trim_start_matches('#'));
     let mut found: BTreeMap<(&str, SpanSource), &(SpanSource, Option<f64>, String)> = BTreeMap::new();
     let mut m = KeywordMatch { name: Vec::new(), strength: 0.0, distinct: 0, repeats: 0, evidence: Vec::new() };
     let keys = std::iter::once(name.as_str()).chain(entry.keywords.iter().map(String::as_str).filter(|k| *k != name));
     for key in keys {
-        let Some(hits) = words.get(key) else { continue };
+        let Some(hits) = words.get(key).filter(|hits| !borrowed(key, hits.len())) else { continue };
         if key == name {
             for hit in hits {
                 if !m.name.contains(&hit.0) {
@@ -789,6 +816,26 @@ mod tests {
         let spans = [span(SpanSource::Transcript, "What a goal! The striker scored in the last minute of the match")];
         let tags: Vec<String> = rank(&v, &spans, &Signals::default(), &OPTS).into_iter().map(|s| s.tag).collect();
         assert!(tags.contains(&"#football".to_owned()) && !tags.contains(&"#cooking".to_owned()), "{tags:?}");
+    }
+
+    #[test]
+    fn a_word_inside_a_compound_that_names_a_topic_speaks_only_for_topics_near_it() {
+        let v = Vocabulary::curated();
+        let tags = |text: &str| -> Vec<String> {
+            let spans = [span(SpanSource::Transcript, text)];
+            rank(&v, &spans, &Signals::default(), &RankOptions { count: 10, ..OPTS }).into_iter().map(|s| s.tag).collect()
+        };
+        // Animal Crossing is a game, not an animal; a hot dog is food, not a dog.
+        let game = tags("My animal crossing island tour with new villagers and a terraformed beach");
+        assert!(game.contains(&"#animalcrossing".to_owned()) && !game.contains(&"#animals".to_owned()), "{game:?}");
+        let food = tags("Grilling a hot dog with mustard and relish at the ballpark");
+        assert!(food.contains(&"#hotdog".to_owned()) && !food.contains(&"#dog".to_owned()), "{food:?}");
+        // Iced coffee is coffee (#coffee is a wider tag of #icedcoffee), and a word that also
+        // comes outside the compound speaks for itself.
+        let drink = tags("Making an iced coffee at home with cold milk");
+        assert!(drink.contains(&"#icedcoffee".to_owned()) && drink.contains(&"#coffee".to_owned()), "{drink:?}");
+        let pets = tags("Our animal crossing evening, then the real animal shelter visit: every animal there was cute");
+        assert!(pets.contains(&"#animals".to_owned()), "{pets:?}");
     }
 
     #[test]
