@@ -284,6 +284,7 @@ pub fn candidates(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, con
         x[feature("name_shown")] = f32::from(u8::from(found.name.contains(&SpanSource::OnScreenText)));
         x[feature("name_captioned")] = f32::from(u8::from(found.name.contains(&SpanSource::Caption)));
         x[feature("keywords")] = found.strength;
+        x[feature("keywords_written")] = found.written;
         let mut evidence = found.evidence;
         // One other keyword found once is too weak to make a candidate on its own ("routine"
         // is in many tags' keywords): such a tag must also be near by a model.
@@ -476,7 +477,7 @@ pub fn rank(vocab: &Vocabulary, spans: &[TextSpan], signals: &Signals, opts: &Ra
 /// Which signal each feature belongs to, as a suggestion's `sources` name them.
 fn source_of(feature: &str, known: bool) -> Option<&'static str> {
     Some(match feature {
-        "name_said" | "name_shown" | "name_captioned" | "keywords" | "name_phrase" => "keywords",
+        "name_said" | "name_shown" | "name_captioned" | "keywords" | "keywords_written" | "name_phrase" => "keywords",
         "caption_hashtag" if known => "keywords",
         "caption_hashtag" | "new_line" | "new_said" | "new_count" => "content_phrase",
         "text_similarity" | "text_margin" => "text_embedding",
@@ -749,6 +750,8 @@ struct KeywordMatch {
     /// Distinct other keywords found, and how many times they were found beyond the first.
     distinct: usize,
     repeats: usize,
+    /// `strength` counting only what the creator wrote (on-screen text and the caption).
+    written: f32,
     /// The first place each word occurs in each source: a word both said and shown is
     /// evidence twice over for a creator reading it.
     evidence: Vec<Evidence>,
@@ -757,7 +760,8 @@ struct KeywordMatch {
 fn keyword_match(entry: &VocabEntry, words: &WordIndex, borrowed: impl Fn(&str, usize) -> bool) -> KeywordMatch {
     let name = stem(entry.tag.trim_start_matches('#'));
     let mut found: BTreeMap<(&str, SpanSource), &(SpanSource, Option<f64>, String)> = BTreeMap::new();
-    let mut m = KeywordMatch { name: Vec::new(), strength: 0.0, distinct: 0, repeats: 0, evidence: Vec::new() };
+    let mut m = KeywordMatch { name: Vec::new(), strength: 0.0, distinct: 0, repeats: 0, written: 0.0, evidence: Vec::new() };
+    let (mut written, mut written_repeats) = (0usize, 0usize);
     let keys = std::iter::once(name.as_str()).chain(entry.keywords.iter().map(String::as_str).filter(|k| *k != name));
     for key in keys {
         let Some(hits) = words.get(key).filter(|hits| !borrowed(key, hits.len())) else { continue };
@@ -770,14 +774,20 @@ fn keyword_match(entry: &VocabEntry, words: &WordIndex, borrowed: impl Fn(&str, 
         } else {
             m.distinct += 1;
             m.repeats += hits.len() - 1;
+            let shown = hits.iter().filter(|h| h.0 != SpanSource::Transcript).count();
+            if shown > 0 {
+                written += 1;
+                written_repeats += shown - 1;
+            }
         }
         for hit in hits {
             found.entry((key, hit.0)).or_insert(hit);
         }
     }
-    if m.distinct > 0 {
-        m.strength = 1.0 - (-(0.45 * m.distinct as f32 + 0.1 * m.repeats.min(5) as f32)).exp();
-    }
+    let strength =
+        |distinct: usize, repeats: usize| if distinct == 0 { 0.0 } else { 1.0 - (-(0.45 * distinct as f32 + 0.1 * repeats.min(5) as f32)).exp() };
+    m.strength = strength(m.distinct, m.repeats);
+    m.written = strength(written, written_repeats);
     m.evidence = found
         .values()
         .map(|(source, time, word)| Evidence {
@@ -816,6 +826,23 @@ mod tests {
         let spans = [span(SpanSource::Transcript, "What a goal! The striker scored in the last minute of the match")];
         let tags: Vec<String> = rank(&v, &spans, &Signals::default(), &OPTS).into_iter().map(|s| s.tag).collect();
         assert!(tags.contains(&"#football".to_owned()) && !tags.contains(&"#cooking".to_owned()), "{tags:?}");
+    }
+
+    #[test]
+    fn keywords_the_creator_wrote_count_apart_from_those_only_heard() {
+        let v = Vocabulary::curated();
+        let legday = |spans: &[TextSpan]| -> [f32; ranker::N] {
+            candidates(&v, spans, &Signals::default(), true).into_iter().find(|c| c.tag == "#legday").expect("#legday is a candidate").x
+        };
+        let heard = legday(&[span(SpanSource::Transcript, "heavy squats then lunges")]);
+        assert!(heard[feature("keywords")] > 0.0 && heard[feature("keywords_written")] == 0.0, "{heard:?}");
+        for source in [SpanSource::OnScreenText, SpanSource::Caption] {
+            let written = legday(&[span(source, "heavy squats then lunges")]);
+            assert_eq!(written[feature("keywords_written")], written[feature("keywords")], "{source:?}");
+        }
+        // Said and shown: the written half counts what was shown.
+        let both = legday(&[span(SpanSource::Transcript, "heavy squats then lunges"), span(SpanSource::OnScreenText, "squats")]);
+        assert!(both[feature("keywords_written")] > 0.0 && both[feature("keywords_written")] < both[feature("keywords")], "{both:?}");
     }
 
     #[test]

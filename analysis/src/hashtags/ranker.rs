@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT: &str = "reelq-hashtag-ranker/1";
 
 /// The features of a candidate, in the order the weights use.
-pub const FEATURES: [&str; 20] = [
+pub const FEATURES: [&str; 21] = [
     // The tag's own word (or the words of a compound tag, "leg day" for #legday) was said,
     // shown on screen, or written in the caption.
     "name_said",
@@ -58,6 +58,9 @@ pub const FEATURES: [&str; 20] = [
     // A broader tag (#gaming) of one of the video's five likeliest specific tags (#minecraft):
     // that tag's likelihood under the prior weights, 0 otherwise.
     "broader",
+    // Its other keywords found in what the creator wrote (on-screen text, the caption), as
+    // `keywords` counts them: written words carry no speech recognition errors.
+    "keywords_written",
 ];
 
 /// Number of features.
@@ -128,6 +131,7 @@ impl Ranker {
             "name_phrase" => 2.0,
             "coherence" => 2.0,
             "broader" => 2.0,
+            "keywords_written" => 1.0,
             _ => 0.0,
         };
         Ranker {
